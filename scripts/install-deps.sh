@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what bypass needs to build and test, idempotently.
+# Debian/Ubuntu: DPDK (libdpdk-dev, dpdk for testpmd), clang for bindgen,
+# iproute2 for namespaces, curl/iputils for kernel-side clients, nginx for the
+# http benchmark baseline, valgrind for instruction counts.
+set -euo pipefail
+
+PKGS=(pkg-config libdpdk-dev dpdk libclang-dev clang iproute2 iputils-ping curl
+      ethtool valgrind tshark nginx-light)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing packages (${missing[*]}); run this script as root (sudo $0)." >&2
+    exit 1
+  fi
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # tshark asks whether non-root users may capture; answer no without a prompt.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "install-deps: cargo not found; install Rust with rustup (https://rustup.rs) first." >&2
+  exit 1
+fi
+echo "install-deps: all dependencies present"

@@ -1,0 +1,479 @@
+//! A fixed-size frame pool on 2 MiB hugepages.
+//!
+//! One anonymous mapping holds `frames` frames of `frame_size` bytes; the
+//! first `headroom` bytes of each frame are left free so a header can be
+//! prepended without a copy. Free frames are indices in a lock-free bounded
+//! queue (`crossbeam_queue::ArrayQueue`): allocation and release take no lock
+//! and no system call, and any thread may drop a buffer. The runtime gives
+//! every core its own pool, so in practice the queue is touched by one core
+//! and its cache lines stay there (this is the per-core cache: a pool per
+//! core rather than a shared pool with caches in front of it).
+//!
+//! Hugepages: `HugePolicy::Auto` maps with `MAP_HUGETLB` and falls back to
+//! ordinary 4 KiB pages with one warning line when none are reserved;
+//! `Require` fails with an error telling the user how to reserve them.
+#![allow(unsafe_code)]
+
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crossbeam_queue::ArrayQueue;
+
+use super::{Burst, PacketBuf};
+use crate::error::{Error, Result};
+
+const HUGE_PAGE: usize = 2 << 20;
+
+/// Whether a pool's memory must, may, or must not come from hugepages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HugePolicy {
+    /// Hugepages if reserved, otherwise ordinary pages and one warning.
+    #[default]
+    Auto,
+    /// Hugepages or an error.
+    Require,
+    /// Ordinary pages (tests, small pools).
+    Never,
+}
+
+/// How to build a [`Pool`].
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Number of frames.
+    pub frames: u32,
+    /// Bytes per frame, headroom included. Rounded up to 64.
+    pub frame_size: u32,
+    /// Bytes left free at the start of each frame.
+    pub headroom: u32,
+    /// Hugepage policy.
+    pub huge: HugePolicy,
+    /// A name for messages and stats.
+    pub name: String,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            frames: 4096,
+            frame_size: 2048,
+            headroom: 128,
+            huge: HugePolicy::Auto,
+            name: "pool".into(),
+        }
+    }
+}
+
+/// A snapshot of a pool's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct PoolStats {
+    /// Frames in the pool.
+    pub capacity: u64,
+    /// Frames handed out and not yet returned.
+    pub in_use: u64,
+    /// Allocations that found the pool empty.
+    pub alloc_failures: u64,
+    /// True if the memory is on hugepages.
+    pub hugepages: bool,
+}
+
+struct Mapping {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory owned by the pool; which frames a
+// thread may touch is decided by ownership of the indices in the free queue.
+unsafe impl Send for Mapping {}
+// SAFETY: as above; the mapping itself is never mutated through `&Mapping`.
+unsafe impl Sync for Mapping {}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: base/len are exactly what mmap returned; no buffer outlives
+        // the pool because every PoolBuf holds an Arc to it.
+        unsafe {
+            libc::munmap(self.base.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+struct Inner {
+    map: Mapping,
+    frame_size: usize,
+    headroom: usize,
+    frames: u32,
+    free: ArrayQueue<u32>,
+    alloc_failures: AtomicU64,
+    huge: bool,
+    name: String,
+}
+
+/// A pool of fixed-size packet frames. Cloning is cheap (a shared handle).
+#[derive(Clone)]
+pub struct Pool {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("name", &self.inner.name)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+static WARNED_NO_HUGE: AtomicBool = AtomicBool::new(false);
+
+fn map(len: usize, huge: bool) -> Option<NonNull<u8>> {
+    let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE;
+    if huge {
+        flags |= libc::MAP_HUGETLB;
+    }
+    // SAFETY: an anonymous private mapping with no address hint has no
+    // preconditions; the result is checked against MAP_FAILED.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            flags,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        None
+    } else {
+        NonNull::new(p.cast())
+    }
+}
+
+impl Pool {
+    /// Creates a pool.
+    pub fn new(cfg: &PoolConfig) -> Result<Pool> {
+        if cfg.frames == 0 {
+            return Err(Error::Pool(format!(
+                "{}: a pool needs at least one frame",
+                cfg.name
+            )));
+        }
+        if cfg.frame_size < 128 || cfg.frame_size > 65536 + 512 {
+            return Err(Error::Pool(format!(
+                "{}: frame size {} is out of range (128..=66048)",
+                cfg.name, cfg.frame_size
+            )));
+        }
+        if cfg.headroom + 64 > cfg.frame_size {
+            return Err(Error::Pool(format!(
+                "{}: headroom {} leaves no room in a {}-byte frame",
+                cfg.name, cfg.headroom, cfg.frame_size
+            )));
+        }
+        let frame_size = (cfg.frame_size as usize).next_multiple_of(64);
+        let bytes = frame_size
+            .checked_mul(cfg.frames as usize)
+            .ok_or_else(|| Error::Pool(format!("{}: pool size overflows", cfg.name)))?;
+        let (base, len, huge) = match cfg.huge {
+            HugePolicy::Never => {
+                let len = bytes.next_multiple_of(4096);
+                (map(len, false), len, false)
+            }
+            HugePolicy::Require | HugePolicy::Auto => {
+                let len = bytes.next_multiple_of(HUGE_PAGE);
+                match map(len, true) {
+                    Some(p) => (Some(p), len, true),
+                    None if cfg.huge == HugePolicy::Require => {
+                        return Err(Error::Pool(format!(
+                            "{}: no free hugepages for {} MiB; reserve some with `sudo scripts/hugepages.sh reserve {}`",
+                            cfg.name,
+                            len >> 20,
+                            (len / HUGE_PAGE).max(64)
+                        )));
+                    }
+                    None => {
+                        if !WARNED_NO_HUGE.swap(true, Ordering::Relaxed) {
+                            tracing::warn!(
+                                "no hugepages reserved: packet pools use 4 KiB pages (slower); \
+                                 reserve some with `sudo scripts/hugepages.sh reserve 512`"
+                            );
+                        }
+                        let len = bytes.next_multiple_of(4096);
+                        (map(len, false), len, false)
+                    }
+                }
+            }
+        };
+        let base = base.ok_or_else(|| {
+            Error::Pool(format!(
+                "{}: cannot map {} bytes: {}",
+                cfg.name,
+                len,
+                std::io::Error::last_os_error()
+            ))
+        })?;
+        let free = ArrayQueue::new(cfg.frames as usize);
+        for i in 0..cfg.frames {
+            // Cannot fail: the queue holds exactly `frames` entries.
+            let _ = free.push(i);
+        }
+        Ok(Pool {
+            inner: Arc::new(Inner {
+                map: Mapping { base, len },
+                frame_size,
+                headroom: cfg.headroom as usize,
+                frames: cfg.frames,
+                free,
+                alloc_failures: AtomicU64::new(0),
+                huge,
+                name: cfg.name.clone(),
+            }),
+        })
+    }
+
+    /// Takes a frame; `None` (and one more allocation failure counted) when
+    /// the pool is empty. The frame's length is 0.
+    #[inline]
+    pub fn alloc(&self) -> Option<PoolBuf> {
+        match self.inner.free.pop() {
+            Some(idx) => Some(PoolBuf {
+                pool: self.inner.clone(),
+                idx,
+                len: 0,
+            }),
+            None => {
+                self.alloc_failed();
+                None
+            }
+        }
+    }
+
+    #[cold]
+    fn alloc_failed(&self) {
+        self.inner.alloc_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Fills `burst` up to `n` buffers (or its capacity); returns how many
+    /// were added. Fewer than asked means the pool ran dry (counted once).
+    pub fn alloc_bulk(&self, burst: &mut Burst<PoolBuf>, n: usize) -> usize {
+        let want = n.min(burst.remaining_capacity());
+        for i in 0..want {
+            match self.alloc() {
+                Some(b) => burst.push(b),
+                None => return i,
+            }
+        }
+        want
+    }
+
+    /// The pool's counters now.
+    pub fn stats(&self) -> PoolStats {
+        let i = &self.inner;
+        PoolStats {
+            capacity: i.frames as u64,
+            in_use: (i.frames as usize - i.free.len()) as u64,
+            alloc_failures: i.alloc_failures.load(Ordering::Relaxed),
+            hugepages: i.huge,
+        }
+    }
+
+    /// Frames handed out and not yet returned.
+    pub fn in_use(&self) -> usize {
+        self.inner.frames as usize - self.inner.free.len()
+    }
+
+    /// Bytes of frame available after the headroom.
+    pub fn buf_capacity(&self) -> usize {
+        self.inner.frame_size - self.inner.headroom
+    }
+
+    /// The pool's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+}
+
+/// A frame from a [`Pool`]; returns there when dropped.
+pub struct PoolBuf {
+    pool: Arc<Inner>,
+    idx: u32,
+    len: u32,
+}
+
+impl std::fmt::Debug for PoolBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "PoolBuf({}#{}, len {})",
+            self.pool.name, self.idx, self.len
+        )
+    }
+}
+
+impl PoolBuf {
+    #[inline]
+    fn room_ptr(&self) -> *mut u8 {
+        let off = self.idx as usize * self.pool.frame_size + self.pool.headroom;
+        // SAFETY: idx < frames, so the offset stays inside the mapping.
+        unsafe { self.pool.map.base.as_ptr().add(off) }
+    }
+
+    /// Copies `bytes` into the buffer as its frame. Returns `false` (and
+    /// leaves the buffer unchanged) if they do not fit.
+    pub fn copy_from(&mut self, bytes: &[u8]) -> bool {
+        if bytes.len() > self.capacity() {
+            return false;
+        }
+        self.room_mut()[..bytes.len()].copy_from_slice(bytes);
+        self.len = bytes.len() as u32;
+        true
+    }
+}
+
+impl PacketBuf for PoolBuf {
+    #[inline]
+    fn data(&self) -> &[u8] {
+        // SAFETY: this handle owns frame `idx` exclusively (it was popped
+        // from the free queue) and len <= capacity.
+        unsafe { std::slice::from_raw_parts(self.room_ptr(), self.len as usize) }
+    }
+    #[inline]
+    fn data_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `data`, and `&mut self` makes the borrow unique.
+        unsafe { std::slice::from_raw_parts_mut(self.room_ptr(), self.len as usize) }
+    }
+    #[inline]
+    fn len(&self) -> usize {
+        self.len as usize
+    }
+    #[inline]
+    fn capacity(&self) -> usize {
+        self.pool.frame_size - self.pool.headroom
+    }
+    #[inline]
+    fn set_len(&mut self, len: usize) -> bool {
+        if len > self.capacity() {
+            return false;
+        }
+        self.len = len as u32;
+        true
+    }
+    #[inline]
+    fn room_mut(&mut self) -> &mut [u8] {
+        let cap = self.capacity();
+        // SAFETY: as in `data_mut`; the room lies inside this frame.
+        unsafe { std::slice::from_raw_parts_mut(self.room_ptr(), cap) }
+    }
+}
+
+impl Drop for PoolBuf {
+    #[inline]
+    fn drop(&mut self) {
+        // Cannot fail: at most `frames` indices exist and each is either in
+        // the queue or owned by exactly one PoolBuf.
+        let _ = self.pool.free.push(self.idx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small(frames: u32) -> Pool {
+        Pool::new(&PoolConfig {
+            frames,
+            frame_size: 256,
+            headroom: 64,
+            huge: HugePolicy::Never,
+            name: "t".into(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn exhaustion_is_counted_and_recovers() {
+        let p = small(8);
+        let mut held: Vec<PoolBuf> = (0..8).map(|_| p.alloc().unwrap()).collect();
+        assert_eq!(p.in_use(), 8);
+        assert!(p.alloc().is_none());
+        assert!(p.alloc().is_none());
+        assert_eq!(p.stats().alloc_failures, 2);
+        held.pop();
+        assert!(p.alloc().is_some()); // dropped at once
+        drop(held);
+        assert_eq!(p.in_use(), 0);
+    }
+
+    #[test]
+    fn frames_are_distinct_and_keep_their_bytes() {
+        let p = small(4);
+        let mut a = p.alloc().unwrap();
+        let mut b = p.alloc().unwrap();
+        assert!(a.copy_from(&[1; 100]));
+        assert!(b.copy_from(&[2; 192]));
+        assert!(!b.copy_from(&[3; 193]), "capacity is frame - headroom");
+        assert_eq!(a.data(), &[1; 100][..]);
+        assert_eq!(b.data(), &[2; 192][..]);
+        assert!(!a.set_len(193));
+        assert!(a.set_len(10));
+        a.data_mut()[0] = 9;
+        assert_eq!(a.data()[..2], [9, 1]);
+    }
+
+    #[test]
+    fn bulk_alloc_stops_when_dry() {
+        let p = small(5);
+        let mut burst = Burst::new();
+        assert_eq!(p.alloc_bulk(&mut burst, 8), 5);
+        assert_eq!(p.stats().alloc_failures, 1);
+        burst.clear();
+        assert_eq!(p.in_use(), 0);
+    }
+
+    #[test]
+    fn buffers_return_from_other_threads() {
+        let p = small(64);
+        let bufs: Vec<PoolBuf> = (0..64).map(|_| p.alloc().unwrap()).collect();
+        std::thread::spawn(move || drop(bufs)).join().unwrap();
+        assert_eq!(p.in_use(), 0);
+    }
+
+    #[test]
+    fn bad_configs_are_errors() {
+        for cfg in [
+            PoolConfig {
+                frames: 0,
+                ..Default::default()
+            },
+            PoolConfig {
+                frame_size: 64,
+                ..Default::default()
+            },
+            PoolConfig {
+                frame_size: 256,
+                headroom: 250,
+                ..Default::default()
+            },
+        ] {
+            assert!(Pool::new(&cfg).is_err());
+        }
+    }
+
+    #[test]
+    fn auto_policy_always_gives_a_pool() {
+        let p = Pool::new(&PoolConfig {
+            frames: 16,
+            ..Default::default()
+        })
+        .unwrap();
+        let b = p.alloc().unwrap();
+        assert_eq!(b.capacity(), 2048 - 128);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(std::mem::size_of::<PoolBuf>(), 16);
+        assert_eq!(std::mem::size_of::<Option<PoolBuf>>(), 16);
+    }
+}

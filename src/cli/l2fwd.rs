@@ -1,0 +1,164 @@
+//! `bypass l2fwd`: forward between two ports, or MAC-swap out of one.
+
+use clap::{Args, ValueEnum};
+
+use bypass::app::{MacSwap, PacketHandler, Wire};
+use bypass::port::Port;
+use bypass::runtime::{self, stats, Capture, ForwardWorker, Stats, Stop};
+use bypass::{Error, Result};
+
+use super::ports::{self, Ports};
+use super::{say, Common};
+
+/// What the forwarder does to each frame.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Two ports: forward each frame unchanged out of the other port.
+    Wire,
+    /// Swap source and destination MAC and send the frame back where it came from.
+    Macswap,
+}
+
+/// `bypass l2fwd` flags.
+#[derive(Args, Debug)]
+pub struct L2fwdArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Forwarding mode (default: wire with two ports, macswap with one).
+    #[arg(long, value_enum)]
+    mode: Option<Mode>,
+}
+
+pub fn run(a: L2fwdArgs) -> Result<()> {
+    let cfg = a.common.run_config()?;
+    let n = a.common.ports.len();
+    if !(1..=2).contains(&n) {
+        return Err(ports::count_error(n, "one port (macswap) or two (wire)"));
+    }
+    let mode = a
+        .mode
+        .unwrap_or(if n == 2 { Mode::Wire } else { Mode::Macswap });
+    if mode == Mode::Wire && n != 2 {
+        return Err(Error::Config("--mode wire needs two ports".into()));
+    }
+    let stop = Stop::with_signals()?;
+    match ports::open(&a.common.ports, cfg.cores.len() as u16)? {
+        #[cfg(feature = "tap")]
+        Ports::Tap(p) => match mode {
+            Mode::Wire => drive(&a.common, cfg, p, || Wire, &stop),
+            Mode::Macswap => drive(&a.common, cfg, p, || MacSwap, &stop),
+        },
+    }
+}
+
+/// Runs the forwarding loop over `ports` with one handler per core.
+pub fn drive<P: Port, H: PacketHandler>(
+    common: &Common,
+    cfg: runtime::RunConfig,
+    mut ports: Vec<P>,
+    handler: impl Fn() -> H,
+    stop: &Stop,
+) -> Result<()> {
+    let names: Vec<String> = ports
+        .iter()
+        .map(|p| format!("{}:{}", p.info().kind, p.info().name))
+        .collect();
+    let stats = Stats::new(&cfg.cores, &names);
+    let capture = common
+        .pcap
+        .as_deref()
+        .map(|f| Capture::create(f, common.pcap_max))
+        .transpose()?;
+    // queues[port][core] -> per core, one queue of each port
+    let mut per_port: Vec<std::vec::IntoIter<P::Queue>> = ports
+        .iter_mut()
+        .map(|p| p.take_queues().into_iter())
+        .collect();
+    let mut workers = Vec::new();
+    for core in 0..cfg.cores.len() {
+        let qs: Vec<P::Queue> = per_port
+            .iter_mut()
+            .map(|it| it.next().expect("each port opened one queue per core"))
+            .collect();
+        workers.push(ForwardWorker::new(
+            qs,
+            handler(),
+            stats.core(core),
+            capture.as_ref().map(|c| c.sink()),
+        ));
+    }
+    let json = common.json;
+    for p in &ports {
+        let i = p.info();
+        say(
+            json,
+            &format!(
+                "port {}:{}  mac {}  mtu {}  queues {}",
+                i.kind, i.name, i.mac, i.mtu, i.queues
+            ),
+        );
+    }
+    say(json, &format!("cores {:?}; Ctrl-C stops", cfg.cores));
+    let start = std::time::Instant::now();
+    let mut prev = stats.snapshot();
+    let mut last = 0.0;
+    let mut printed_header = false;
+    let workers = runtime::run(&cfg, workers, stop, |elapsed| {
+        let now = stats.snapshot();
+        if !printed_header {
+            say(json, &stats::table_header());
+            printed_header = true;
+        }
+        for l in stats::table_lines(&prev, &now, elapsed - last, elapsed) {
+            say(json, &l);
+        }
+        prev = now;
+        last = elapsed;
+    })?;
+    let secs = start.elapsed().as_secs_f64();
+    drop(workers); // return every buffer before reading the pools
+    let snap = stats.snapshot();
+    let cap = capture.map(|c| c.finish()).transpose()?;
+    if json {
+        let v = serde_json::json!({
+            "command": "l2fwd",
+            "duration_s": secs,
+            "cores": cfg.cores,
+            "ports": snap.ports.iter().zip(&ports).map(|(s, p)| {
+                let mut o = serde_json::to_value(s).unwrap_or_default();
+                o["info"] = serde_json::to_value(p.info()).unwrap_or_default();
+                o["link"] = serde_json::to_value(p.link_stats()).unwrap_or_default();
+                o
+            }).collect::<Vec<_>>(),
+            "per_core": snap.cores,
+            "rx_packets": snap.ports.iter().map(|p| p.rx_packets).sum::<u64>(),
+            "tx_packets": snap.ports.iter().map(|p| p.tx_packets).sum::<u64>(),
+            "rx_bytes": snap.ports.iter().map(|p| p.rx_bytes).sum::<u64>(),
+            "tx_bytes": snap.ports.iter().map(|p| p.tx_bytes).sum::<u64>(),
+            "drops": snap.ports.iter().map(|p| p.drops).sum::<u64>(),
+            "pcap": cap,
+        });
+        println!("{v}");
+    } else {
+        println!("--- summary after {secs:.1}s");
+        for p in &snap.ports {
+            println!(
+                "{:<14} rx {} pkts {} B   tx {} pkts {} B   drops {} {:?}",
+                p.name,
+                p.rx_packets,
+                p.rx_bytes,
+                p.tx_packets,
+                p.tx_bytes,
+                p.drops,
+                p.drops_by_reason
+            );
+        }
+        if let Some(c) = cap {
+            println!(
+                "pcap: {} frames written, {} not captured",
+                c.written, c.missed
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! Subcommands of the `bypass` tool and the flags they share.
+
+mod l2fwd;
+mod ports;
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use bypass::runtime::{self, RunConfig};
+use bypass::Result;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bypass",
+    version,
+    about = "Kernel-bypass packet I/O: userspace TCP/IP on poll-mode ports (DPDK, AF_XDP, TAP)",
+    long_about = None,
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Forward frames between two ports, or MAC-swap them back out of one.
+    L2fwd(l2fwd::L2fwdArgs),
+}
+
+/// Flags every subcommand shares.
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// A port: KIND:NAME[,key=value...]. Kinds: tap:NAME (created if missing;
+    /// keys queues, mtu, mac, netns, frames), xdp:IFACE, dpdk:DEVARGS, mem:NAME.
+    /// Repeat for several ports.
+    #[arg(long = "port", value_name = "KIND:NAME[,k=v..]", required = true)]
+    pub ports: Vec<String>,
+    /// CPU cores to run on, one queue per port each: `0`, `0,1`, `0-1`.
+    #[arg(long, value_name = "LIST", default_value = "0")]
+    pub cores: String,
+    /// Stop by itself after this many seconds (default: run until Ctrl-C).
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Print the live stats table every SECS seconds (0 turns it off).
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub stats_interval: f64,
+    /// Print a JSON summary as the last thing on stdout (the live table then
+    /// goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Capture every frame received and sent into this pcap file.
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<String>,
+    /// Stop capturing after this many frames.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub pcap_max: u64,
+    /// When a core finds no work 1024 times in a row, sleep this many
+    /// microseconds (0: spin, the poll-mode default).
+    #[arg(long, value_name = "US", default_value_t = 0)]
+    pub idle_sleep_us: u64,
+}
+
+impl Common {
+    /// The run configuration these flags describe.
+    pub fn run_config(&self) -> Result<RunConfig> {
+        let secs = |v: f64, flag: &str| -> Result<Option<Duration>> {
+            if !v.is_finite() || v < 0.0 {
+                return Err(bypass::Error::Config(format!(
+                    "--{flag} must be a positive number of seconds"
+                )));
+            }
+            Ok((v > 0.0).then(|| Duration::from_secs_f64(v)))
+        };
+        Ok(RunConfig {
+            cores: runtime::parse_core_list(&self.cores)?,
+            duration: match self.duration {
+                Some(d) => Some(secs(d, "duration")?.ok_or_else(|| {
+                    bypass::Error::Config("--duration must be more than 0 seconds".into())
+                })?),
+                None => None,
+            },
+            stats_interval: secs(self.stats_interval, "stats-interval")?,
+            idle_sleep: Duration::from_micros(self.idle_sleep_us),
+            no_pin: false,
+        })
+    }
+}
+
+/// Prints a line of the live output: to stdout, or to stderr with --json.
+pub fn say(json: bool, line: &str) {
+    if json {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
+}
+
+/// Runs the tool; returns the process exit code.
+pub fn main() -> i32 {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let res = match cli.cmd {
+        Cmd::L2fwd(a) => l2fwd::run(a),
+    };
+    match res {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}

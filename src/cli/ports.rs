@@ -1,0 +1,58 @@
+//! Opening the ports named by `--port` flags, for any backend.
+
+use bypass::port::{PortKind, PortSpec};
+use bypass::{Error, Result};
+
+#[cfg(feature = "tap")]
+use bypass::port::tap::{TapConfig, TapPort};
+
+/// Ports of one backend (a run drives ports of one kind, so each backend's
+/// loop is monomorphised over its own queue type).
+pub enum Ports {
+    /// TAP ports.
+    #[cfg(feature = "tap")]
+    Tap(Vec<TapPort>),
+}
+
+/// Parses and opens every `--port`, each with `queues` queues.
+pub fn open(specs: &[String], queues: u16) -> Result<Ports> {
+    let mut parsed = specs
+        .iter()
+        .map(|s| s.parse::<PortSpec>())
+        .collect::<Result<Vec<_>>>()?;
+    let kind = parsed[0].kind;
+    if let Some(other) = parsed.iter().find(|p| p.kind != kind) {
+        return Err(other.err(format!(
+            "all ports of a run must be of one kind (the first is {})",
+            kind.as_str()
+        )));
+    }
+    match kind {
+        #[cfg(feature = "tap")]
+        PortKind::Tap => {
+            let mut out = Vec::new();
+            for spec in parsed.iter_mut() {
+                out.push(TapPort::open(&TapConfig::from_spec(spec, queues)?)?);
+            }
+            Ok(Ports::Tap(out))
+        }
+        PortKind::Mem => Err(parsed[0].err(
+            "mem ports are in-process wires with nothing on the far end from the command line; \
+             `bypass bench` and the library API (bypass::port::mem) use them",
+        )),
+        other => Err(parsed[0].err(format!(
+            "this build of bypass has no {} backend; rebuild with `cargo build --release --features {}`",
+            other.as_str(),
+            match other {
+                PortKind::Dpdk => "dpdk",
+                PortKind::Xdp => "af-xdp",
+                _ => "tap",
+            }
+        ))),
+    }
+}
+
+/// The `Error` for a spec list that is empty or too long.
+pub fn count_error(n: usize, allowed: &str) -> Error {
+    Error::Config(format!("{n} ports given; this command takes {allowed}"))
+}

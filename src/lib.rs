@@ -1,0 +1,27 @@
+//! # bypass
+//!
+//! Kernel-bypass packet I/O: poll-mode ports feed per-core,
+//! run-to-completion loops that run a userspace TCP/IP stack built on
+//! smoltcp, over hugepage packet pools.
+//!
+//! ```text
+//! error, time        errors; clocks (one timestamp per loop iteration)
+//!   └─ buf           packet buffers, hugepage pools, bursts of 32
+//!       └─ port      the backend contract + backends: mem, tap, (dpdk), (xdp)
+//!           └─ app   what applications implement: packet handlers
+//!               └─ runtime   pinned per-core loops, stats, clean stop
+//! ```
+//!
+//! A layer uses only the layers above it in this list. `unsafe` code lives
+//! in `buf::pool` and `port` only; everything else is safe Rust.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod app;
+pub mod buf;
+pub mod error;
+pub mod port;
+pub mod runtime;
+pub mod time;
+
+pub use error::{Error, Result};

@@ -1,0 +1,8 @@
+//! The `bypass` command-line tool. Built on the public library API.
+
+mod cli;
+
+fn main() {
+    let code = cli::main();
+    std::process::exit(code);
+}

@@ -1,0 +1,453 @@
+//! An in-memory wire between two ports.
+//!
+//! [`MemPort::pair`] makes two ports, A and B, each with the same number of
+//! queues; queue *i* of A is cabled to queue *i* of B by two lock-free
+//! bounded rings, one per direction. A frame sent on one end is received on
+//! the other as the very same buffer (no copy); it returns to the sender's
+//! pool when the receiver drops it, whatever thread that happens on. The
+//! ends can live in one thread (deterministic tests) or in two pinned
+//! threads (benchmarks).
+//!
+//! A seeded [`Faults`] injector can sit on each direction: loss,
+//! duplication, reordering, delay (counted in receive polls, so tests stay
+//! deterministic) and corruption (one byte flipped after the Ethernet
+//! header, which the receiver's checksums must catch).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crossbeam_queue::ArrayQueue;
+
+use super::{LinkStats, MacAddr, Port, PortCaps, PortInfo, PortQueue};
+use crate::buf::{Burst, HugePolicy, PacketBuf, Pool, PoolBuf, PoolConfig, PoolStats};
+use crate::error::Result;
+
+/// Fault mix for one direction of the wire. Probabilities are in [0, 1].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Faults {
+    /// Seed of the injector's generator.
+    pub seed: u64,
+    /// Probability a frame is lost.
+    pub loss: f64,
+    /// Probability a frame is sent twice.
+    pub duplicate: f64,
+    /// Probability a frame is held back and sent after the next one.
+    pub reorder: f64,
+    /// Probability one byte after the Ethernet header is flipped.
+    pub corrupt: f64,
+    /// Every frame becomes visible this many receive polls after it was sent.
+    pub delay_polls: u32,
+}
+
+impl Faults {
+    /// True if the injector would change nothing.
+    pub fn is_none(&self) -> bool {
+        self.loss == 0.0
+            && self.duplicate == 0.0
+            && self.reorder == 0.0
+            && self.corrupt == 0.0
+            && self.delay_polls == 0
+    }
+}
+
+/// Configuration of a wire.
+#[derive(Debug, Clone)]
+pub struct MemConfig {
+    /// Queues on each end.
+    pub queues: u16,
+    /// Frames each ring holds, per direction and queue.
+    pub ring_size: usize,
+    /// Frames in each queue's pool.
+    pub pool_frames: u32,
+    /// Bytes per frame (headroom included).
+    pub frame_size: u32,
+    /// MTU reported by both ends.
+    pub mtu: u16,
+    /// Faults on A -> B.
+    pub faults_ab: Faults,
+    /// Faults on B -> A.
+    pub faults_ba: Faults,
+    /// Hugepage policy for the pools.
+    pub huge: HugePolicy,
+    /// Base name of the two ends (`NAME.a`, `NAME.b`).
+    pub name: String,
+}
+
+impl Default for MemConfig {
+    fn default() -> Self {
+        MemConfig {
+            queues: 1,
+            ring_size: 1024,
+            pool_frames: 4096,
+            frame_size: 2048,
+            mtu: 1500,
+            faults_ab: Faults::default(),
+            faults_ba: Faults::default(),
+            huge: HugePolicy::Never,
+            name: "wire".into(),
+        }
+    }
+}
+
+/// Per-direction wire counters, shared by both ends.
+#[derive(Debug, Default)]
+struct WireStats {
+    sent: AtomicU64,
+    sent_bytes: AtomicU64,
+    lost: AtomicU64,
+    duplicated: AtomicU64,
+    reordered: AtomicU64,
+    corrupted: AtomicU64,
+    received: AtomicU64,
+    received_bytes: AtomicU64,
+}
+
+/// A snapshot of one direction's fault counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FaultStats {
+    /// Frames dropped by the injector.
+    pub lost: u64,
+    /// Extra copies sent.
+    pub duplicated: u64,
+    /// Frames held back behind a later one.
+    pub reordered: u64,
+    /// Frames with a byte flipped.
+    pub corrupted: u64,
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*: small, fast, good enough for fault decisions.
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && ((self.next() >> 11) as f64 / (1u64 << 53) as f64) < p
+    }
+}
+
+struct Injector {
+    faults: Faults,
+    rng: Rng,
+    held: Option<PoolBuf>,
+}
+
+type Ring = ArrayQueue<(u64, PoolBuf)>;
+
+/// One queue of one end of the wire.
+pub struct MemQueue {
+    id: u16,
+    tx: Arc<Ring>,
+    rx: Arc<Ring>,
+    tx_stats: Arc<WireStats>,
+    rx_stats: Arc<WireStats>,
+    pool: Pool,
+    injector: Option<Injector>,
+    /// Receive polls so far (the clock of the delay fault).
+    polls: u64,
+    /// The peer's poll counter, read to stamp delayed frames.
+    peer_polls: Arc<AtomicU64>,
+    my_polls: Arc<AtomicU64>,
+    pending: VecDeque<PoolBuf>,
+    /// A received frame not yet due (delay fault).
+    rx_head: Option<(u64, PoolBuf)>,
+}
+
+impl MemQueue {
+    fn push_wire(&mut self, buf: PoolBuf) -> std::result::Result<(), PoolBuf> {
+        let due = match &self.injector {
+            Some(inj) if inj.faults.delay_polls > 0 => {
+                self.peer_polls.load(Ordering::Relaxed) + inj.faults.delay_polls as u64
+            }
+            _ => 0,
+        };
+        let len = buf.len() as u64;
+        match self.tx.push((due, buf)) {
+            Ok(()) => {
+                self.tx_stats.sent.fetch_add(1, Ordering::Relaxed);
+                self.tx_stats.sent_bytes.fetch_add(len, Ordering::Relaxed);
+                Ok(())
+            }
+            Err((_, b)) => Err(b),
+        }
+    }
+
+    /// Applies the fault mix to one frame; the frames to put on the wire
+    /// are left in `self.pending` in order.
+    fn inject(&mut self, mut buf: PoolBuf) {
+        let Some(inj) = self.injector.as_mut() else {
+            self.pending.push_back(buf);
+            return;
+        };
+        let f = inj.faults;
+        if inj.rng.chance(f.loss) {
+            self.tx_stats.lost.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if buf.len() > 14 && inj.rng.chance(f.corrupt) {
+            let at = 14 + (inj.rng.next() as usize % (buf.len() - 14));
+            let bit = 1u8 << (inj.rng.next() % 8);
+            buf.data_mut()[at] ^= bit;
+            self.tx_stats.corrupted.fetch_add(1, Ordering::Relaxed);
+        }
+        if inj.rng.chance(f.duplicate) {
+            if let Some(mut copy) = self.pool.alloc() {
+                copy.copy_from(buf.data());
+                self.tx_stats.duplicated.fetch_add(1, Ordering::Relaxed);
+                self.pending.push_back(copy);
+            }
+        }
+        if inj.held.is_none() && inj.rng.chance(f.reorder) {
+            self.tx_stats.reordered.fetch_add(1, Ordering::Relaxed);
+            inj.held = Some(buf);
+            return;
+        }
+        self.pending.push_back(buf);
+        if let Some(h) = inj.held.take() {
+            self.pending.push_back(h);
+        }
+    }
+
+    fn drain_pending(&mut self) -> bool {
+        while let Some(b) = self.pending.pop_front() {
+            if let Err(b) = self.push_wire(b) {
+                self.pending.push_front(b);
+                return false;
+            }
+        }
+        true
+    }
+
+    /// This direction's fault counters (frames this end sent).
+    pub fn fault_stats(&self) -> FaultStats {
+        let s = &self.tx_stats;
+        FaultStats {
+            lost: s.lost.load(Ordering::Relaxed),
+            duplicated: s.duplicated.load(Ordering::Relaxed),
+            reordered: s.reordered.load(Ordering::Relaxed),
+            corrupted: s.corrupted.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Frames on the wire towards this queue, not yet received.
+    pub fn rx_waiting(&self) -> usize {
+        self.rx.len() + self.rx_head.is_some() as usize
+    }
+
+    /// Releases a frame held back for reordering (when no later frame
+    /// comes to overtake it), so that a quiet wire delivers everything.
+    pub fn release_held(&mut self) {
+        if let Some(h) = self.injector.as_mut().and_then(|i| i.held.take()) {
+            self.pending.push_back(h);
+        }
+        self.drain_pending();
+    }
+}
+
+impl PortQueue for MemQueue {
+    type Buf = PoolBuf;
+
+    fn rx_burst(&mut self, burst: &mut Burst<PoolBuf>) -> usize {
+        self.polls += 1;
+        self.my_polls.store(self.polls, Ordering::Relaxed);
+        let mut n = 0;
+        let mut bytes = 0;
+        while !burst.is_full() {
+            // Frames are due in the order they were sent, so the first one
+            // not yet due stops the burst (it waits in `rx_head`).
+            let Some((due, buf)) = self.rx_head.take().or_else(|| self.rx.pop()) else {
+                break;
+            };
+            if due > self.polls {
+                self.rx_head = Some((due, buf));
+                break;
+            }
+            bytes += buf.len() as u64;
+            burst.push(buf);
+            n += 1;
+        }
+        if n > 0 {
+            self.rx_stats
+                .received
+                .fetch_add(n as u64, Ordering::Relaxed);
+            self.rx_stats
+                .received_bytes
+                .fetch_add(bytes, Ordering::Relaxed);
+        }
+        n
+    }
+
+    fn tx_burst(&mut self, burst: &mut Burst<PoolBuf>) -> usize {
+        let mut blocked = !self.drain_pending();
+        let mut consumed = 0;
+        let mut rest: Burst<PoolBuf> = Burst::new();
+        for b in burst.drain(..) {
+            if blocked {
+                rest.push(b);
+                continue;
+            }
+            if self.injector.is_none() {
+                match self.push_wire(b) {
+                    Ok(()) => consumed += 1,
+                    Err(b) => {
+                        blocked = true;
+                        rest.push(b);
+                    }
+                }
+            } else {
+                consumed += 1;
+                self.inject(b);
+                blocked = !self.drain_pending();
+            }
+        }
+        *burst = rest;
+        consumed
+    }
+
+    fn alloc(&mut self) -> Option<PoolBuf> {
+        self.pool.alloc()
+    }
+
+    fn queue_id(&self) -> u16 {
+        self.id
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        self.pool.stats()
+    }
+
+    fn flush(&mut self) {
+        self.drain_pending();
+    }
+}
+
+/// One end of an in-memory wire.
+pub struct MemPort {
+    info: PortInfo,
+    queues: Vec<MemQueue>,
+    tx_stats: Arc<WireStats>,
+    rx_stats: Arc<WireStats>,
+}
+
+impl MemPort {
+    /// Makes the two ends of a wire.
+    pub fn pair(cfg: &MemConfig) -> Result<(MemPort, MemPort)> {
+        let ab_stats = Arc::new(WireStats::default());
+        let ba_stats = Arc::new(WireStats::default());
+        let mut qa = Vec::new();
+        let mut qb = Vec::new();
+        for q in 0..cfg.queues.max(1) {
+            let ab = Arc::new(ArrayQueue::new(cfg.ring_size.max(2)));
+            let ba = Arc::new(ArrayQueue::new(cfg.ring_size.max(2)));
+            let polls_a = Arc::new(AtomicU64::new(0));
+            let polls_b = Arc::new(AtomicU64::new(0));
+            let pool = |end: &str| {
+                Pool::new(&PoolConfig {
+                    frames: cfg.pool_frames,
+                    frame_size: cfg.frame_size,
+                    headroom: 128,
+                    huge: cfg.huge,
+                    name: format!("{}.{end}.q{q}", cfg.name),
+                })
+            };
+            let injector = |f: Faults, salt: u64| {
+                (!f.is_none()).then(|| Injector {
+                    faults: f,
+                    rng: Rng((f.seed ^ salt).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1),
+                    held: None,
+                })
+            };
+            qa.push(MemQueue {
+                id: q,
+                tx: ab.clone(),
+                rx: ba.clone(),
+                tx_stats: ab_stats.clone(),
+                rx_stats: ba_stats.clone(),
+                pool: pool("a")?,
+                injector: injector(cfg.faults_ab, 2 * q as u64 + 1),
+                polls: 0,
+                peer_polls: polls_b.clone(),
+                my_polls: polls_a.clone(),
+                pending: VecDeque::new(),
+                rx_head: None,
+            });
+            qb.push(MemQueue {
+                id: q,
+                tx: ba,
+                rx: ab,
+                tx_stats: ba_stats.clone(),
+                rx_stats: ab_stats.clone(),
+                pool: pool("b")?,
+                injector: injector(cfg.faults_ba, 2 * q as u64 + 2),
+                polls: 0,
+                peer_polls: polls_a,
+                my_polls: polls_b,
+                pending: VecDeque::new(),
+                rx_head: None,
+            });
+        }
+        let info = |end: &str, last: u8| PortInfo {
+            kind: "mem",
+            name: format!("{}.{end}", cfg.name),
+            mac: MacAddr([0x02, 0, 0, 0, 0, last]),
+            mtu: cfg.mtu,
+            queues: cfg.queues.max(1),
+            caps: PortCaps {
+                rx_checksum: false,
+                tx_checksum: false,
+                rss: false,
+                max_queues: u16::MAX,
+            },
+        };
+        Ok((
+            MemPort {
+                info: info("a", 1),
+                queues: qa,
+                tx_stats: ab_stats.clone(),
+                rx_stats: ba_stats.clone(),
+            },
+            MemPort {
+                info: info("b", 2),
+                queues: qb,
+                tx_stats: ba_stats,
+                rx_stats: ab_stats,
+            },
+        ))
+    }
+
+    /// Sets the MAC address this end reports.
+    pub fn set_mac(&mut self, mac: MacAddr) {
+        self.info.mac = mac;
+    }
+}
+
+impl Port for MemPort {
+    type Queue = MemQueue;
+
+    fn info(&self) -> &PortInfo {
+        &self.info
+    }
+
+    fn take_queues(&mut self) -> Vec<MemQueue> {
+        std::mem::take(&mut self.queues)
+    }
+
+    fn link_stats(&self) -> LinkStats {
+        let t = &self.tx_stats;
+        let r = &self.rx_stats;
+        LinkStats {
+            rx_packets: r.received.load(Ordering::Relaxed),
+            rx_bytes: r.received_bytes.load(Ordering::Relaxed),
+            tx_packets: t.sent.load(Ordering::Relaxed),
+            tx_bytes: t.sent_bytes.load(Ordering::Relaxed),
+            rx_dropped: 0,
+            tx_errors: t.lost.load(Ordering::Relaxed),
+            rx_errors: 0,
+        }
+    }
+}

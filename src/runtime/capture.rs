@@ -1,0 +1,163 @@
+//! `--pcap FILE`: a bounded capture of what the ports receive and send.
+//!
+//! Cores copy frames into a bounded channel (a copy and a small allocation
+//! per frame, only while capturing); one writer thread writes them in pcap
+//! format (Ethernet link type) with the `pcap-file` crate. When the channel
+//! is full or the packet limit is reached, frames are counted as not
+//! captured instead of slowing the cores down.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pcap_file::pcap::{PcapPacket, PcapWriter};
+
+use crate::error::{Error, Result};
+
+/// Bytes kept of each frame.
+const SNAPLEN: usize = 2048;
+
+type Rec = (Duration, u32, Vec<u8>);
+
+/// What a capture wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct CaptureSummary {
+    /// Frames written to the file.
+    pub written: u64,
+    /// Frames not captured (limit reached or the writer behind).
+    pub missed: u64,
+}
+
+/// A running capture.
+pub struct Capture {
+    tx: SyncSender<Rec>,
+    full: Arc<AtomicBool>,
+    missed: Arc<AtomicU64>,
+    thread: JoinHandle<Result<u64>>,
+}
+
+/// A core's handle to write into a capture.
+#[derive(Clone)]
+pub struct CaptureSink {
+    tx: SyncSender<Rec>,
+    full: Arc<AtomicBool>,
+    missed: Arc<AtomicU64>,
+}
+
+impl Capture {
+    /// Starts a capture into `path`, stopping after `max_packets` frames.
+    pub fn create(path: &str, max_packets: u64) -> Result<Capture> {
+        let f = File::create(path).map_err(|e| Error::io(format!("create pcap file {path}"), e))?;
+        let w = PcapWriter::new(BufWriter::new(f))
+            .map_err(|e| Error::Config(format!("pcap header for {path}: {e}")))?;
+        let (tx, rx) = sync_channel::<Rec>(8192);
+        let full = Arc::new(AtomicBool::new(max_packets == 0));
+        let full2 = full.clone();
+        let thread = std::thread::Builder::new()
+            .name("bypass-pcap".into())
+            .spawn(move || write_loop(w, rx, max_packets, full2))
+            .map_err(|e| Error::io("spawn pcap writer", e))?;
+        Ok(Capture {
+            tx,
+            full,
+            missed: Arc::new(AtomicU64::new(0)),
+            thread,
+        })
+    }
+
+    /// A handle for one core.
+    pub fn sink(&self) -> CaptureSink {
+        CaptureSink {
+            tx: self.tx.clone(),
+            full: self.full.clone(),
+            missed: self.missed.clone(),
+        }
+    }
+
+    /// Waits for the writer (every sink must be dropped first) and closes
+    /// the file.
+    pub fn finish(self) -> Result<CaptureSummary> {
+        drop(self.tx);
+        let written = self
+            .thread
+            .join()
+            .map_err(|_| Error::Config("pcap writer panicked".into()))??;
+        Ok(CaptureSummary {
+            written,
+            missed: self.missed.load(Ordering::Relaxed),
+        })
+    }
+}
+
+fn write_loop(
+    mut w: PcapWriter<BufWriter<File>>,
+    rx: Receiver<Rec>,
+    max: u64,
+    full: Arc<AtomicBool>,
+) -> Result<u64> {
+    let mut n = 0;
+    for (ts, orig, data) in rx {
+        if n >= max {
+            continue; // drain; sinks stop sending once `full` is seen
+        }
+        w.write_packet(&PcapPacket::new(ts, orig, &data))
+            .map_err(|e| Error::Config(format!("writing pcap: {e}")))?;
+        n += 1;
+        if n >= max {
+            full.store(true, Ordering::Relaxed);
+        }
+    }
+    Ok(n)
+}
+
+impl CaptureSink {
+    /// Records one frame (a copy of at most 2048 bytes).
+    pub fn record(&self, frame: &[u8]) {
+        if self.full.load(Ordering::Relaxed) {
+            self.missed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let ts = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let keep = &frame[..frame.len().min(SNAPLEN)];
+        match self.tx.try_send((ts, frame.len() as u32, keep.to_vec())) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.missed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_a_bounded_readable_pcap() {
+        let path = std::env::temp_dir().join(format!("bypass-cap-{}.pcap", std::process::id()));
+        let p = path.to_str().unwrap();
+        let cap = Capture::create(p, 3).unwrap();
+        let sink = cap.sink();
+        for i in 0..5u8 {
+            sink.record(&[i; 60]);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        drop(sink);
+        let s = cap.finish().unwrap();
+        assert_eq!(s.written, 3);
+        assert_eq!(s.written + s.missed, 5);
+        let mut r = pcap_file::pcap::PcapReader::new(File::open(&path).unwrap()).unwrap();
+        let mut got = vec![];
+        while let Some(pkt) = r.next_packet() {
+            got.push(pkt.unwrap().data[0]);
+        }
+        assert_eq!(got, vec![0, 1, 2]);
+        std::fs::remove_file(path).unwrap();
+    }
+}
