@@ -43,11 +43,33 @@ pub fn sh_out(cmd: &str) -> String {
     String::from_utf8_lossy(&sh(cmd).stdout).into_owned()
 }
 
-/// Reads an interface counter from sysfs (in the current namespace).
+/// Reads an interface's counters in the calling thread's namespace, from
+/// `/proc/thread-self/net/dev` (sysfs shows the namespace it was mounted
+/// in, not the thread's). `counter` is one of `rx_bytes`, `rx_packets`,
+/// `rx_errs`, `rx_drop`, `tx_bytes`, `tx_packets`, `tx_errs`, `tx_drop`.
 pub fn if_stat(ifname: &str, counter: &str) -> u64 {
-    std::fs::read_to_string(format!("/sys/class/net/{ifname}/statistics/{counter}"))
-        .unwrap_or_default()
-        .trim()
-        .parse()
-        .unwrap_or(0)
+    let idx = match counter {
+        "rx_bytes" => 0,
+        "rx_packets" => 1,
+        "rx_errs" => 2,
+        "rx_drop" => 3,
+        "tx_bytes" => 8,
+        "tx_packets" => 9,
+        "tx_errs" => 10,
+        "tx_drop" => 11,
+        other => panic!("unknown counter {other}"),
+    };
+    let text = std::fs::read_to_string("/proc/thread-self/net/dev").expect("read net/dev");
+    for line in text.lines().skip(2) {
+        if let Some((name, rest)) = line.split_once(':') {
+            if name.trim() == ifname {
+                return rest
+                    .split_whitespace()
+                    .nth(idx)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    panic!("no interface {ifname} in this namespace");
 }
