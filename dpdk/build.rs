@@ -14,7 +14,9 @@ fn pkg_config(args: &[&str]) -> Result<String, String> {
         .args(args)
         .arg("libdpdk")
         .output()
-        .map_err(|e| format!("cannot run pkg-config ({e}); install it (`apt-get install pkg-config`)"))?;
+        .map_err(|e| {
+            format!("cannot run pkg-config ({e}); install it (`apt-get install pkg-config`)")
+        })?;
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
     }

@@ -92,4 +92,3 @@ pub unsafe fn rte_pktmbuf_priv_size(mp: *mut rte_mempool) -> u16 {
 
 /// `LCORE_ID_ANY` from `rte_lcore.h` (a macro bindgen does not export).
 pub const LCORE_ID_ANY: core::ffi::c_uint = u32::MAX;
-

@@ -42,9 +42,14 @@ pub fn run(a: L2fwdArgs) -> Result<()> {
         return Err(Error::Config("--mode wire needs two ports".into()));
     }
     let stop = Stop::with_signals()?;
-    match ports::open(&a.common.ports, cfg.cores.len() as u16)? {
+    match ports::open_with_eal(&a.common.ports, cfg.cores.len() as u16, &a.common.eal)? {
         #[cfg(feature = "tap")]
         Ports::Tap(p) => match mode {
+            Mode::Wire => drive(&a.common, cfg, p, || Wire, &stop),
+            Mode::Macswap => drive(&a.common, cfg, p, || MacSwap, &stop),
+        },
+        #[cfg(feature = "dpdk")]
+        Ports::Dpdk(p) => match mode {
             Mode::Wire => drive(&a.common, cfg, p, || Wire, &stop),
             Mode::Macswap => drive(&a.common, cfg, p, || MacSwap, &stop),
         },

@@ -1,5 +1,6 @@
 //! Subcommands of the `bypass` tool and the flags they share.
 
+mod bench;
 mod l2fwd;
 mod ports;
 
@@ -27,6 +28,9 @@ struct Cli {
 enum Cmd {
     /// Forward frames between two ports, or MAC-swap them back out of one.
     L2fwd(l2fwd::L2fwdArgs),
+    /// Measure bypass against reference implementations.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
 }
 
 /// Flags every subcommand shares.
@@ -60,6 +64,19 @@ pub struct Common {
     /// microseconds (0: spin, the poll-mode default).
     #[arg(long, value_name = "US", default_value_t = 0)]
     pub idle_sleep_us: u64,
+    /// DPDK EAL arguments for dpdk: ports, as one string split on spaces,
+    /// e.g. "--no-huge -m 512" or "-l 0 --huge-dir /mnt/huge". Devices come
+    /// from --port (PCI addresses are allow-listed with -a, the rest become
+    /// --vdev); left out: -l <first usable core>, --in-memory with hugepages
+    /// or --no-huge -m 512 without, a unique --file-prefix, --no-pci when no
+    /// PCI device is named. See docs/dpdk.md.
+    #[arg(
+        long,
+        value_name = "ARGS",
+        default_value = "",
+        allow_hyphen_values = true
+    )]
+    pub eal: String,
 }
 
 impl Common {
@@ -110,6 +127,7 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let res = match cli.cmd {
         Cmd::L2fwd(a) => l2fwd::run(a),
+        Cmd::Bench(b) => bench::run(b),
     };
     match res {
         Ok(()) => 0,

@@ -3,6 +3,8 @@
 use bypass::port::{PortKind, PortSpec};
 use bypass::{Error, Result};
 
+#[cfg(feature = "dpdk")]
+use bypass::port::dpdk::{eal, DpdkConfig, DpdkPort};
 #[cfg(feature = "tap")]
 use bypass::port::tap::{TapConfig, TapPort};
 
@@ -12,10 +14,20 @@ pub enum Ports {
     /// TAP ports.
     #[cfg(feature = "tap")]
     Tap(Vec<TapPort>),
+    /// DPDK ethdevs.
+    #[cfg(feature = "dpdk")]
+    Dpdk(Vec<DpdkPort>),
 }
 
 /// Parses and opens every `--port`, each with `queues` queues.
+#[allow(dead_code)]
 pub fn open(specs: &[String], queues: u16) -> Result<Ports> {
+    open_with_eal(specs, queues, "")
+}
+
+/// Like [`open`]; DPDK ports start EAL with the `--eal` arguments `eal`.
+pub fn open_with_eal(specs: &[String], queues: u16, eal: &str) -> Result<Ports> {
+    let _ = eal; // used by the dpdk backend only
     let mut parsed = specs
         .iter()
         .map(|s| s.parse::<PortSpec>())
@@ -35,6 +47,22 @@ pub fn open(specs: &[String], queues: u16) -> Result<Ports> {
                 out.push(TapPort::open(&TapConfig::from_spec(spec, queues)?)?);
             }
             Ok(Ports::Tap(out))
+        }
+        #[cfg(feature = "dpdk")]
+        PortKind::Dpdk => {
+            // EAL starts once, with every device of the run on its command
+            // line; its main lcore is the first core this process may use.
+            let main = bypass::runtime::available_cores().first().copied().unwrap_or(0);
+            let mut args = eal::EalArgs::new(eal).main_core(main);
+            for spec in &parsed {
+                args = args.device(&spec.name);
+            }
+            eal::init(&args.build())?;
+            let mut out = Vec::new();
+            for spec in parsed.iter_mut() {
+                out.push(DpdkPort::open(&DpdkConfig::from_spec(spec, queues)?)?);
+            }
+            Ok(Ports::Dpdk(out))
         }
         PortKind::Mem => Err(parsed[0].err(
             "mem ports are in-process wires with nothing on the far end from the command line; \

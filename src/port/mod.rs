@@ -33,6 +33,8 @@
 //! checking them), whether it fills in checksums on transmit, and whether it
 //! spreads flows over queues by a Toeplitz hash (RSS).
 
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod mem;
 mod spec;
 pub mod sys;

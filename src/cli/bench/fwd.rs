@@ -1,0 +1,479 @@
+//! `bypass bench fwd`: our l2fwd (MAC-swap, one forwarding core) against
+//! `dpdk-testpmd --forward-mode=macswap`, on the same virtual device, the
+//! same core and for the same time, one after the other in one run.
+//!
+//! The traffic source is the device's own receive path: `net_null` makes a
+//! 64-byte frame (allocated from the receiving queue's pool) for every
+//! receive slot and frees what is sent, so both sides forward as fast as
+//! they can with identical input. EAL starts once per process, so each side
+//! runs as a child process with its own `--file-prefix`: `bypass l2fwd
+//! --json` (this same binary) and `dpdk-testpmd`, never at the same time.
+//! Rates are forwarded (transmitted) frames per second: bypass's from its
+//! JSON summary, testpmd's from its final "Accumulated forward statistics"
+//! over the time between its "Press enter to exit" and our Enter.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use bypass::{Error, Result};
+
+/// `bypass bench fwd` flags.
+#[derive(Args, Debug)]
+pub struct FwdArgs {
+    /// Seconds each side forwards, per round.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    duration: f64,
+    /// The forwarding core of both sides (default: the last usable core).
+    /// EAL's main lcore is another usable core.
+    #[arg(long, value_name = "CORE")]
+    core: Option<usize>,
+    /// The device both sides forward on (a DPDK vdev whose receive side
+    /// makes frames by itself).
+    #[arg(long, value_name = "VDEV", default_value = "net_null0")]
+    vdev: String,
+    /// Rounds (each runs bypass, then testpmd); the report gives medians.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    rounds: u32,
+    /// The testpmd binary.
+    #[arg(long, value_name = "PATH", default_value = "dpdk-testpmd")]
+    testpmd: String,
+    /// Extra EAL arguments for both sides (e.g. memory options). Left out:
+    /// --in-memory with hugepages, --no-huge -m 512 without.
+    #[arg(
+        long,
+        value_name = "ARGS",
+        default_value = "",
+        allow_hyphen_values = true
+    )]
+    eal: String,
+    /// Print a JSON summary as the last line of stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One side's result in one round.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+struct Side {
+    packets: u64,
+    secs: f64,
+    mpps: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+pub fn run(a: FwdArgs) -> Result<()> {
+    if !cfg!(feature = "dpdk") {
+        return Err(Error::Config(
+            "bench fwd needs the DPDK backend; rebuild with `cargo build --release --features dpdk`"
+                .into(),
+        ));
+    }
+    if !a.duration.is_finite() || a.duration <= 0.0 || a.rounds == 0 {
+        return Err(Error::Config(
+            "--duration must be more than 0 seconds and --rounds at least 1".into(),
+        ));
+    }
+    let avail = bypass::runtime::available_cores();
+    let core = match a.core {
+        Some(c) if avail.contains(&c) => c,
+        Some(c) => {
+            return Err(Error::Core {
+                core: c,
+                why: format!("not usable by this process (usable: {avail:?})"),
+            })
+        }
+        None => *avail
+            .last()
+            .ok_or_else(|| Error::Config("this process may use no CPU core".into()))?,
+    };
+    let main = avail.iter().copied().find(|&c| c != core).ok_or_else(|| {
+        Error::Config(
+            "bench fwd needs two usable cores (EAL's main lcore and the forwarding core)".into(),
+        )
+    })?;
+    let testpmd = which(&a.testpmd).ok_or_else(|| {
+        Error::Config(format!(
+            "`{}` not found: install DPDK's apps (`apt-get install dpdk`) or give --testpmd PATH",
+            a.testpmd
+        ))
+    })?;
+    let mem = memory_args(&a.eal);
+    let say = |l: &str| super::super::say(a.json, l);
+    say(&format!(
+        "bench fwd: macswap on {} for {}s x {} round(s), forwarding core {core}, EAL main lcore {main}, memory: {}",
+        a.vdev,
+        a.duration,
+        a.rounds,
+        if mem.is_empty() { a.eal.clone() } else { mem.join(" ") }
+    ));
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for round in 0..a.rounds {
+        let b = run_bypass(&a, core, main, &mem, round)?;
+        say(&format!(
+            "round {}: bypass l2fwd  {:>8.2} Mpps ({} frames in {:.2}s)",
+            round + 1,
+            b.mpps,
+            b.packets,
+            b.secs
+        ));
+        let t = run_testpmd(&a, &testpmd, core, main, &mem, round)?;
+        say(&format!(
+            "round {}: dpdk-testpmd  {:>8.2} Mpps ({} frames in {:.2}s)",
+            round + 1,
+            t.mpps,
+            t.packets,
+            t.secs
+        ));
+        ours.push(b);
+        theirs.push(t);
+    }
+    let ours_m = median(ours.iter().map(|s| s.mpps).collect());
+    let theirs_m = median(theirs.iter().map(|s| s.mpps).collect());
+    let ratio = if theirs_m > 0.0 {
+        ours_m / theirs_m
+    } else {
+        0.0
+    };
+    if a.json {
+        let v = serde_json::json!({
+            "bench": "fwd",
+            "mode": "macswap",
+            "vdev": a.vdev,
+            "frame_bytes": 64,
+            "core": core,
+            "main_lcore": main,
+            "duration_s": a.duration,
+            "memory": if mem.is_empty() { a.eal.clone() } else { mem.join(" ") },
+            "bypass": ours,
+            "testpmd": theirs,
+            "bypass_mpps": ours_m,
+            "testpmd_mpps": theirs_m,
+            "ratio": ratio,
+        });
+        println!("{v}");
+    } else {
+        println!("bypass l2fwd : {ours_m:.2} Mpps");
+        println!("dpdk-testpmd : {theirs_m:.2} Mpps");
+        println!(
+            "ratio        : {ratio:.2}x (bypass / testpmd, median of {} round(s))",
+            a.rounds
+        );
+    }
+    Ok(())
+}
+
+/// Memory options to add when the user gave none.
+fn memory_args(user: &str) -> Vec<String> {
+    let given = user.split_whitespace().any(|w| {
+        [
+            "--no-huge",
+            "--in-memory",
+            "-m",
+            "--socket-mem",
+            "--huge-dir",
+        ]
+        .iter()
+        .any(|m| w == *m || w.starts_with(&format!("{m}=")))
+    });
+    if given {
+        Vec::new()
+    } else if huge_ok() {
+        vec!["--in-memory".into()]
+    } else {
+        vec!["--no-huge".into(), "-m".into(), "512".into()]
+    }
+}
+
+#[cfg(feature = "dpdk")]
+fn huge_ok() -> bool {
+    bypass::port::dpdk::eal::hugepages_usable()
+}
+
+#[cfg(not(feature = "dpdk"))]
+fn huge_ok() -> bool {
+    false
+}
+
+fn which(bin: &str) -> Option<String> {
+    if bin.contains('/') {
+        return std::path::Path::new(bin).exists().then(|| bin.to_string());
+    }
+    std::env::var("PATH").ok()?.split(':').find_map(|d| {
+        let p = std::path::Path::new(d).join(bin);
+        p.exists().then(|| p.to_string_lossy().into_owned())
+    })
+}
+
+/// Removes hugepage files a child with `--file-prefix prefix` left behind.
+fn clean_hugepage_files(prefix: &str) {
+    let Ok(mounts) = std::fs::read_to_string("/proc/mounts") else {
+        return;
+    };
+    for dir in mounts.lines().filter_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.get(2) == Some(&"hugetlbfs")).then(|| f[1].to_string())
+    }) {
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                if e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("{prefix}map_"))
+                {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+}
+
+/// Waits for `child` up to `limit`; kills it (by its PID) past that.
+fn wait_bounded(
+    child: &mut Child,
+    limit: Duration,
+    what: &str,
+) -> Result<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(st) = child
+            .try_wait()
+            .map_err(|e| Error::io(format!("wait for {what}"), e))?
+        {
+            return Ok(st);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::Config(format!(
+                "{what} did not finish within {limit:?}; killed it"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn run_bypass(a: &FwdArgs, core: usize, main: usize, mem: &[String], round: u32) -> Result<Side> {
+    let exe = std::env::current_exe().map_err(|e| Error::io("find the bypass binary", e))?;
+    let prefix = format!("bpbench-{}-b{round}", std::process::id());
+    let eal = format!(
+        "-l {main} {} --file-prefix={prefix} {}",
+        mem.join(" "),
+        a.eal
+    );
+    let mut child = Command::new(&exe)
+        .args([
+            "l2fwd",
+            "--mode",
+            "macswap",
+            "--json",
+            "--stats-interval",
+            "0",
+        ])
+        .arg("--port")
+        .arg(format!("dpdk:{}", a.vdev))
+        .arg("--cores")
+        .arg(core.to_string())
+        .arg("--duration")
+        .arg(a.duration.to_string())
+        .arg(format!("--eal={eal}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::io(format!("start {}", exe.display()), e))?;
+    let out_pipe = child.stdout.take();
+    let err_pipe = child.stderr.take();
+    let out_t = std::thread::spawn(move || read_all(out_pipe));
+    let err_t = std::thread::spawn(move || read_all(err_pipe));
+    let st = wait_bounded(
+        &mut child,
+        Duration::from_secs_f64(a.duration + 60.0),
+        "bypass l2fwd",
+    );
+    clean_hugepage_files(&prefix);
+    let st = st?;
+    let out = out_t.join().unwrap_or_default();
+    let err = err_t.join().unwrap_or_default();
+    if !st.success() {
+        return Err(Error::Config(format!(
+            "bypass l2fwd failed ({st}): {}",
+            err.trim()
+        )));
+    }
+    let v: serde_json::Value = out
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .ok_or_else(|| Error::Config(format!("bypass l2fwd printed no JSON summary: {out}")))?;
+    let packets = v["tx_packets"].as_u64().unwrap_or(0);
+    let secs = v["duration_s"].as_f64().unwrap_or(0.0);
+    if packets == 0 || secs <= 0.0 {
+        return Err(Error::Config(format!(
+            "bypass l2fwd forwarded nothing: {out}\n{err}"
+        )));
+    }
+    Ok(Side {
+        packets,
+        secs,
+        mpps: packets as f64 / secs / 1e6,
+    })
+}
+
+fn read_all<R: std::io::Read>(r: Option<R>) -> String {
+    let mut s = String::new();
+    if let Some(mut r) = r {
+        let _ = r.read_to_string(&mut s);
+    }
+    s
+}
+
+fn run_testpmd(
+    a: &FwdArgs,
+    testpmd: &str,
+    core: usize,
+    main: usize,
+    mem: &[String],
+    round: u32,
+) -> Result<Side> {
+    let prefix = format!("bpbench-{}-t{round}", std::process::id());
+    let mut cmd = Command::new(testpmd);
+    cmd.arg("-l")
+        .arg(format!("{main},{core}"))
+        .arg("--main-lcore")
+        .arg(main.to_string())
+        .arg("--no-pci")
+        .arg(format!("--vdev={}", a.vdev))
+        .arg(format!("--file-prefix={prefix}"))
+        .args(mem)
+        .args(a.eal.split_whitespace())
+        .args([
+            "--",
+            "--forward-mode=macswap",
+            "--nb-cores=1",
+            "--rxq=1",
+            "--txq=1",
+        ])
+        .args(["--burst=32", "--rxd=1024", "--txd=1024", "--mbcache=256"])
+        .args(["--total-num-mbufs=8191", "--no-mlockall"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::io(format!("start {testpmd}"), e))?;
+    let (tx, rx) = mpsc::channel::<String>();
+    let out = child.stdout.take();
+    let out_t = std::thread::spawn(move || {
+        let mut all = String::new();
+        if let Some(o) = out {
+            for line in BufReader::new(o).lines().map_while(|l| l.ok()) {
+                let _ = tx.send(line.clone());
+                all.push_str(&line);
+                all.push('\n');
+            }
+        }
+        all
+    });
+    let err_pipe = child.stderr.take();
+    let err_t = std::thread::spawn(move || read_all(err_pipe));
+    // Wait (bounded) for forwarding to start.
+    let started = Instant::now();
+    let mut ready = false;
+    while started.elapsed() < Duration::from_secs(60) {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(l) if l.contains("Press enter to exit") => {
+                ready = true;
+                break;
+            }
+            Ok(_) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    if !ready {
+        let _ = child.kill();
+        let _ = child.wait();
+        clean_hugepage_files(&prefix);
+        let out = out_t.join().unwrap_or_default();
+        let err = err_t.join().unwrap_or_default();
+        return Err(Error::Config(format!(
+            "dpdk-testpmd did not start forwarding: {}\n{}",
+            out.trim(),
+            err.trim()
+        )));
+    }
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(a.duration));
+    let secs = t0.elapsed().as_secs_f64();
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(b"\n");
+    }
+    let st = wait_bounded(&mut child, Duration::from_secs(60), "dpdk-testpmd");
+    clean_hugepage_files(&prefix);
+    st?;
+    let out = out_t.join().unwrap_or_default();
+    let _ = err_t.join();
+    let packets = parse_testpmd_tx(&out).ok_or_else(|| {
+        Error::Config(format!(
+            "no \"Accumulated forward statistics\" in testpmd's output: {out}"
+        ))
+    })?;
+    Ok(Side {
+        packets,
+        secs,
+        mpps: packets as f64 / secs / 1e6,
+    })
+}
+
+/// The `TX-packets` of testpmd's final "Accumulated forward statistics".
+fn parse_testpmd_tx(out: &str) -> Option<u64> {
+    let (_, acc) = out.split_once("Accumulated forward statistics")?;
+    let (_, rest) = acc.split_once("TX-packets:")?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_testpmd_final_stats() {
+        let out = "\
+  ---------------------- Forward statistics for port 0  ----------------------
+  RX-packets: 5              RX-dropped: 0             RX-total: 5
+  TX-packets: 4              TX-dropped: 0             TX-total: 4
+  ----------------------------------------------------------------------------
+
+  +++++++++++++++ Accumulated forward statistics for all ports+++++++++++++++
+  RX-packets: 123456789      RX-dropped: 0             RX-total: 123456789
+  TX-packets: 123456700      TX-dropped: 89            TX-total: 123456789
+  ++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++
+";
+        assert_eq!(parse_testpmd_tx(out), Some(123456700));
+        assert_eq!(parse_testpmd_tx("nothing"), None);
+    }
+
+    #[test]
+    fn medians_and_memory_defaults() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(memory_args("--no-huge -m 256").is_empty());
+        assert!(memory_args("--in-memory").is_empty());
+    }
+}
