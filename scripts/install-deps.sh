@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs what bypass needs to build and test, idempotently.
-# Debian/Ubuntu: DPDK (libdpdk-dev, dpdk for testpmd), clang for bindgen,
+# Debian/Ubuntu: DPDK (libdpdk-dev, dpdk, dpdk-dev for dpdk-testpmd), clang for bindgen,
 # iproute2 for namespaces, curl/iputils for kernel-side clients, nginx for the
 # http benchmark baseline, valgrind for instruction counts.
 set -euo pipefail
 
-PKGS=(pkg-config libdpdk-dev dpdk libclang-dev clang iproute2 iputils-ping curl
+PKGS=(pkg-config libdpdk-dev dpdk dpdk-dev libclang-dev clang iproute2 iputils-ping curl
       ethtool valgrind tshark nginx-light)
 
 missing=()

@@ -348,8 +348,15 @@ fn run_testpmd(
     round: u32,
 ) -> Result<Side> {
     let prefix = format!("bpbench-{}-t{round}", std::process::id());
-    let mut cmd = Command::new(testpmd);
-    cmd.arg("-l")
+    // testpmd's stdout is a pipe here, so stdio would buffer its "Press
+    // enter to exit" line: stdbuf (coreutils) makes it line-buffered.
+    let stdbuf = which("stdbuf").ok_or_else(|| {
+        Error::Config("`stdbuf` (coreutils) not found; it is needed to read testpmd's output as it comes".into())
+    })?;
+    let mut cmd = Command::new(stdbuf);
+    cmd.arg("-oL")
+        .arg(testpmd)
+        .arg("-l")
         .arg(format!("{main},{core}"))
         .arg("--main-lcore")
         .arg(main.to_string())
