@@ -351,7 +351,10 @@ fn run_testpmd(
     // testpmd's stdout is a pipe here, so stdio would buffer its "Press
     // enter to exit" line: stdbuf (coreutils) makes it line-buffered.
     let stdbuf = which("stdbuf").ok_or_else(|| {
-        Error::Config("`stdbuf` (coreutils) not found; it is needed to read testpmd's output as it comes".into())
+        Error::Config(
+            "`stdbuf` (coreutils) not found; it is needed to read testpmd's output as it comes"
+                .into(),
+        )
     })?;
     let mut cmd = Command::new(stdbuf);
     cmd.arg("-oL")

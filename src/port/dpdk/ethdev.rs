@@ -333,6 +333,56 @@ impl EthDev {
             format!("starting `{}`", self.name),
         )?;
         self.started = true;
+        if conf.rxmode.mq_mode == sys::RTE_ETH_MQ_RX_RSS {
+            // Some drivers (net_null among them) ignore the key given to
+            // configure: set it again explicitly.
+            let mut rss = sys::rte_eth_rss_conf {
+                rss_key: key.as_mut_ptr(),
+                rss_key_len: key.len() as u8,
+                rss_hf: hf,
+            };
+            // SAFETY: valid, started port; the key outlives the call.
+            let r = unsafe { sys::rte_eth_dev_rss_hash_update(self.id.0, &mut rss) };
+            if r < 0 {
+                tracing::warn!(
+                    "{}; flows hash with the device's own key",
+                    eal::err(
+                        format!("setting the symmetric RSS key on `{}`", self.name),
+                        -r
+                    )
+                );
+            }
+        }
+        if conf.rxmode.mq_mode == sys::RTE_ETH_MQ_RX_RSS && info.reta_size > 0 {
+            // A known redirection table (entry i -> queue i % queues), so that
+            // software can predict the queue of a flow; some drivers leave
+            // theirs unset.
+            let g = sys::RTE_ETH_RETA_GROUP_SIZE as usize;
+            let n = info.reta_size as usize;
+            let mut entries = vec![
+                sys::rte_eth_rss_reta_entry64 {
+                    mask: u64::MAX,
+                    reta: [0; 64]
+                };
+                n.div_ceil(g)
+            ];
+            for i in 0..n {
+                entries[i / g].reta[i % g] = (i % q as usize) as u16;
+            }
+            // SAFETY: valid, started port; entries hold reta_size entries.
+            let r = unsafe {
+                sys::rte_eth_dev_rss_reta_update(self.id.0, entries.as_mut_ptr(), info.reta_size)
+            };
+            if r < 0 {
+                tracing::warn!(
+                    "{}; the device keeps its own",
+                    eal::err(
+                        format!("setting the RSS redirection table of `{}`", self.name),
+                        -r
+                    )
+                );
+            }
+        }
         if cfg.promisc {
             // SAFETY: valid, started port.
             let r = unsafe { sys::rte_eth_promiscuous_enable(self.id.0) };
