@@ -52,16 +52,18 @@ pub fn open_with_eal(specs: &[String], queues: u16, eal: &str) -> Result<Ports> 
         PortKind::Dpdk => {
             // EAL starts once, with every device of the run on its command
             // line; its main lcore is the first core this process may use.
+            // Options are checked before EAL starts.
+            let cfgs = parsed
+                .iter_mut()
+                .map(|spec| DpdkConfig::from_spec(spec, queues))
+                .collect::<Result<Vec<_>>>()?;
             let main = bypass::runtime::available_cores().first().copied().unwrap_or(0);
             let mut args = eal::EalArgs::new(eal).main_core(main);
-            for spec in &parsed {
-                args = args.device(&spec.name);
+            for c in &cfgs {
+                args = args.device(&c.devargs);
             }
             eal::init(&args.build())?;
-            let mut out = Vec::new();
-            for spec in parsed.iter_mut() {
-                out.push(DpdkPort::open(&DpdkConfig::from_spec(spec, queues)?)?);
-            }
+            let out = cfgs.iter().map(DpdkPort::open).collect::<Result<Vec<_>>>()?;
             Ok(Ports::Dpdk(out))
         }
         PortKind::Mem => Err(parsed[0].err(

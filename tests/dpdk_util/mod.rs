@@ -103,6 +103,11 @@ pub fn child_uses_hugepages() -> bool {
     std::env::var(ENV).is_ok_and(|e| !e.contains("--no-huge"))
 }
 
+/// Hugepages in use on the machine (total - free).
+pub fn hugepages_in_use() -> u64 {
+    meminfo("HugePages_Total:").saturating_sub(meminfo("HugePages_Free:"))
+}
+
 /// 2 MiB hugepages reserved for a test and a private hugetlbfs mount;
 /// both released on drop (`nr_hugepages` goes back to what it was).
 pub struct HugePages {

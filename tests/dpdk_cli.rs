@@ -1,0 +1,110 @@
+//! The `bypass` tool with DPDK ports: `l2fwd --port dpdk:...` forwards and
+//! reports JSON, bad EAL arguments get one clear sentence, and `bench fwd`
+//! measures bypass against dpdk-testpmd. Each run is its own process.
+#![cfg(feature = "dpdk")]
+
+mod common;
+
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_bypass");
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN).args(args).output().expect("run bypass");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn last_json(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout.lines().last().expect("a JSON line")).expect("JSON")
+}
+
+#[test]
+fn l2fwd_macswap_over_net_null() {
+    if !common::root_or_skip("l2fwd_macswap_over_net_null") {
+        return;
+    }
+    let prefix = format!("--file-prefix=bpt-{}-cli", std::process::id());
+    let (ok, out, err) = run(&[
+        "l2fwd",
+        "--port",
+        "dpdk:net_null0,size=128;rxd=512;txd=512",
+        "--duration",
+        "0.5",
+        "--stats-interval",
+        "0",
+        "--json",
+        &format!("--eal=--no-huge -m 256 {prefix}"),
+    ]);
+    assert!(ok, "{out}\n{err}");
+    let v = last_json(&out);
+    let rx = v["rx_packets"].as_u64().unwrap();
+    assert!(rx > 1000, "{v}");
+    assert_eq!(v["rx_bytes"].as_u64().unwrap(), rx * 128, "size=128 devarg");
+    assert_eq!(
+        v["tx_packets"].as_u64().unwrap() + v["drops"].as_u64().unwrap(),
+        rx
+    );
+    let port = &v["ports"][0];
+    assert_eq!(port["info"]["kind"], "dpdk");
+    assert_eq!(port["pool_in_use"].as_u64(), Some(0), "{port}");
+    assert_eq!(port["link"]["rx_packets"].as_u64(), Some(rx), "{port}");
+}
+
+#[test]
+fn bad_eal_arguments_are_one_sentence() {
+    if !common::root_or_skip("bad_eal_arguments_are_one_sentence") {
+        return;
+    }
+    let (ok, _out, err) = run(&[
+        "l2fwd",
+        "--port",
+        "dpdk:net_null0",
+        "--duration",
+        "0.1",
+        "--eal=--no-huge -m 128 --definitely-not-an-eal-flag",
+    ]);
+    assert!(!ok);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line: {err}"));
+    assert!(line.contains("EAL initialisation failed"), "{line}");
+
+    let (ok, _out, err) = run(&[
+        "l2fwd",
+        "--port",
+        "dpdk:net_null0;colour=blue",
+        "--eal=--no-huge -m 128",
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("unknown option `colour` for a dpdk port"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bench_fwd_reports_a_ratio_against_testpmd() {
+    if !common::root_or_skip("bench_fwd_reports_a_ratio_against_testpmd") {
+        return;
+    }
+    let (ok, out, err) = run(&[
+        "bench",
+        "fwd",
+        "--duration",
+        "1",
+        "--json",
+        "--eal=--no-huge -m 256",
+    ]);
+    assert!(ok, "{out}\n{err}");
+    let v = last_json(&out);
+    let ours = v["bypass_mpps"].as_f64().unwrap();
+    let theirs = v["testpmd_mpps"].as_f64().unwrap();
+    assert!(ours > 0.1 && theirs > 0.1, "{v}");
+    let ratio = v["ratio"].as_f64().unwrap();
+    assert!((ratio - ours / theirs).abs() < 1e-9, "{v}");
+}
