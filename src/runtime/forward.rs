@@ -1,7 +1,7 @@
 //! The packet-handler loop: rx burst -> handler -> tx bursts, per core.
 
 use crate::app::{Frame, PacketHandler, Verdict};
-use crate::buf::{Burst, PacketBuf};
+use crate::buf::{Burst, PacketBuf, BURST};
 use crate::port::PortQueue;
 use crate::runtime::capture::CaptureSink;
 use crate::runtime::lcore::Worker;
@@ -21,6 +21,9 @@ pub struct ForwardWorker<Q: PortQueue, H: PacketHandler> {
     handler: H,
     stats: CoreRef,
     tx: Vec<Burst<Q::Buf>>,
+    /// Bytes of the frames waiting in each `tx` burst (so that a flush
+    /// need not walk the burst to count them).
+    tx_bytes: Vec<u64>,
     capture: Option<CaptureSink>,
     polls: u64,
 }
@@ -29,11 +32,13 @@ impl<Q: PortQueue, H: PacketHandler> ForwardWorker<Q, H> {
     /// A worker over `queues` (one per port, in port order).
     pub fn new(queues: Vec<Q>, handler: H, stats: CoreRef, capture: Option<CaptureSink>) -> Self {
         let tx = queues.iter().map(|_| Burst::new()).collect();
+        let tx_bytes = vec![0; queues.len()];
         ForwardWorker {
             queues,
             handler,
             stats,
             tx,
+            tx_bytes,
             capture,
             polls: 0,
         }
@@ -54,16 +59,16 @@ impl<Q: PortQueue, H: PacketHandler> ForwardWorker<Q, H> {
                 c.record(b.data());
             }
         }
-        let before: usize = burst.iter().map(|b| b.len()).sum();
         let n = self.queues[p].tx_burst(burst);
-        let after: usize = burst.iter().map(|b| b.len()).sum();
+        let mut bytes = std::mem::take(&mut self.tx_bytes[p]);
         let pc = &self.stats.ports[p];
         pc.tx_packets.add(n as u64);
-        pc.tx_bytes.add((before - after) as u64);
         if !burst.is_empty() {
+            bytes -= burst.iter().map(|b| b.len() as u64).sum::<u64>();
             pc.drop(DropReason::TxFull, burst.len() as u64);
             burst.clear();
         }
+        pc.tx_bytes.add(bytes);
     }
 
     fn update_gauges(&self) {
@@ -88,19 +93,48 @@ impl<Q: PortQueue, H: PacketHandler> Worker for ForwardWorker<Q, H> {
                 continue;
             }
             total += n;
-            let pc = &self.stats.ports[p];
-            pc.rx_packets.add(n as u64);
-            pc.rx_bytes.add(rx.iter().map(|b| b.len() as u64).sum());
+            self.stats.ports[p].rx_packets.add(n as u64);
             self.handler.begin_burst(now);
-            for mut buf in rx {
-                if let Some(c) = &self.capture {
-                    c.record(buf.data());
+            if let Some(c) = &self.capture {
+                for b in rx.iter() {
+                    c.record(b.data());
                 }
+            }
+            // Pass 1: the handler sees each frame in place.
+            let mut verdicts = [Verdict::Drop; BURST];
+            let (mut rx_bytes, mut out_bytes) = (0u64, 0u64);
+            let mut mixed = false;
+            for (i, buf) in rx.iter_mut().enumerate() {
                 let len = buf.len();
+                rx_bytes += len as u64;
                 let mut frame = Frame::new(buf.room_mut(), len, p as u16);
-                let verdict = self.handler.handle(&mut frame);
-                let len = frame.len();
-                buf.set_len(len);
+                let v = self.handler.handle(&mut frame);
+                let new_len = frame.len();
+                if new_len != len {
+                    buf.set_len(new_len);
+                }
+                out_bytes += new_len as u64;
+                verdicts[i] = v;
+                mixed |= v != verdicts[0];
+            }
+            self.stats.ports[p].rx_bytes.add(rx_bytes);
+            let verdicts = &verdicts[..rx.len()];
+            // Pass 2, fast path: the whole burst goes out of one port whose
+            // output burst is empty: hand it over as it is.
+            if !mixed && verdicts[0] != Verdict::Drop {
+                let out = if verdicts[0] == Verdict::Reply {
+                    p
+                } else {
+                    (p + 1) % nports
+                };
+                if self.tx[out].is_empty() {
+                    self.tx[out] = rx;
+                    self.tx_bytes[out] = out_bytes;
+                    continue;
+                }
+            }
+            // Pass 2, general case: frame by frame.
+            for (buf, &verdict) in rx.drain(..).zip(verdicts.iter()) {
                 let out = match verdict {
                     Verdict::Forward => (p + 1) % nports,
                     Verdict::Reply => p,
@@ -112,6 +146,7 @@ impl<Q: PortQueue, H: PacketHandler> Worker for ForwardWorker<Q, H> {
                 if self.tx[out].is_full() {
                     self.flush(out);
                 }
+                self.tx_bytes[out] += buf.len() as u64;
                 self.tx[out].push(buf);
             }
         }
@@ -136,5 +171,87 @@ impl<Q: PortQueue, H: PacketHandler> Worker for ForwardWorker<Q, H> {
             self.queues[p].flush();
         }
         self.update_gauges();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::Frame;
+    use crate::buf::HugePolicy;
+    use crate::port::mem::{MemConfig, MemPort};
+    use crate::port::Port;
+    use crate::runtime::Stats;
+
+    /// Replies to frames whose first byte is even (trimming them to 60
+    /// bytes), drops the others.
+    struct EvenOnly;
+    impl PacketHandler for EvenOnly {
+        fn handle(&mut self, f: &mut Frame<'_>) -> Verdict {
+            if f.data()[0] % 2 == 0 {
+                f.set_len(60);
+                Verdict::Reply
+            } else {
+                Verdict::Drop
+            }
+        }
+    }
+
+    fn wire() -> (MemPort, MemPort) {
+        MemPort::pair(&MemConfig {
+            huge: HugePolicy::Never,
+            pool_frames: 256,
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    fn send(q: &mut impl PortQueue<Buf = crate::buf::PoolBuf>, firsts: &[u8], len: usize) {
+        let mut b = Burst::new();
+        for &first in firsts {
+            let mut buf = q.alloc().unwrap();
+            buf.set_len(len);
+            buf.data_mut().fill(first);
+            b.push(buf);
+        }
+        assert_eq!(q.tx_burst(&mut b), firsts.len());
+    }
+
+    fn drain(q: &mut impl PortQueue<Buf = crate::buf::PoolBuf>) -> Vec<(u8, usize)> {
+        let mut b = Burst::new();
+        q.rx_burst(&mut b);
+        b.iter().map(|f| (f.data()[0], f.len())).collect()
+    }
+
+    #[test]
+    fn mixed_verdicts_and_whole_bursts_are_counted() {
+        let (mut a, mut b) = wire();
+        let qa = a.take_queues().pop().unwrap();
+        let mut qb = b.take_queues().pop().unwrap();
+        let stats = Stats::new(&[0], &["a".to_string()]);
+        let mut w = ForwardWorker::new(vec![qa], EvenOnly, stats.core(0), None);
+
+        // A burst with mixed verdicts: frame by frame.
+        send(&mut qb, &[2, 3, 4, 5, 6], 100);
+        assert_eq!(w.poll(Instant(0)), 5);
+        assert_eq!(drain(&mut qb), vec![(2, 60), (4, 60), (6, 60)]);
+        let s = &stats.snapshot().ports[0];
+        assert_eq!((s.rx_packets, s.rx_bytes), (5, 500));
+        assert_eq!((s.tx_packets, s.tx_bytes), (3, 180));
+        assert_eq!(s.drops_by_reason["handler"], 2);
+
+        // A burst that all goes back: handed over whole.
+        send(&mut qb, &[8, 10], 80);
+        assert_eq!(w.poll(Instant(0)), 2);
+        assert_eq!(drain(&mut qb), vec![(8, 60), (10, 60)]);
+        let s = &stats.snapshot().ports[0];
+        assert_eq!((s.rx_packets, s.rx_bytes), (7, 660));
+        assert_eq!((s.tx_packets, s.tx_bytes), (5, 300));
+
+        // All dropped.
+        send(&mut qb, &[1, 3], 64);
+        assert_eq!(w.poll(Instant(0)), 2);
+        assert!(drain(&mut qb).is_empty());
+        assert_eq!(stats.snapshot().ports[0].drops_by_reason["handler"], 4);
     }
 }
