@@ -51,14 +51,13 @@ pub fn open_with_eal(specs: &[String], queues: u16, eal: &str) -> Result<Ports> 
         #[cfg(feature = "dpdk")]
         PortKind::Dpdk => {
             // EAL starts once, with every device of the run on its command
-            // line; its main lcore is the first core this process may use.
+            // line.
             // Options are checked before EAL starts.
             let cfgs = parsed
                 .iter_mut()
                 .map(|spec| DpdkConfig::from_spec(spec, queues))
                 .collect::<Result<Vec<_>>>()?;
-            let main = bypass::runtime::available_cores().first().copied().unwrap_or(0);
-            let mut args = eal::EalArgs::new(eal).main_core(main);
+            let mut args = eal::EalArgs::new(eal).cpus(&bypass::runtime::available_cores());
             for c in &cfgs {
                 args = args.device(&c.devargs);
             }

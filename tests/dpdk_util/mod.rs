@@ -86,12 +86,7 @@ pub fn child_eal(vdevs: &[&str]) -> Vec<String> {
     let base = std::env::var(ENV).unwrap_or_else(|_| {
         panic!("this scenario runs in a child process started by its parent test ({ENV} unset)")
     });
-    let mut a = bypass::port::dpdk::EalArgs::new(&base).main_core(
-        bypass::runtime::available_cores()
-            .first()
-            .copied()
-            .unwrap_or(0),
-    );
+    let mut a = bypass::port::dpdk::EalArgs::new(&base).cpus(&bypass::runtime::available_cores());
     for v in vdevs {
         a = a.device(v);
     }

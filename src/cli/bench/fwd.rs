@@ -112,7 +112,7 @@ pub fn run(a: FwdArgs) -> Result<()> {
     let mem = memory_args(&a.eal);
     let say = |l: &str| super::super::say(a.json, l);
     say(&format!(
-        "bench fwd: macswap on {} for {}s x {} round(s), forwarding core {core}, EAL main lcore {main}, memory: {}",
+        "bench fwd: macswap on {} for {}s x {} round(s), forwarding core {core} (testpmd main lcore {main}), memory: {}",
         a.vdev,
         a.duration,
         a.rounds,
@@ -121,7 +121,7 @@ pub fn run(a: FwdArgs) -> Result<()> {
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
     for round in 0..a.rounds {
-        let b = run_bypass(&a, core, main, &mem, round)?;
+        let b = run_bypass(&a, core, &mem, round)?;
         say(&format!(
             "round {}: bypass l2fwd  {:>8.2} Mpps ({} frames in {:.2}s)",
             round + 1,
@@ -264,14 +264,10 @@ fn wait_bounded(
     }
 }
 
-fn run_bypass(a: &FwdArgs, core: usize, main: usize, mem: &[String], round: u32) -> Result<Side> {
+fn run_bypass(a: &FwdArgs, core: usize, mem: &[String], round: u32) -> Result<Side> {
     let exe = std::env::current_exe().map_err(|e| Error::io("find the bypass binary", e))?;
     let prefix = format!("bpbench-{}-b{round}", std::process::id());
-    let eal = format!(
-        "-l {main} {} --file-prefix={prefix} {}",
-        mem.join(" "),
-        a.eal
-    );
+    let eal = format!("{} --file-prefix={prefix} {}", mem.join(" "), a.eal);
     let mut child = Command::new(&exe)
         .args([
             "l2fwd",

@@ -176,9 +176,10 @@ thread_local! {
 /// cache (slower, still correct) and one warning is printed.
 #[inline]
 pub fn register_thread() {
-    if CHECKED.with(|c| c.replace(true)) {
+    if CHECKED.with(|c| c.get()) {
         return;
     }
+    CHECKED.with(|c| c.set(true));
     register_slow();
 }
 
@@ -204,7 +205,11 @@ fn register_slow() {
 
 /// Builds EAL's command line from the user's arguments and the devices of
 /// the run, filling in what the user left out:
-/// - `-l CORE` (the main lcore; EAL pins nothing else of ours);
+/// - `--lcores=0@(CPUS)`: EAL's main lcore (id 0) may run on every CPU the
+///   process may use. EAL pins nothing of ours (bypass pins its own worker
+///   threads), and its control threads (interrupts, telemetry) may run on
+///   any of those CPUs, instead of being pinned to the CPUs outside the
+///   lcore list, which are the forwarding cores;
 /// - memory: `--in-memory` when hugepages are reserved and mounted, else
 ///   `--no-huge -m 512` (with one warning);
 /// - `--file-prefix bypass-PID` so that runs never share state;
@@ -216,7 +221,7 @@ fn register_slow() {
 pub struct EalArgs {
     user: Vec<String>,
     devices: Vec<String>,
-    main_core: usize,
+    cpus: Vec<usize>,
 }
 
 impl EalArgs {
@@ -225,7 +230,7 @@ impl EalArgs {
         EalArgs {
             user: user.split_whitespace().map(String::from).collect(),
             devices: Vec::new(),
-            main_core: 0,
+            cpus: Vec::new(),
         }
     }
 
@@ -241,9 +246,10 @@ impl EalArgs {
         self
     }
 
-    /// The CPU core of EAL's main lcore when the user gives no `-l`.
-    pub fn main_core(mut self, core: usize) -> EalArgs {
-        self.main_core = core;
+    /// The CPUs EAL's main lcore and control threads may use when the user
+    /// gives no `-l`/`-c`/`--lcores` (default: CPU 0).
+    pub fn cpus(mut self, cpus: &[usize]) -> EalArgs {
+        self.cpus = cpus.to_vec();
         self
     }
 
@@ -260,7 +266,13 @@ impl EalArgs {
         let mut v = vec!["bypass".to_string()];
         v.extend(self.user.iter().cloned());
         if !self.has(&["-l", "-c", "--lcores"]) {
-            v.extend(["-l".into(), self.main_core.to_string()]);
+            let cpus = if self.cpus.is_empty() {
+                "0".to_string()
+            } else {
+                let c: Vec<String> = self.cpus.iter().map(|c| c.to_string()).collect();
+                c.join(",")
+            };
+            v.push(format!("--lcores=0@({cpus})"));
         }
         let mem_given = self.has(&[
             "--no-huge",
@@ -361,10 +373,13 @@ mod tests {
         let a = EalArgs::new("--no-huge -m 256")
             .device("net_null0")
             .device("net_tap0,iface=t0")
-            .main_core(1)
+            .cpus(&[0, 1])
             .build();
         let s = a.join(" ");
-        assert!(s.starts_with("bypass --no-huge -m 256 -l 1"), "{s}");
+        assert!(
+            s.starts_with("bypass --no-huge -m 256 --lcores=0@(0,1)"),
+            "{s}"
+        );
         assert!(
             s.contains("--vdev=net_null0 --vdev=net_tap0,iface=t0"),
             "{s}"
@@ -378,7 +393,7 @@ mod tests {
         let s = a.join(" ");
         assert!(s.contains("-a 0000:01:00.0"), "{s}");
         assert!(!s.contains("--no-pci"), "{s}");
-        assert!(!s.contains("-l 0 "), "{s}");
+        assert!(!s.contains("--lcores"), "{s}");
         assert_eq!(s.matches("--file-prefix").count(), 1, "{s}");
         assert_eq!(s.matches("--log-level").count(), 1, "{s}");
     }

@@ -229,16 +229,8 @@ impl DpdkPort {
     /// its queues and pools, starts it and waits for its link.
     pub fn open(cfg: &DpdkConfig) -> Result<DpdkPort> {
         if !eal::is_initialized() {
-            let core = crate::runtime::available_cores()
-                .first()
-                .copied()
-                .unwrap_or(0);
-            eal::init(
-                &EalArgs::new("")
-                    .device(&cfg.devargs)
-                    .main_core(core)
-                    .build(),
-            )?;
+            let cpus = crate::runtime::available_cores();
+            eal::init(&EalArgs::new("").device(&cfg.devargs).cpus(&cpus).build())?;
         }
         let hugepages = !eal::init_args().is_some_and(|a| a.iter().any(|x| x == "--no-huge"));
         let mut dev = EthDev::open(&cfg.devargs)?;
