@@ -39,6 +39,10 @@ fn l2fwd_macswap_over_net_null() {
         "--json",
         &format!("--eal=--no-huge -m 256 {prefix}"),
     ]);
+    let _ = std::fs::remove_dir_all(bypass::port::dpdk::eal::runtime_dir_for(&format!(
+        "bpt-{}-cli",
+        std::process::id()
+    )));
     assert!(ok, "{out}\n{err}");
     let v = last_json(&out);
     let rx = v["rx_packets"].as_u64().unwrap();

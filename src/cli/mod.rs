@@ -129,6 +129,9 @@ pub fn main() -> i32 {
         Cmd::L2fwd(a) => l2fwd::run(a),
         Cmd::Bench(b) => bench::run(b),
     };
+    // Every DPDK port is closed by now: release EAL and its runtime files.
+    #[cfg(feature = "dpdk")]
+    bypass::port::dpdk::eal::cleanup();
     match res {
         Ok(()) => 0,
         Err(e) => {

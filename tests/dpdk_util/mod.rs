@@ -33,7 +33,17 @@ static HUGE_LOCK: Mutex<()> = Mutex::new(());
 /// did not run. Returns false (and prints why) if the hugepage variant
 /// cannot reserve hugepages on this machine.
 pub fn run_child(child: &str, mem: Mem) -> bool {
-    let prefix = format!("bpt-{}-{}", std::process::id(), child.replace('_', ""));
+    // Unique per process, scenario and memory mode (the two modes of one
+    // scenario run at the same time).
+    let mode = match mem {
+        Mem::NoHuge => "nh",
+        Mem::Huge => "hp",
+    };
+    let prefix = format!(
+        "bpt-{}-{mode}-{}",
+        std::process::id(),
+        child.replace('_', "")
+    );
     let prefix: String = prefix.chars().take(40).collect();
     let _lock;
     let _huge;
@@ -67,6 +77,7 @@ pub fn run_child(child: &str, mem: Mem) -> bool {
         .env(ENV, &eal)
         .output()
         .expect("spawn the test binary");
+    let _ = std::fs::remove_dir_all(bypass::port::dpdk::eal::runtime_dir_for(&prefix));
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -217,8 +217,11 @@ fn which(bin: &str) -> Option<String> {
     })
 }
 
-/// Removes hugepage files a child with `--file-prefix prefix` left behind.
+/// Removes hugepage files and the EAL runtime directory a child with
+/// `--file-prefix prefix` left behind.
 fn clean_hugepage_files(prefix: &str) {
+    #[cfg(feature = "dpdk")]
+    let _ = std::fs::remove_dir_all(bypass::port::dpdk::eal::runtime_dir_for(prefix));
     let Ok(mounts) = std::fs::read_to_string("/proc/mounts") else {
         return;
     };

@@ -212,7 +212,8 @@ fn register_slow() {
 ///   lcore list, which are the forwarding cores;
 /// - memory: `--in-memory` when hugepages are reserved and mounted, else
 ///   `--no-huge -m 512` (with one warning);
-/// - `--file-prefix bypass-PID` so that runs never share state;
+/// - `--file-prefix=bypass-PID` so that runs never share state ([`cleanup`]
+///   removes its runtime directory at exit);
 /// - each device: a PCI address is allow-listed with `-a`, anything else is
 ///   a virtual device passed as `--vdev`; with no PCI device, `--no-pci`
 ///   (so that EAL never grabs a NIC nobody asked for);
@@ -292,8 +293,8 @@ impl EalArgs {
                 v.push("--in-memory".into());
             }
         }
-        if !self.has(&["--file-prefix", "--in-memory"]) && !v.iter().any(|a| a == "--in-memory") {
-            v.push(format!("--file-prefix=bypass-{}", std::process::id()));
+        if !self.has(&["--file-prefix"]) {
+            v.push(format!("--file-prefix={}", own_prefix()));
         }
         if no_huge && !self.has(&["--no-shconf"]) {
             v.push("--no-shconf".into());
@@ -314,6 +315,46 @@ impl EalArgs {
             v.push("--log-level=5".into());
         }
         v
+    }
+}
+
+/// The file prefix bypass gives EAL when the user gives none.
+fn own_prefix() -> String {
+    format!("bypass-{}", std::process::id())
+}
+
+/// The directory EAL keeps its runtime files in for `--file-prefix
+/// prefix` (`/var/run/dpdk/PREFIX` as root, under `$XDG_RUNTIME_DIR` or
+/// `/tmp` otherwise). EAL leaves it behind when the process exits.
+pub fn runtime_dir_for(prefix: &str) -> std::path::PathBuf {
+    let base = if crate::port::sys::is_root() {
+        "/var/run".to_string()
+    } else {
+        std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| "/tmp".into())
+    };
+    std::path::Path::new(&base).join("dpdk").join(prefix)
+}
+
+/// Releases EAL's resources at the end of the process (`rte_eal_cleanup`)
+/// and removes EAL's runtime directory when bypass chose its file prefix.
+/// Call it once every port is dropped; no DPDK call may follow it.
+pub fn cleanup() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    let Some(args) = init_args() else {
+        return;
+    };
+    if DONE.set(()).is_err() {
+        return;
+    }
+    // SAFETY: EAL is initialised, this runs once, and the caller dropped
+    // every port (no DPDK object is used after this).
+    let r = unsafe { sys::rte_eal_cleanup() };
+    if r < 0 {
+        tracing::warn!("{}", err("rte_eal_cleanup", -r));
+    }
+    let ours = format!("--file-prefix={}", own_prefix());
+    if args.iter().any(|a| *a == ours) {
+        let _ = std::fs::remove_dir_all(runtime_dir_for(&own_prefix()));
     }
 }
 
