@@ -353,7 +353,7 @@ pub fn cleanup() {
         tracing::warn!("{}", err("rte_eal_cleanup", -r));
     }
     let ours = format!("--file-prefix={}", own_prefix());
-    if args.iter().any(|a| *a == ours) {
+    if args.contains(&ours) {
         let _ = std::fs::remove_dir_all(runtime_dir_for(&own_prefix()));
     }
 }
