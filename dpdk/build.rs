@@ -35,6 +35,7 @@ fn fail(why: &str) -> ! {
 fn main() {
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG");
+    println!("cargo:rerun-if-env-changed=PKG_CONFIG_LIBDIR");
     println!("cargo:rerun-if-changed=shim/wrapper.h");
     println!("cargo:rerun-if-changed=shim/shim.c");
 

@@ -118,6 +118,7 @@ pub fn run(a: FwdArgs) -> Result<()> {
         a.rounds,
         if mem.is_empty() { a.eal.clone() } else { mem.join(" ") }
     ));
+    let load_before = loadavg();
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
     for round in 0..a.rounds {
@@ -140,6 +141,7 @@ pub fn run(a: FwdArgs) -> Result<()> {
         ours.push(b);
         theirs.push(t);
     }
+    let load_after = loadavg();
     let ours_m = median(ours.iter().map(|s| s.mpps).collect());
     let theirs_m = median(theirs.iter().map(|s| s.mpps).collect());
     let ratio = if theirs_m > 0.0 {
@@ -162,6 +164,8 @@ pub fn run(a: FwdArgs) -> Result<()> {
             "bypass_mpps": ours_m,
             "testpmd_mpps": theirs_m,
             "ratio": ratio,
+            "loadavg_before": load_before,
+            "loadavg_after": load_after,
         });
         println!("{v}");
     } else {
@@ -171,8 +175,19 @@ pub fn run(a: FwdArgs) -> Result<()> {
             "ratio        : {ratio:.2}x (bypass / testpmd, median of {} round(s))",
             a.rounds
         );
+        println!(
+            "load average : {load_before:.2} before, {load_after:.2} after (other work on the machine skews both sides)"
+        );
     }
     Ok(())
+}
+
+/// The 1-minute load average (0 if unknown).
+fn loadavg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0)
 }
 
 /// Memory options to add when the user gave none.
