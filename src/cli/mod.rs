@@ -67,9 +67,9 @@ pub struct Common {
     /// DPDK EAL arguments for dpdk: ports, as one string split on spaces,
     /// e.g. "--no-huge -m 512" or "-l 0 --huge-dir /mnt/huge". Devices come
     /// from --port (PCI addresses are allow-listed with -a, the rest become
-    /// --vdev); left out: -l <first usable core>, --in-memory with hugepages
-    /// or --no-huge -m 512 without, a unique --file-prefix, --no-pci when no
-    /// PCI device is named. See docs/dpdk.md.
+    /// --vdev); left out: --lcores=0@(usable cores), --in-memory with
+    /// hugepages or --no-huge -m 512 without, a unique --file-prefix,
+    /// --no-pci when no PCI device is named. See docs/dpdk.md.
     #[arg(
         long,
         value_name = "ARGS",
