@@ -318,6 +318,22 @@ impl EalArgs {
     }
 }
 
+/// Splits a DPDK-style command line `PROG [EAL args] -- [app args]` into
+/// the EAL arguments (without the program name: feed them to
+/// [`EalArgs::extend`]) and the application's. Without a `--`, everything
+/// after the program name belongs to the application.
+pub fn split_eal_args<I, S>(args: I) -> (Vec<String>, Vec<String>)
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let rest: Vec<String> = args.into_iter().skip(1).map(Into::into).collect();
+    match rest.iter().position(|a| a == "--") {
+        Some(i) => (rest[..i].to_vec(), rest[i + 1..].to_vec()),
+        None => (Vec::new(), rest),
+    }
+}
+
 /// The file prefix bypass gives EAL when the user gives none.
 fn own_prefix() -> String {
     format!("bypass-{}", std::process::id())
@@ -399,6 +415,18 @@ pub fn hugepages_usable() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn eal_and_app_args_split_at_the_first_double_dash() {
+        let (e, a) = split_eal_args(["prog", "-l", "0", "--no-huge", "--", "-p", "--", "x"]);
+        assert_eq!(e, ["-l", "0", "--no-huge"]);
+        let built = EalArgs::new("").extend(e).build();
+        assert_eq!(&built[..4], ["bypass", "-l", "0", "--no-huge"]);
+        assert_eq!(a, ["-p", "--", "x"]);
+        let (e, a) = split_eal_args(["prog", "-p", "1"]);
+        assert!(e.is_empty());
+        assert_eq!(a, ["-p", "1"]);
+    }
 
     #[test]
     fn pci_addresses() {
