@@ -1,0 +1,208 @@
+//! The `bypass` tool as users run it: errors, and l2fwd over TAP with the
+//! kernels of two private network namespaces on either side.
+
+mod common;
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+fn bypass(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bypass"))
+        .args(args)
+        .output()
+        .expect("run bypass")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn bad_port_specs_get_one_clear_sentence() {
+    for (spec, needle) in [
+        ("bogus", "expected KIND:NAME"),
+        ("foo:bar", "unknown port kind `foo`"),
+        ("tap:x,queues=lots", "bad value `lots` for `queues`"),
+        ("tap:x,color=blue", "unknown option `color`"),
+        ("mem:w0", "in-process wires"),
+    ] {
+        let o = bypass(&["l2fwd", "--port", spec, "--duration", "1"]);
+        assert_eq!(o.status.code(), Some(1), "{spec}");
+        let e = stderr(&o);
+        assert!(
+            e.starts_with("error: ") && e.contains(needle),
+            "{spec}: {e}"
+        );
+        assert_eq!(e.trim().lines().count(), 1, "one line: {e}");
+    }
+}
+
+#[test]
+fn bad_flags_are_usage_errors() {
+    let o = bypass(&["l2fwd", "--port", "tap:x", "--frobnicate"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--frobnicate"));
+    let o = bypass(&["l2fwd", "--port", "tap:x", "--cores", "zero"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not a core list"), "{}", stderr(&o));
+    let o = bypass(&[
+        "l2fwd", "--port", "tap:x", "--port", "tap:y", "--port", "tap:z",
+    ]);
+    assert!(stderr(&o).contains("3 ports given"), "{}", stderr(&o));
+    let o = bypass(&["--help"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("l2fwd"));
+}
+
+#[test]
+fn missing_privilege_says_to_use_root() {
+    if !common::root_or_skip("missing_privilege_says_to_use_root") {
+        return;
+    }
+    // Drop to nobody and try to create a TAP.
+    let o = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(env!("CARGO_BIN_EXE_bypass"))
+        .args(["l2fwd", "--port", "tap:bpt-noperm", "--duration", "1"])
+        .output()
+        .expect("setpriv (util-linux)");
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("needs root") && e.contains("sudo"), "{e}");
+}
+
+/// Named namespaces and a child process, removed on drop whatever happens.
+struct Topology {
+    ns: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill(); // by PID
+            let _ = c.wait();
+        }
+        for n in &self.ns {
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+    }
+}
+
+fn ns_stat(ns: &str, ifname: &str, col: usize) -> u64 {
+    let t = common::sh_out(&format!("ip netns exec {ns} cat /proc/net/dev"));
+    let line = t
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{ifname}:")))
+        .unwrap();
+    line.split_once(':')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(col)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn l2fwd_over_tap_carries_kernel_traffic_and_counts_it() {
+    if !common::root_or_skip("l2fwd_over_tap_carries_kernel_traffic_and_counts_it") {
+        return;
+    }
+    let id = std::process::id();
+    let (a, b) = (format!("bpt-{id}-a"), format!("bpt-{id}-b"));
+    let mut topo = Topology {
+        ns: vec![],
+        child: None,
+    };
+    for (ns, tap, ip) in [(&a, "bpta0", "10.77.0.1/24"), (&b, "bptb0", "10.77.0.2/24")] {
+        common::sh(&format!("ip netns add {ns}"));
+        topo.ns.push(ns.clone());
+        common::sh(&format!(
+            "ip -n {ns} link set lo up && ip netns exec {ns} sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 && \
+             ip -n {ns} tuntap add mode tap multi_queue name {tap} && ip -n {ns} addr add {ip} dev {tap} && ip -n {ns} link set {tap} up"
+        ));
+    }
+    let pcap = std::env::temp_dir().join(format!("bpt-{id}.pcap"));
+    let child = Command::new(env!("CARGO_BIN_EXE_bypass"))
+        .args([
+            "l2fwd",
+            "--port",
+            &format!("tap:bpta0,netns={a}"),
+            "--port",
+            &format!("tap:bptb0,netns={b}"),
+        ])
+        .args([
+            "--duration",
+            "5",
+            "--json",
+            "--stats-interval",
+            "1",
+            "--idle-sleep-us",
+            "50",
+        ])
+        .args(["--pcap", pcap.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    topo.child = Some(child);
+    std::thread::sleep(Duration::from_millis(800));
+    let ping = common::sh_out(&format!(
+        "ip netns exec {a} ping -c 50 -i 0.01 -W 2 10.77.0.2"
+    ));
+    assert!(ping.contains("50 received"), "{ping}");
+    let out = topo.child.take().unwrap().wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let live = stderr(&out);
+    assert!(
+        live.contains("rx-pps") && live.contains("tap:bpta0"),
+        "live table: {live}"
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary on stdout");
+    let ports = j["ports"].as_array().unwrap();
+    let (pa, pb) = (&ports[0], &ports[1]);
+    // 50 requests one way, 50 replies the other, plus ARP.
+    assert!(pa["rx_packets"].as_u64().unwrap() >= 50);
+    assert!(pb["rx_packets"].as_u64().unwrap() >= 50);
+    assert_eq!(
+        pa["rx_packets"], pb["tx_packets"],
+        "wire: in on a, out on b"
+    );
+    assert_eq!(pb["rx_packets"], pa["tx_packets"]);
+    assert_eq!(j["drops"], 0);
+    // The kernels agree: what namespace a sent into its TAP is what we got.
+    assert_eq!(
+        ns_stat(&a, "bpta0", 9),
+        pa["rx_packets"].as_u64().unwrap(),
+        "a tx == our rx"
+    );
+    assert_eq!(
+        ns_stat(&b, "bptb0", 1),
+        pb["tx_packets"].as_u64().unwrap(),
+        "our tx == b rx"
+    );
+    assert_eq!(
+        j["rx_packets"].as_u64(),
+        Some(pa["rx_packets"].as_u64().unwrap() + pb["rx_packets"].as_u64().unwrap())
+    );
+    // The capture holds every frame received and sent.
+    let written = j["pcap"]["written"].as_u64().unwrap();
+    assert_eq!(
+        written,
+        j["rx_packets"].as_u64().unwrap() + j["tx_packets"].as_u64().unwrap()
+    );
+    let mut r = pcap_file::pcap::PcapReader::new(std::fs::File::open(&pcap).unwrap()).unwrap();
+    let mut n = 0;
+    while let Some(p) = r.next_packet() {
+        p.unwrap();
+        n += 1;
+    }
+    assert_eq!(n, written);
+    let _ = std::fs::remove_file(&pcap);
+}
