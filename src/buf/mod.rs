@@ -11,6 +11,7 @@
 
 mod pool;
 
+pub(crate) use pool::Mapping;
 pub use pool::{HugePolicy, Pool, PoolBuf, PoolConfig, PoolStats};
 
 /// Packets per burst, in and out (DPDK's customary 32).

@@ -33,7 +33,9 @@ enum Cmd {
 #[derive(Args, Debug, Clone)]
 pub struct Common {
     /// A port: KIND:NAME[,key=value...]. Kinds: tap:NAME (created if missing;
-    /// keys queues, mtu, mac, netns, frames), xdp:IFACE, dpdk:DEVARGS, mem:NAME.
+    /// keys queues, mtu, mac, netns, frames), xdp:IFACE (keys queues,
+    /// start_queue, mode=auto|native|skb, zerocopy[=off], busy_poll, frames,
+    /// frame_size, mac), dpdk:DEVARGS, mem:NAME.
     /// Repeat for several ports.
     #[arg(long = "port", value_name = "KIND:NAME[,k=v..]", required = true)]
     pub ports: Vec<String>,
