@@ -1,5 +1,6 @@
 //! Subcommands of the `bypass` tool and the flags they share.
 
+mod bench;
 mod l2fwd;
 mod ports;
 
@@ -27,6 +28,9 @@ struct Cli {
 enum Cmd {
     /// Forward frames between two ports, or MAC-swap them back out of one.
     L2fwd(l2fwd::L2fwdArgs),
+    /// Measure bypass against reference implementations.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
 }
 
 /// Flags every subcommand shares.
@@ -112,6 +116,7 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let res = match cli.cmd {
         Cmd::L2fwd(a) => l2fwd::run(a),
+        Cmd::Bench(b) => bench::run(b),
     };
     match res {
         Ok(()) => 0,

@@ -1,7 +1,9 @@
 //! AF_XDP: one XDP socket (XSK) per queue, each with its own UMEM.
 //!
 //! Options: `xdp:IFACE[,queues=N][,start_queue=Q][,mode=auto|native|skb]`
-//! `[,zerocopy|zerocopy=off][,busy_poll][,frames=F][,frame_size=2048|4096][,mac=..]`.
+//! `[,zerocopy|zerocopy=off][,busy_poll][,frames=F][,frame_size=2048|4096][,ring=R][,mac=..]`
+//! (`ring`: entries of each of the four rings, default 2048 as in libxdp;
+//! `frames`: UMEM frames per queue, default twice the ring).
 //!
 //! # What happens when a port opens
 //! 1. The interface is checked: it exists, it is up, it has the queues
@@ -199,8 +201,12 @@ impl XdpConfig {
             };
         }
         c.busy_poll = spec.take_flag("busy_poll")?;
-        c.frames = spec.take("frames")?.unwrap_or(c.frames);
+        let frames: Option<u32> = spec.take("frames")?;
         c.frame_size = spec.take("frame_size")?.unwrap_or(c.frame_size);
+        c.ring_size = spec.take("ring")?.unwrap_or(c.ring_size);
+        // Twice the ring size unless given: a full fill ring plus as many
+        // frames for the application and tx.
+        c.frames = frames.unwrap_or(c.frames.max(2 * c.ring_size));
         c.mac = spec.take("mac")?;
         spec.finish(&[
             "queues",
@@ -210,6 +216,7 @@ impl XdpConfig {
             "busy_poll",
             "frames",
             "frame_size",
+            "ring",
             "mac",
         ])?;
         c.check().map_err(|why| spec.err(why))?;
