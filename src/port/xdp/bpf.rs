@@ -13,8 +13,8 @@
 //!
 //! A queue without a socket in the map passes its packets to the kernel
 //! stack, as libxdp's default program does. The map is named `xsks_map`
-//! like libxdp's, so a libxdp user (DPDK's `net_af_xdp`) that finds our
-//! program attached adopts it and inserts its own sockets.
+//! like libxdp's (libbpf's old xsk code adopted an attached program with
+//! such a map; libxdp does not, it wants its own dispatcher).
 #![allow(unsafe_code)]
 
 use std::io;

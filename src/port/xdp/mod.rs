@@ -1412,42 +1412,6 @@ pub fn plant_legacy_program(ifname: &str, prog_name: &str, skb: bool) -> Result<
     Ok(ifindex)
 }
 
-/// Attaches our redirect program (its XSKMAP named `xsks_map`) in `mode`
-/// with a BPF link and returns a guard that detaches it when dropped. A
-/// libxdp user that opens a socket on the interface meanwhile adopts it, so
-/// this is how `bypass bench` makes DPDK's `net_af_xdp` run in a chosen mode.
-pub fn attach_redirect(ifname: &str, mode: XdpMode) -> Result<(RedirectGuard, XdpMode)> {
-    let ifindex = sys::if_index(ifname)?;
-    let st = netlink::link_state(ifindex, ifname)?;
-    clear_leftover(ifname, ifindex, &st)?;
-    let map = XskMap::create(st.rx_queues.max(st.tx_queues).max(1))?;
-    let prog = Program::load_redirect(&map, bpf::PROG_NAME)?;
-    let (att, m) = attach(&prog, ifname, ifindex, mode)?;
-    Ok((
-        RedirectGuard {
-            att: Some(att),
-            _map: map,
-            _prog: prog,
-        },
-        m,
-    ))
-}
-
-/// Keeps a program attached by [`attach_redirect`]; dropping it detaches.
-pub struct RedirectGuard {
-    att: Option<Attachment>,
-    _map: XskMap,
-    _prog: Program,
-}
-
-impl Drop for RedirectGuard {
-    fn drop(&mut self) {
-        if let Some(Attachment::Legacy { ifindex, flags }) = self.att.take() {
-            let _ = netlink::legacy_set(ifindex, -1, flags);
-        }
-    }
-}
-
 /// Where the interface's XDP program runs now (`None` if there is none).
 pub fn attached_mode(ifname: &str) -> Result<Attached> {
     let ifindex = sys::if_index(ifname)?;
