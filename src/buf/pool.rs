@@ -155,6 +155,8 @@ fn map(len: usize, huge: bool) -> Option<NonNull<u8>> {
     }
 }
 
+// The accessors serve backends that hand the memory to the kernel.
+#[cfg_attr(not(feature = "af-xdp"), allow(dead_code))]
 impl Mapping {
     /// Maps at least `bytes` bytes (rounded up to the page size) under
     /// `policy`; `Auto` falls back to 4 KiB pages with one warning per

@@ -1226,12 +1226,18 @@ impl XdpPort {
             for &mode_flag in attempts {
                 // A socket whose bind failed cannot be reused: start afresh.
                 let s = new_socket(cfg, &umem, memlock)?;
-                match bind(
-                    s.fd.as_raw_fd(),
-                    ifindex,
-                    dev_queue,
-                    mode_flag | libc::XDP_USE_NEED_WAKEUP,
-                ) {
+                let flags = mode_flag | libc::XDP_USE_NEED_WAKEUP;
+                let mut r = bind(s.fd.as_raw_fd(), ifindex, dev_queue, flags);
+                // A socket closed just before (ours or another process's)
+                // releases its queue in deferred work: EBUSY for a moment.
+                for _ in 0..40 {
+                    if !matches!(&r, Err(e) if e.raw_os_error() == Some(libc::EBUSY)) {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    r = bind(s.fd.as_raw_fd(), ifindex, dev_queue, flags);
+                }
+                match r {
                     Ok(()) => {
                         bound = Some(s);
                         break;
@@ -1249,7 +1255,7 @@ impl XdpPort {
                         "the driver of `{name}` does not support AF_XDP zero-copy; leave out `zerocopy` to use copy mode"
                     )),
                     Some(libc::EBUSY) => xdp_err(format!(
-                        "queue {dev_queue} of `{name}` is already bound to another AF_XDP socket (another process?)"
+                        "queue {dev_queue} of `{name}` is already bound to another AF_XDP socket (another process?); stop it or pick another queue with start_queue=Q"
                     )),
                     Some(libc::EINVAL) => xdp_err(format!(
                         "cannot bind an AF_XDP socket to queue {dev_queue} of `{name}`: the queue is out of range or the UMEM was refused"
