@@ -484,6 +484,14 @@ fn run_testpmd(
         )
     })?;
     let prefix = format!("bypass-bench-xdp-{}", std::process::id());
+    // testpmd's runtime directory goes away on every path out of here.
+    struct RuntimeDir(String);
+    impl Drop for RuntimeDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", self.0));
+        }
+    }
+    let _runtime_dir = RuntimeDir(prefix.clone());
     // testpmd's stdout is a pipe here, so make it line-buffered to see
     // "Press enter to exit" when forwarding starts (stdbuf execs testpmd:
     // the child's PID is testpmd's).
@@ -626,7 +634,6 @@ fn run_testpmd(
     }
     let out = reader.join().unwrap_or_default();
     let _ = err_reader.join();
-    let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{prefix}"));
     let (rx, tx) = parse_testpmd(&out).ok_or_else(|| {
         Error::Config("could not read testpmd's final statistics from its output".into())
     })?;
