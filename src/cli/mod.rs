@@ -1,5 +1,6 @@
 //! Subcommands of the `bypass` tool and the flags they share.
 
+mod bench;
 mod l2fwd;
 mod ports;
 
@@ -27,13 +28,18 @@ struct Cli {
 enum Cmd {
     /// Forward frames between two ports, or MAC-swap them back out of one.
     L2fwd(l2fwd::L2fwdArgs),
+    /// Measure bypass against reference implementations.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
 }
 
 /// Flags every subcommand shares.
 #[derive(Args, Debug, Clone)]
 pub struct Common {
     /// A port: KIND:NAME[,key=value...]. Kinds: tap:NAME (created if missing;
-    /// keys queues, mtu, mac, netns, frames), xdp:IFACE, dpdk:DEVARGS, mem:NAME.
+    /// keys queues, mtu, mac, netns, frames), xdp:IFACE (keys queues,
+    /// start_queue, mode=auto|native|skb, zerocopy[=off], busy_poll, frames,
+    /// frame_size, mac), dpdk:DEVARGS, mem:NAME.
     /// Repeat for several ports.
     #[arg(long = "port", value_name = "KIND:NAME[,k=v..]", required = true)]
     pub ports: Vec<String>,
@@ -110,6 +116,7 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let res = match cli.cmd {
         Cmd::L2fwd(a) => l2fwd::run(a),
+        Cmd::Bench(b) => bench::run(b),
     };
     match res {
         Ok(()) => 0,

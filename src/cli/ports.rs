@@ -5,6 +5,8 @@ use bypass::{Error, Result};
 
 #[cfg(feature = "tap")]
 use bypass::port::tap::{TapConfig, TapPort};
+#[cfg(feature = "af-xdp")]
+use bypass::port::xdp::{XdpConfig, XdpPort};
 
 /// Ports of one backend (a run drives ports of one kind, so each backend's
 /// loop is monomorphised over its own queue type).
@@ -12,6 +14,9 @@ pub enum Ports {
     /// TAP ports.
     #[cfg(feature = "tap")]
     Tap(Vec<TapPort>),
+    /// AF_XDP ports.
+    #[cfg(feature = "af-xdp")]
+    Xdp(Vec<XdpPort>),
 }
 
 /// Parses and opens every `--port`, each with `queues` queues.
@@ -35,6 +40,14 @@ pub fn open(specs: &[String], queues: u16) -> Result<Ports> {
                 out.push(TapPort::open(&TapConfig::from_spec(spec, queues)?)?);
             }
             Ok(Ports::Tap(out))
+        }
+        #[cfg(feature = "af-xdp")]
+        PortKind::Xdp => {
+            let mut out = Vec::new();
+            for spec in parsed.iter_mut() {
+                out.push(XdpPort::open(&XdpConfig::from_spec(spec, queues)?)?);
+            }
+            Ok(Ports::Xdp(out))
         }
         PortKind::Mem => Err(parsed[0].err(
             "mem ports are in-process wires with nothing on the far end from the command line; \

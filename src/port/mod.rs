@@ -38,6 +38,8 @@ mod spec;
 pub mod sys;
 #[cfg(feature = "tap")]
 pub mod tap;
+#[cfg(feature = "af-xdp")]
+pub mod xdp;
 
 pub use spec::{PortKind, PortSpec};
 
