@@ -21,6 +21,8 @@
 //! }
 //! ```
 
+pub mod tcp;
+
 use smoltcp::wire::EthernetFrame;
 
 use crate::time::Instant;

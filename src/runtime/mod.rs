@@ -11,8 +11,10 @@ mod capture;
 mod forward;
 mod lcore;
 pub mod stats;
+mod tcp;
 
 pub use capture::{Capture, CaptureSink};
 pub use forward::ForwardWorker;
 pub use lcore::{available_cores, parse_core_list, run, RunConfig, Stop, Worker};
 pub use stats::{CoreRef, DropReason, Snapshot, Stats};
+pub use tcp::{parse_cidr, TcpWorker};
