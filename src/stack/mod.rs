@@ -1008,10 +1008,7 @@ impl<Q: PortQueue> Stack<Q> {
         };
         let s = u.set.get_mut::<udp::Socket>(u.handle);
         let ok = s
-            .send_slice(
-                data,
-                IpEndpoint::new((*to.ip()).into(), to.port()),
-            )
+            .send_slice(data, IpEndpoint::new((*to.ip()).into(), to.port()))
             .is_ok();
         if ok && !self.udp_touched.contains(&id.0) {
             self.udp_touched.push(id.0);
