@@ -1,8 +1,10 @@
 //! Subcommands of the `bypass` tool and the flags they share.
 
 mod bench;
+mod echo;
 mod l2fwd;
 mod ports;
+mod serve;
 
 use std::time::Duration;
 
@@ -28,6 +30,8 @@ struct Cli {
 enum Cmd {
     /// Forward frames between two ports, or MAC-swap them back out of one.
     L2fwd(l2fwd::L2fwdArgs),
+    /// TCP (and UDP) echo server on the userspace stack.
+    Echo(echo::EchoArgs),
     /// Measure bypass against reference implementations.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -116,6 +120,7 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let res = match cli.cmd {
         Cmd::L2fwd(a) => l2fwd::run(a),
+        Cmd::Echo(a) => echo::run(a),
         Cmd::Bench(b) => bench::run(b),
     };
     match res {

@@ -69,3 +69,22 @@ pub fn open(specs: &[String], queues: u16) -> Result<Ports> {
 pub fn count_error(n: usize, allowed: &str) -> Error {
     Error::Config(format!("{n} ports given; this command takes {allowed}"))
 }
+
+/// Something to run over ports of any backend: the caller's generic code,
+/// monomorphised per backend by [`Ports::run`].
+pub trait WithPorts {
+    /// Runs over the opened ports.
+    fn run<P: bypass::port::Port>(self, ports: Vec<P>) -> Result<()>;
+}
+
+impl Ports {
+    /// Runs `v` over these ports with their concrete type.
+    pub fn run<V: WithPorts>(self, v: V) -> Result<()> {
+        match self {
+            #[cfg(feature = "tap")]
+            Ports::Tap(p) => v.run(p),
+            #[cfg(feature = "af-xdp")]
+            Ports::Xdp(p) => v.run(p),
+        }
+    }
+}
