@@ -21,6 +21,8 @@
 //! }
 //! ```
 
+pub mod http;
+
 use smoltcp::wire::EthernetFrame;
 
 use crate::time::Instant;
