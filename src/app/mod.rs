@@ -21,6 +21,7 @@
 //! }
 //! ```
 
+pub mod http;
 pub mod tcp;
 
 use smoltcp::wire::EthernetFrame;

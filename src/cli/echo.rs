@@ -54,7 +54,13 @@ struct Run<'a>(&'a EchoArgs, Stop);
 impl WithPorts for Run<'_> {
     fn run<P: Port>(self, ports: Vec<P>) -> Result<()> {
         let a = self.0;
-        let counters: Vec<Arc<Counter>> = a.common.run_config()?.cores.iter().map(|_| Arc::default()).collect();
+        let counters: Vec<Arc<Counter>> = a
+            .common
+            .run_config()?
+            .cores
+            .iter()
+            .map(|_| Arc::default())
+            .collect();
         let c2 = counters.clone();
         let udp = a.udp;
         let app_counters = [AppCounter {
@@ -70,7 +76,9 @@ impl WithPorts for Run<'_> {
                 stop: &self.1,
             },
             ports,
-            |core| Echo { bytes: c2[core].clone() },
+            |core| Echo {
+                bytes: c2[core].clone(),
+            },
             |stack| {
                 if let Some(p) = udp {
                     stack.udp_bind(p, 256, 2048)?;
@@ -83,7 +91,9 @@ impl WithPorts for Run<'_> {
 
 pub fn run(a: EchoArgs) -> Result<()> {
     if a.net.listen.is_none() && a.udp.is_none() {
-        return Err(bypass::Error::Config("give --listen PORT (TCP) and/or --udp PORT".into()));
+        return Err(bypass::Error::Config(
+            "give --listen PORT (TCP) and/or --udp PORT".into(),
+        ));
     }
     let stop = Stop::with_signals()?;
     let cores = a.common.run_config()?.cores.len() as u16;

@@ -59,7 +59,9 @@ impl NetArgs {
     fn tcp(&self) -> Result<TcpOpts> {
         for (v, f) in [(self.rx_buf, "--rx-buf"), (self.tx_buf, "--tx-buf")] {
             if !(256..=(1 << 30)).contains(&v) {
-                return Err(Error::Config(format!("{f} must be between 256 bytes and 1 GiB")));
+                return Err(Error::Config(format!(
+                    "{f} must be between 256 bytes and 1 GiB"
+                )));
             }
         }
         Ok(TcpOpts {
@@ -165,7 +167,9 @@ pub fn serve<P: Port, A: TcpApp>(
     } = s;
     let cfg = common.run_config()?;
     if ports.len() != 1 {
-        return Err(Error::Config(format!("`bypass {command}` takes one --port")));
+        return Err(Error::Config(format!(
+            "`bypass {command}` takes one --port"
+        )));
     }
     if cfg.cores.len() != 1 {
         return Err(Error::Config(format!(
@@ -198,7 +202,9 @@ pub fn serve<P: Port, A: TcpApp>(
             info.mac,
             info.mtu,
             cfg.cores,
-            net.listen.map(|p| format!(", listening on {p}")).unwrap_or_default()
+            net.listen
+                .map(|p| format!(", listening on {p}"))
+                .unwrap_or_default()
         ),
     );
     let mut header = format!(
@@ -265,7 +271,10 @@ pub fn serve<P: Port, A: TcpApp>(
         println!("{summary}");
     } else {
         println!("--- summary after {secs:.1}s");
-        println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).unwrap_or_default()
+        );
     }
     Ok(())
 }
