@@ -63,10 +63,7 @@ impl WithPorts for Run<'_> {
             .collect();
         let c2 = counters.clone();
         let udp = a.udp;
-        let app_counters = [AppCounter {
-            name: "echo-bytes",
-            per_core: counters,
-        }];
+        let app_counters = [AppCounter::sum("echo-bytes", counters)];
         serve::serve(
             Serve {
                 command: "echo",
@@ -74,6 +71,7 @@ impl WithPorts for Run<'_> {
                 net: &a.net,
                 app_counters: &app_counters,
                 stop: &self.1,
+                tick: &mut |_| {},
             },
             ports,
             |core| Echo {

@@ -1,7 +1,9 @@
 //! Subcommands of the `bypass` tool and the flags they share.
 
 mod bench;
+mod demo;
 mod echo;
+mod http;
 mod l2fwd;
 mod ports;
 mod serve;
@@ -28,10 +30,15 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    /// The demo: the userspace stack serving HTTP to real kernel clients in a
+    /// private network namespace, with live stats (needs root, curl, wrk).
+    Demo(demo::DemoArgs),
     /// Forward frames between two ports, or MAC-swap them back out of one.
     L2fwd(l2fwd::L2fwdArgs),
     /// TCP (and UDP) echo server on the userspace stack.
     Echo(echo::EchoArgs),
+    /// HTTP/1.1 server (TechEmpower /plaintext and /json) on the userspace stack.
+    Http(http::HttpArgs),
     /// Measure bypass against reference implementations.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -119,8 +126,10 @@ pub fn main() -> i32 {
         .init();
     let cli = Cli::parse();
     let res = match cli.cmd {
+        Cmd::Demo(a) => demo::run(a),
         Cmd::L2fwd(a) => l2fwd::run(a),
         Cmd::Echo(a) => echo::run(a),
+        Cmd::Http(a) => http::run(a),
         Cmd::Bench(b) => bench::run(b),
     };
     match res {

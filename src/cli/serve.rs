@@ -94,18 +94,26 @@ impl NetArgs {
     }
 }
 
-/// An application counter shown as a rate in the live table and summed in
-/// the JSON summary.
+/// An application counter shown as a rate in the live table and as a total
+/// in the JSON summary.
 pub struct AppCounter {
-    /// Column name (`req/s` shows as `req`).
+    /// Column name (`req` shows as `req/s`).
     pub name: &'static str,
-    /// One counter per core.
-    pub per_core: Vec<Arc<Counter>>,
+    /// Reads the total over all cores.
+    pub total: Box<dyn Fn() -> u64>,
 }
 
 impl AppCounter {
+    /// A column summing one counter per core.
+    pub fn sum(name: &'static str, per_core: Vec<Arc<Counter>>) -> AppCounter {
+        AppCounter {
+            name,
+            total: Box::new(move || per_core.iter().map(|c| c.get()).sum()),
+        }
+    }
+
     fn total(&self) -> u64 {
-        self.per_core.iter().map(|c| c.get()).sum()
+        (self.total)()
     }
 }
 
@@ -148,6 +156,8 @@ pub struct Serve<'a> {
     pub app_counters: &'a [AppCounter],
     /// The run's stop flag.
     pub stop: &'a Stop,
+    /// Called after each live-table line with the seconds since the start.
+    pub tick: &'a mut dyn FnMut(f64),
 }
 
 /// Builds one stack per core over `ports[0]`, runs `make_app(core)` on
@@ -164,6 +174,7 @@ pub fn serve<P: Port, A: TcpApp>(
         net,
         app_counters,
         stop,
+        tick,
     } = s;
     let cfg = common.run_config()?;
     if ports.len() != 1 {
@@ -256,6 +267,7 @@ pub fn serve<P: Port, A: TcpApp>(
         say(json, &line);
         prev = now;
         last = t;
+        tick(t);
     })?;
     let secs = start.elapsed().as_secs_f64();
     drop(done);

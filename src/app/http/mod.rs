@@ -41,10 +41,13 @@
 //! None on any input: malformed bytes become a `400` (server) or an
 //! [`HttpError`] (both), counted in the stats.
 
+mod app;
 mod client;
 mod date;
 mod framing;
 mod server;
+
+pub use app::{HttpApp, HttpConn, HttpCounters};
 
 pub use client::{ClientStats, Completed, HttpClient};
 pub use date::{HttpDate, HTTP_DATE_LEN};
