@@ -86,8 +86,9 @@ pub fn run(a: DemoArgs) -> Result<()> {
     // Everything from here on lives in a namespace of our own: the TAP, the
     // addresses, curl and wrk. Nothing touches the host's network.
     sys::unshare_netns()?;
-    let port = TapPort::open(&TapConfig::new("bp0"))?;
+    // IPv4 only: no IPv6 autoconfiguration chatter on the new TAP.
     sh("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1")?;
+    let port = TapPort::open(&TapConfig::new("bp0"))?;
     sh("ip addr add 10.88.0.1/24 dev bp0")?;
     let common = Common {
         ports: vec!["tap:bp0".into()],
