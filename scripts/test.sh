@@ -39,7 +39,7 @@ if [ ${#filter[@]} -eq 0 ]; then
   cargo clippy --workspace --all-targets --all-features -- -D warnings
 fi
 echo "== cargo test (all features)"
-cargo test --workspace --all-features -- "${filter[@]}"
+cargo test --workspace --all-features --no-fail-fast -- "${filter[@]}"
 echo "== leftovers"
 left=$(ip netns list | grep -E '^bpt-' || true)
 if [ -n "$left" ]; then

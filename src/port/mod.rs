@@ -151,6 +151,37 @@ pub struct LinkStats {
     pub rx_errors: u64,
 }
 
+/// A queue's own link counters, written by the queue's core only (each
+/// [`Counter`](crate::counter::Counter) write is a plain load and store) and
+/// summed into [`LinkStats`] by [`Port::link_stats`].
+#[derive(Debug, Default)]
+pub struct QueueCounters {
+    /// Frames received.
+    pub rx_packets: crate::counter::Counter,
+    /// Bytes received.
+    pub rx_bytes: crate::counter::Counter,
+    /// Frames sent.
+    pub tx_packets: crate::counter::Counter,
+    /// Bytes sent.
+    pub tx_bytes: crate::counter::Counter,
+    /// Frames consumed by `tx_burst` but dropped on an error.
+    pub tx_errors: crate::counter::Counter,
+    /// Receive errors.
+    pub rx_errors: crate::counter::Counter,
+}
+
+impl QueueCounters {
+    /// Adds these counters into `s`.
+    pub fn add_to(&self, s: &mut LinkStats) {
+        s.rx_packets += self.rx_packets.get();
+        s.rx_bytes += self.rx_bytes.get();
+        s.tx_packets += self.tx_packets.get();
+        s.tx_bytes += self.tx_bytes.get();
+        s.tx_errors += self.tx_errors.get();
+        s.rx_errors += self.rx_errors.get();
+    }
+}
+
 /// One queue of a port: the hot path. See the module docs for the contract.
 pub trait PortQueue: Send + 'static {
     /// The buffer type this queue receives into and sends from.

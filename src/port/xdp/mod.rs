@@ -82,7 +82,6 @@ mod ring;
 
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
@@ -91,7 +90,7 @@ use self::bpf::{Link, Program, XskMap, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
 use self::netlink::Attached;
 use self::ring::{Ring, XdpDesc};
 use super::sys;
-use super::{LinkStats, MacAddr, Port, PortCaps, PortInfo, PortQueue, PortSpec};
+use super::{LinkStats, MacAddr, Port, PortCaps, PortInfo, PortQueue, PortSpec, QueueCounters};
 use crate::buf::{Burst, HugePolicy, Mapping, PacketBuf, PoolStats, BURST};
 use crate::error::{Error, Result};
 use crate::syscall;
@@ -385,23 +384,6 @@ impl Drop for XdpBuf {
 
 // ---------------------------------------------------------------- queue
 
-#[derive(Default)]
-struct Counters {
-    rx_packets: AtomicU64,
-    rx_bytes: AtomicU64,
-    tx_packets: AtomicU64,
-    tx_bytes: AtomicU64,
-    tx_errors: AtomicU64,
-}
-
-impl Counters {
-    #[inline]
-    fn add(c: &AtomicU64, n: u64) {
-        // Single writer (the queue's core): a plain load/store, no lock prefix.
-        c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
-    }
-}
-
 /// Where a queue's UMEM frames are, at one moment. See the module docs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct FrameAccount {
@@ -492,7 +474,7 @@ pub struct XdpQueue {
     stash: Vec<u64>,
     busy_poll: bool,
     kick_pending: bool,
-    counters: Arc<Counters>,
+    counters: Arc<QueueCounters>,
     // Accounting, all local: see `frames`.
     handed_out: u64,
     tx_taken: u64,
@@ -727,8 +709,8 @@ impl PortQueue for XdpQueue {
         self.rx_taken += n as u64;
         self.handed_out += n as u64;
         self.refill();
-        Counters::add(&self.counters.rx_packets, n as u64);
-        Counters::add(&self.counters.rx_bytes, bytes);
+        self.counters.rx_packets.add(n as u64);
+        self.counters.rx_bytes.add(bytes);
         n as usize
     }
 
@@ -804,10 +786,10 @@ impl PortQueue for XdpQueue {
             self.kick_pending = true;
         }
         let sent = n as u64 - errors;
-        Counters::add(&self.counters.tx_packets, sent);
-        Counters::add(&self.counters.tx_bytes, bytes);
+        self.counters.tx_packets.add(sent);
+        self.counters.tx_bytes.add(bytes);
         if errors > 0 {
-            Counters::add(&self.counters.tx_errors, errors);
+            self.counters.tx_errors.add(errors);
         }
         n
     }
@@ -882,7 +864,7 @@ pub struct XdpPort {
     info: PortInfo,
     modes: XdpModes,
     queues: Vec<XdpQueue>,
-    counters: Vec<Arc<Counters>>,
+    counters: Vec<Arc<QueueCounters>>,
     socks: Vec<Arc<OwnedFd>>,
     // Field order is drop order: the attachment goes first, then the map
     // and program (the sockets close with their queues).
@@ -1269,7 +1251,7 @@ impl XdpPort {
             let zc = is_zerocopy(s.fd.as_raw_fd());
             zerocopy.get_or_insert(zc);
             let sock = Arc::new(s.fd);
-            let c = Arc::new(Counters::default());
+            let c = Arc::new(QueueCounters::default());
             let mut q = XdpQueue {
                 id: i,
                 dev_queue,
@@ -1366,11 +1348,7 @@ impl Port for XdpPort {
     fn link_stats(&self) -> LinkStats {
         let mut s = LinkStats::default();
         for c in &self.counters {
-            s.rx_packets += c.rx_packets.load(Ordering::Relaxed);
-            s.rx_bytes += c.rx_bytes.load(Ordering::Relaxed);
-            s.tx_packets += c.tx_packets.load(Ordering::Relaxed);
-            s.tx_bytes += c.tx_bytes.load(Ordering::Relaxed);
-            s.tx_errors += c.tx_errors.load(Ordering::Relaxed);
+            c.add_to(&mut s);
         }
         for x in self.xsk_stats() {
             s.rx_dropped += x.rx_dropped + x.rx_ring_full;
