@@ -241,6 +241,8 @@ fn http_serves_curl_and_rejects_bad_requests() {
         return;
     }
     common::private_netns();
+    let pcap = std::env::temp_dir().join(format!("bph-{}.pcap", std::process::id()));
+    let pcap_arg = pcap.to_str().unwrap();
     let child = start_server(
         env!("CARGO_BIN_EXE_bypass"),
         &[
@@ -254,6 +256,8 @@ fn http_serves_curl_and_rejects_bad_requests() {
             "--json",
             "--idle-sleep-us",
             "50",
+            "--pcap",
+            pcap_arg,
         ],
         "bph0",
     );
@@ -300,6 +304,18 @@ fn http_serves_curl_and_rejects_bad_requests() {
     assert_eq!(j["req"], 7, "{j}");
     assert_eq!(j["bad_req"], 1);
     assert_eq!(j["reset"], 0);
+    // The capture holds every frame the stack received and sent.
+    let mut r = pcap_file::pcap::PcapReader::new(std::fs::File::open(&pcap).unwrap()).unwrap();
+    let mut frames = 0;
+    while let Some(p) = r.next_packet() {
+        p.unwrap();
+        frames += 1;
+    }
+    assert_eq!(
+        frames,
+        j["rx_packets"].as_u64().unwrap() + j["tx_packets"].as_u64().unwrap()
+    );
+    let _ = std::fs::remove_file(&pcap);
 }
 
 #[test]

@@ -199,9 +199,9 @@ fn port_serve(
             app_counters: &cols,
             stop,
             tick,
+            udp: None,
         },
         vec![port],
         |core| bypass::app::http::HttpApp::techempower(per[core].clone()),
-        |_| Ok(()),
     )
 }

@@ -72,16 +72,11 @@ impl WithPorts for Run<'_> {
                 app_counters: &app_counters,
                 stop: &self.1,
                 tick: &mut |_| {},
+                udp,
             },
             ports,
             |core| Echo {
                 bytes: c2[core].clone(),
-            },
-            |stack| {
-                if let Some(p) = udp {
-                    stack.udp_bind(p, 256, 2048)?;
-                }
-                Ok(())
             },
         )
     }

@@ -55,10 +55,10 @@ impl WithPorts for Run<'_> {
                 app_counters: &view,
                 stop: &self.1,
                 tick: &mut |_| {},
+                udp: None,
             },
             ports,
             |core| HttpApp::techempower(per[core].clone()),
-            |_| Ok(()),
         )
     }
 }

@@ -9,8 +9,8 @@ use clap::{Args, ValueEnum};
 
 use bypass::app::tcp::TcpApp;
 use bypass::counter::Counter;
-use bypass::port::Port;
-use bypass::runtime::{self, Stop, TcpWorker};
+use bypass::port::{Port, PortInfo, PortQueue};
+use bypass::runtime::{self, Capture, Captured, Stop, TcpWorker};
 use bypass::stack::{BacklogFull, ListenOpts, Stack, StackConfig, StackStats, TcpOpts};
 use bypass::time::{Clock, MonotonicClock};
 use bypass::{Error, Result};
@@ -158,6 +158,8 @@ pub struct Serve<'a> {
     pub stop: &'a Stop,
     /// Called after each live-table line with the seconds since the start.
     pub tick: &'a mut dyn FnMut(f64),
+    /// Also bind this UDP port on every core's stack.
+    pub udp: Option<u16>,
 }
 
 /// Builds one stack per core over `ports[0]`, runs `make_app(core)` on
@@ -165,8 +167,40 @@ pub struct Serve<'a> {
 pub fn serve<P: Port, A: TcpApp>(
     s: Serve<'_>,
     mut ports: Vec<P>,
+    make_app: impl FnMut(usize) -> A,
+) -> Result<()> {
+    if ports.len() != 1 {
+        return Err(Error::Config(format!(
+            "`bypass {}` takes one --port",
+            s.command
+        )));
+    }
+    let info = ports[0].info().clone();
+    let queues = ports[0].take_queues();
+    match &s.common.pcap {
+        Some(path) => {
+            let cap = Capture::create(path, s.common.pcap_max)?;
+            let qs = queues
+                .into_iter()
+                .map(|q| Captured::new(q, cap.sink()))
+                .collect();
+            let res = run_stacks(s, &info, qs, make_app);
+            let sum = cap.finish()?;
+            eprintln!(
+                "pcap: {} frames written to {path}, {} not captured",
+                sum.written, sum.missed
+            );
+            res
+        }
+        None => run_stacks(s, &info, queues, make_app),
+    }
+}
+
+fn run_stacks<Q: PortQueue, A: TcpApp>(
+    s: Serve<'_>,
+    info: &PortInfo,
+    queues: Vec<Q>,
     mut make_app: impl FnMut(usize) -> A,
-    setup: impl Fn(&mut Stack<P::Queue>) -> Result<()>,
 ) -> Result<()> {
     let Serve {
         command,
@@ -175,13 +209,9 @@ pub fn serve<P: Port, A: TcpApp>(
         app_counters,
         stop,
         tick,
+        udp,
     } = s;
     let cfg = common.run_config()?;
-    if ports.len() != 1 {
-        return Err(Error::Config(format!(
-            "`bypass {command}` takes one --port"
-        )));
-    }
     if cfg.cores.len() != 1 {
         return Err(Error::Config(format!(
             "`bypass {command}` runs on one core in this version (--cores 0); multi-core serving needs RSS steering"
@@ -189,15 +219,16 @@ pub fn serve<P: Port, A: TcpApp>(
     }
     let scfg = net.stack_config()?;
     let clock = MonotonicClock::new();
-    let info = ports[0].info().clone();
     let mut workers = Vec::new();
     let mut stats = Vec::new();
-    for (core, q) in ports[0].take_queues().into_iter().enumerate() {
-        let mut stack = Stack::new(q, &info, scfg.clone(), clock.now())?;
+    for (core, q) in queues.into_iter().enumerate() {
+        let mut stack = Stack::new(q, info, scfg.clone(), clock.now())?;
         if let Some(p) = net.listen {
             stack.listen(p, net.listen_opts()?)?;
         }
-        setup(&mut stack)?;
+        if let Some(p) = udp {
+            stack.udp_bind(p, 256, 2048)?;
+        }
         stats.push(stack.stats().clone());
         workers.push(TcpWorker::new(stack, make_app(core)));
     }
@@ -275,7 +306,7 @@ pub fn serve<P: Port, A: TcpApp>(
     summary["command"] = command.into();
     summary["duration_s"] = secs.into();
     summary["cores"] = serde_json::to_value(&cfg.cores).unwrap_or_default();
-    summary["port"] = serde_json::to_value(&info).unwrap_or_default();
+    summary["port"] = serde_json::to_value(info).unwrap_or_default();
     for c in app_counters {
         summary[c.name] = c.total().into();
     }

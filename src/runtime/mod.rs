@@ -13,7 +13,7 @@ mod lcore;
 pub mod stats;
 mod tcp;
 
-pub use capture::{Capture, CaptureSink};
+pub use capture::{Capture, CaptureSink, Captured};
 pub use forward::ForwardWorker;
 pub use lcore::{available_cores, parse_core_list, run, RunConfig, Stop, Worker};
 pub use stats::{CoreRef, DropReason, Snapshot, Stats};
