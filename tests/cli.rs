@@ -445,3 +445,64 @@ fn http_over_af_xdp_serves_the_kernel_on_a_veth() {
         "XDP program detached"
     );
 }
+
+#[test]
+fn echo_serves_tcp_and_udp() {
+    if !common::root_or_skip("echo_serves_tcp_and_udp") {
+        return;
+    }
+    common::private_netns();
+    let child = start_server(
+        env!("CARGO_BIN_EXE_bypass"),
+        &[
+            "echo",
+            "--port",
+            "tap:bpu0",
+            "--ip",
+            "10.44.0.2/24",
+            "--listen",
+            "7",
+            "--udp",
+            "9",
+            "--duration",
+            "3",
+            "--json",
+            "--idle-sleep-us",
+            "50",
+        ],
+        "bpu0",
+    );
+    let mut topo = Topology {
+        ns: vec![],
+        child: Some(child),
+    };
+    use std::io::{Read, Write};
+    let mut t = std::net::TcpStream::connect("10.44.0.2:7").unwrap();
+    t.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    t.write_all(b"over tcp").unwrap();
+    let mut b = [0u8; 8];
+    t.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"over tcp");
+    let u = std::net::UdpSocket::bind("10.44.0.1:0").unwrap();
+    u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for i in 0..10u8 {
+        u.send_to(&[i; 100], "10.44.0.2:9").unwrap();
+        let mut r = [0u8; 200];
+        let (n, from) = u.recv_from(&mut r).unwrap();
+        assert_eq!((n, from.to_string().as_str()), (100, "10.44.0.2:9"));
+        assert_eq!(&r[..n], &[i; 100][..]);
+    }
+    // A datagram to a port nobody bound gets ICMP port unreachable, which
+    // the kernel reports on a connected socket.
+    let c = std::net::UdpSocket::bind("10.44.0.1:0").unwrap();
+    c.connect("10.44.0.2:10").unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    c.send(b"anyone?").unwrap();
+    let e = c.recv(&mut [0u8; 16]).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+    drop(t);
+    let out = topo.child.take().unwrap().wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["echo-bytes"], 8 + 1000, "{j}");
+}
