@@ -425,3 +425,35 @@ fn steering_survives_loss_reordering_and_duplication() {
     assert!(ok, "stalled at t={}us", n.now);
     n.check_clean(20);
 }
+
+/// The end-to-end cost of steering: the same echo workload with tables
+/// that steer nothing and with crossed tables that steer every TCP frame
+/// once on each side. Run one variant per process under callgrind and
+/// compare instructions per frame:
+/// `STEER_VARIANT=same|crossed valgrind --tool=callgrind
+/// target/release/deps/stack_multicore-* --ignored --exact steering_workload`.
+#[test]
+#[ignore]
+fn steering_workload() {
+    let variant = std::env::var("STEER_VARIANT").unwrap_or_else(|_| "crossed".into());
+    let reta = match variant.as_str() {
+        "same" => Reta::spread(CORES).unwrap(),
+        _ => Reta::from_fn(CORES, |i| CORES - 1 - i % CORES).unwrap(),
+    };
+    let mut n = net(reta, 50, 20_000, Faults::default());
+    assert!(
+        n.drive(5_000_000, |n| n.clients.iter().all(|c| c.app().done == 50)
+            && n.all_closed())
+    );
+    let sum = |f: fn(&StackStats) -> u64, n: &Net| -> u64 {
+        (0..CORES)
+            .map(|c| f(n.server_stats(c)) + f(n.client_stats(c)))
+            .sum()
+    };
+    eprintln!(
+        "{variant}: rx frames {} steered {} tx frames {}",
+        sum(|s| s.rx_packets.get(), &n),
+        sum(|s| s.steered_out.get(), &n),
+        sum(|s| s.tx_packets.get(), &n)
+    );
+}

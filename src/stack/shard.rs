@@ -373,6 +373,145 @@ mod tests {
         assert_eq!(sh[0].replicate_arp(&req, || None), (0, 2));
     }
 
+    /// A TCP segment from `src:sport` to 10.0.0.1:80.
+    fn tcp_frame(src: Ipv4Address, sport: u16) -> Vec<u8> {
+        use smoltcp::phy::ChecksumCapabilities;
+        use smoltcp::wire::{Ipv4Repr, TcpControl, TcpRepr, TcpSeqNumber};
+        let dst = Ipv4Address::new(10, 0, 0, 1);
+        let tcp = TcpRepr {
+            src_port: sport,
+            dst_port: 80,
+            control: TcpControl::None,
+            seq_number: TcpSeqNumber(1),
+            ack_number: Some(TcpSeqNumber(1)),
+            window_len: 1000,
+            window_scale: None,
+            max_seg_size: None,
+            sack_permitted: false,
+            sack_ranges: [None; 3],
+            timestamp: None,
+            payload: b"hello",
+        };
+        let ip = Ipv4Repr {
+            src_addr: src,
+            dst_addr: dst,
+            next_header: IpProtocol::Tcp,
+            payload_len: tcp.buffer_len(),
+            hop_limit: 64,
+        };
+        let eth = EthernetRepr {
+            src_addr: EthernetAddress([2, 0, 0, 0, 0, 2]),
+            dst_addr: EthernetAddress([2, 0, 0, 0, 0, 1]),
+            ethertype: EthernetProtocol::Ipv4,
+        };
+        let mut v = vec![0; 14 + 20 + tcp.buffer_len()];
+        let mut f = EthernetFrame::new_unchecked(&mut v[..]);
+        eth.emit(&mut f);
+        let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
+        let caps = ChecksumCapabilities::default();
+        ip.emit(&mut p, &caps);
+        tcp.emit(
+            &mut TcpPacket::new_unchecked(p.payload_mut()),
+            &src.into(),
+            &dst.into(),
+            &caps,
+        );
+        v
+    }
+
+    #[test]
+    fn tcp_frames_go_to_the_core_rss_names() {
+        let sh: Vec<Shard<PoolBuf>> = shards(&ShardConfig::software(2).unwrap()).unwrap();
+        let src = Ipv4Address::new(10, 0, 0, 2);
+        let mut seen = [0; 2];
+        for sport in 40000..40200 {
+            let f = tcp_frame(src, sport);
+            let owner = sh[0]
+                .rss()
+                .core_v4(src, Ipv4Address::new(10, 0, 0, 1), sport, 80);
+            seen[owner] += 1;
+            for (c, s) in sh.iter().enumerate() {
+                let want = if owner == c {
+                    Route::Local
+                } else {
+                    Route::To(owner)
+                };
+                assert_eq!(s.route(&f), want, "port {sport} on core {c}");
+            }
+        }
+        assert!(seen[0] > 50 && seen[1] > 50, "{seen:?}");
+    }
+
+    /// The cost of steering one frame: the owner lookup (parse + Toeplitz +
+    /// RETA) on the receiving core, the push, and the pop on the owner.
+    /// Run with `cargo test --release --lib steer_cost -- --ignored
+    /// --nocapture`; `STEER_FRAMES` sets the count (for callgrind, run two
+    /// counts and divide the difference).
+    #[test]
+    #[ignore]
+    fn steer_cost() {
+        let n: usize = std::env::var("STEER_FRAMES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10_000_000);
+        let sh: Vec<Shard<PoolBuf>> = shards(&ShardConfig::software(2).unwrap()).unwrap();
+        let src = Ipv4Address::new(10, 0, 0, 2);
+        // Frames owned by core 1, received on core 0.
+        let frames: Vec<Vec<u8>> = (40000..u16::MAX)
+            .filter(|&p| {
+                sh[0]
+                    .rss()
+                    .core_v4(src, Ipv4Address::new(10, 0, 0, 1), p, 80)
+                    == 1
+            })
+            .take(64)
+            .map(|p| tcp_frame(src, p))
+            .collect();
+        let p = pool();
+        let mut bufs: Vec<PoolBuf> = (0..BURST).map(|_| p.alloc().unwrap()).collect();
+        let mut got = ArrayVec::new();
+        let t = std::time::Instant::now();
+        let mut routed = 0usize;
+        let mut i = 0;
+        while i < n {
+            for _ in 0..BURST {
+                let f = &frames[i % frames.len()];
+                i += 1;
+                if let Route::To(c) = sh[0].route(std::hint::black_box(f)) {
+                    let b = bufs.pop().unwrap();
+                    if sh[0].send(c, b).is_ok() {
+                        routed += 1;
+                    }
+                }
+            }
+            sh[1].drain(&mut got);
+            for m in got.drain(..) {
+                match m {
+                    Msg::Frame(b) | Msg::Arp(b) => bufs.push(b),
+                }
+            }
+        }
+        let dt = t.elapsed();
+        assert_eq!(routed, i);
+        eprintln!(
+            "steer_cost: {i} frames, {:.1} ns per steered frame",
+            dt.as_nanos() as f64 / i as f64
+        );
+        // The owner lookup alone (every received frame pays it).
+        let t = std::time::Instant::now();
+        let mut local = 0usize;
+        for k in 0..n {
+            if sh[1].route(std::hint::black_box(&frames[k % frames.len()])) == Route::Local {
+                local += 1;
+            }
+        }
+        assert_eq!(local, n);
+        eprintln!(
+            "route_cost: {:.1} ns per frame (owner lookup only)",
+            t.elapsed().as_nanos() as f64 / n as f64
+        );
+    }
+
     #[test]
     fn garbage_stays_local_and_hardware_mode_steers_nothing() {
         let sh: Vec<Shard<PoolBuf>> = shards(&ShardConfig::software(2).unwrap()).unwrap();
