@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! error, time        errors; clocks (one timestamp per loop iteration)
+//!   ├─ flow          5-tuples, Toeplitz RSS hash, RETA, RSS-aware local ports
 //!   └─ buf           packet buffers, hugepage pools, bursts of 32
 //!       └─ port      the backend contract + backends: mem, tap, (dpdk), (xdp)
 //!           └─ stack the TCP/IP stack on smoltcp: O(1) demux, backlog, timers
@@ -22,6 +23,7 @@ pub mod app;
 pub mod buf;
 pub mod counter;
 pub mod error;
+pub mod flow;
 pub mod port;
 pub mod runtime;
 pub mod stack;

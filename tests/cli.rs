@@ -506,3 +506,53 @@ fn echo_serves_tcp_and_udp() {
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["echo-bytes"], 8 + 1000, "{j}");
 }
+
+#[test]
+fn http_on_two_cores_shares_the_connections_out() {
+    if !common::root_or_skip("http_on_two_cores_shares_the_connections_out") {
+        return;
+    }
+    common::private_netns();
+    let child = start_server(
+        env!("CARGO_BIN_EXE_bypass"),
+        &[
+            "http",
+            "--port",
+            "tap:bph2",
+            "--cores",
+            "0,1",
+            "--ip",
+            "10.44.0.2/24",
+            "--duration",
+            "6",
+            "--json",
+            "--idle-sleep-us",
+            "50",
+        ],
+        "bph2",
+    );
+    let mut topo = Topology {
+        ns: vec![],
+        child: Some(child),
+    };
+    // 60 requests, each on its own connection.
+    let r = common::sh_out(
+        "for i in $(seq 60); do curl -s --max-time 5 http://10.44.0.2/plaintext; done",
+    );
+    assert_eq!(r, "Hello, World!".repeat(60));
+    let out = topo.child.take().unwrap().wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let j: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(j["req"], 60, "{j}");
+    assert_eq!(j["steering"], "software", "{j}");
+    assert_eq!(j["port"]["queues"], 2, "{j}");
+    let per = j["per_core"].as_array().unwrap();
+    assert_eq!(per.len(), 2);
+    for (core, c) in per.iter().enumerate() {
+        assert!(c["accepted"].as_u64().unwrap() > 0, "core {core}: {j}");
+        assert_eq!(c["arp_requests_tx"], 0, "core {core}: {j}");
+    }
+    assert_eq!(j["accepted"], 60, "{j}");
+    assert_eq!(j["reset"], 0, "{j}");
+}

@@ -404,3 +404,252 @@ mod socket2_free {
         }
     }
 }
+
+// ---- two cores over a two-queue TAP ---------------------------------------
+
+use bypass::stack::shard::{shards, ShardConfig};
+use bypass::stack::StackStats;
+
+/// A two-queue TAP in a fresh namespace, one sharded stack per queue
+/// (software steering: the kernel picks TAP queues by its own hash), each
+/// listening on 7 and running the app `make(core)` gives.
+fn setup_two_cores<A: TcpApp>(
+    tap: &str,
+    lopts: ListenOpts,
+    mut make: impl FnMut(usize) -> A,
+) -> (Vec<TcpWorker<TapQueue, A>>, TapPort) {
+    common::private_netns();
+    let mut cfg = TapConfig::new(tap);
+    cfg.queues = 2;
+    let mut port = TapPort::open(&cfg).unwrap();
+    common::sh(&format!(
+        "sysctl -qw net.ipv6.conf.all.disable_ipv6=1; ip addr add {KERNEL}/24 dev {tap}"
+    ));
+    let info = port.info().clone();
+    let sh = shards(&ShardConfig::software(2).unwrap()).unwrap();
+    let workers = port
+        .take_queues()
+        .into_iter()
+        .zip(sh)
+        .enumerate()
+        .map(|(core, (q, s))| {
+            let mut stack = Stack::new(q, &info, StackConfig::new(US, 24), Instant(0)).unwrap();
+            stack.set_shard(s).unwrap();
+            stack.listen(7, lopts).unwrap();
+            TcpWorker::new(stack, make(core))
+        })
+        .collect();
+    (workers, port)
+}
+
+/// Runs the workers (unpinned: the machine has two CPUs and the kernel
+/// side needs one too) while `f` runs here.
+fn with_running_all<A: TcpApp, R>(
+    ws: Vec<TcpWorker<TapQueue, A>>,
+    f: impl FnOnce() -> R,
+) -> (Vec<TcpWorker<TapQueue, A>>, R) {
+    let stop = Stop::new();
+    let cfg = RunConfig {
+        cores: (0..ws.len()).collect(),
+        idle_sleep: Duration::from_micros(20),
+        no_pin: true,
+        ..Default::default()
+    };
+    std::thread::scope(|s| {
+        let st = stop.clone();
+        let h = s.spawn(move || runtime::run(&cfg, ws, &st, |_| {}).unwrap());
+        struct Guard(Stop);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                self.0.set();
+            }
+        }
+        let g = Guard(stop.clone());
+        let r = f();
+        drop(g);
+        (h.join().unwrap(), r)
+    })
+}
+
+fn stats_of<A: TcpApp>(ws: &[TcpWorker<TapQueue, A>]) -> Vec<&StackStats> {
+    ws.iter().map(|w| &**w.stack().stats()).collect()
+}
+
+#[test]
+fn two_cores_serve_many_kernel_connections_over_a_two_queue_tap() {
+    if !common::root_or_skip("two_cores_serve_many_kernel_connections_over_a_two_queue_tap") {
+        return;
+    }
+    const N: usize = 400;
+    let lopts = ListenOpts {
+        backlog: 1024,
+        tcp: TcpOpts {
+            rx_buf: 4096,
+            tx_buf: 4096,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let (ws, _port) = setup_two_cores("bpk5", lopts, |_| Echo);
+    let (ws, ()) = with_running_all(ws, || {
+        let mut socks: Vec<TcpStream> = (0..N).map(|_| connect()).collect();
+        for (i, s) in socks.iter_mut().enumerate() {
+            s.write_all(format!("conn {i:04} says hi").as_bytes())
+                .unwrap();
+        }
+        for (i, s) in socks.iter_mut().enumerate() {
+            let mut b = [0u8; 17];
+            s.read_exact(&mut b).unwrap();
+            assert_eq!(&b, format!("conn {i:04} says hi").as_bytes());
+        }
+        for s in &socks {
+            s.shutdown(Shutdown::Write).unwrap();
+        }
+        for s in &mut socks {
+            let mut b = [0u8; 1];
+            assert_eq!(s.read(&mut b).unwrap(), 0);
+        }
+    });
+    let st = stats_of(&ws);
+    for (core, s) in st.iter().enumerate() {
+        eprintln!(
+            "core {core}: rx {} accepted {} steered out {} in {} arp copies out {} in {}",
+            s.rx_packets.get(),
+            s.accepted.get(),
+            s.steered_out.get(),
+            s.steered_in.get(),
+            s.arp_copies_out.get(),
+            s.arp_copies_in.get()
+        );
+    }
+    let accepted: Vec<u64> = st.iter().map(|s| s.accepted.get()).collect();
+    assert_eq!(accepted.iter().sum::<u64>(), N as u64, "{accepted:?}");
+    assert!(
+        accepted.iter().all(|&a| a > N as u64 / 4),
+        "spread: {accepted:?}"
+    );
+    for (core, s) in st.iter().enumerate() {
+        assert_eq!(s.reset.get(), 0, "core {core}");
+        assert_eq!(
+            s.no_conn.get(),
+            0,
+            "core {core}: no segment missed its owner"
+        );
+        assert_eq!(s.steer_drops.get(), 0, "core {core}");
+        // The kernel's ARP request reached one core and its copy the other:
+        // neither core ever had to ask for the kernel's address.
+        assert_eq!(s.arp_requests_tx.get(), 0, "core {core} had to ARP");
+        assert!(
+            s.arp_copies_in.get() + s.arp_copies_out.get() > 0,
+            "core {core} saw no ARP"
+        );
+    }
+    // The kernel chose queues by its own hash: some SYNs reached the
+    // wrong core and were steered.
+    let steered: u64 = st.iter().map(|s| s.steered_out.get()).sum();
+    let steered_in: u64 = st.iter().map(|s| s.steered_in.get()).sum();
+    assert!(steered > 0, "nothing steered");
+    assert_eq!(steered, steered_in);
+}
+
+/// Our side as the client on every core: `want` connections to the kernel,
+/// one message each, checked and closed.
+struct ManyClients {
+    remote: SocketAddrV4,
+    want: usize,
+    opened: usize,
+    echoed: usize,
+    closed: usize,
+    failed: usize,
+}
+impl TcpApp for ManyClients {
+    type Conn = Vec<u8>;
+    fn on_open(&mut self, c: &mut Conn<'_>) -> Vec<u8> {
+        let port = c.local().unwrap().port();
+        let msg = format!("from port {port:05}").into_bytes();
+        assert_eq!(c.send(&msg), msg.len());
+        Vec::new()
+    }
+    fn on_data(&mut self, got: &mut Vec<u8>, c: &mut Conn<'_>, d: &[u8]) -> usize {
+        got.extend_from_slice(d);
+        let port = c.local().unwrap().port();
+        if got.len() >= 15 {
+            assert_eq!(got, format!("from port {port:05}").as_bytes());
+            self.echoed += 1;
+            c.close();
+        }
+        d.len()
+    }
+    fn on_close(&mut self, _: Vec<u8>, r: CloseReason) {
+        if r == CloseReason::Normal {
+            self.closed += 1;
+        }
+    }
+    fn on_connect_failed(&mut self, _: bypass::stack::ConnId) {
+        self.failed += 1;
+    }
+    fn poll(&mut self, ctx: &mut Ctx<'_>) -> usize {
+        let mut n = 0;
+        while self.opened < self.want && n < 8 {
+            ctx.connect(self.remote).unwrap();
+            self.opened += 1;
+            n += 1;
+        }
+        n
+    }
+}
+
+#[test]
+fn active_opens_on_two_cores_stay_on_their_core_over_a_two_queue_tap() {
+    if !common::root_or_skip("active_opens_on_two_cores_stay_on_their_core_over_a_two_queue_tap") {
+        return;
+    }
+    const PER_CORE: usize = 100;
+    let remote = SocketAddrV4::new(KERNEL, 9009);
+    let (ws, _port) = setup_two_cores("bpk6", ListenOpts::default(), |_| ManyClients {
+        remote,
+        want: PER_CORE,
+        opened: 0,
+        echoed: 0,
+        closed: 0,
+        failed: 0,
+    });
+    let l = TcpListener::bind(remote).unwrap();
+    let (ws, ports) = with_running_all(ws, || {
+        let mut ports = Vec::new();
+        for _ in 0..2 * PER_CORE {
+            let (mut s, peer) = l.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut b = [0u8; 15];
+            s.read_exact(&mut b).unwrap();
+            s.write_all(&b).unwrap();
+            let mut rest = vec![];
+            s.read_to_end(&mut rest).unwrap(); // our FIN
+            ports.push(peer.port());
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        ports
+    });
+    let rss = bypass::flow::Rss::symmetric(2).unwrap();
+    let per_core_ports = ports.iter().fold([0usize; 2], |mut acc, &p| {
+        acc[rss.core_v4(KERNEL, US, 9009, p)] += 1;
+        acc
+    });
+    assert_eq!(
+        per_core_ports,
+        [PER_CORE, PER_CORE],
+        "ports hash to their core"
+    );
+    for (core, w) in ws.iter().enumerate() {
+        let (a, s) = (w.app(), w.stack().stats());
+        assert_eq!(a.failed, 0, "core {core}");
+        assert_eq!(a.echoed, PER_CORE, "core {core}");
+        assert_eq!(a.closed, PER_CORE, "core {core}");
+        assert_eq!(s.connected.get(), PER_CORE as u64, "core {core}");
+        assert_eq!(
+            s.no_conn.get(),
+            0,
+            "core {core}: every reply found its core"
+        );
+    }
+}

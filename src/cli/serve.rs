@@ -8,9 +8,12 @@ use std::time::Instant as StdInstant;
 use clap::{Args, ValueEnum};
 
 use bypass::app::tcp::TcpApp;
+use bypass::buf::PacketBuf;
 use bypass::counter::Counter;
+use bypass::flow::Rss;
 use bypass::port::{Port, PortInfo, PortQueue};
 use bypass::runtime::{self, Capture, Captured, Stop, TcpWorker};
+use bypass::stack::shard::{self, Shard, ShardConfig, Steering};
 use bypass::stack::{BacklogFull, ListenOpts, Stack, StackConfig, StackStats, TcpOpts};
 use bypass::time::{Clock, MonotonicClock};
 use bypass::{Error, Result};
@@ -124,7 +127,7 @@ fn totals(stats: &[Arc<StackStats>]) -> serde_json::Value {
         "tx_packets": sum(|s| s.tx_packets.get()),
         "rx_bytes": sum(|s| s.rx_bytes.get()),
         "tx_bytes": sum(|s| s.tx_bytes.get()),
-        "drops": sum(|s| s.drops() + s.tx_full.get() + s.tx_no_buffer.get()),
+        "drops": sum(|s| s.drops() + s.tx_full.get() + s.tx_no_buffer.get() + s.steer_drops.get()),
         "drops_by_reason": {
             "malformed": sum(|s| s.drop_malformed.get()),
             "bad_checksum": sum(|s| s.drop_bad_checksum.get()),
@@ -133,6 +136,7 @@ fn totals(stats: &[Arc<StackStats>]) -> serde_json::Value {
             "unsupported": sum(|s| s.drop_unsupported.get()),
             "tx_full": sum(|s| s.tx_full.get()),
             "no_buffer": sum(|s| s.tx_no_buffer.get()),
+            "steer_ring_full": sum(|s| s.steer_drops.get()),
         },
         "conns_open": sum(|s| s.conns.get()),
         "accepted": sum(|s| s.accepted.get()),
@@ -141,7 +145,29 @@ fn totals(stats: &[Arc<StackStats>]) -> serde_json::Value {
         "reset": sum(|s| s.reset.get()),
         "backlog_full": sum(|s| s.backlog_full.get()),
         "no_conn": sum(|s| s.no_conn.get()),
+        "steered": sum(|s| s.steered_out.get()),
     })
+}
+
+fn per_core(stats: &[Arc<StackStats>]) -> serde_json::Value {
+    stats
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "rx_packets": s.rx_packets.get(),
+                "tx_packets": s.tx_packets.get(),
+                "accepted": s.accepted.get(),
+                "connected": s.connected.get(),
+                "steered_out": s.steered_out.get(),
+                "steered_in": s.steered_in.get(),
+                "steer_drops": s.steer_drops.get(),
+                "arp_copies_out": s.arp_copies_out.get(),
+                "arp_copies_in": s.arp_copies_in.get(),
+                "arp_copy_drops": s.arp_copy_drops.get(),
+                "arp_requests_tx": s.arp_requests_tx.get(),
+            })
+        })
+        .collect()
 }
 
 /// What a serving subcommand is: its name, flags, counters, stop flag.
@@ -162,13 +188,15 @@ pub struct Serve<'a> {
     pub udp: Option<u16>,
 }
 
-/// Builds one stack per core over `ports[0]`, runs `make_app(core)` on
-/// each, prints live stats and the summary.
+/// Builds one stack per core over `ports[0]` (one queue per core; with
+/// several cores, sharded by RSS: see `bypass::stack::shard`), runs
+/// `make_app(core)` on each, prints live stats and the summary.
 pub fn serve<P: Port, A: TcpApp>(
     s: Serve<'_>,
     mut ports: Vec<P>,
     make_app: impl FnMut(usize) -> A,
 ) -> Result<()> {
+    let cfg = s.common.run_config()?;
     if ports.len() != 1 {
         return Err(Error::Config(format!(
             "`bypass {}` takes one --port",
@@ -176,7 +204,37 @@ pub fn serve<P: Port, A: TcpApp>(
         )));
     }
     let info = ports[0].info().clone();
+    let ncores = cfg.cores.len();
+    // More than one core: every core runs a stack over its own queue and
+    // owns the flows RSS gives it. A device that can spread flows by our
+    // key and table does; otherwise the cores steer in software.
+    let mut shards = Vec::new();
+    let mut steering = "none";
+    if ncores > 1 {
+        let rss = Rss::symmetric(ncores)?;
+        let hw = info.caps.rss && ports[0].configure_rss(&rss)?;
+        let mode = if hw {
+            steering = "hardware";
+            Steering::Hardware
+        } else {
+            steering = "software";
+            Steering::Software
+        };
+        shards = shard::shards(&ShardConfig {
+            rss,
+            steering: mode,
+            ring_size: 1024,
+        })?;
+    }
     let queues = ports[0].take_queues();
+    if queues.len() != ncores {
+        return Err(Error::Config(format!(
+            "port {} has {} queues for {ncores} cores; give it one queue per core",
+            info.name,
+            queues.len()
+        )));
+    }
+    let sharding = Sharding { shards, steering };
     match &s.common.pcap {
         Some(path) => {
             let cap = Capture::create(path, s.common.pcap_max)?;
@@ -184,7 +242,7 @@ pub fn serve<P: Port, A: TcpApp>(
                 .into_iter()
                 .map(|q| Captured::new(q, cap.sink()))
                 .collect();
-            let res = run_stacks(s, &info, qs, make_app);
+            let res = run_stacks(s, &info, qs, sharding, make_app);
             let sum = cap.finish()?;
             eprintln!(
                 "pcap: {} frames written to {path}, {} not captured",
@@ -192,14 +250,21 @@ pub fn serve<P: Port, A: TcpApp>(
             );
             res
         }
-        None => run_stacks(s, &info, queues, make_app),
+        None => run_stacks(s, &info, queues, sharding, make_app),
     }
+}
+
+/// The cores' shards and how flows reach them.
+struct Sharding<B: PacketBuf> {
+    shards: Vec<Shard<B>>,
+    steering: &'static str,
 }
 
 fn run_stacks<Q: PortQueue, A: TcpApp>(
     s: Serve<'_>,
     info: &PortInfo,
     queues: Vec<Q>,
+    sharding: Sharding<Q::Buf>,
     mut make_app: impl FnMut(usize) -> A,
 ) -> Result<()> {
     let Serve {
@@ -211,18 +276,18 @@ fn run_stacks<Q: PortQueue, A: TcpApp>(
         tick,
         udp,
     } = s;
+    let Sharding { shards, steering } = sharding;
     let cfg = common.run_config()?;
-    if cfg.cores.len() != 1 {
-        return Err(Error::Config(format!(
-            "`bypass {command}` runs on one core in this version (--cores 0); multi-core serving needs RSS steering"
-        )));
-    }
     let scfg = net.stack_config()?;
     let clock = MonotonicClock::new();
+    let mut shards = shards.into_iter();
     let mut workers = Vec::new();
     let mut stats = Vec::new();
     for (core, q) in queues.into_iter().enumerate() {
         let mut stack = Stack::new(q, info, scfg.clone(), clock.now())?;
+        if let Some(sh) = shards.next() {
+            stack.set_shard(sh)?;
+        }
         if let Some(p) = net.listen {
             stack.listen(p, net.listen_opts()?)?;
         }
@@ -236,7 +301,7 @@ fn run_stacks<Q: PortQueue, A: TcpApp>(
     say(
         json,
         &format!(
-            "{command}: {}/{} on {}:{} (mac {}, mtu {}), core {:?}{}; Ctrl-C stops",
+            "{command}: {}/{} on {}:{} (mac {}, mtu {}), cores {:?} (steering: {steering}){}; Ctrl-C stops",
             scfg.ip,
             scfg.prefix,
             info.kind,
@@ -263,7 +328,7 @@ fn run_stacks<Q: PortQueue, A: TcpApp>(
             v[1] += s.rx_packets.get();
             v[2] += s.tx_packets.get();
             v[3] += s.rx_bytes.get();
-            v[4] += s.drops() + s.tx_full.get() + s.tx_no_buffer.get();
+            v[4] += s.drops() + s.tx_full.get() + s.tx_no_buffer.get() + s.steer_drops.get();
         }
         v
     };
@@ -306,6 +371,8 @@ fn run_stacks<Q: PortQueue, A: TcpApp>(
     summary["command"] = command.into();
     summary["duration_s"] = secs.into();
     summary["cores"] = serde_json::to_value(&cfg.cores).unwrap_or_default();
+    summary["steering"] = steering.into();
+    summary["per_core"] = per_core(&stats);
     summary["port"] = serde_json::to_value(info).unwrap_or_default();
     for c in app_counters {
         summary[c.name] = c.total().into();

@@ -31,7 +31,11 @@
 //! [`PortCaps`] says what the device does for us: whether received frames
 //! have had their IPv4/TCP/UDP checksums verified (so the stack may skip
 //! checking them), whether it fills in checksums on transmit, and whether it
-//! spreads flows over queues by a Toeplitz hash (RSS).
+//! spreads flows over queues by a Toeplitz hash (RSS). A device with RSS
+//! can be asked to use the stack's key and redirection table
+//! ([`Port::configure_rss`]) so that each flow arrives on the queue of the
+//! core that owns it; otherwise the stack steers flows in software
+//! (`crate::stack::shard`).
 
 pub mod mem;
 mod spec;
@@ -224,6 +228,30 @@ pub trait Port: Send {
 
     /// Device-level counters.
     fn link_stats(&self) -> LinkStats;
+
+    /// Asks the device to spread received flows over its queues exactly as
+    /// `rss` does: Toeplitz under `rss.key()` over the IPv4 TCP/UDP 4-tuple
+    /// (source address, destination address, source port, destination
+    /// port; the two addresses for other IPv4 packets), the hash's low 7
+    /// bits indexing `rss.reta()`, whose entry `i` names queue `i` (queue
+    /// *i* belongs to core index *i*).
+    ///
+    /// Returns `Ok(true)` if the device now does exactly that, `Ok(false)`
+    /// if it cannot (no RSS, another hash, a table of another size: the
+    /// runtime then steers in software), and `Err` if programming it
+    /// failed. Called once after the port opens, before its queues are
+    /// polled. Only a port whose [`PortCaps::rss`] is true should answer
+    /// `Ok(true)`. The default answers `Ok(false)`.
+    ///
+    /// A DPDK backend implements this with `rte_eth_dev_rss_hash_update`
+    /// (key, `RTE_ETH_RSS_NONFRAG_IPV4_TCP | RTE_ETH_RSS_NONFRAG_IPV4_UDP |
+    /// RTE_ETH_RSS_IPV4`) and `rte_eth_dev_rss_reta_update` (folding our
+    /// 128 entries over the device's table size when it is a multiple of
+    /// 128), or by passing the key in `rte_eth_conf.rx_adv_conf.rss_conf`
+    /// at configure time.
+    fn configure_rss(&mut self, _rss: &crate::flow::Rss) -> crate::Result<bool> {
+        Ok(false)
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,10 @@
 //! (Ctrl-C / SIGTERM, a deadline, or [`Stop::set`]). Meanwhile the calling
 //! thread prints the live stats table and watches the deadline. Each
 //! worker owns its queues, pool, and state: nothing is shared between cores
-//! but the read-mostly stop flag and each core's own counters.
+//! but the read-mostly stop flag, each core's own counters, and (for a TCP
+//! stack over several cores) the steering rings between each ordered pair
+//! of cores (`crate::stack::shard`), whose only shared state is their two
+//! indices.
 
 mod capture;
 mod forward;

@@ -67,6 +67,20 @@ impl<Q: PortQueue> TxPath<Q> {
     }
 }
 
+/// True for an ARP request (checked on every frame sent: the ethertype
+/// compare is all most frames cost).
+#[inline]
+fn is_arp_request(frame: &[u8]) -> bool {
+    use smoltcp::wire::{ArpOperation, ArpPacket, EthernetFrame, EthernetProtocol};
+    match EthernetFrame::new_checked(frame) {
+        Ok(eth) if eth.ethertype() == EthernetProtocol::Arp => {
+            ArpPacket::new_checked(eth.payload())
+                .is_ok_and(|a| a.operation() == ArpOperation::Request)
+        }
+        _ => false,
+    }
+}
+
 /// The device handed to smoltcp for one call.
 pub struct OneFrame<'a, Q: PortQueue> {
     /// The frame to hand out on the next `receive`, if any.
@@ -104,6 +118,9 @@ impl<Q: PortQueue> phy::TxToken for TxTok<'_, Q> {
         };
         let r = f(&mut buf.room_mut()[..len]);
         buf.set_len(len);
+        if is_arp_request(buf.data()) {
+            tx.stats.arp_requests_tx.inc();
+        }
         if tx.burst.is_full() {
             tx.flush();
         }

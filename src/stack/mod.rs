@@ -25,12 +25,19 @@
 //!   (smoltcp silences it); when an ARP frame arrives, the waiting
 //!   connections are polled again.
 //!
+//! - **Cores.** One stack runs per core, over that core's own queue. With
+//!   a [`shard::Shard`] (see [`Stack::set_shard`]) each TCP/UDP flow has one
+//!   owning core, named by RSS: frames received elsewhere are steered to it,
+//!   ARP frames are copied to every core, and active opens pick local ports
+//!   whose replies hash back to the opening core.
+//!
 //! The stack does not call the application: it appends [`Event`]s, and the
 //! runtime hands them to the application's handler, which acts through the
 //! connection operations here (`send`, `read`, `close`, ...).
 
 pub mod classify;
 pub mod device;
+pub mod shard;
 pub mod timers;
 
 use std::collections::HashMap;
@@ -50,6 +57,7 @@ use crate::port::{PortInfo, PortQueue};
 use crate::time::Instant;
 use classify::{classify, tcp_key, Class, Reject};
 use device::{OneFrame, TxPath};
+use shard::{Msg, Route, Shard};
 use timers::{Entry, Timers};
 
 /// Most segments one connection may send in one egress pass.
@@ -238,6 +246,20 @@ pub struct StackStats {
     pub conn_polls: Counter,
     /// Timer expiries handled.
     pub timer_fires: Counter,
+    /// Frames received here and handed to their owning core.
+    pub steered_out: Counter,
+    /// Frames handed here by the core that received them.
+    pub steered_in: Counter,
+    /// Frames dropped because the ring to their owner was full.
+    pub steer_drops: Counter,
+    /// ARP frames received here and copied to the other cores (copies).
+    pub arp_copies_out: Counter,
+    /// ARP copies from other cores learnt from.
+    pub arp_copies_in: Counter,
+    /// ARP copies not made (no buffer) or not delivered (ring full).
+    pub arp_copy_drops: Counter,
+    /// ARP requests this core sent (a neighbour it did not know).
+    pub arp_requests_tx: Counter,
 }
 
 impl StackStats {
@@ -318,6 +340,7 @@ pub struct Stack<Q: PortQueue> {
     udp_touched: Vec<u32>,
     events: Vec<Event>,
     next_port: u16,
+    shard: Option<Shard<Q::Buf>>,
     now: SmolInstant,
     stats: Arc<StackStats>,
 }
@@ -388,6 +411,7 @@ impl<Q: PortQueue> Stack<Q> {
             udp_touched: Vec::new(),
             events: Vec::new(),
             next_port,
+            shard: None,
             now: smol(now),
             stats,
         })
@@ -401,6 +425,27 @@ impl<Q: PortQueue> Stack<Q> {
     /// The port queue (for its pool counters).
     pub fn queue(&self) -> &Q {
         &self.tx.queue
+    }
+
+    /// Makes this stack one core of a sharded stack (see [`shard`]): from
+    /// now on it processes only the flows RSS gives its core, steering the
+    /// others (in software mode), shares ARP with the other cores, and picks
+    /// local ports for active opens that hash back to its core. Call it
+    /// before the first poll and before any `connect`. Every core of the
+    /// stack must have the same address and listeners.
+    pub fn set_shard(&mut self, shard: Shard<Q::Buf>) -> Result<()> {
+        if !self.table.is_empty() {
+            return Err(Error::Config(
+                "set_shard must come before any connection".into(),
+            ));
+        }
+        self.shard = Some(shard);
+        Ok(())
+    }
+
+    /// This stack's core index within its sharded stack (0 when alone).
+    pub fn core(&self) -> usize {
+        self.shard.as_ref().map_or(0, |s| s.core())
     }
 
     /// Starts listening on `port`.
@@ -448,17 +493,72 @@ impl<Q: PortQueue> Stack<Q> {
     /// of frames received.
     pub fn poll_rx(&mut self, now: Instant) -> usize {
         self.now = smol(now);
+        let mut done = 0;
+        if self.shard.is_some() {
+            done += self.poll_steered();
+        }
         let mut burst = crate::buf::Burst::new();
         let n = self.tx.queue.rx_burst(&mut burst);
         if n == 0 {
-            return 0;
+            return done;
         }
         self.stats.rx_packets.add(n as u64);
         self.stats
             .rx_bytes
             .add(burst.iter().map(|b| b.len() as u64).sum());
+        if self.shard.is_none() {
+            for buf in burst {
+                self.ingress(buf);
+            }
+            return done + n;
+        }
         for buf in burst {
-            self.ingress(buf);
+            self.route(buf);
+        }
+        done + n
+    }
+
+    /// Sends a frame received on this core to where it is processed.
+    fn route(&mut self, buf: Q::Buf) {
+        let Some(sh) = self.shard.as_ref() else {
+            return self.ingress(buf);
+        };
+        match sh.route(buf.data()) {
+            Route::Local => self.ingress(buf),
+            Route::To(core) => match sh.send(core, buf) {
+                Ok(()) => self.stats.steered_out.inc(),
+                Err(_dropped) => self.stats.steer_drops.inc(),
+            },
+            Route::Arp => {
+                let queue = &mut self.tx.queue;
+                let (sent, dropped) = sh.replicate_arp(buf.data(), || queue.alloc());
+                self.stats.arp_copies_out.add(sent);
+                if dropped > 0 {
+                    self.stats.arp_copy_drops.add(dropped);
+                }
+                self.ingress(buf);
+            }
+        }
+    }
+
+    /// Processes the frames other cores handed to this one.
+    fn poll_steered(&mut self) -> usize {
+        let mut msgs = arrayvec::ArrayVec::<Msg<Q::Buf>, { crate::buf::BURST }>::new();
+        if let Some(sh) = self.shard.as_ref() {
+            sh.drain(&mut msgs);
+        }
+        let n = msgs.len();
+        for m in msgs {
+            match m {
+                Msg::Frame(b) => {
+                    self.stats.steered_in.inc();
+                    self.ingress(b);
+                }
+                Msg::Arp(b) => {
+                    self.stats.arp_copies_in.inc();
+                    self.ingress(b);
+                }
+            }
         }
         n
     }
@@ -676,12 +776,29 @@ impl<Q: PortQueue> Stack<Q> {
         let (lo, hi) = self.cfg.ephemeral;
         let span = (hi - lo) as u32 + 1;
         let mut found = None;
-        for _ in 0..span {
-            let p = self.next_port;
-            self.next_port = if p >= hi { lo } else { p + 1 };
-            if !self.table.contains_key(&tcp_key(rip, remote.port(), p)) {
-                found = Some(p);
-                break;
+        let table = &self.table;
+        let free = |p: u16| !table.contains_key(&tcp_key(rip, remote.port(), p));
+        match &self.shard {
+            // The replies must hash back to this core.
+            Some(sh) if sh.cores() > 1 => {
+                found = sh.rss().pick_local_port(
+                    self.ip,
+                    remote,
+                    sh.core(),
+                    (lo, hi),
+                    &mut self.next_port,
+                    free,
+                );
+            }
+            _ => {
+                for _ in 0..span {
+                    let p = self.next_port;
+                    self.next_port = if p >= hi { lo } else { p + 1 };
+                    if free(p) {
+                        found = Some(p);
+                        break;
+                    }
+                }
             }
         }
         let Some(lport) = found else {
