@@ -5,7 +5,7 @@
 # http benchmark baseline, valgrind for instruction counts.
 set -euo pipefail
 
-PKGS=(pkg-config libdpdk-dev dpdk dpdk-dev libclang-dev clang iproute2 iputils-ping curl
+PKGS=(pkg-config libdpdk-dev dpdk dpdk-dev libclang-dev clang iproute2 iputils-ping curl wrk util-linux
       ethtool valgrind tshark nginx-light)
 
 missing=()

@@ -6,10 +6,12 @@
 //!
 //! ```text
 //! error, time        errors; clocks (one timestamp per loop iteration)
+//!   ├─ flow          5-tuples, Toeplitz RSS hash, RETA, RSS-aware local ports
 //!   └─ buf           packet buffers, hugepage pools, bursts of 32
 //!       └─ port      the backend contract + backends: mem, tap, (dpdk), (xdp)
-//!           └─ app   what applications implement: packet handlers
-//!               └─ runtime   pinned per-core loops, stats, clean stop
+//!           └─ stack the TCP/IP stack on smoltcp: O(1) demux, backlog, timers
+//!               └─ app   what applications implement: packet and TCP handlers
+//!                   └─ runtime   pinned per-core loops, stats, clean stop
 //! ```
 //!
 //! A layer uses only the layers above it in this list. `unsafe` code lives
@@ -19,9 +21,12 @@
 
 pub mod app;
 pub mod buf;
+pub mod counter;
 pub mod error;
+pub mod flow;
 pub mod port;
 pub mod runtime;
+pub mod stack;
 pub mod time;
 
 pub use error::{Error, Result};

@@ -21,6 +21,9 @@
 //! }
 //! ```
 
+pub mod http;
+pub mod tcp;
+
 use smoltcp::wire::EthernetFrame;
 
 use crate::time::Instant;

@@ -77,13 +77,18 @@ pub struct PoolStats {
     pub hugepages: bool,
 }
 
-struct Mapping {
+/// An anonymous read-write mapping on 2 MiB hugepages or ordinary pages,
+/// chosen by a [`HugePolicy`]. Shared by the pools and by backends that
+/// register their own packet memory with the kernel (the AF_XDP UMEM).
+pub(crate) struct Mapping {
     base: NonNull<u8>,
     len: usize,
+    huge: bool,
 }
 
-// SAFETY: the mapping is plain memory owned by the pool; which frames a
-// thread may touch is decided by ownership of the indices in the free queue.
+// SAFETY: the mapping is plain memory owned by its pool (or UMEM); which
+// frames a thread may touch is decided by ownership of the frame indices or
+// addresses in the owner's free queue.
 unsafe impl Send for Mapping {}
 // SAFETY: as above; the mapping itself is never mutated through `&Mapping`.
 unsafe impl Sync for Mapping {}
@@ -91,7 +96,7 @@ unsafe impl Sync for Mapping {}
 impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: base/len are exactly what mmap returned; no buffer outlives
-        // the pool because every PoolBuf holds an Arc to it.
+        // the mapping because every buffer holds an Arc to its owner.
         unsafe {
             libc::munmap(self.base.as_ptr().cast(), self.len);
         }
@@ -150,6 +155,74 @@ fn map(len: usize, huge: bool) -> Option<NonNull<u8>> {
     }
 }
 
+// The accessors serve backends that hand the memory to the kernel.
+#[cfg_attr(not(feature = "af-xdp"), allow(dead_code))]
+impl Mapping {
+    /// Maps at least `bytes` bytes (rounded up to the page size) under
+    /// `policy`; `Auto` falls back to 4 KiB pages with one warning per
+    /// process. The error is a sentence naming `name`.
+    pub(crate) fn new(
+        bytes: usize,
+        policy: HugePolicy,
+        name: &str,
+    ) -> std::result::Result<Mapping, String> {
+        let (base, len, huge) = match policy {
+            HugePolicy::Never => {
+                let len = bytes.next_multiple_of(4096);
+                (map(len, false), len, false)
+            }
+            HugePolicy::Require | HugePolicy::Auto => {
+                let len = bytes.next_multiple_of(HUGE_PAGE);
+                match map(len, true) {
+                    Some(p) => (Some(p), len, true),
+                    None if policy == HugePolicy::Require => {
+                        return Err(format!(
+                            "{}: no free hugepages for {} MiB; reserve some with `sudo scripts/hugepages.sh reserve {}`",
+                            name,
+                            len >> 20,
+                            (len / HUGE_PAGE).max(64)
+                        ));
+                    }
+                    None => {
+                        if !WARNED_NO_HUGE.swap(true, Ordering::Relaxed) {
+                            tracing::warn!(
+                                "no hugepages reserved: packet pools use 4 KiB pages (slower); \
+                                 reserve some with `sudo scripts/hugepages.sh reserve 512`"
+                            );
+                        }
+                        let len = bytes.next_multiple_of(4096);
+                        (map(len, false), len, false)
+                    }
+                }
+            }
+        };
+        let base = base.ok_or_else(|| {
+            format!(
+                "{}: cannot map {} bytes: {}",
+                name,
+                len,
+                std::io::Error::last_os_error()
+            )
+        })?;
+        Ok(Mapping { base, len, huge })
+    }
+
+    /// The start of the mapping.
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.base.as_ptr()
+    }
+
+    /// Its length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if it is on hugepages.
+    pub(crate) fn is_huge(&self) -> bool {
+        self.huge
+    }
+}
+
 impl Pool {
     /// Creates a pool.
     pub fn new(cfg: &PoolConfig) -> Result<Pool> {
@@ -175,44 +248,8 @@ impl Pool {
         let bytes = frame_size
             .checked_mul(cfg.frames as usize)
             .ok_or_else(|| Error::Pool(format!("{}: pool size overflows", cfg.name)))?;
-        let (base, len, huge) = match cfg.huge {
-            HugePolicy::Never => {
-                let len = bytes.next_multiple_of(4096);
-                (map(len, false), len, false)
-            }
-            HugePolicy::Require | HugePolicy::Auto => {
-                let len = bytes.next_multiple_of(HUGE_PAGE);
-                match map(len, true) {
-                    Some(p) => (Some(p), len, true),
-                    None if cfg.huge == HugePolicy::Require => {
-                        return Err(Error::Pool(format!(
-                            "{}: no free hugepages for {} MiB; reserve some with `sudo scripts/hugepages.sh reserve {}`",
-                            cfg.name,
-                            len >> 20,
-                            (len / HUGE_PAGE).max(64)
-                        )));
-                    }
-                    None => {
-                        if !WARNED_NO_HUGE.swap(true, Ordering::Relaxed) {
-                            tracing::warn!(
-                                "no hugepages reserved: packet pools use 4 KiB pages (slower); \
-                                 reserve some with `sudo scripts/hugepages.sh reserve 512`"
-                            );
-                        }
-                        let len = bytes.next_multiple_of(4096);
-                        (map(len, false), len, false)
-                    }
-                }
-            }
-        };
-        let base = base.ok_or_else(|| {
-            Error::Pool(format!(
-                "{}: cannot map {} bytes: {}",
-                cfg.name,
-                len,
-                std::io::Error::last_os_error()
-            ))
-        })?;
+        let map = Mapping::new(bytes, cfg.huge, &cfg.name).map_err(Error::Pool)?;
+        let huge = map.huge;
         let free = ArrayQueue::new(cfg.frames as usize);
         for i in 0..cfg.frames {
             // Cannot fail: the queue holds exactly `frames` entries.
@@ -220,7 +257,7 @@ impl Pool {
         }
         Ok(Pool {
             inner: Arc::new(Inner {
-                map: Mapping { base, len },
+                map,
                 frame_size,
                 headroom: cfg.headroom as usize,
                 frames: cfg.frames,

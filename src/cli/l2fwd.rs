@@ -53,6 +53,19 @@ pub fn run(a: L2fwdArgs) -> Result<()> {
             Mode::Wire => drive(&a.common, cfg, p, || Wire, &stop),
             Mode::Macswap => drive(&a.common, cfg, p, || MacSwap, &stop),
         },
+        #[cfg(feature = "af-xdp")]
+        Ports::Xdp(p) => {
+            for port in &p {
+                say(
+                    a.common.json,
+                    &format!("xdp:{}: {}", port.info().name, port.modes()),
+                );
+            }
+            match mode {
+                Mode::Wire => drive(&a.common, cfg, p, || Wire, &stop),
+                Mode::Macswap => drive(&a.common, cfg, p, || MacSwap, &stop),
+            }
+        }
     }
 }
 

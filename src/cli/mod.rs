@@ -1,8 +1,12 @@
 //! Subcommands of the `bypass` tool and the flags they share.
 
 mod bench;
+mod demo;
+mod echo;
+mod http;
 mod l2fwd;
 mod ports;
+mod serve;
 
 use std::time::Duration;
 
@@ -26,8 +30,15 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    /// The demo: the userspace stack serving HTTP to real kernel clients in a
+    /// private network namespace, with live stats (needs root, curl, wrk).
+    Demo(demo::DemoArgs),
     /// Forward frames between two ports, or MAC-swap them back out of one.
     L2fwd(l2fwd::L2fwdArgs),
+    /// TCP (and UDP) echo server on the userspace stack.
+    Echo(echo::EchoArgs),
+    /// HTTP/1.1 server (TechEmpower /plaintext and /json) on the userspace stack.
+    Http(http::HttpArgs),
     /// Measure bypass against reference implementations.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -37,7 +48,9 @@ enum Cmd {
 #[derive(Args, Debug, Clone)]
 pub struct Common {
     /// A port: KIND:NAME[,key=value...]. Kinds: tap:NAME (created if missing;
-    /// keys queues, mtu, mac, netns, frames), xdp:IFACE, dpdk:DEVARGS, mem:NAME.
+    /// keys queues, mtu, mac, netns, frames), xdp:IFACE (keys queues,
+    /// start_queue, mode=auto|native|skb, zerocopy[=off], busy_poll, frames,
+    /// frame_size, mac), dpdk:DEVARGS, mem:NAME.
     /// Repeat for several ports.
     #[arg(long = "port", value_name = "KIND:NAME[,k=v..]", required = true)]
     pub ports: Vec<String>,
@@ -126,7 +139,10 @@ pub fn main() -> i32 {
         .init();
     let cli = Cli::parse();
     let res = match cli.cmd {
+        Cmd::Demo(a) => demo::run(a),
         Cmd::L2fwd(a) => l2fwd::run(a),
+        Cmd::Echo(a) => echo::run(a),
+        Cmd::Http(a) => http::run(a),
         Cmd::Bench(b) => bench::run(b),
     };
     // Every DPDK port is closed by now: release EAL and its runtime files.

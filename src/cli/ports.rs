@@ -7,6 +7,8 @@ use bypass::{Error, Result};
 use bypass::port::dpdk::{eal, DpdkConfig, DpdkPort};
 #[cfg(feature = "tap")]
 use bypass::port::tap::{TapConfig, TapPort};
+#[cfg(feature = "af-xdp")]
+use bypass::port::xdp::{XdpConfig, XdpPort};
 
 /// Ports of one backend (a run drives ports of one kind, so each backend's
 /// loop is monomorphised over its own queue type).
@@ -17,6 +19,9 @@ pub enum Ports {
     /// DPDK ethdevs.
     #[cfg(feature = "dpdk")]
     Dpdk(Vec<DpdkPort>),
+    /// AF_XDP ports.
+    #[cfg(feature = "af-xdp")]
+    Xdp(Vec<XdpPort>),
 }
 
 /// Parses and opens every `--port`, each with `queues` queues.
@@ -65,10 +70,21 @@ pub fn open_with_eal(specs: &[String], queues: u16, eal: &str) -> Result<Ports> 
             let out = cfgs.iter().map(DpdkPort::open).collect::<Result<Vec<_>>>()?;
             Ok(Ports::Dpdk(out))
         }
+        #[cfg(feature = "af-xdp")]
+        PortKind::Xdp => {
+            let mut out = Vec::new();
+            for spec in parsed.iter_mut() {
+                out.push(XdpPort::open(&XdpConfig::from_spec(spec, queues)?)?);
+            }
+            Ok(Ports::Xdp(out))
+        }
         PortKind::Mem => Err(parsed[0].err(
             "mem ports are in-process wires with nothing on the far end from the command line; \
              `bypass bench` and the library API (bypass::port::mem) use them",
         )),
+        // Reachable in builds without some backend (with every backend
+        // built in, the arms above cover every kind).
+        #[allow(unreachable_patterns)]
         other => Err(parsed[0].err(format!(
             "this build of bypass has no {} backend; rebuild with `cargo build --release --features {}`",
             other.as_str(),
@@ -84,4 +100,25 @@ pub fn open_with_eal(specs: &[String], queues: u16, eal: &str) -> Result<Ports> 
 /// The `Error` for a spec list that is empty or too long.
 pub fn count_error(n: usize, allowed: &str) -> Error {
     Error::Config(format!("{n} ports given; this command takes {allowed}"))
+}
+
+/// Something to run over ports of any backend: the caller's generic code,
+/// monomorphised per backend by [`Ports::run`].
+pub trait WithPorts {
+    /// Runs over the opened ports.
+    fn run<P: bypass::port::Port>(self, ports: Vec<P>) -> Result<()>;
+}
+
+impl Ports {
+    /// Runs `v` over these ports with their concrete type.
+    pub fn run<V: WithPorts>(self, v: V) -> Result<()> {
+        match self {
+            #[cfg(feature = "tap")]
+            Ports::Tap(p) => v.run(p),
+            #[cfg(feature = "af-xdp")]
+            Ports::Xdp(p) => v.run(p),
+            #[cfg(feature = "dpdk")]
+            Ports::Dpdk(p) => v.run(p),
+        }
+    }
 }

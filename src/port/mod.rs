@@ -31,7 +31,11 @@
 //! [`PortCaps`] says what the device does for us: whether received frames
 //! have had their IPv4/TCP/UDP checksums verified (so the stack may skip
 //! checking them), whether it fills in checksums on transmit, and whether it
-//! spreads flows over queues by a Toeplitz hash (RSS).
+//! spreads flows over queues by a Toeplitz hash (RSS). A device with RSS
+//! can be asked to use the stack's key and redirection table
+//! ([`Port::configure_rss`]) so that each flow arrives on the queue of the
+//! core that owns it; otherwise the stack steers flows in software
+//! (`crate::stack::shard`).
 
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
@@ -40,6 +44,8 @@ mod spec;
 pub mod sys;
 #[cfg(feature = "tap")]
 pub mod tap;
+#[cfg(feature = "af-xdp")]
+pub mod xdp;
 
 pub use spec::{PortKind, PortSpec};
 
@@ -151,6 +157,37 @@ pub struct LinkStats {
     pub rx_errors: u64,
 }
 
+/// A queue's own link counters, written by the queue's core only (each
+/// [`Counter`](crate::counter::Counter) write is a plain load and store) and
+/// summed into [`LinkStats`] by [`Port::link_stats`].
+#[derive(Debug, Default)]
+pub struct QueueCounters {
+    /// Frames received.
+    pub rx_packets: crate::counter::Counter,
+    /// Bytes received.
+    pub rx_bytes: crate::counter::Counter,
+    /// Frames sent.
+    pub tx_packets: crate::counter::Counter,
+    /// Bytes sent.
+    pub tx_bytes: crate::counter::Counter,
+    /// Frames consumed by `tx_burst` but dropped on an error.
+    pub tx_errors: crate::counter::Counter,
+    /// Receive errors.
+    pub rx_errors: crate::counter::Counter,
+}
+
+impl QueueCounters {
+    /// Adds these counters into `s`.
+    pub fn add_to(&self, s: &mut LinkStats) {
+        s.rx_packets += self.rx_packets.get();
+        s.rx_bytes += self.rx_bytes.get();
+        s.tx_packets += self.tx_packets.get();
+        s.tx_bytes += self.tx_bytes.get();
+        s.tx_errors += self.tx_errors.get();
+        s.rx_errors += self.rx_errors.get();
+    }
+}
+
 /// One queue of a port: the hot path. See the module docs for the contract.
 pub trait PortQueue: Send + 'static {
     /// The buffer type this queue receives into and sends from.
@@ -193,6 +230,30 @@ pub trait Port: Send {
 
     /// Device-level counters.
     fn link_stats(&self) -> LinkStats;
+
+    /// Asks the device to spread received flows over its queues exactly as
+    /// `rss` does: Toeplitz under `rss.key()` over the IPv4 TCP/UDP 4-tuple
+    /// (source address, destination address, source port, destination
+    /// port; the two addresses for other IPv4 packets), the hash's low 7
+    /// bits indexing `rss.reta()`, whose entry `i` names queue `i` (queue
+    /// *i* belongs to core index *i*).
+    ///
+    /// Returns `Ok(true)` if the device now does exactly that, `Ok(false)`
+    /// if it cannot (no RSS, another hash, a table of another size: the
+    /// runtime then steers in software), and `Err` if programming it
+    /// failed. Called once after the port opens, before its queues are
+    /// polled. Only a port whose [`PortCaps::rss`] is true should answer
+    /// `Ok(true)`. The default answers `Ok(false)`.
+    ///
+    /// A DPDK backend implements this with `rte_eth_dev_rss_hash_update`
+    /// (key, `RTE_ETH_RSS_NONFRAG_IPV4_TCP | RTE_ETH_RSS_NONFRAG_IPV4_UDP |
+    /// RTE_ETH_RSS_IPV4`) and `rte_eth_dev_rss_reta_update` (folding our
+    /// 128 entries over the device's table size when it is a multiple of
+    /// 128), or by passing the key in `rte_eth_conf.rx_adv_conf.rss_conf`
+    /// at configure time.
+    fn configure_rss(&mut self, _rss: &crate::flow::Rss) -> crate::Result<bool> {
+        Ok(false)
+    }
 }
 
 #[cfg(test)]

@@ -17,11 +17,10 @@
 #![allow(unsafe_code)]
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::sys;
-use super::{LinkStats, MacAddr, Port, PortCaps, PortInfo, PortQueue, PortSpec};
+use super::{LinkStats, MacAddr, Port, PortCaps, PortInfo, PortQueue, PortSpec, QueueCounters};
 use crate::buf::{Burst, HugePolicy, PacketBuf, Pool, PoolBuf, PoolConfig, PoolStats};
 use crate::error::{Error, Result};
 use crate::syscall;
@@ -85,31 +84,13 @@ impl TapConfig {
     }
 }
 
-#[derive(Default)]
-struct Counters {
-    rx_packets: AtomicU64,
-    rx_bytes: AtomicU64,
-    tx_packets: AtomicU64,
-    tx_bytes: AtomicU64,
-    tx_errors: AtomicU64,
-    rx_errors: AtomicU64,
-}
-
-impl Counters {
-    #[inline]
-    fn add(c: &AtomicU64, n: u64) {
-        // Single writer (the queue's core): a plain load/store, no lock prefix.
-        c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
-    }
-}
-
 /// One TAP queue.
 pub struct TapQueue {
     id: u16,
     fd: OwnedFd,
     pool: Pool,
     spare: Option<PoolBuf>,
-    counters: Arc<Counters>,
+    counters: Arc<QueueCounters>,
 }
 
 impl PortQueue for TapQueue {
@@ -138,14 +119,14 @@ impl PortQueue for TapQueue {
                 Some(libc::EINTR) => continue,
                 Some(libc::EAGAIN) => break,
                 _ => {
-                    Counters::add(&self.counters.rx_errors, 1);
+                    self.counters.rx_errors.add(1);
                     break;
                 }
             }
         }
         if n > 0 {
-            Counters::add(&self.counters.rx_packets, n);
-            Counters::add(&self.counters.rx_bytes, bytes);
+            self.counters.rx_packets.add(n);
+            self.counters.rx_bytes.add(bytes);
         }
         n as usize
     }
@@ -170,10 +151,10 @@ impl PortQueue for TapQueue {
             consumed += 1;
         }
         burst.drain(..consumed);
-        Counters::add(&self.counters.tx_packets, sent);
-        Counters::add(&self.counters.tx_bytes, bytes);
+        self.counters.tx_packets.add(sent);
+        self.counters.tx_bytes.add(bytes);
         if errors > 0 {
-            Counters::add(&self.counters.tx_errors, errors);
+            self.counters.tx_errors.add(errors);
         }
         consumed
     }
@@ -198,7 +179,7 @@ impl PortQueue for TapQueue {
 pub struct TapPort {
     info: PortInfo,
     queues: Vec<TapQueue>,
-    counters: Vec<Arc<Counters>>,
+    counters: Vec<Arc<QueueCounters>>,
 }
 
 fn open_queue(name: &str, multi: bool) -> Result<OwnedFd> {
@@ -263,7 +244,7 @@ impl TapPort {
         let mut queues = Vec::new();
         let mut counters = Vec::new();
         for (i, fd) in fds.into_iter().enumerate() {
-            let c = Arc::new(Counters::default());
+            let c = Arc::new(QueueCounters::default());
             counters.push(c.clone());
             queues.push(TapQueue {
                 id: i as u16,
@@ -313,12 +294,7 @@ impl Port for TapPort {
     fn link_stats(&self) -> LinkStats {
         let mut s = LinkStats::default();
         for c in &self.counters {
-            s.rx_packets += c.rx_packets.load(Ordering::Relaxed);
-            s.rx_bytes += c.rx_bytes.load(Ordering::Relaxed);
-            s.tx_packets += c.tx_packets.load(Ordering::Relaxed);
-            s.tx_bytes += c.tx_bytes.load(Ordering::Relaxed);
-            s.tx_errors += c.tx_errors.load(Ordering::Relaxed);
-            s.rx_errors += c.rx_errors.load(Ordering::Relaxed);
+            c.add_to(&mut s);
         }
         s
     }

@@ -134,6 +134,59 @@ impl CaptureSink {
     }
 }
 
+/// A port queue whose received and sent frames are also captured: wrap any
+/// backend's queue in it to capture what it carries. (Frames are recorded
+/// as offered to `tx_burst`, including any the port then refuses.)
+pub struct Captured<Q: crate::port::PortQueue> {
+    inner: Q,
+    sink: CaptureSink,
+}
+
+impl<Q: crate::port::PortQueue> Captured<Q> {
+    /// Wraps `inner`.
+    pub fn new(inner: Q, sink: CaptureSink) -> Self {
+        Captured { inner, sink }
+    }
+}
+
+impl<Q: crate::port::PortQueue> crate::port::PortQueue for Captured<Q> {
+    type Buf = Q::Buf;
+
+    fn rx_burst(&mut self, burst: &mut crate::buf::Burst<Q::Buf>) -> usize {
+        use crate::buf::PacketBuf;
+        let start = burst.len();
+        let n = self.inner.rx_burst(burst);
+        for b in &burst[start..] {
+            self.sink.record(b.data());
+        }
+        n
+    }
+
+    fn tx_burst(&mut self, burst: &mut crate::buf::Burst<Q::Buf>) -> usize {
+        use crate::buf::PacketBuf;
+        for b in burst.iter() {
+            self.sink.record(b.data());
+        }
+        self.inner.tx_burst(burst)
+    }
+
+    fn alloc(&mut self) -> Option<Q::Buf> {
+        self.inner.alloc()
+    }
+
+    fn queue_id(&self) -> u16 {
+        self.inner.queue_id()
+    }
+
+    fn pool_stats(&self) -> crate::buf::PoolStats {
+        self.inner.pool_stats()
+    }
+
+    fn flush(&mut self) {
+        self.inner.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,7 +28,11 @@ pub fn private_netns() {
 /// Runs a command (in the current thread's namespace) and returns its output;
 /// panics with its stderr if it fails.
 pub fn sh(cmd: &str) -> Output {
-    let out = Command::new("sh").arg("-c").arg(cmd).output().expect("spawn sh");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("spawn sh");
     assert!(
         out.status.success(),
         "`{cmd}` failed: {}{}",

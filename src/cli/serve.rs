@@ -1,0 +1,390 @@
+//! What the TCP subcommands share: the stack's flags, opening one stack per
+//! core, the live table and the JSON summary.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Instant as StdInstant;
+
+use clap::{Args, ValueEnum};
+
+use bypass::app::tcp::TcpApp;
+use bypass::buf::PacketBuf;
+use bypass::counter::Counter;
+use bypass::flow::Rss;
+use bypass::port::{Port, PortInfo, PortQueue};
+use bypass::runtime::{self, Capture, Captured, Stop, TcpWorker};
+use bypass::stack::shard::{self, Shard, ShardConfig, Steering};
+use bypass::stack::{BacklogFull, ListenOpts, Stack, StackConfig, StackStats, TcpOpts};
+use bypass::time::{Clock, MonotonicClock};
+use bypass::{Error, Result};
+
+use super::{say, Common};
+
+/// Policy for SYNs beyond the backlog.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FullPolicy {
+    /// Drop them (the client retries).
+    Drop,
+    /// Answer with RST (the client fails at once).
+    Reset,
+}
+
+/// The stack's flags.
+#[derive(Args, Debug, Clone)]
+pub struct NetArgs {
+    /// The stack's own address on the port, e.g. 10.0.0.2/24.
+    #[arg(long, value_name = "ADDR/PREFIX")]
+    pub ip: String,
+    /// Default gateway.
+    #[arg(long, value_name = "ADDR")]
+    pub gateway: Option<Ipv4Addr>,
+    /// TCP port to listen on.
+    #[arg(long, value_name = "PORT")]
+    pub listen: Option<u16>,
+    /// Most connections in the handshake at once, per listener and core.
+    #[arg(long, default_value_t = 1024)]
+    pub backlog: usize,
+    /// What to do with SYNs beyond the backlog.
+    #[arg(long, value_enum, default_value = "drop")]
+    pub backlog_full: FullPolicy,
+    /// Receive buffer bytes per connection.
+    #[arg(long, value_name = "BYTES", default_value_t = 16384)]
+    pub rx_buf: usize,
+    /// Send buffer bytes per connection.
+    #[arg(long, value_name = "BYTES", default_value_t = 16384)]
+    pub tx_buf: usize,
+    /// Most connections per core.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_conns: usize,
+}
+
+impl NetArgs {
+    fn tcp(&self) -> Result<TcpOpts> {
+        for (v, f) in [(self.rx_buf, "--rx-buf"), (self.tx_buf, "--tx-buf")] {
+            if !(256..=(1 << 30)).contains(&v) {
+                return Err(Error::Config(format!(
+                    "{f} must be between 256 bytes and 1 GiB"
+                )));
+            }
+        }
+        Ok(TcpOpts {
+            rx_buf: self.rx_buf,
+            tx_buf: self.tx_buf,
+            ..Default::default()
+        })
+    }
+
+    /// Listener settings.
+    pub fn listen_opts(&self) -> Result<ListenOpts> {
+        Ok(ListenOpts {
+            backlog: self.backlog,
+            on_full: match self.backlog_full {
+                FullPolicy::Drop => BacklogFull::Drop,
+                FullPolicy::Reset => BacklogFull::Reset,
+            },
+            tcp: self.tcp()?,
+        })
+    }
+
+    /// Stack settings.
+    pub fn stack_config(&self) -> Result<StackConfig> {
+        let (ip, prefix) = runtime::parse_cidr(&self.ip)?;
+        let mut c = StackConfig::new(ip, prefix);
+        c.gateway = self.gateway;
+        c.max_conns = self.max_conns;
+        c.connect = self.tcp()?;
+        Ok(c)
+    }
+}
+
+/// An application counter shown as a rate in the live table and as a total
+/// in the JSON summary.
+pub struct AppCounter {
+    /// Column name (`req` shows as `req/s`).
+    pub name: &'static str,
+    /// Reads the total over all cores.
+    pub total: Box<dyn Fn() -> u64>,
+}
+
+impl AppCounter {
+    /// A column summing one counter per core.
+    pub fn sum(name: &'static str, per_core: Vec<Arc<Counter>>) -> AppCounter {
+        AppCounter {
+            name,
+            total: Box::new(move || per_core.iter().map(|c| c.get()).sum()),
+        }
+    }
+
+    fn total(&self) -> u64 {
+        (self.total)()
+    }
+}
+
+fn totals(stats: &[Arc<StackStats>]) -> serde_json::Value {
+    let sum = |f: fn(&StackStats) -> u64| stats.iter().map(|s| f(s)).sum::<u64>();
+    serde_json::json!({
+        "rx_packets": sum(|s| s.rx_packets.get()),
+        "tx_packets": sum(|s| s.tx_packets.get()),
+        "rx_bytes": sum(|s| s.rx_bytes.get()),
+        "tx_bytes": sum(|s| s.tx_bytes.get()),
+        "drops": sum(|s| s.drops() + s.tx_full.get() + s.tx_no_buffer.get() + s.steer_drops.get()),
+        "drops_by_reason": {
+            "malformed": sum(|s| s.drop_malformed.get()),
+            "bad_checksum": sum(|s| s.drop_bad_checksum.get()),
+            "fragment": sum(|s| s.drop_fragment.get()),
+            "not_for_us": sum(|s| s.drop_not_for_us.get()),
+            "unsupported": sum(|s| s.drop_unsupported.get()),
+            "tx_full": sum(|s| s.tx_full.get()),
+            "no_buffer": sum(|s| s.tx_no_buffer.get()),
+            "steer_ring_full": sum(|s| s.steer_drops.get()),
+        },
+        "conns_open": sum(|s| s.conns.get()),
+        "accepted": sum(|s| s.accepted.get()),
+        "connected": sum(|s| s.connected.get()),
+        "closed": sum(|s| s.closed.get()),
+        "reset": sum(|s| s.reset.get()),
+        "backlog_full": sum(|s| s.backlog_full.get()),
+        "no_conn": sum(|s| s.no_conn.get()),
+        "steered": sum(|s| s.steered_out.get()),
+    })
+}
+
+fn per_core(stats: &[Arc<StackStats>]) -> serde_json::Value {
+    stats
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "rx_packets": s.rx_packets.get(),
+                "tx_packets": s.tx_packets.get(),
+                "accepted": s.accepted.get(),
+                "connected": s.connected.get(),
+                "steered_out": s.steered_out.get(),
+                "steered_in": s.steered_in.get(),
+                "steer_drops": s.steer_drops.get(),
+                "arp_copies_out": s.arp_copies_out.get(),
+                "arp_copies_in": s.arp_copies_in.get(),
+                "arp_copy_drops": s.arp_copy_drops.get(),
+                "arp_requests_tx": s.arp_requests_tx.get(),
+            })
+        })
+        .collect()
+}
+
+/// What a serving subcommand is: its name, flags, counters, stop flag.
+pub struct Serve<'a> {
+    /// Subcommand name.
+    pub command: &'a str,
+    /// Shared flags.
+    pub common: &'a Common,
+    /// Stack flags.
+    pub net: &'a NetArgs,
+    /// Application counters for the live table.
+    pub app_counters: &'a [AppCounter],
+    /// The run's stop flag.
+    pub stop: &'a Stop,
+    /// Called after each live-table line with the seconds since the start.
+    pub tick: &'a mut dyn FnMut(f64),
+    /// Also bind this UDP port on every core's stack.
+    pub udp: Option<u16>,
+}
+
+/// Builds one stack per core over `ports[0]` (one queue per core; with
+/// several cores, sharded by RSS: see `bypass::stack::shard`), runs
+/// `make_app(core)` on each, prints live stats and the summary.
+pub fn serve<P: Port, A: TcpApp>(
+    s: Serve<'_>,
+    mut ports: Vec<P>,
+    make_app: impl FnMut(usize) -> A,
+) -> Result<()> {
+    let cfg = s.common.run_config()?;
+    if ports.len() != 1 {
+        return Err(Error::Config(format!(
+            "`bypass {}` takes one --port",
+            s.command
+        )));
+    }
+    let info = ports[0].info().clone();
+    let ncores = cfg.cores.len();
+    // More than one core: every core runs a stack over its own queue and
+    // owns the flows RSS gives it. A device that can spread flows by our
+    // key and table does; otherwise the cores steer in software.
+    let mut shards = Vec::new();
+    let mut steering = "none";
+    if ncores > 1 {
+        let rss = Rss::symmetric(ncores)?;
+        let hw = info.caps.rss && ports[0].configure_rss(&rss)?;
+        let mode = if hw {
+            steering = "hardware";
+            Steering::Hardware
+        } else {
+            steering = "software";
+            Steering::Software
+        };
+        shards = shard::shards(&ShardConfig {
+            rss,
+            steering: mode,
+            ring_size: 1024,
+        })?;
+    }
+    let queues = ports[0].take_queues();
+    if queues.len() != ncores {
+        return Err(Error::Config(format!(
+            "port {} has {} queues for {ncores} cores; give it one queue per core",
+            info.name,
+            queues.len()
+        )));
+    }
+    let sharding = Sharding { shards, steering };
+    match &s.common.pcap {
+        Some(path) => {
+            let cap = Capture::create(path, s.common.pcap_max)?;
+            let qs = queues
+                .into_iter()
+                .map(|q| Captured::new(q, cap.sink()))
+                .collect();
+            let res = run_stacks(s, &info, qs, sharding, make_app);
+            let sum = cap.finish()?;
+            eprintln!(
+                "pcap: {} frames written to {path}, {} not captured",
+                sum.written, sum.missed
+            );
+            res
+        }
+        None => run_stacks(s, &info, queues, sharding, make_app),
+    }
+}
+
+/// The cores' shards and how flows reach them.
+struct Sharding<B: PacketBuf> {
+    shards: Vec<Shard<B>>,
+    steering: &'static str,
+}
+
+fn run_stacks<Q: PortQueue, A: TcpApp>(
+    s: Serve<'_>,
+    info: &PortInfo,
+    queues: Vec<Q>,
+    sharding: Sharding<Q::Buf>,
+    mut make_app: impl FnMut(usize) -> A,
+) -> Result<()> {
+    let Serve {
+        command,
+        common,
+        net,
+        app_counters,
+        stop,
+        tick,
+        udp,
+    } = s;
+    let Sharding { shards, steering } = sharding;
+    let cfg = common.run_config()?;
+    let scfg = net.stack_config()?;
+    let clock = MonotonicClock::new();
+    let mut shards = shards.into_iter();
+    let mut workers = Vec::new();
+    let mut stats = Vec::new();
+    for (core, q) in queues.into_iter().enumerate() {
+        let mut stack = Stack::new(q, info, scfg.clone(), clock.now())?;
+        if let Some(sh) = shards.next() {
+            stack.set_shard(sh)?;
+        }
+        if let Some(p) = net.listen {
+            stack.listen(p, net.listen_opts()?)?;
+        }
+        if let Some(p) = udp {
+            stack.udp_bind(p, 256, 2048)?;
+        }
+        stats.push(stack.stats().clone());
+        workers.push(TcpWorker::new(stack, make_app(core)));
+    }
+    let json = common.json;
+    say(
+        json,
+        &format!(
+            "{command}: {}/{} on {}:{} (mac {}, mtu {}), cores {:?} (steering: {steering}){}; Ctrl-C stops",
+            scfg.ip,
+            scfg.prefix,
+            info.kind,
+            info.name,
+            info.mac,
+            info.mtu,
+            cfg.cores,
+            net.listen
+                .map(|p| format!(", listening on {p}"))
+                .unwrap_or_default()
+        ),
+    );
+    let mut header = format!(
+        "{:>6}  {:>8} {:>9} {:>9} {:>9} {:>9} {:>8}",
+        "time", "conns", "accepts/s", "rx-pps", "tx-pps", "rx-Mbps", "drops"
+    );
+    for c in app_counters {
+        header += &format!(" {:>10}", format!("{}/s", c.name));
+    }
+    let snap = |st: &[Arc<StackStats>]| -> [u64; 5] {
+        let mut v = [0u64; 5];
+        for s in st {
+            v[0] += s.accepted.get() + s.connected.get();
+            v[1] += s.rx_packets.get();
+            v[2] += s.tx_packets.get();
+            v[3] += s.rx_bytes.get();
+            v[4] += s.drops() + s.tx_full.get() + s.tx_no_buffer.get() + s.steer_drops.get();
+        }
+        v
+    };
+    let mut prev = snap(&stats);
+    let mut prev_app: Vec<u64> = app_counters.iter().map(|c| c.total()).collect();
+    let mut last = 0.0;
+    let mut printed = false;
+    let start = StdInstant::now();
+    let done = runtime::run(&cfg, workers, stop, |t| {
+        if !printed {
+            say(json, &header);
+            printed = true;
+        }
+        let now = snap(&stats);
+        let dt = (t - last).max(1e-6);
+        let conns: u64 = stats.iter().map(|s| s.conns.get()).sum();
+        let mut line = format!(
+            "{:>5.0}s  {:>8} {:>9.0} {:>9.0} {:>9.0} {:>9.1} {:>8}",
+            t,
+            conns,
+            (now[0] - prev[0]) as f64 / dt,
+            (now[1] - prev[1]) as f64 / dt,
+            (now[2] - prev[2]) as f64 / dt,
+            (now[3] - prev[3]) as f64 * 8.0 / dt / 1e6,
+            now[4]
+        );
+        for (i, c) in app_counters.iter().enumerate() {
+            let v = c.total();
+            line += &format!(" {:>10.0}", (v - prev_app[i]) as f64 / dt);
+            prev_app[i] = v;
+        }
+        say(json, &line);
+        prev = now;
+        last = t;
+        tick(t);
+    })?;
+    let secs = start.elapsed().as_secs_f64();
+    drop(done);
+    let mut summary = totals(&stats);
+    summary["command"] = command.into();
+    summary["duration_s"] = secs.into();
+    summary["cores"] = serde_json::to_value(&cfg.cores).unwrap_or_default();
+    summary["steering"] = steering.into();
+    summary["per_core"] = per_core(&stats);
+    summary["port"] = serde_json::to_value(info).unwrap_or_default();
+    for c in app_counters {
+        summary[c.name] = c.total().into();
+    }
+    if json {
+        println!("{summary}");
+    } else {
+        println!("--- summary after {secs:.1}s");
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).unwrap_or_default()
+        );
+    }
+    Ok(())
+}

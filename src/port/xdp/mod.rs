@@ -1,0 +1,1467 @@
+//! AF_XDP: one XDP socket (XSK) per queue, each with its own UMEM.
+//!
+//! Options: `xdp:IFACE[,queues=N][,start_queue=Q][,mode=auto|native|skb]`
+//! `[,zerocopy|zerocopy=off][,busy_poll][,frames=F][,frame_size=2048|4096][,ring=R][,mac=..]`
+//! (`ring`: entries of each of the four rings, default 2048 as in libxdp;
+//! `frames`: UMEM frames per queue, default twice the ring).
+//!
+//! # What happens when a port opens
+//! 1. The interface is checked: it exists, it is up, it has the queues
+//!    asked for, and no XDP program that is not ours is attached. A program
+//!    named `bypass_xsk*` attached the legacy way and not held by a live
+//!    link is what a crashed run of ours left behind: it is detached (with
+//!    a warning) before we attach our own. A foreign program is never
+//!    touched: the open fails with a sentence saying how to remove it.
+//! 2. `RLIMIT_MEMLOCK` is raised to what the UMEMs need, when allowed.
+//! 3. Per queue: a UMEM of `frames` frames (default 4096 x 2 KiB = 8 MiB)
+//!    is mapped on hugepages ([`HugePolicy::Auto`]: ordinary pages with a
+//!    warning when none are reserved), registered, and its fill ring filled;
+//!    the socket is bound to (interface, queue) with `XDP_ZEROCOPY` first
+//!    and, when the driver refuses it (veth always does), `XDP_COPY`
+//!    (`zerocopy` makes zero-copy mandatory, `zerocopy=off` skips the
+//!    attempt). The active mode is in [`XdpPort::modes`] and the JSON.
+//! 4. The redirect program ([`bpf`]) is loaded and attached with a BPF link
+//!    (`BPF_LINK_CREATE`, attach type `BPF_XDP`), in native (driver) mode
+//!    where the driver supports it and generic (SKB) mode otherwise
+//!    (`mode=native|skb` forces one). Each socket goes into the XSKMAP slot
+//!    of its queue.
+//!
+//! Why a hand-written program and a link: the program is five instructions,
+//! so emitting it ourselves costs less than a clang/libbpf build dependency
+//! (and the `bpf()` syscall is all it needs); a link detaches by itself when
+//! its fd closes, also when the process is killed, so a crashed run leaves
+//! nothing on the interface; only kernels without XDP links (< 5.9) get the
+//! legacy netlink attach, which [`XdpPort`]'s `Drop` undoes.
+//!
+//! # Buffers and frame accounting
+//! [`XdpBuf`] is a handle on one UMEM frame: the application reads and
+//! writes the packet in place in the UMEM, and `tx_burst` puts the very same
+//! frame on the tx ring (no copy in user space). A frame is always in
+//! exactly one place: the queue's free list (a local stash plus a lock-free
+//! queue for frames dropped on any thread), the fill ring, the kernel (in
+//! transit between fill and rx, or tx and completion), the rx ring, the tx
+//! ring, the completion ring, or an `XdpBuf` held by the application.
+//! Dropping an `XdpBuf` returns its frame to the free list. [`XdpQueue::frames`]
+//! counts each place; [`XdpQueue::audit`] checks that every frame is in
+//! exactly one of them. A buffer of another UMEM (another port's queue)
+//! handed to `tx_burst` is copied into one of ours and dropped, so it goes
+//! home.
+//!
+//! # Hot-path design
+//! - Bursts of 32 ([`BURST`]) in and out; ring indices are cached, so a
+//!   burst costs at most one acquire load of the other side's index and one
+//!   release store of ours per ring.
+//! - Fill-ring refill: after every receive, and whenever a receive finds
+//!   nothing, the fill ring is topped up from the free list, in one
+//!   submission, once at least [`REFILL_MIN`] slots are free. It starts full
+//!   (half the frames), before the socket is bound, so the kernel never
+//!   finds it empty at start-up (`rx_fill_ring_empty_descs`).
+//! - Completions are reaped at every `rx_burst` and `tx_burst` straight into
+//!   the local stash, from which the fill ring and `alloc` take first.
+//! - `need_wakeup` (`XDP_USE_NEED_WAKEUP`): the kernel sets a flag on the
+//!   fill ring when it wants a `recvfrom` to resume receiving, and on the tx
+//!   ring when it wants a `sendto` to transmit; we make those system calls
+//!   only then. In copy mode the tx flag is always set (the kernel sends in
+//!   `sendto`, at most 32 frames per call), so `flush` makes one `sendto`
+//!   per burst; in zero-copy driver mode it is usually clear and costs
+//!   nothing.
+//! - `busy_poll` sets `SO_PREFER_BUSY_POLL`, `SO_BUSY_POLL` (20 µs) and
+//!   `SO_BUSY_POLL_BUDGET` (32) and then calls `recvfrom` on every empty
+//!   receive, so the driver's NAPI runs on our core rather than in softirq.
+//!   It helps real NICs in driver mode; on veth it only adds system calls.
+//!
+//! # veth
+//! veth has native XDP and generic XDP but no zero-copy: expect copy mode.
+//! In native mode the XDP program and the copy into the UMEM run on the CPU
+//! that *sends* into the veth pair.
+#![allow(unsafe_code)]
+
+pub mod bpf;
+pub mod netlink;
+mod ring;
+
+use std::mem::ManuallyDrop;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+
+use crossbeam_queue::ArrayQueue;
+
+use self::bpf::{Link, Program, XskMap, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
+use self::netlink::Attached;
+use self::ring::{Ring, XdpDesc};
+use super::sys;
+use super::{LinkStats, MacAddr, Port, PortCaps, PortInfo, PortQueue, PortSpec, QueueCounters};
+use crate::buf::{Burst, HugePolicy, Mapping, PacketBuf, PoolStats, BURST};
+use crate::error::{Error, Result};
+use crate::syscall;
+
+/// Bytes before the packet in every frame (the kernel's
+/// `XDP_PACKET_HEADROOM`; received packets start there in copy mode too).
+pub const FRAME_HEADROOM: u32 = 256;
+/// Refill the fill ring once at least this many slots are free.
+pub const REFILL_MIN: u32 = BURST as u32;
+
+const SO_BUSY_POLL: libc::c_int = 46;
+const SO_PREFER_BUSY_POLL: libc::c_int = 69;
+const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
+
+/// Where the XDP program runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// Native if the driver supports it, else SKB.
+    Auto,
+    /// In the driver, before an skb exists.
+    Native,
+    /// Generic XDP on the skb (any driver).
+    Skb,
+}
+
+impl std::str::FromStr for XdpMode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(XdpMode::Auto),
+            "native" | "drv" | "driver" => Ok(XdpMode::Native),
+            "skb" | "generic" => Ok(XdpMode::Skb),
+            _ => Err("use auto, native or skb".into()),
+        }
+    }
+}
+
+/// Whether sockets bind in zero-copy mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZeroCopy {
+    /// Try zero-copy, fall back to copy mode.
+    Auto,
+    /// Zero-copy or an error.
+    Require,
+    /// Copy mode only.
+    Off,
+}
+
+/// How to open an AF_XDP port.
+#[derive(Debug, Clone)]
+pub struct XdpConfig {
+    /// Interface name.
+    pub name: String,
+    /// Number of queues (one socket each, one per core).
+    pub queues: u16,
+    /// Device queue of our queue 0; our queue i is device queue
+    /// `start_queue + i`.
+    pub start_queue: u16,
+    /// Where the XDP program runs.
+    pub mode: XdpMode,
+    /// Zero-copy policy.
+    pub zerocopy: ZeroCopy,
+    /// Busy-poll socket options.
+    pub busy_poll: bool,
+    /// UMEM frames per queue.
+    pub frames: u32,
+    /// Bytes per frame: 2048 or 4096.
+    pub frame_size: u32,
+    /// Entries of each ring (power of two).
+    pub ring_size: u32,
+    /// Our MAC; `None` uses the interface's.
+    pub mac: Option<MacAddr>,
+    /// Hugepage policy of the UMEMs.
+    pub huge: HugePolicy,
+}
+
+impl XdpConfig {
+    /// A config for `name` with one queue and defaults.
+    pub fn new(name: &str) -> XdpConfig {
+        XdpConfig {
+            name: name.into(),
+            queues: 1,
+            start_queue: 0,
+            mode: XdpMode::Auto,
+            zerocopy: ZeroCopy::Auto,
+            busy_poll: false,
+            frames: 4096,
+            frame_size: 2048,
+            ring_size: 2048,
+            mac: None,
+            huge: HugePolicy::Auto,
+        }
+    }
+
+    /// Reads `xdp:IFACE,...` options; `queues` defaults to `default_queues`.
+    pub fn from_spec(spec: &mut PortSpec, default_queues: u16) -> Result<XdpConfig> {
+        let mut c = XdpConfig::new(&spec.name);
+        c.queues = spec.take("queues")?.unwrap_or(default_queues);
+        c.start_queue = spec.take("start_queue")?.unwrap_or(0);
+        c.mode = spec.take("mode")?.unwrap_or(XdpMode::Auto);
+        if spec.opts.iter().any(|(k, _)| k == "zerocopy") {
+            c.zerocopy = if spec.take_flag("zerocopy")? {
+                ZeroCopy::Require
+            } else {
+                ZeroCopy::Off
+            };
+        }
+        c.busy_poll = spec.take_flag("busy_poll")?;
+        let frames: Option<u32> = spec.take("frames")?;
+        c.frame_size = spec.take("frame_size")?.unwrap_or(c.frame_size);
+        c.ring_size = spec.take("ring")?.unwrap_or(c.ring_size);
+        // Twice the ring size unless given: a full fill ring plus as many
+        // frames for the application and tx.
+        c.frames = frames.unwrap_or(c.frames.max(2 * c.ring_size));
+        c.mac = spec.take("mac")?;
+        spec.finish(&[
+            "queues",
+            "start_queue",
+            "mode",
+            "zerocopy",
+            "busy_poll",
+            "frames",
+            "frame_size",
+            "ring",
+            "mac",
+        ])?;
+        c.check().map_err(|why| spec.err(why))?;
+        Ok(c)
+    }
+
+    fn check(&self) -> std::result::Result<(), String> {
+        if self.queues == 0 || self.queues > 256 {
+            return Err("queues must be 1..=256".into());
+        }
+        if self.frame_size != 2048 && self.frame_size != 4096 {
+            return Err("frame_size must be 2048 or 4096".into());
+        }
+        if !self.ring_size.is_power_of_two() || self.ring_size < 64 {
+            return Err("the ring size must be a power of two, at least 64".into());
+        }
+        if self.frames < 2 * self.ring_size || self.frames > 1 << 20 {
+            return Err(format!(
+                "frames must be {}..=1048576 (twice the ring size, so the fill ring and tx both have frames)",
+                2 * self.ring_size
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The modes a port ended up in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct XdpModes {
+    /// Where the XDP program runs (`native` or `skb`).
+    pub attach: XdpMode,
+    /// True if the sockets are in zero-copy mode, false for copy mode.
+    pub zerocopy: bool,
+    /// True if attached with a BPF link (false: legacy netlink attach).
+    pub link: bool,
+    /// True if the UMEMs are on hugepages.
+    pub hugepages: bool,
+    /// True if the busy-poll socket options are set.
+    pub busy_poll: bool,
+}
+
+impl std::fmt::Display for XdpModes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "xdp {} mode, {}, {} attach, umem on {}{}",
+            match self.attach {
+                XdpMode::Native => "native",
+                XdpMode::Skb => "skb",
+                XdpMode::Auto => "auto",
+            },
+            if self.zerocopy { "zero-copy" } else { "copy" },
+            if self.link { "link" } else { "legacy" },
+            if self.hugepages {
+                "hugepages"
+            } else {
+                "4 KiB pages"
+            },
+            if self.busy_poll { ", busy-poll" } else { "" }
+        )
+    }
+}
+
+// ---------------------------------------------------------------- UMEM
+
+/// A queue's packet memory, shared by the queue and every `XdpBuf` from it.
+struct Umem {
+    map: Mapping,
+    frame_size: u64,
+    frames: u32,
+    /// Base addresses of frames whose `XdpBuf` was dropped (any thread).
+    returned: ArrayQueue<u64>,
+}
+
+impl Umem {
+    #[inline]
+    fn base(&self, addr: u64) -> u64 {
+        addr & !(self.frame_size - 1)
+    }
+    #[inline]
+    fn ptr(&self, addr: u64) -> *mut u8 {
+        debug_assert!((addr as usize) < self.map.len());
+        // SAFETY: addr is an offset of a frame inside the mapping (checked
+        // where descriptors enter: rx descriptors come from the kernel,
+        // which only hands out addresses of the registered UMEM).
+        unsafe { self.map.as_ptr().add(addr as usize) }
+    }
+}
+
+/// A UMEM frame holding one packet. Dropping it returns the frame to its
+/// queue's free list, on any thread.
+pub struct XdpBuf {
+    umem: Arc<Umem>,
+    /// UMEM offset of the packet's first byte.
+    addr: u64,
+    len: u32,
+}
+
+impl std::fmt::Debug for XdpBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "XdpBuf(addr {:#x}, len {})", self.addr, self.len)
+    }
+}
+
+impl XdpBuf {
+    /// The frame's UMEM offset and length, giving up the handle without
+    /// returning the frame (it now belongs to a ring).
+    #[inline]
+    fn into_desc(self) -> XdpDesc {
+        let me = ManuallyDrop::new(self);
+        // SAFETY: `me` is never used or dropped again; this moves the Arc
+        // out exactly once so its count is released.
+        drop(unsafe { std::ptr::read(&me.umem) });
+        XdpDesc {
+            addr: me.addr,
+            len: me.len,
+            options: 0,
+        }
+    }
+}
+
+impl PacketBuf for XdpBuf {
+    #[inline]
+    fn data(&self) -> &[u8] {
+        // SAFETY: this handle owns the frame exclusively (it came off the rx
+        // ring or the free list) and addr + len stays inside the frame.
+        unsafe { std::slice::from_raw_parts(self.umem.ptr(self.addr), self.len as usize) }
+    }
+    #[inline]
+    fn data_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `data`, and `&mut self` makes the borrow unique.
+        unsafe { std::slice::from_raw_parts_mut(self.umem.ptr(self.addr), self.len as usize) }
+    }
+    #[inline]
+    fn len(&self) -> usize {
+        self.len as usize
+    }
+    #[inline]
+    fn capacity(&self) -> usize {
+        (self.umem.base(self.addr) + self.umem.frame_size - self.addr) as usize
+    }
+    #[inline]
+    fn set_len(&mut self, len: usize) -> bool {
+        if len > self.capacity() {
+            return false;
+        }
+        self.len = len as u32;
+        true
+    }
+    #[inline]
+    fn room_mut(&mut self) -> &mut [u8] {
+        let cap = self.capacity();
+        // SAFETY: as in `data_mut`; the room ends at the frame's end.
+        unsafe { std::slice::from_raw_parts_mut(self.umem.ptr(self.addr), cap) }
+    }
+}
+
+impl Drop for XdpBuf {
+    #[inline]
+    fn drop(&mut self) {
+        // Cannot fail: the queue holds `frames` entries and each frame is in
+        // exactly one place.
+        let _ = self.umem.returned.push(self.umem.base(self.addr));
+    }
+}
+
+// ---------------------------------------------------------------- queue
+
+/// Where a queue's UMEM frames are, at one moment. See the module docs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FrameAccount {
+    /// Frames in the UMEM.
+    pub total: u64,
+    /// In the free list (local stash and frames returned by drops).
+    pub free: u64,
+    /// In the fill ring, not yet taken by the kernel.
+    pub fill_ring: u64,
+    /// Taken by the kernel from the fill or tx ring and not yet back in the
+    /// rx or completion ring (0 when the wire is quiet).
+    pub in_kernel: i64,
+    /// In the rx ring, not yet read.
+    pub rx_ring: u64,
+    /// In the tx ring, not yet taken by the kernel.
+    pub tx_ring: u64,
+    /// In the completion ring, not yet reaped.
+    pub completion_ring: u64,
+    /// Held by the application as `XdpBuf`s.
+    pub held: i64,
+}
+
+impl FrameAccount {
+    /// Frames not found in any place: 0 unless one was lost (positive) or
+    /// duplicated (negative).
+    pub fn missing(&self) -> i64 {
+        self.total as i64
+            - (self.free + self.fill_ring + self.rx_ring + self.tx_ring + self.completion_ring)
+                as i64
+            - self.in_kernel
+            - self.held
+    }
+}
+
+/// The raw `XDP_STATISTICS` of one socket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct XskStats {
+    /// Dropped for other reasons (e.g. frame too small).
+    pub rx_dropped: u64,
+    /// Invalid fill-ring descriptors.
+    pub rx_invalid_descs: u64,
+    /// Invalid tx-ring descriptors.
+    pub tx_invalid_descs: u64,
+    /// Dropped because the rx ring was full.
+    pub rx_ring_full: u64,
+    /// Times the fill ring was found empty.
+    pub rx_fill_ring_empty_descs: u64,
+    /// Times the tx ring was found empty on a wakeup.
+    pub tx_ring_empty_descs: u64,
+}
+
+fn xsk_stats(fd: RawFd) -> XskStats {
+    // SAFETY: xdp_statistics is plain old data; all-zero is valid.
+    let mut st: libc::xdp_statistics = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::xdp_statistics>() as libc::socklen_t;
+    let ok = syscall!(getsockopt(
+        fd,
+        libc::SOL_XDP,
+        libc::XDP_STATISTICS,
+        &mut st as *mut libc::xdp_statistics as *mut libc::c_void,
+        &mut len
+    ))
+    .is_ok();
+    if !ok {
+        return XskStats::default();
+    }
+    XskStats {
+        rx_dropped: st.rx_dropped,
+        rx_invalid_descs: st.rx_invalid_descs,
+        tx_invalid_descs: st.tx_invalid_descs,
+        rx_ring_full: st.rx_ring_full,
+        rx_fill_ring_empty_descs: st.rx_fill_ring_empty_descs,
+        tx_ring_empty_descs: st.tx_ring_empty_descs,
+    }
+}
+
+/// One AF_XDP socket with its UMEM and rings: one queue of a port.
+pub struct XdpQueue {
+    id: u16,
+    dev_queue: u32,
+    sock: Arc<OwnedFd>,
+    umem: Arc<Umem>,
+    fill: Ring<u64>,
+    comp: Ring<u64>,
+    rx: Ring<XdpDesc>,
+    tx: Ring<XdpDesc>,
+    /// Free frames (base addresses) only this queue touches.
+    stash: Vec<u64>,
+    busy_poll: bool,
+    kick_pending: bool,
+    counters: Arc<QueueCounters>,
+    // Accounting, all local: see `frames`.
+    handed_out: u64,
+    tx_taken: u64,
+    returned_popped: u64,
+    fill_given: u64,
+    rx_taken: u64,
+    tx_given: u64,
+    comp_taken: u64,
+    alloc_failures: u64,
+    wakeups: u64,
+}
+
+impl XdpQueue {
+    #[inline]
+    fn take_free(&mut self) -> Option<u64> {
+        if let Some(a) = self.stash.pop() {
+            return Some(a);
+        }
+        let a = self.umem.returned.pop()?;
+        self.returned_popped += 1;
+        Some(a)
+    }
+
+    /// Moves completed tx frames to the stash.
+    #[inline]
+    fn reap_completions(&mut self) {
+        let n = self.comp.cons_avail(u32::MAX);
+        if n == 0 {
+            return;
+        }
+        for _ in 0..n {
+            let a = self.comp.cons_read();
+            self.stash.push(self.umem.base(a));
+        }
+        self.comp.cons_release();
+        self.comp_taken += n as u64;
+    }
+
+    /// Tops the fill ring up from the free list.
+    #[inline]
+    fn refill(&mut self) {
+        let free = self.fill.prod_free(self.fill.size());
+        if free < REFILL_MIN {
+            return;
+        }
+        let mut n = 0;
+        while n < free {
+            let Some(a) = self.take_free() else { break };
+            self.fill.prod_write(a);
+            n += 1;
+        }
+        if n > 0 {
+            self.fill.prod_submit();
+            self.fill_given += n as u64;
+        }
+    }
+
+    #[cold]
+    fn wake_rx(&mut self) {
+        self.wakeups += 1;
+        // SAFETY: a zero-length recvfrom on our socket; no buffers involved.
+        unsafe {
+            libc::recvfrom(
+                self.sock.as_raw_fd(),
+                std::ptr::null_mut(),
+                0,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            );
+        }
+    }
+
+    /// Asks the kernel to send what is on the tx ring (it takes at most 32
+    /// frames per call in copy mode). Returns false if it could not.
+    fn kick_tx(&mut self) -> bool {
+        self.wakeups += 1;
+        // SAFETY: a zero-length sendto on our socket; no buffers involved.
+        let r = unsafe {
+            libc::sendto(
+                self.sock.as_raw_fd(),
+                std::ptr::null(),
+                0,
+                libc::MSG_DONTWAIT,
+                std::ptr::null(),
+                0,
+            )
+        };
+        if r >= 0 {
+            return true;
+        }
+        // EAGAIN/EBUSY: the kernel is busy or the completion ring is full;
+        // ENOBUFS: no skb; ENETDOWN/ENXIO: link gone. All are retried on the
+        // next flush; nothing is lost (the frames stay on the tx ring).
+        false
+    }
+
+    /// System calls made so far to wake the kernel (`recvfrom` for rx,
+    /// `sendto` for tx).
+    pub fn wakeups(&self) -> u64 {
+        self.wakeups
+    }
+
+    /// The device queue this socket is bound to.
+    pub fn device_queue(&self) -> u32 {
+        self.dev_queue
+    }
+
+    /// This socket's `XDP_STATISTICS`.
+    pub fn xsk_stats(&self) -> XskStats {
+        xsk_stats(self.sock.as_raw_fd())
+    }
+
+    /// Where every frame of this queue's UMEM is now (see the module docs).
+    /// Exact when the wire is quiet; a snapshot otherwise.
+    pub fn frames(&self) -> FrameAccount {
+        let returned_now = self.umem.returned.len() as u64;
+        let fill_ring = self.fill.prod_pending() as u64;
+        let rx_ring = self.rx.cons_pending() as u64;
+        let tx_ring = self.tx.prod_pending() as u64;
+        let completion_ring = self.comp.cons_pending() as u64;
+        // Given to the kernel and not yet seen back, minus what still sits
+        // in the rings: what the kernel holds in between.
+        let rx_side = self.fill_given as i64 - self.rx_taken as i64;
+        let tx_side = self.tx_given as i64 - self.comp_taken as i64;
+        let in_kernel = rx_side - fill_ring as i64 - rx_ring as i64 + tx_side
+            - tx_ring as i64
+            - completion_ring as i64;
+        FrameAccount {
+            total: self.umem.frames as u64,
+            free: self.stash.len() as u64 + returned_now,
+            fill_ring,
+            in_kernel,
+            rx_ring,
+            tx_ring,
+            completion_ring,
+            held: self.handed_out as i64
+                - self.tx_taken as i64
+                - (self.returned_popped + returned_now) as i64,
+        }
+    }
+
+    /// Checks that every frame is in exactly one place, by address: the
+    /// free list, the fill ring, the rx ring, the tx ring and the
+    /// completion ring are walked, and the frames found there plus the ones
+    /// the application holds and the ones in the kernel must add up to the
+    /// UMEM with no frame twice. Call it when the wire is quiet and after
+    /// reaping (`flush`). Returns the account, or what is wrong.
+    pub fn audit(&mut self) -> std::result::Result<FrameAccount, String> {
+        self.reap_completions();
+        // Move dropped frames to the stash so we can walk them.
+        while let Some(a) = self.umem.returned.pop() {
+            self.returned_popped += 1;
+            self.stash.push(a);
+        }
+        let acct = self.frames();
+        let fs = self.umem.frame_size;
+        let mut seen = vec![false; self.umem.frames as usize];
+        let mut mark = |addr: u64, place: &str| -> std::result::Result<(), String> {
+            let i = (addr / fs) as usize;
+            match seen.get_mut(i) {
+                None => Err(format!("{place}: address {addr:#x} is outside the UMEM")),
+                Some(true) => Err(format!("{place}: frame {i} is in two places")),
+                Some(s) => {
+                    *s = true;
+                    Ok(())
+                }
+            }
+        };
+        for &a in &self.stash {
+            mark(a, "free list")?;
+        }
+        for a in self.fill.prod_entries() {
+            mark(a, "fill ring")?;
+        }
+        for d in self.rx.cons_entries() {
+            mark(d.addr, "rx ring")?;
+        }
+        for d in self.tx.prod_entries() {
+            mark(d.addr, "tx ring")?;
+        }
+        for a in self.comp.cons_entries() {
+            mark(a, "completion ring")?;
+        }
+        let found = seen.iter().filter(|&&s| s).count() as i64;
+        if found + acct.held + acct.in_kernel != acct.total as i64 {
+            return Err(format!(
+                "{found} frames found in the free list and rings, {} held by the application, \
+                 {} in the kernel: {} of {} unaccounted for ({acct:?})",
+                acct.held,
+                acct.in_kernel,
+                acct.total as i64 - found - acct.held - acct.in_kernel,
+                acct.total
+            ));
+        }
+        if acct.missing() != 0 {
+            return Err(format!("counters disagree: {acct:?}"));
+        }
+        Ok(acct)
+    }
+}
+
+impl PortQueue for XdpQueue {
+    type Buf = XdpBuf;
+
+    #[inline]
+    fn rx_burst(&mut self, burst: &mut Burst<XdpBuf>) -> usize {
+        let want = burst.remaining_capacity() as u32;
+        if want == 0 {
+            return 0;
+        }
+        self.reap_completions();
+        let n = self.rx.cons_avail(want).min(want);
+        if n == 0 {
+            self.refill();
+            if self.busy_poll || self.fill.needs_wakeup() {
+                self.wake_rx();
+            }
+            return 0;
+        }
+        let mut bytes = 0u64;
+        for _ in 0..n {
+            let d = self.rx.cons_read();
+            bytes += d.len as u64;
+            burst.push(XdpBuf {
+                umem: self.umem.clone(),
+                addr: d.addr,
+                len: d.len,
+            });
+        }
+        self.rx.cons_release();
+        self.rx_taken += n as u64;
+        self.handed_out += n as u64;
+        self.refill();
+        self.counters.rx_packets.add(n as u64);
+        self.counters.rx_bytes.add(bytes);
+        n as usize
+    }
+
+    #[inline]
+    fn tx_burst(&mut self, burst: &mut Burst<XdpBuf>) -> usize {
+        if burst.is_empty() {
+            return 0;
+        }
+        self.reap_completions();
+        let mut room = self.tx.prod_free(burst.len() as u32);
+        if room < burst.len() as u32 && self.kick_pending {
+            // Full: let the kernel drain it, then look again.
+            self.kick_tx();
+            self.reap_completions();
+            room = self.tx.prod_free(burst.len() as u32);
+        }
+        let want = (room as usize).min(burst.len());
+        let mut n = 0;
+        let mut bytes = 0u64;
+        let mut errors = 0u64;
+        while n < want {
+            let buf = &burst[n];
+            if !Arc::ptr_eq(&buf.umem, &self.umem) {
+                // Another UMEM's frame: copy it into one of ours.
+                let Some(base) = self.take_free() else { break };
+                let src = buf.data();
+                let addr = base + FRAME_HEADROOM as u64;
+                let len = src
+                    .len()
+                    .min((self.umem.frame_size - FRAME_HEADROOM as u64) as usize);
+                // SAFETY: `base` is a free frame we own; the copy stays within
+                // it (len is clamped to the frame's room) and cannot overlap
+                // the source, which is in another UMEM.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(src.as_ptr(), self.umem.ptr(addr), len);
+                }
+                if len < src.len() {
+                    errors += 1;
+                    self.stash.push(base);
+                } else {
+                    self.tx.prod_write(XdpDesc {
+                        addr,
+                        len: len as u32,
+                        options: 0,
+                    });
+                    self.tx_given += 1;
+                    bytes += len as u64;
+                }
+                n += 1;
+                continue;
+            }
+            n += 1;
+            // Our own frame: it goes on the ring as is.
+            self.tx_taken += 1;
+            self.tx_given += 1;
+            bytes += buf.len as u64;
+            let d = XdpDesc {
+                addr: buf.addr,
+                len: buf.len,
+                options: 0,
+            };
+            self.tx.prod_write(d);
+        }
+        // Own frames now belong to the ring: release their handles without
+        // returning them; foreign frames go home through their Drop.
+        for b in burst.drain(..n) {
+            if Arc::ptr_eq(&b.umem, &self.umem) {
+                let _ = b.into_desc();
+            }
+        }
+        if n > 0 {
+            self.tx.prod_submit();
+            self.kick_pending = true;
+        }
+        let sent = n as u64 - errors;
+        self.counters.tx_packets.add(sent);
+        self.counters.tx_bytes.add(bytes);
+        if errors > 0 {
+            self.counters.tx_errors.add(errors);
+        }
+        n
+    }
+
+    #[inline]
+    fn alloc(&mut self) -> Option<XdpBuf> {
+        match self.take_free() {
+            Some(base) => {
+                self.handed_out += 1;
+                Some(XdpBuf {
+                    umem: self.umem.clone(),
+                    addr: base + FRAME_HEADROOM as u64,
+                    len: 0,
+                })
+            }
+            None => {
+                self.alloc_failures += 1;
+                None
+            }
+        }
+    }
+
+    fn queue_id(&self) -> u16 {
+        self.id
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        let a = self.frames();
+        PoolStats {
+            capacity: a.total,
+            // Frames out of the free list for sending or held by the
+            // application (the fill side is the receive reserve).
+            in_use: (a.held.max(0) as u64) + a.tx_ring + a.completion_ring,
+            alloc_failures: self.alloc_failures,
+            hugepages: self.umem.map.is_huge(),
+        }
+    }
+
+    #[inline]
+    fn flush(&mut self) {
+        if !self.kick_pending {
+            return;
+        }
+        // Copy mode sends in sendto, 32 frames per call: a few calls drain
+        // a burst or two; what is left goes on the next flush.
+        for _ in 0..4 {
+            if !self.tx.needs_wakeup() {
+                self.kick_pending = self.tx.prod_pending() > 0;
+                return;
+            }
+            if self.tx.prod_pending() == 0 {
+                self.kick_pending = false;
+                return;
+            }
+            if !self.kick_tx() {
+                return;
+            }
+        }
+        self.reap_completions();
+    }
+}
+
+// ---------------------------------------------------------------- port
+
+enum Attachment {
+    Link(Link),
+    Legacy { ifindex: u32, flags: u32 },
+}
+
+/// An interface opened for AF_XDP.
+pub struct XdpPort {
+    info: PortInfo,
+    modes: XdpModes,
+    queues: Vec<XdpQueue>,
+    counters: Vec<Arc<QueueCounters>>,
+    socks: Vec<Arc<OwnedFd>>,
+    // Field order is drop order: the attachment goes first, then the map
+    // and program (the sockets close with their queues).
+    attachment: Option<Attachment>,
+    _map: XskMap,
+    _prog: Program,
+}
+
+fn xdp_err(msg: String) -> Error {
+    Error::Backend {
+        backend: "xdp",
+        msg,
+    }
+}
+
+/// Raises RLIMIT_MEMLOCK to at least `need` bytes if we may. Returns the
+/// limit in force afterwards.
+fn ensure_memlock(need: u64) -> u64 {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    if syscall!(getrlimit(libc::RLIMIT_MEMLOCK, &mut rl)).is_err() {
+        return 0;
+    }
+    if rl.rlim_cur == libc::RLIM_INFINITY || rl.rlim_cur >= need {
+        return rl.rlim_cur;
+    }
+    for target in [libc::RLIM_INFINITY, need.max(rl.rlim_max)] {
+        let new = libc::rlimit {
+            rlim_cur: target,
+            rlim_max: target.max(rl.rlim_max),
+        };
+        if syscall!(setrlimit(libc::RLIMIT_MEMLOCK, &new)).is_ok() {
+            return target;
+        }
+    }
+    if rl.rlim_max >= need {
+        let new = libc::rlimit {
+            rlim_cur: rl.rlim_max,
+            rlim_max: rl.rlim_max,
+        };
+        if syscall!(setrlimit(libc::RLIMIT_MEMLOCK, &new)).is_ok() {
+            return rl.rlim_max;
+        }
+    }
+    rl.rlim_cur
+}
+
+fn setsockopt_u32(fd: RawFd, level: libc::c_int, opt: libc::c_int, v: u32) -> std::io::Result<()> {
+    syscall!(setsockopt(
+        fd,
+        level,
+        opt,
+        &v as *const u32 as *const libc::c_void,
+        4
+    ))
+    .map(drop)
+}
+
+struct Socket {
+    fd: OwnedFd,
+    fill: Ring<u64>,
+    comp: Ring<u64>,
+    rx: Ring<XdpDesc>,
+    tx: Ring<XdpDesc>,
+}
+
+/// Creates a socket, registers `umem` with it and maps its rings.
+fn new_socket(cfg: &XdpConfig, umem: &Umem, memlock: u64) -> Result<Socket> {
+    let raw = syscall!(socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0)).map_err(
+        |e| match e.raw_os_error() {
+            Some(libc::EAFNOSUPPORT) => {
+                xdp_err("this kernel has no AF_XDP sockets (CONFIG_XDP_SOCKETS is off)".into())
+            }
+            Some(libc::EPERM) | Some(libc::EACCES) => Error::Privilege {
+                what: "opening an AF_XDP socket".into(),
+                caps: "CAP_NET_ADMIN and CAP_BPF",
+            },
+            _ => Error::io("socket(AF_XDP)", e),
+        },
+    )?;
+    // SAFETY: raw was just returned by socket() and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let reg = libc::xdp_umem_reg {
+        addr: umem.map.as_ptr() as u64,
+        len: umem.frames as u64 * umem.frame_size,
+        chunk_size: umem.frame_size as u32,
+        headroom: 0,
+        flags: 0,
+        tx_metadata_len: 0,
+    };
+    syscall!(setsockopt(
+        raw,
+        libc::SOL_XDP,
+        libc::XDP_UMEM_REG,
+        &reg as *const libc::xdp_umem_reg as *const libc::c_void,
+        std::mem::size_of::<libc::xdp_umem_reg>() as libc::socklen_t
+    ))
+    .map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOBUFS) | Some(libc::ENOMEM) | Some(libc::EPERM) => xdp_err(format!(
+            "RLIMIT_MEMLOCK ({} KiB) is too low to lock the {} KiB UMEM; run as root, or raise it with `ulimit -l unlimited` (or LimitMEMLOCK=infinity in a systemd unit)",
+            memlock >> 10,
+            reg.len >> 10
+        )),
+        _ => Error::io("XDP_UMEM_REG", e),
+    })?;
+    for (opt, what) in [
+        (libc::XDP_UMEM_FILL_RING, "fill"),
+        (libc::XDP_UMEM_COMPLETION_RING, "completion"),
+        (libc::XDP_RX_RING, "rx"),
+        (libc::XDP_TX_RING, "tx"),
+    ] {
+        setsockopt_u32(raw, libc::SOL_XDP, opt, cfg.ring_size)
+            .map_err(|e| Error::io(format!("setting the AF_XDP {what} ring size"), e))?;
+    }
+    // SAFETY: xdp_mmap_offsets is plain old data; all-zero is valid.
+    let mut off: libc::xdp_mmap_offsets = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::xdp_mmap_offsets>() as libc::socklen_t;
+    syscall!(getsockopt(
+        raw,
+        libc::SOL_XDP,
+        libc::XDP_MMAP_OFFSETS,
+        &mut off as *mut libc::xdp_mmap_offsets as *mut libc::c_void,
+        &mut len
+    ))
+    .map_err(|e| Error::io("XDP_MMAP_OFFSETS", e))?;
+    if len as usize != std::mem::size_of::<libc::xdp_mmap_offsets>() {
+        return Err(xdp_err(
+            "this kernel's AF_XDP has no ring flags (need_wakeup); Linux 5.4 or newer is needed"
+                .into(),
+        ));
+    }
+    let map_err = |what: &'static str| move |e| Error::io(format!("mapping the {what} ring"), e);
+    let size = cfg.ring_size;
+    let fill = Ring::map(
+        raw,
+        libc::XDP_UMEM_PGOFF_FILL_RING as libc::off_t,
+        &off.fr,
+        size,
+        true,
+    )
+    .map_err(map_err("fill"))?;
+    let comp = Ring::map(
+        raw,
+        libc::XDP_UMEM_PGOFF_COMPLETION_RING as libc::off_t,
+        &off.cr,
+        size,
+        false,
+    )
+    .map_err(map_err("completion"))?;
+    let rx =
+        Ring::map(raw, libc::XDP_PGOFF_RX_RING, &off.rx, size, false).map_err(map_err("rx"))?;
+    let tx = Ring::map(raw, libc::XDP_PGOFF_TX_RING, &off.tx, size, true).map_err(map_err("tx"))?;
+    if cfg.busy_poll {
+        for (opt, v, name) in [
+            (SO_PREFER_BUSY_POLL, 1, "SO_PREFER_BUSY_POLL"),
+            (SO_BUSY_POLL, 20, "SO_BUSY_POLL"),
+            (SO_BUSY_POLL_BUDGET, BURST as u32, "SO_BUSY_POLL_BUDGET"),
+        ] {
+            setsockopt_u32(raw, libc::SOL_SOCKET, opt, v)
+                .map_err(|e| Error::io(format!("{name} (busy_poll)"), e))?;
+        }
+    }
+    Ok(Socket {
+        fd,
+        fill,
+        comp,
+        rx,
+        tx,
+    })
+}
+
+fn bind(fd: RawFd, ifindex: u32, queue: u32, flags: u16) -> std::io::Result<()> {
+    let sa = libc::sockaddr_xdp {
+        sxdp_family: libc::AF_XDP as u16,
+        sxdp_flags: flags,
+        sxdp_ifindex: ifindex,
+        sxdp_queue_id: queue,
+        sxdp_shared_umem_fd: 0,
+    };
+    syscall!(bind(
+        fd,
+        &sa as *const libc::sockaddr_xdp as *const libc::sockaddr,
+        std::mem::size_of::<libc::sockaddr_xdp>() as libc::socklen_t
+    ))
+    .map(drop)
+}
+
+fn is_zerocopy(fd: RawFd) -> bool {
+    let mut o = libc::xdp_options { flags: 0 };
+    let mut len = std::mem::size_of::<libc::xdp_options>() as libc::socklen_t;
+    syscall!(getsockopt(
+        fd,
+        libc::SOL_XDP,
+        libc::XDP_OPTIONS,
+        &mut o as *mut libc::xdp_options as *mut libc::c_void,
+        &mut len
+    ))
+    .is_ok()
+        && o.flags & libc::XDP_OPTIONS_ZEROCOPY != 0
+}
+
+/// Removes a leftover of ours, refuses anything else. See the module docs.
+fn clear_leftover(name: &str, ifindex: u32, st: &netlink::LinkState) -> Result<()> {
+    if st.xdp == Attached::None || st.xdp_prog_id == 0 {
+        return Ok(());
+    }
+    let prog = bpf::prog_info(st.xdp_prog_id)?;
+    if !prog.is_ours() {
+        return Err(xdp_err(format!(
+            "`{name}` already has an XDP program attached (`{}`, id {}) that bypass did not load; \
+             remove it with `ip link set dev {name} xdp off` or use another interface",
+            prog.name, prog.id
+        )));
+    }
+    let flags = match st.xdp {
+        Attached::Skb => XDP_FLAGS_SKB_MODE,
+        Attached::Native => XDP_FLAGS_DRV_MODE,
+        _ => 0,
+    };
+    match netlink::legacy_set(ifindex, -1, flags) {
+        Ok(()) => {
+            tracing::warn!(
+                "removed XDP program `{}` (id {}) that a previous bypass run left on `{name}`",
+                prog.name,
+                prog.id
+            );
+            Ok(())
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Err(xdp_err(format!(
+            "`{name}` is in use by another running bypass (its XDP link holds program id {}); stop it first",
+            prog.id
+        ))),
+        Err(e) => Err(Error::io(format!("detaching the old XDP program from {name}"), e)),
+    }
+}
+
+/// Attaches `prog` in `mode`; returns the attachment and the mode used.
+fn attach(
+    prog: &Program,
+    name: &str,
+    ifindex: u32,
+    mode: XdpMode,
+) -> Result<(Attachment, XdpMode)> {
+    let tries: &[(XdpMode, u32)] = match mode {
+        XdpMode::Auto => &[
+            (XdpMode::Native, XDP_FLAGS_DRV_MODE),
+            (XdpMode::Skb, XDP_FLAGS_SKB_MODE),
+        ],
+        XdpMode::Native => &[(XdpMode::Native, XDP_FLAGS_DRV_MODE)],
+        XdpMode::Skb => &[(XdpMode::Skb, XDP_FLAGS_SKB_MODE)],
+    };
+    let mut last = None;
+    for &(m, flags) in tries {
+        match bpf::link_create(prog, ifindex, flags) {
+            Ok(link) => return Ok((Attachment::Link(link), m)),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                // Maybe no XDP links (Linux < 5.9): the legacy attach.
+                match netlink::legacy_set(ifindex, prog.raw_fd(), flags) {
+                    Ok(()) => return Ok((Attachment::Legacy { ifindex, flags }, m)),
+                    Err(e2) => last = Some((m, e2)),
+                }
+            }
+            Err(e) => last = Some((m, e)),
+        }
+    }
+    let (m, e) = last.unwrap_or((mode, std::io::Error::from_raw_os_error(libc::EINVAL)));
+    Err(match e.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => Error::Privilege {
+            what: format!("attaching an XDP program to {name}"),
+            caps: "CAP_NET_ADMIN and CAP_BPF",
+        },
+        Some(libc::EBUSY) | Some(libc::EEXIST) => xdp_err(format!(
+            "`{name}` already has an XDP program attached by another process; remove it or use another interface"
+        )),
+        Some(libc::EOPNOTSUPP) if m == XdpMode::Native => xdp_err(format!(
+            "the driver of `{name}` has no native XDP; use mode=skb (or leave mode out)"
+        )),
+        _ => xdp_err(format!("attaching the XDP program to `{name}` in {m:?} mode: {e}")),
+    })
+}
+
+impl XdpPort {
+    /// Opens `cfg.name` for AF_XDP. See the module docs for the steps.
+    pub fn open(cfg: &XdpConfig) -> Result<XdpPort> {
+        cfg.check()
+            .map_err(|why| Error::Config(format!("xdp:{}: {why}", cfg.name)))?;
+        let name = cfg.name.as_str();
+        sys::ifreq(name)?; // validates the name
+        let ifindex = sys::if_index(name)?;
+        let st = netlink::link_state(ifindex, name)?;
+        if !st.is_up() {
+            return Err(Error::Config(format!(
+                "interface `{name}` is down; bring it up with `ip link set {name} up`"
+            )));
+        }
+        let dev_queues = st.rx_queues.max(st.tx_queues).max(1);
+        let last = cfg.start_queue as u32 + cfg.queues as u32;
+        if last > dev_queues {
+            return Err(Error::Config(format!(
+                "`{name}` has {dev_queues} queue(s) (0..={}); queues {}..={} are out of range (ask for fewer with queues=N)",
+                dev_queues - 1,
+                cfg.start_queue,
+                last - 1
+            )));
+        }
+        clear_leftover(name, ifindex, &st)?;
+        let umem_bytes = cfg.frames as u64 * cfg.frame_size as u64;
+        let memlock = ensure_memlock(umem_bytes * cfg.queues as u64 + (1 << 20));
+        let map = XskMap::create(dev_queues)?;
+        let prog = Program::load_redirect(&map, bpf::PROG_NAME)?;
+
+        let mut queues = Vec::new();
+        let mut counters = Vec::new();
+        let mut socks = Vec::new();
+        let mut zerocopy = None;
+        let mut huge = true;
+        for i in 0..cfg.queues {
+            let dev_queue = cfg.start_queue as u32 + i as u32;
+            let mapping = Mapping::new(
+                umem_bytes as usize,
+                cfg.huge,
+                &format!("xdp:{name}.q{dev_queue} umem"),
+            )
+            .map_err(Error::Pool)?;
+            huge &= mapping.is_huge();
+            let umem = Arc::new(Umem {
+                map: mapping,
+                frame_size: cfg.frame_size as u64,
+                frames: cfg.frames,
+                returned: ArrayQueue::new(cfg.frames as usize),
+            });
+            let attempts: &[u16] = match cfg.zerocopy {
+                ZeroCopy::Auto => &[libc::XDP_ZEROCOPY, libc::XDP_COPY],
+                ZeroCopy::Require => &[libc::XDP_ZEROCOPY],
+                ZeroCopy::Off => &[libc::XDP_COPY],
+            };
+            let mut bound = None;
+            let mut last_err = None;
+            for &mode_flag in attempts {
+                // A socket whose bind failed cannot be reused: start afresh.
+                let s = new_socket(cfg, &umem, memlock)?;
+                let flags = mode_flag | libc::XDP_USE_NEED_WAKEUP;
+                let mut r = bind(s.fd.as_raw_fd(), ifindex, dev_queue, flags);
+                // A socket closed just before (ours or another process's)
+                // releases its queue in deferred work: EBUSY for a moment.
+                for _ in 0..40 {
+                    if !matches!(&r, Err(e) if e.raw_os_error() == Some(libc::EBUSY)) {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    r = bind(s.fd.as_raw_fd(), ifindex, dev_queue, flags);
+                }
+                match r {
+                    Ok(()) => {
+                        bound = Some(s);
+                        break;
+                    }
+                    Err(e) => last_err = Some((mode_flag, e)),
+                }
+            }
+            let Some(s) = bound else {
+                let (flag, e) = last_err.unwrap_or((
+                    libc::XDP_COPY,
+                    std::io::Error::from_raw_os_error(libc::EINVAL),
+                ));
+                return Err(match e.raw_os_error() {
+                    Some(libc::EOPNOTSUPP) if flag == libc::XDP_ZEROCOPY => xdp_err(format!(
+                        "the driver of `{name}` does not support AF_XDP zero-copy; leave out `zerocopy` to use copy mode"
+                    )),
+                    Some(libc::EBUSY) => xdp_err(format!(
+                        "queue {dev_queue} of `{name}` is already bound to another AF_XDP socket (another process?); stop it or pick another queue with start_queue=Q"
+                    )),
+                    Some(libc::EINVAL) => xdp_err(format!(
+                        "cannot bind an AF_XDP socket to queue {dev_queue} of `{name}`: the queue is out of range or the UMEM was refused"
+                    )),
+                    Some(libc::ENETDOWN) => Error::Config(format!(
+                        "interface `{name}` is down; bring it up with `ip link set {name} up`"
+                    )),
+                    _ => Error::io(format!("binding the AF_XDP socket to {name} queue {dev_queue}"), e),
+                });
+            };
+            let zc = is_zerocopy(s.fd.as_raw_fd());
+            zerocopy.get_or_insert(zc);
+            let sock = Arc::new(s.fd);
+            let c = Arc::new(QueueCounters::default());
+            let mut q = XdpQueue {
+                id: i,
+                dev_queue,
+                sock: sock.clone(),
+                umem,
+                fill: s.fill,
+                comp: s.comp,
+                rx: s.rx,
+                tx: s.tx,
+                stash: Vec::with_capacity(cfg.frames as usize),
+                busy_poll: cfg.busy_poll,
+                kick_pending: false,
+                counters: c.clone(),
+                handed_out: 0,
+                tx_taken: 0,
+                returned_popped: 0,
+                fill_given: 0,
+                rx_taken: 0,
+                tx_given: 0,
+                comp_taken: 0,
+                alloc_failures: 0,
+                wakeups: 0,
+            };
+            // Highest addresses first out of the stash: frame 0 is used first.
+            q.stash.extend(
+                (0..cfg.frames as u64)
+                    .rev()
+                    .map(|f| f * cfg.frame_size as u64),
+            );
+            q.refill();
+            map.insert(dev_queue, sock.as_raw_fd())?;
+            socks.push(sock);
+            counters.push(c);
+            queues.push(q);
+        }
+        let (attachment, attach_mode) = attach(&prog, name, ifindex, cfg.mode)?;
+        let modes = XdpModes {
+            attach: attach_mode,
+            zerocopy: zerocopy.unwrap_or(false),
+            link: matches!(attachment, Attachment::Link(_)),
+            hugepages: huge,
+            busy_poll: cfg.busy_poll,
+        };
+        tracing::info!("xdp:{name}: {modes}");
+        Ok(XdpPort {
+            info: PortInfo {
+                kind: "xdp",
+                name: cfg.name.clone(),
+                mac: cfg.mac.unwrap_or(MacAddr(st.mac)),
+                mtu: st.mtu.min(u16::MAX as u32) as u16,
+                queues: cfg.queues,
+                caps: PortCaps {
+                    rx_checksum: false,
+                    tx_checksum: false,
+                    rss: dev_queues > 1,
+                    max_queues: dev_queues.min(u16::MAX as u32) as u16,
+                },
+            },
+            modes,
+            queues,
+            counters,
+            socks,
+            attachment: Some(attachment),
+            _map: map,
+            _prog: prog,
+        })
+    }
+
+    /// The modes the port runs in (XDP attach mode, copy or zero-copy).
+    pub fn modes(&self) -> XdpModes {
+        self.modes
+    }
+
+    /// Per-socket `XDP_STATISTICS`, queue 0 first.
+    pub fn xsk_stats(&self) -> Vec<XskStats> {
+        self.socks
+            .iter()
+            .map(|s| xsk_stats(s.as_raw_fd()))
+            .collect()
+    }
+}
+
+impl Port for XdpPort {
+    type Queue = XdpQueue;
+
+    fn info(&self) -> &PortInfo {
+        &self.info
+    }
+
+    fn take_queues(&mut self) -> Vec<XdpQueue> {
+        std::mem::take(&mut self.queues)
+    }
+
+    fn link_stats(&self) -> LinkStats {
+        let mut s = LinkStats::default();
+        for c in &self.counters {
+            c.add_to(&mut s);
+        }
+        for x in self.xsk_stats() {
+            s.rx_dropped += x.rx_dropped + x.rx_ring_full;
+            s.rx_errors += x.rx_invalid_descs;
+            s.tx_errors += x.tx_invalid_descs;
+        }
+        s
+    }
+}
+
+impl Drop for XdpPort {
+    fn drop(&mut self) {
+        match self.attachment.take() {
+            Some(Attachment::Legacy { ifindex, flags }) => {
+                if let Err(e) = netlink::legacy_set(ifindex, -1, flags) {
+                    tracing::warn!(
+                        "could not detach the XDP program from `{}`: {e}; remove it with `ip link set dev {} xdp off`",
+                        self.info.name,
+                        self.info.name
+                    );
+                }
+            }
+            Some(Attachment::Link(link)) => drop(link), // closing the link detaches
+            None => {}
+        }
+    }
+}
+
+/// Loads our redirect program and attaches it the legacy way, then forgets
+/// it: what a run that crashed on a kernel without XDP links leaves behind.
+/// Tests use it to check that the next open cleans up; `name` lets them
+/// also plant a program that is not ours.
+#[doc(hidden)]
+pub fn plant_legacy_program(ifname: &str, prog_name: &str, skb: bool) -> Result<u32> {
+    let ifindex = sys::if_index(ifname)?;
+    let map = XskMap::create(1)?;
+    let prog = Program::load_redirect(&map, prog_name)?;
+    let flags = if skb {
+        XDP_FLAGS_SKB_MODE
+    } else {
+        XDP_FLAGS_DRV_MODE
+    };
+    netlink::legacy_set(ifindex, prog.raw_fd(), flags)
+        .map_err(|e| Error::io(format!("legacy XDP attach on {ifname}"), e))?;
+    Ok(ifindex)
+}
+
+/// Where the interface's XDP program runs now (`None` if there is none).
+pub fn attached_mode(ifname: &str) -> Result<Attached> {
+    let ifindex = sys::if_index(ifname)?;
+    Ok(netlink::link_state(ifindex, ifname)?.xdp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_options() {
+        let mut s: PortSpec = "xdp:veth0,queues=2,mode=skb,zerocopy,busy_poll"
+            .parse()
+            .unwrap();
+        let c = XdpConfig::from_spec(&mut s, 1).unwrap();
+        assert_eq!(c.queues, 2);
+        assert_eq!(c.mode, XdpMode::Skb);
+        assert_eq!(c.zerocopy, ZeroCopy::Require);
+        assert!(c.busy_poll);
+        let mut s: PortSpec = "xdp:veth0,zerocopy=off".parse().unwrap();
+        let c = XdpConfig::from_spec(&mut s, 3).unwrap();
+        assert_eq!(
+            (c.queues, c.zerocopy, c.mode),
+            (3, ZeroCopy::Off, XdpMode::Auto)
+        );
+        for bad in [
+            "xdp:v,mode=turbo",
+            "xdp:v,queues=0",
+            "xdp:v,frame_size=3000",
+            "xdp:v,frames=100",
+            "xdp:v,colour=red",
+        ] {
+            let mut s: PortSpec = bad.parse().unwrap();
+            assert!(XdpConfig::from_spec(&mut s, 1).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn missing_interface_is_one_sentence() {
+        let e = XdpPort::open(&XdpConfig::new("nosuchif7"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("no interface named `nosuchif7`"), "{e}");
+    }
+
+    #[test]
+    fn account_arithmetic() {
+        let a = FrameAccount {
+            total: 10,
+            free: 3,
+            fill_ring: 2,
+            in_kernel: 1,
+            rx_ring: 1,
+            tx_ring: 1,
+            completion_ring: 1,
+            held: 1,
+        };
+        assert_eq!(a.missing(), 0);
+        assert_eq!(FrameAccount { held: 0, ..a }.missing(), 1);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(std::mem::size_of::<XdpBuf>(), 24);
+        assert_eq!(std::mem::size_of::<XdpDesc>(), 16);
+    }
+}

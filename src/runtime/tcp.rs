@@ -1,0 +1,189 @@
+//! The per-core TCP loop: rx burst -> stack -> application -> stack egress
+//! -> tx burst, plus timers.
+
+use std::net::Ipv4Addr;
+
+use crate::app::tcp::{Conn, Ctx, TcpApp};
+use crate::port::PortQueue;
+use crate::runtime::lcore::Worker;
+use crate::stack::{ConnId, Event, Stack};
+use crate::time::Instant;
+
+/// Bytes handed to `on_data` at most per call.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// One core's stack and application.
+pub struct TcpWorker<Q: PortQueue, A: TcpApp> {
+    stack: Stack<Q>,
+    app: A,
+    states: Vec<Option<(u32, A::Conn)>>,
+    scratch: Vec<u8>,
+    udp_buf: Vec<u8>,
+}
+
+impl<Q: PortQueue, A: TcpApp> TcpWorker<Q, A> {
+    /// A worker running `app` on `stack`.
+    pub fn new(stack: Stack<Q>, app: A) -> Self {
+        TcpWorker {
+            stack,
+            app,
+            states: Vec::new(),
+            scratch: vec![0; READ_CHUNK],
+            udp_buf: vec![0; 65536],
+        }
+    }
+
+    /// The stack.
+    pub fn stack(&self) -> &Stack<Q> {
+        &self.stack
+    }
+
+    /// The stack, mutable (to listen, connect or bind before running).
+    pub fn stack_mut(&mut self) -> &mut Stack<Q> {
+        &mut self.stack
+    }
+
+    /// The application.
+    pub fn app(&self) -> &A {
+        &self.app
+    }
+
+    /// The application, mutable.
+    pub fn app_mut(&mut self) -> &mut A {
+        &mut self.app
+    }
+
+    /// Connections whose application state is live.
+    pub fn open_conns(&self) -> usize {
+        self.states.iter().filter(|s| s.is_some()).count()
+    }
+
+    fn state(&mut self, id: ConnId) -> Option<&mut A::Conn> {
+        match self.states.get_mut(id.idx as usize) {
+            Some(Some((g, s))) if *g == id.gen => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Offers readable data to the application until it stops consuming.
+    fn deliver(&mut self, id: ConnId, now: Instant) {
+        for _ in 0..8 {
+            let n = self.stack.peek(id, &mut self.scratch);
+            if n == 0 {
+                return;
+            }
+            let Some(Some((g, st))) = self.states.get_mut(id.idx as usize) else {
+                return;
+            };
+            if *g != id.gen {
+                return;
+            }
+            let used = self
+                .app
+                .on_data(
+                    st,
+                    &mut Conn::new(&mut self.stack, id, now),
+                    &self.scratch[..n],
+                )
+                .min(n);
+            self.stack.consume(id, used);
+            if used < n {
+                return;
+            }
+        }
+    }
+
+    fn dispatch(&mut self, now: Instant) -> usize {
+        if !self.stack.has_events() {
+            return 0;
+        }
+        let events = self.stack.take_events();
+        let n = events.len();
+        for &ev in &events {
+            match ev {
+                Event::Open(id) => {
+                    let st = self.app.on_open(&mut Conn::new(&mut self.stack, id, now));
+                    let i = id.idx as usize;
+                    if self.states.len() <= i {
+                        self.states.resize_with(i + 1, || None);
+                    }
+                    self.states[i] = Some((id.gen, st));
+                }
+                Event::Readable(id) => self.deliver(id, now),
+                Event::Writable(id) => {
+                    if let Some(Some((g, st))) = self.states.get_mut(id.idx as usize) {
+                        if *g == id.gen {
+                            self.app
+                                .on_writable(st, &mut Conn::new(&mut self.stack, id, now));
+                        }
+                    }
+                    self.deliver(id, now);
+                }
+                Event::PeerClosed(id) => {
+                    self.deliver(id, now);
+                    if let Some(Some((g, st))) = self.states.get_mut(id.idx as usize) {
+                        if *g == id.gen {
+                            self.app
+                                .on_peer_closed(st, &mut Conn::new(&mut self.stack, id, now));
+                        }
+                    }
+                }
+                Event::Closed(id, reason) => {
+                    if self.state(id).is_some() {
+                        if let Some((_, st)) = self.states[id.idx as usize].take() {
+                            self.app.on_close(st, reason);
+                        }
+                    }
+                }
+                Event::ConnectFailed(id) => self.app.on_connect_failed(id),
+                Event::UdpReadable(u) => {
+                    while let Some((len, from)) = self.stack.udp_recv(u, &mut self.udp_buf) {
+                        let mut ctx = Ctx::new(&mut self.stack, now);
+                        self.app
+                            .on_datagram(&mut ctx, u, &self.udp_buf[..len], from);
+                    }
+                }
+            }
+        }
+        self.stack.recycle_events(events);
+        n
+    }
+}
+
+impl<Q: PortQueue, A: TcpApp> Worker for TcpWorker<Q, A> {
+    fn poll(&mut self, now: Instant) -> usize {
+        let mut work = self.stack.poll_rx(now);
+        work += self.dispatch(now);
+        work += self.app.poll(&mut Ctx::new(&mut self.stack, now));
+        work += self.dispatch(now);
+        work += self.stack.poll_tx(now);
+        work
+    }
+
+    fn finish(&mut self, now: Instant) {
+        // Say goodbye properly to whoever is still connected: close, and
+        // push the FINs out.
+        for i in 0..self.states.len() {
+            if let Some((g, _)) = &self.states[i] {
+                let id = ConnId {
+                    idx: i as u32,
+                    gen: *g,
+                };
+                self.stack.close(id);
+            }
+        }
+        self.stack.poll_tx(now);
+    }
+}
+
+/// Parses `ADDR/PREFIX` (the `--ip` flag).
+pub fn parse_cidr(s: &str) -> crate::Result<(Ipv4Addr, u8)> {
+    let bad = || crate::Error::Config(format!("`{s}` is not ADDR/PREFIX, e.g. 10.0.0.2/24"));
+    let (a, p) = s.split_once('/').ok_or_else(bad)?;
+    let a: Ipv4Addr = a.parse().map_err(|_| bad())?;
+    let p: u8 = p.parse().map_err(|_| bad())?;
+    if p > 32 || a.is_unspecified() || a.is_broadcast() || a.is_multicast() {
+        return Err(bad());
+    }
+    Ok((a, p))
+}

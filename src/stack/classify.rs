@@ -1,0 +1,263 @@
+//! Routing a received frame before smoltcp sees it.
+//!
+//! Every frame is parsed once with `smoltcp::wire` checked views: Ethernet,
+//! then ARP or IPv4, then TCP/UDP/ICMP headers. The result says where the
+//! frame goes (the connection table key for TCP, the port for UDP, the
+//! interface itself for ARP and ICMP) or why it is dropped. Checksums are
+//! verified here, once, unless the device did it; smoltcp is then told not
+//! to verify them again.
+
+use smoltcp::wire::{
+    ArpPacket, EthernetAddress, EthernetFrame, EthernetProtocol, Icmpv4Packet, IpProtocol,
+    Ipv4Address, Ipv4Packet, TcpPacket, TcpRepr, UdpPacket,
+};
+
+/// Where a frame goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// ARP: to the interface (neighbour cache, replies).
+    Arp,
+    /// ICMP: to the interface (echo replies).
+    Icmp,
+    /// TCP segment.
+    Tcp {
+        /// Connection table key (see [`tcp_key`]).
+        key: u64,
+        /// Local (destination) port.
+        dst_port: u16,
+        /// SYN set and ACK clear: a connection request.
+        syn: bool,
+        /// RST set.
+        rst: bool,
+    },
+    /// UDP datagram to this local port.
+    Udp {
+        /// Local (destination) port.
+        dst_port: u16,
+    },
+}
+
+/// Why a frame is dropped before reaching the stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reject {
+    /// Too short, bad lengths, bad header fields or options.
+    Malformed,
+    /// IPv4, TCP, UDP or ICMP checksum wrong.
+    BadChecksum,
+    /// An IPv4 fragment (reassembly is not supported).
+    Fragment,
+    /// For another MAC or IP address.
+    NotForUs,
+    /// A protocol the stack does not speak (IPv6, other ethertypes/IP protocols).
+    Unsupported,
+}
+
+/// The connection table key of a TCP segment we received: the peer's
+/// address and port and our port.
+#[inline]
+pub fn tcp_key(remote: Ipv4Address, remote_port: u16, local_port: u16) -> u64 {
+    (u32::from(remote) as u64) << 32 | (remote_port as u64) << 16 | local_port as u64
+}
+
+/// Classifies one frame addressed to `mac`/`ip`.
+pub fn classify(
+    frame: &[u8],
+    mac: EthernetAddress,
+    ip: Ipv4Address,
+    verify: bool,
+) -> Result<Class, Reject> {
+    let eth = EthernetFrame::new_checked(frame).map_err(|_| Reject::Malformed)?;
+    let dst = eth.dst_addr();
+    if dst != mac && !dst.is_broadcast() {
+        return Err(Reject::NotForUs);
+    }
+    match eth.ethertype() {
+        EthernetProtocol::Arp => {
+            ArpPacket::new_checked(eth.payload()).map_err(|_| Reject::Malformed)?;
+            Ok(Class::Arp)
+        }
+        EthernetProtocol::Ipv4 => ipv4(eth.payload(), ip, verify),
+        _ => Err(Reject::Unsupported),
+    }
+}
+
+fn ipv4(bytes: &[u8], ours: Ipv4Address, verify: bool) -> Result<Class, Reject> {
+    let ip = Ipv4Packet::new_checked(bytes).map_err(|_| Reject::Malformed)?;
+    if ip.version() != 4 {
+        return Err(Reject::Malformed);
+    }
+    if verify && !ip.verify_checksum() {
+        return Err(Reject::BadChecksum);
+    }
+    if ip.dst_addr() != ours {
+        return Err(Reject::NotForUs);
+    }
+    if ip.more_frags() || ip.frag_offset() != 0 {
+        return Err(Reject::Fragment);
+    }
+    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    if src.is_broadcast() || src.is_multicast() || src.is_unspecified() {
+        return Err(Reject::Malformed);
+    }
+    let payload = ip.payload();
+    match ip.next_header() {
+        IpProtocol::Tcp => {
+            let tcp = TcpPacket::new_checked(payload).map_err(|_| Reject::Malformed)?;
+            if verify && !tcp.verify_checksum(&src.into(), &dst.into()) {
+                return Err(Reject::BadChecksum);
+            }
+            if tcp.header_len() > 20 {
+                // Options: make sure smoltcp will accept them, so that a
+                // garbage option is counted here rather than dropped
+                // silently inside smoltcp.
+                let caps = smoltcp::phy::ChecksumCapabilities::ignored();
+                TcpRepr::parse(&tcp, &src.into(), &dst.into(), &caps)
+                    .map_err(|_| Reject::Malformed)?;
+            }
+            if tcp.src_port() == 0 || tcp.dst_port() == 0 {
+                return Err(Reject::Malformed);
+            }
+            Ok(Class::Tcp {
+                key: tcp_key(src, tcp.src_port(), tcp.dst_port()),
+                dst_port: tcp.dst_port(),
+                syn: tcp.syn() && !tcp.ack(),
+                rst: tcp.rst(),
+            })
+        }
+        IpProtocol::Udp => {
+            let udp = UdpPacket::new_checked(payload).map_err(|_| Reject::Malformed)?;
+            if verify && udp.checksum() != 0 && !udp.verify_checksum(&src.into(), &dst.into()) {
+                return Err(Reject::BadChecksum);
+            }
+            Ok(Class::Udp {
+                dst_port: udp.dst_port(),
+            })
+        }
+        IpProtocol::Icmp => {
+            let icmp = Icmpv4Packet::new_checked(payload).map_err(|_| Reject::Malformed)?;
+            if verify && !icmp.verify_checksum() {
+                return Err(Reject::BadChecksum);
+            }
+            Ok(Class::Icmp)
+        }
+        _ => Err(Reject::Unsupported),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{EthernetRepr, Ipv4Repr, TcpControl, TcpSeqNumber};
+
+    const MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);
+    const IP: Ipv4Address = Ipv4Address::new(10, 0, 0, 1);
+    const PEER: Ipv4Address = Ipv4Address::new(10, 0, 0, 2);
+
+    fn tcp_frame(payload: &[u8]) -> Vec<u8> {
+        let tcp = TcpRepr {
+            src_port: 40000,
+            dst_port: 80,
+            control: TcpControl::Syn,
+            seq_number: TcpSeqNumber(1),
+            ack_number: None,
+            window_len: 1000,
+            window_scale: None,
+            max_seg_size: Some(1460),
+            sack_permitted: false,
+            sack_ranges: [None; 3],
+            timestamp: None,
+            payload,
+        };
+        let ip = Ipv4Repr {
+            src_addr: PEER,
+            dst_addr: IP,
+            next_header: IpProtocol::Tcp,
+            payload_len: tcp.buffer_len(),
+            hop_limit: 64,
+        };
+        let eth = EthernetRepr {
+            src_addr: EthernetAddress([2, 0, 0, 0, 0, 2]),
+            dst_addr: MAC,
+            ethertype: EthernetProtocol::Ipv4,
+        };
+        let mut v = vec![0; 14 + 20 + tcp.buffer_len()];
+        let mut f = EthernetFrame::new_unchecked(&mut v[..]);
+        eth.emit(&mut f);
+        let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
+        let caps = ChecksumCapabilities::default();
+        ip.emit(&mut p, &caps);
+        tcp.emit(
+            &mut TcpPacket::new_unchecked(p.payload_mut()),
+            &PEER.into(),
+            &IP.into(),
+            &caps,
+        );
+        v
+    }
+
+    #[test]
+    fn a_syn_is_routed_by_its_four_tuple() {
+        let f = tcp_frame(b"");
+        let c = classify(&f, MAC, IP, true).unwrap();
+        assert_eq!(
+            c,
+            Class::Tcp {
+                key: tcp_key(PEER, 40000, 80),
+                dst_port: 80,
+                syn: true,
+                rst: false
+            }
+        );
+    }
+
+    #[test]
+    fn damage_is_classified() {
+        let good = tcp_frame(b"hello");
+        // Every truncation is malformed, never a panic.
+        for n in 0..good.len() {
+            assert!(classify(&good[..n], MAC, IP, true).is_err(), "len {n}");
+        }
+        let mut bad = good.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        assert_eq!(classify(&bad, MAC, IP, true), Err(Reject::BadChecksum));
+        assert!(
+            classify(&bad, MAC, IP, false).is_ok(),
+            "device verified: not re-checked"
+        );
+        let mut other = good.clone();
+        other[0] = 4;
+        assert_eq!(classify(&other, MAC, IP, true), Err(Reject::NotForUs));
+        let mut frag = good.clone();
+        frag[14 + 6] |= 0x20; // more fragments
+        assert!(matches!(
+            classify(&frag, MAC, IP, false),
+            Err(Reject::Fragment)
+        ));
+        let mut v6 = good.clone();
+        v6[12..14].copy_from_slice(&[0x86, 0xdd]);
+        assert_eq!(classify(&v6, MAC, IP, true), Err(Reject::Unsupported));
+        let mut ihl = good;
+        ihl[14] = 0x4f; // IHL 60 bytes: past the packet's options
+        assert!(classify(&ihl, MAC, IP, false).is_err());
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        let mut x = 0x1234_5678_9abc_def0u64;
+        let good = tcp_frame(b"payload");
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut f = good.clone();
+            let n = (x % 8) as usize;
+            for k in 0..n {
+                let at = ((x >> (8 * k)) as usize) % f.len();
+                f[at] = (x >> k) as u8;
+            }
+            f.truncate(((x >> 40) as usize) % (f.len() + 1));
+            let _ = classify(&f, MAC, IP, x & 1 == 0);
+        }
+    }
+}

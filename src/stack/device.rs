@@ -1,0 +1,176 @@
+//! smoltcp's `phy::Device` over one port queue, one frame at a time.
+//!
+//! The stack routes each received frame itself (see [`super::classify`]),
+//! then stages it here and calls `poll_ingress_single` with that frame's
+//! own connection set: `receive` hands out exactly the staged frame. The
+//! receive token reads the frame in place in its buffer (zero copy); the
+//! transmit token writes straight into a buffer from the queue's pool and
+//! appends it to the outgoing burst, flushing the burst when it is full.
+//! A token dropped without `consume` gives nothing back because it holds
+//! nothing: the buffer is taken only inside `consume`.
+
+use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use smoltcp::time::Instant as SmolInstant;
+
+use crate::buf::{Burst, PacketBuf};
+use std::sync::Arc;
+
+use super::StackStats;
+use crate::port::PortQueue;
+
+/// Transmit-side state shared by the tokens: the queue, the pending burst,
+/// and counters.
+pub struct TxPath<Q: PortQueue> {
+    /// The port queue.
+    pub queue: Q,
+    /// Frames waiting for `tx_burst`.
+    pub burst: Burst<Q::Buf>,
+    /// Where the transmit counters go.
+    pub stats: Arc<StackStats>,
+    scratch: Vec<u8>,
+}
+
+impl<Q: PortQueue> TxPath<Q> {
+    /// Wraps a queue.
+    pub fn new(queue: Q, mtu: usize, stats: Arc<StackStats>) -> Self {
+        TxPath {
+            queue,
+            burst: Burst::new(),
+            stats,
+            scratch: vec![0; mtu + 64],
+        }
+    }
+
+    /// Sends the pending burst; what the port refuses is dropped and
+    /// counted (TCP retransmits it).
+    pub fn flush(&mut self) {
+        if self.burst.is_empty() {
+            return;
+        }
+        let count = self.burst.len();
+        let before: usize = self.burst.iter().map(|b| b.len()).sum();
+        self.queue.tx_burst(&mut self.burst);
+        if !self.burst.is_empty() {
+            // One retry after the port had a chance to drain (DPDK-style
+            // drivers free descriptors inside tx_burst).
+            self.queue.tx_burst(&mut self.burst);
+        }
+        let after: usize = self.burst.iter().map(|b| b.len()).sum();
+        let left = self.burst.len();
+        self.stats.tx_packets.add((count - left) as u64);
+        self.stats.tx_bytes.add((before - after) as u64);
+        if left > 0 {
+            self.stats.tx_full.add(left as u64);
+            self.burst.clear();
+        }
+        self.queue.flush();
+    }
+}
+
+/// True for an ARP request (checked on every frame sent: the ethertype
+/// compare is all most frames cost).
+#[inline]
+fn is_arp_request(frame: &[u8]) -> bool {
+    use smoltcp::wire::{ArpOperation, ArpPacket, EthernetFrame, EthernetProtocol};
+    match EthernetFrame::new_checked(frame) {
+        Ok(eth) if eth.ethertype() == EthernetProtocol::Arp => {
+            ArpPacket::new_checked(eth.payload())
+                .is_ok_and(|a| a.operation() == ArpOperation::Request)
+        }
+        _ => false,
+    }
+}
+
+/// The device handed to smoltcp for one call.
+pub struct OneFrame<'a, Q: PortQueue> {
+    /// The frame to hand out on the next `receive`, if any.
+    pub rx: Option<Q::Buf>,
+    /// Where transmitted frames go.
+    pub tx: &'a mut TxPath<Q>,
+    /// Capabilities reported to smoltcp.
+    pub caps: &'a DeviceCapabilities,
+}
+
+/// Receive token: the frame, read in place.
+pub struct RxTok<B: PacketBuf>(B);
+
+impl<B: PacketBuf> phy::RxToken for RxTok<B> {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(self.0.data())
+    }
+}
+
+/// Transmit token: writes into a pool buffer appended to the burst.
+pub struct TxTok<'a, Q: PortQueue>(&'a mut TxPath<Q>);
+
+impl<Q: PortQueue> phy::TxToken for TxTok<'_, Q> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let tx = self.0;
+        let Some(mut buf) = tx.queue.alloc().filter(|b| b.capacity() >= len) else {
+            // No buffer (or a frame larger than one): smoltcp still needs
+            // somewhere to write; the frame is dropped and counted, and
+            // TCP will retransmit.
+            tx.stats.tx_no_buffer.inc();
+            if tx.scratch.len() < len {
+                tx.scratch.resize(len, 0);
+            }
+            return f(&mut tx.scratch[..len]);
+        };
+        let r = f(&mut buf.room_mut()[..len]);
+        buf.set_len(len);
+        if is_arp_request(buf.data()) {
+            tx.stats.arp_requests_tx.inc();
+        }
+        if tx.burst.is_full() {
+            tx.flush();
+        }
+        tx.burst.push(buf);
+        r
+    }
+}
+
+impl<Q: PortQueue> phy::Device for OneFrame<'_, Q> {
+    type RxToken<'b>
+        = RxTok<Q::Buf>
+    where
+        Self: 'b;
+    type TxToken<'b>
+        = TxTok<'b, Q>
+    where
+        Self: 'b;
+
+    fn receive(&mut self, _ts: SmolInstant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        let b = self.rx.take()?;
+        Some((RxTok(b), TxTok(self.tx)))
+    }
+
+    fn transmit(&mut self, _ts: SmolInstant) -> Option<Self::TxToken<'_>> {
+        Some(TxTok(self.tx))
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        self.caps.clone()
+    }
+}
+
+/// Capabilities for a port: Ethernet, its MTU, one frame per burst as far
+/// as smoltcp knows. Checksums: computed on transmit unless the device does
+/// it; never verified on receive by smoltcp, because the classifier has
+/// verified them already (and counted the bad ones) or the device did.
+pub fn capabilities(mtu: u16, tx_checksum_offload: bool) -> DeviceCapabilities {
+    use smoltcp::phy::Checksum;
+    let mut caps = DeviceCapabilities::default();
+    caps.medium = Medium::Ethernet;
+    caps.max_transmission_unit = mtu as usize + 14;
+    caps.max_burst_size = Some(crate::buf::BURST);
+    let c = if tx_checksum_offload {
+        Checksum::None
+    } else {
+        Checksum::Tx
+    };
+    caps.checksum.ipv4 = c;
+    caps.checksum.tcp = c;
+    caps.checksum.udp = c;
+    caps.checksum.icmpv4 = c;
+    caps
+}

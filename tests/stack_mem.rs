@@ -1,0 +1,642 @@
+//! Two stacks over the in-memory wire, in one thread, with a manual
+//! clock: handshakes, echo, orderly close, refusal, transfers through
+//! loss/reordering/duplication/corruption, backlog limits, malformed
+//! frames, and the cost of demux with many idle connections.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use bypass::app::tcp::{Conn, Ctx, TcpApp};
+use bypass::buf::{Burst, PacketBuf};
+use bypass::port::mem::{Faults, MemConfig, MemPort, MemQueue};
+use bypass::port::{Port, PortQueue};
+use bypass::runtime::{TcpWorker, Worker};
+use bypass::stack::{CloseReason, ConnId, ListenOpts, Stack, StackConfig, TcpOpts};
+use bypass::time::Instant;
+
+const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
+/// Echoes everything.
+struct Echo;
+impl TcpApp for Echo {
+    type Conn = ();
+    fn on_open(&mut self, _: &mut Conn<'_>) {}
+    fn on_data(&mut self, _: &mut (), c: &mut Conn<'_>, d: &[u8]) -> usize {
+        c.send(d)
+    }
+}
+
+fn pattern(i: usize, salt: u8) -> u8 {
+    (i.wrapping_mul(2654435761) >> 13) as u8 ^ salt
+}
+
+/// Per connection: sends `total` bytes of a pattern, checks the echo.
+#[derive(Default)]
+struct Flow {
+    sent: usize,
+    got: usize,
+    bad: usize,
+    closed: Option<CloseReason>,
+}
+
+/// Opens `want` connections to the server and streams `total` bytes on
+/// each, verifying the echo; closes when everything came back.
+struct Client {
+    want: usize,
+    total: usize,
+    port: u16,
+    opened: usize,
+    per_poll: usize,
+    done: usize,
+    closed_normal: usize,
+    closed_reset: usize,
+    failed: usize,
+    close_when_done: bool,
+}
+
+impl Client {
+    fn new(want: usize, total: usize, port: u16) -> Self {
+        Client {
+            want,
+            total,
+            port,
+            opened: 0,
+            per_poll: 64,
+            done: 0,
+            closed_normal: 0,
+            closed_reset: 0,
+            failed: 0,
+            close_when_done: true,
+        }
+    }
+    fn pump(&mut self, f: &mut Flow, c: &mut Conn<'_>) {
+        let mut chunk = [0u8; 4096];
+        while f.sent < self.total {
+            let n = (self.total - f.sent).min(chunk.len());
+            for (i, b) in chunk[..n].iter_mut().enumerate() {
+                *b = pattern(f.sent + i, 7);
+            }
+            let k = c.send(&chunk[..n]);
+            f.sent += k;
+            if k < n {
+                break;
+            }
+        }
+    }
+}
+
+impl TcpApp for Client {
+    type Conn = Flow;
+    fn on_open(&mut self, c: &mut Conn<'_>) -> Flow {
+        let mut f = Flow::default();
+        self.pump(&mut f, c);
+        f
+    }
+    fn on_data(&mut self, f: &mut Flow, c: &mut Conn<'_>, d: &[u8]) -> usize {
+        for (i, b) in d.iter().enumerate() {
+            if *b != pattern(f.got + i, 7) {
+                f.bad += 1;
+            }
+        }
+        f.got += d.len();
+        if f.got == self.total && f.sent == self.total {
+            self.done += 1;
+            if self.close_when_done {
+                c.close();
+            }
+        }
+        d.len()
+    }
+    fn on_writable(&mut self, f: &mut Flow, c: &mut Conn<'_>) {
+        self.pump(f, c);
+    }
+    fn on_close(&mut self, f: Flow, r: CloseReason) {
+        assert_eq!(f.bad, 0, "echoed bytes differ from what was sent");
+        let _ = f.closed;
+        match r {
+            CloseReason::Normal => self.closed_normal += 1,
+            CloseReason::Reset => self.closed_reset += 1,
+        }
+    }
+    fn on_connect_failed(&mut self, _id: ConnId) {
+        self.failed += 1;
+    }
+    fn poll(&mut self, ctx: &mut Ctx<'_>) -> usize {
+        let mut n = 0;
+        while self.opened < self.want && n < self.per_poll {
+            ctx.connect(SocketAddrV4::new(SERVER, self.port)).unwrap();
+            self.opened += 1;
+            n += 1;
+        }
+        n
+    }
+}
+
+struct Net<A: TcpApp, B: TcpApp> {
+    server: TcpWorker<MemQueue, A>,
+    client: TcpWorker<MemQueue, B>,
+    now: u64,
+}
+
+fn wire(
+    faults: Faults,
+    frames: u32,
+) -> (
+    MemQueue,
+    MemQueue,
+    bypass::port::PortInfo,
+    bypass::port::PortInfo,
+) {
+    let (mut a, mut b) = MemPort::pair(&MemConfig {
+        faults_ab: faults,
+        faults_ba: Faults {
+            seed: faults.seed.wrapping_add(1),
+            ..faults
+        },
+        pool_frames: frames,
+        ring_size: 4096,
+        ..Default::default()
+    })
+    .unwrap();
+    let (ia, ib) = (a.info().clone(), b.info().clone());
+    (
+        a.take_queues().pop().unwrap(),
+        b.take_queues().pop().unwrap(),
+        ia,
+        ib,
+    )
+}
+
+fn net<A: TcpApp, B: TcpApp>(
+    faults: Faults,
+    server: A,
+    client: B,
+    lopts: ListenOpts,
+    copts: TcpOpts,
+) -> Net<A, B> {
+    let (qa, qb, ia, ib) = wire(faults, 8192);
+    let mut s = Stack::new(qa, &ia, StackConfig::new(SERVER, 24), Instant(0)).unwrap();
+    s.listen(7, lopts).unwrap();
+    let mut cc = StackConfig::new(CLIENT, 24);
+    cc.connect = copts;
+    let c = Stack::new(qb, &ib, cc, Instant(0)).unwrap();
+    Net {
+        server: TcpWorker::new(s, server),
+        client: TcpWorker::new(c, client),
+        now: 0,
+    }
+}
+
+impl<A: TcpApp, B: TcpApp> Net<A, B> {
+    /// Steps both sides; when nothing happens, jumps the clock to the next
+    /// timer. Stops when `done` holds or after `max` steps.
+    fn drive(&mut self, max: usize, mut done: impl FnMut(&Self) -> bool) -> bool {
+        for _ in 0..max {
+            if done(self) {
+                return true;
+            }
+            self.now += 50;
+            let w = self.server.poll(Instant(self.now)) + self.client.poll(Instant(self.now));
+            if w == 0 {
+                let next = [
+                    self.server.stack().next_timer(),
+                    self.client.stack().next_timer(),
+                ]
+                .into_iter()
+                .flatten()
+                .min();
+                match next {
+                    Some(t) if t > self.now => self.now = t,
+                    _ => self.now += 1000,
+                }
+            }
+        }
+        done(self)
+    }
+}
+
+fn opts(buf: usize) -> TcpOpts {
+    TcpOpts {
+        rx_buf: buf,
+        tx_buf: buf,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn echo_and_orderly_close() {
+    let mut n = net(
+        Faults::default(),
+        Echo,
+        Client::new(1, 5, 7),
+        ListenOpts::default(),
+        opts(4096),
+    );
+    assert!(n.drive(10_000, |n| n.client.app().done == 1));
+    assert_eq!(n.server.stack().stats().accepted.get(), 1);
+    assert_eq!(n.client.stack().stats().connected.get(), 1);
+    // Client closes; server closes on PeerClosed; TIME-WAIT expires.
+    assert!(n.drive(100_000, |n| n.client.app().closed_normal == 1
+        && n.server.stack().conn_count() == 0
+        && n.client.stack().conn_count() == 0));
+    assert_eq!(n.server.stack().stats().closed.get(), 1);
+    assert_eq!(n.server.stack().stats().reset.get(), 0);
+    assert_eq!(n.server.open_conns(), 0);
+}
+
+#[test]
+fn refused_connection_fails_fast() {
+    let mut c = Client::new(1, 5, 8); // nothing listens on 8
+    c.close_when_done = false;
+    let mut n = net(
+        Faults::default(),
+        Echo,
+        c,
+        ListenOpts::default(),
+        opts(4096),
+    );
+    assert!(n.drive(10_000, |n| n.client.app().failed == 1));
+    assert!(
+        n.server.stack().stats().no_conn.get() >= 1,
+        "answered by RST"
+    );
+    assert_eq!(n.client.stack().conn_count(), 0);
+}
+
+fn transfer(faults: Faults, bytes: usize, conns: usize) {
+    let mut n = net(
+        faults,
+        Echo,
+        Client::new(conns, bytes, 7),
+        ListenOpts::default(),
+        opts(64 * 1024),
+    );
+    let ok = n.drive(3_000_000, |n| n.client.app().done == conns);
+    let (c, s) = (n.client.stack().stats(), n.server.stack().stats());
+    assert!(
+        ok,
+        "transfer stalled at t={}us: client {:?} server {:?}",
+        n.now,
+        (c.rx_packets.get(), c.tx_packets.get(), c.conns.get()),
+        (s.rx_packets.get(), s.tx_packets.get(), s.drops())
+    );
+    assert_eq!(n.client.app().closed_reset, 0);
+}
+
+#[test]
+fn transfer_intact_on_a_clean_wire() {
+    transfer(Faults::default(), 4 << 20, 2);
+}
+
+#[test]
+fn transfer_intact_through_loss_reordering_and_duplication() {
+    transfer(
+        Faults {
+            seed: 42,
+            loss: 0.10,
+            reorder: 0.05,
+            duplicate: 0.05,
+            ..Default::default()
+        },
+        1 << 20,
+        2,
+    );
+}
+
+#[test]
+fn transfer_intact_through_corruption() {
+    // Corrupted frames must be caught by checksums and dropped, then
+    // retransmitted: the echoed bytes are compared one by one.
+    let f = Faults {
+        seed: 9,
+        corrupt: 0.05,
+        ..Default::default()
+    };
+    let mut n = net(
+        f,
+        Echo,
+        Client::new(1, 512 << 10, 7),
+        ListenOpts::default(),
+        opts(64 * 1024),
+    );
+    assert!(n.drive(3_000_000, |n| n.client.app().done == 1));
+    let dropped = n.server.stack().stats().drops() + n.client.stack().stats().drops();
+    assert!(dropped > 0, "corruption was caught and counted");
+}
+
+/// Builds a bare TCP SYN from `sport` to the server's port 7.
+fn syn(room: &mut [u8], sport: u16, server_mac: [u8; 6]) -> usize {
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::*;
+    let tcp = TcpRepr {
+        src_port: sport,
+        dst_port: 7,
+        control: TcpControl::Syn,
+        seq_number: TcpSeqNumber(1000),
+        ack_number: None,
+        window_len: 1000,
+        window_scale: None,
+        max_seg_size: Some(1460),
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload: &[],
+    };
+    let ip = Ipv4Repr {
+        src_addr: CLIENT,
+        dst_addr: SERVER,
+        next_header: IpProtocol::Tcp,
+        payload_len: tcp.buffer_len(),
+        hop_limit: 64,
+    };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress([2, 0, 0, 0, 0, 2]),
+        dst_addr: EthernetAddress(server_mac),
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    let n = 14 + 20 + tcp.buffer_len();
+    let mut f = EthernetFrame::new_unchecked(&mut room[..n]);
+    eth.emit(&mut f);
+    let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
+    let caps = ChecksumCapabilities::default();
+    ip.emit(&mut p, &caps);
+    tcp.emit(
+        &mut TcpPacket::new_unchecked(p.payload_mut()),
+        &CLIENT.into(),
+        &SERVER.into(),
+        &caps,
+    );
+    n
+}
+
+/// An ARP request from the raw peer for the server's address: the server
+/// answers and learns the peer's MAC from it.
+fn arp_request(room: &mut [u8]) -> usize {
+    use smoltcp::wire::*;
+    let arp = ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Request,
+        source_hardware_addr: EthernetAddress([2, 0, 0, 0, 0, 2]),
+        source_protocol_addr: CLIENT,
+        target_hardware_addr: EthernetAddress([0; 6]),
+        target_protocol_addr: SERVER,
+    };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress([2, 0, 0, 0, 0, 2]),
+        dst_addr: EthernetAddress::BROADCAST,
+        ethertype: EthernetProtocol::Arp,
+    };
+    let n = 14 + arp.buffer_len();
+    let mut f = EthernetFrame::new_unchecked(&mut room[..n]);
+    eth.emit(&mut f);
+    arp.emit(&mut ArpPacket::new_unchecked(f.payload_mut()));
+    n
+}
+
+struct Raw {
+    server: TcpWorker<MemQueue, Echo>,
+    peer: MemQueue,
+    mac: [u8; 6],
+    now: u64,
+}
+
+fn raw(lopts: ListenOpts) -> Raw {
+    let (qa, qb, ia, _) = wire(Faults::default(), 4096);
+    let mut s = Stack::new(qa, &ia, StackConfig::new(SERVER, 24), Instant(0)).unwrap();
+    s.listen(7, lopts).unwrap();
+    let mut r = Raw {
+        server: TcpWorker::new(s, Echo),
+        peer: qb,
+        mac: ia.mac.0,
+        now: 0,
+    };
+    r.send(arp_request);
+    r.replies();
+    r
+}
+
+impl Raw {
+    fn send(&mut self, build: impl Fn(&mut [u8]) -> usize) {
+        let mut b = self.peer.alloc().unwrap();
+        let n = build(b.room_mut());
+        b.set_len(n);
+        let mut burst = Burst::new();
+        burst.push(b);
+        self.peer.tx_burst(&mut burst);
+        self.now += 10;
+        self.server.poll(Instant(self.now));
+    }
+    /// Frames the server sent back, parsed as (tcp flags syn, ack, rst).
+    fn replies(&mut self) -> Vec<(bool, bool, bool)> {
+        use smoltcp::wire::*;
+        let mut out = vec![];
+        let mut rx = Burst::new();
+        while self.peer.rx_burst(&mut rx) > 0 {
+            for f in rx.drain(..) {
+                let eth = EthernetFrame::new_checked(f.data()).unwrap();
+                if eth.ethertype() != EthernetProtocol::Ipv4 {
+                    continue;
+                }
+                let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+                if let Ok(t) = TcpPacket::new_checked(ip.payload()) {
+                    out.push((t.syn(), t.ack(), t.rst()));
+                }
+            }
+        }
+        out
+    }
+}
+
+#[test]
+fn backlog_bounds_half_open_connections() {
+    let mut r = raw(ListenOpts {
+        backlog: 8,
+        ..Default::default()
+    });
+    let mac = r.mac;
+    for p in 0..20u16 {
+        r.send(|room| syn(room, 40000 + p, mac));
+    }
+    let st = r.server.stack().stats();
+    assert_eq!(st.conns.get(), 8, "only the backlog's worth are half-open");
+    assert_eq!(st.backlog_full.get(), 12);
+    let replies = r.replies();
+    assert_eq!(
+        replies.iter().filter(|x| x.0 && x.1).count(),
+        8,
+        "8 SYN-ACKs"
+    );
+    // Reset policy: refused SYNs get RST.
+    let mut r = raw(ListenOpts {
+        backlog: 2,
+        on_full: bypass::stack::BacklogFull::Reset,
+        ..Default::default()
+    });
+    let mac = r.mac;
+    for p in 0..5u16 {
+        r.send(|room| syn(room, 41000 + p, mac));
+    }
+    let replies = r.replies();
+    assert_eq!(replies.iter().filter(|x| x.2).count(), 3, "3 RSTs");
+    // Half-open connections time out and free the backlog.
+    let t = r.now + 60_000_000;
+    for k in 0..200 {
+        r.server.poll(Instant(t + k * 1_000_000));
+    }
+    assert_eq!(
+        r.server.stack().conn_count(),
+        0,
+        "handshake timeout reaped them"
+    );
+}
+
+#[test]
+fn malformed_frames_are_counted_and_the_server_keeps_serving() {
+    let mut r = raw(ListenOpts::default());
+    let mac = r.mac;
+    let good_len = syn(&mut [0u8; 128], 1, mac);
+    // Every truncation of a SYN, a bad checksum, a bad IHL, garbage.
+    for cut in 0..good_len {
+        r.send(|room| {
+            syn(room, 50000, mac);
+            cut
+        });
+    }
+    r.send(|room| {
+        let n = syn(room, 50001, mac);
+        room[n - 1] ^= 0xff; // TCP checksum
+        n
+    });
+    r.send(|room| {
+        let n = syn(room, 50002, mac);
+        room[14] = 0x4f; // IHL 60 > header
+        n
+    });
+    r.send(|room| {
+        let n = syn(room, 50003, mac);
+        room[14 + 20 + 12] = 0xf0; // data offset 60 > segment
+        n
+    });
+    r.send(|room| {
+        for (i, b) in room[14..100].iter_mut().enumerate() {
+            *b = (i * 37) as u8;
+        }
+        room[..6].copy_from_slice(&mac);
+        room[12..14].copy_from_slice(&[0x08, 0x00]);
+        100
+    });
+    let st = r.server.stack().stats();
+    let drops = st.drops();
+    assert!(
+        drops as usize >= good_len - 1,
+        "truncations and damage counted: {drops}"
+    );
+    assert!(st.drop_bad_checksum.get() >= 1);
+    assert_eq!(st.conns.get(), 0);
+    // And a good SYN still gets a SYN-ACK.
+    r.replies();
+    r.send(|room| syn(room, 50010, mac));
+    assert!(r.replies().iter().any(|x| x.0 && x.1), "still serving");
+}
+
+/// An application that does one request/response on demand on one chosen
+/// connection and nothing on the others.
+struct Pinger {
+    want: usize,
+    issued: usize,
+    opened: Vec<ConnId>,
+    open_count: usize,
+    replies: usize,
+    fire: Option<ConnId>,
+}
+
+impl TcpApp for Pinger {
+    type Conn = ();
+    fn on_open(&mut self, c: &mut Conn<'_>) {
+        self.open_count += 1;
+        self.opened.push(c.id());
+    }
+    fn on_data(&mut self, _: &mut (), _c: &mut Conn<'_>, d: &[u8]) -> usize {
+        self.replies += 1;
+        d.len()
+    }
+    fn poll(&mut self, ctx: &mut Ctx<'_>) -> usize {
+        let mut n = 0;
+        while self.issued < self.want && n < 64 {
+            ctx.connect(SocketAddrV4::new(SERVER, 7)).unwrap();
+            self.issued += 1;
+            n += 1;
+        }
+        if let Some(id) = self.fire.take() {
+            let sent = ctx.conn(id).send(b"ping");
+            assert_eq!(sent, 4, "send on {id:?}");
+            n += 1;
+        }
+        n
+    }
+}
+
+/// Polls (connection egress passes) on both ends for one request/response
+/// with `idle` other connections open.
+fn polls_per_transaction(idle: usize) -> (u64, u64) {
+    let pinger = Pinger {
+        want: idle + 1,
+        issued: 0,
+        opened: vec![],
+        open_count: 0,
+        replies: 0,
+        fire: None,
+    };
+    let lopts = ListenOpts {
+        backlog: 65536,
+        tcp: opts(1024),
+        ..Default::default()
+    };
+    let mut n = net(Faults::default(), Echo, pinger, lopts, opts(1024));
+    let want = idle + 1;
+    let mut opened = 0;
+    // Connects are issued 64 per poll; wait for all to open.
+    assert!(n.drive(2_000_000, |n| {
+        opened = n.client.app().open_count;
+        opened == want && n.server.stack().stats().accepted.get() == want as u64
+    }));
+    // Settle: let delayed ACKs and everything else go quiet.
+    n.drive(10_000, |_| false);
+    let mut per = vec![];
+    for round in 0..5 {
+        let target = n.client.app().opened[round * 7 % want];
+        let (s0, c0) = (
+            n.server.stack().stats().conn_polls.get(),
+            n.client.stack().stats().conn_polls.get(),
+        );
+        let r0 = n.client.app().replies;
+        let st = n.client.stack_mut().state(target);
+        assert_eq!(
+            st,
+            Some(smoltcp::socket::tcp::State::Established),
+            "t={} conns {}",
+            n.now,
+            n.client.stack().conn_count()
+        );
+        n.client.app_mut().fire = Some(target);
+        assert!(n.drive(100_000, |n| n.client.app().replies == r0 + 1));
+        n.drive(2_000, |_| false); // delayed ACKs
+        per.push((
+            n.server.stack().stats().conn_polls.get() - s0,
+            n.client.stack().stats().conn_polls.get() - c0,
+        ));
+    }
+    per.sort_unstable();
+    per[per.len() / 2]
+}
+
+#[test]
+fn demux_cost_does_not_grow_with_idle_connections() {
+    let alone = polls_per_transaction(0);
+    let crowded = polls_per_transaction(10_000);
+    eprintln!("connection polls per transaction: alone {alone:?}, with 10,000 idle {crowded:?}");
+    assert!(alone.0 > 0 && alone.1 > 0);
+    assert!(
+        crowded.0 <= alone.0 + 2 && crowded.1 <= alone.1 + 2,
+        "with 10,000 idle connections a transaction polled {crowded:?} connections vs {alone:?} alone"
+    );
+}

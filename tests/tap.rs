@@ -1,0 +1,211 @@
+//! The TAP port against the Linux kernel, in a private network namespace.
+#![cfg(feature = "tap")]
+
+mod common;
+
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use bypass::buf::{Burst, PacketBuf};
+use bypass::port::tap::{TapConfig, TapPort};
+use bypass::port::{MacAddr, Port, PortQueue};
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::{
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
+    EthernetRepr, IpProtocol, Ipv4Address, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
+};
+
+const KERNEL_IP: Ipv4Address = Ipv4Address::new(10, 99, 0, 1);
+const OUR_IP: Ipv4Address = Ipv4Address::new(10, 99, 0, 2);
+
+fn send(q: &mut bypass::port::tap::TapQueue, build: impl FnOnce(&mut [u8]) -> usize) {
+    let mut b = q.alloc().unwrap();
+    let n = build(b.room_mut());
+    b.set_len(n);
+    let mut burst = Burst::new();
+    burst.push(b);
+    assert_eq!(q.tx_burst(&mut burst), 1);
+}
+
+#[test]
+fn tap_exchanges_frames_with_the_kernel() {
+    if !common::root_or_skip("tap_exchanges_frames_with_the_kernel") {
+        return;
+    }
+    common::private_netns();
+    let our_mac = MacAddr([0x02, 0xbb, 0, 0, 0, 2]);
+    let mut port = TapPort::open(&TapConfig {
+        mac: Some(our_mac),
+        ..TapConfig::new("bpt0")
+    })
+    .unwrap();
+    assert_eq!(port.info().mac, our_mac);
+    common::sh("sysctl -qw net.ipv6.conf.all.disable_ipv6=1; ip addr add 10.99.0.1/24 dev bpt0");
+    let kernel_mac = EthernetAddress(bypass::port::sys::get_mac("bpt0").unwrap());
+    let mut q = port.take_queues().pop().unwrap();
+
+    // The kernel pings our address: it first asks who has it.
+    let mut ping = std::process::Command::new("ping")
+        .args(["-c", "5", "-i", "0.3", "-W", "1", "10.99.0.2"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut saw_arp_request = false;
+    let mut saw_echo_request = false;
+    while Instant::now() < deadline && !saw_echo_request {
+        let mut rx = Burst::new();
+        q.rx_burst(&mut rx);
+        for f in rx {
+            let eth = EthernetFrame::new_checked(f.data()).unwrap();
+            assert_eq!(eth.src_addr(), kernel_mac);
+            match eth.ethertype() {
+                EthernetProtocol::Arp => {
+                    let arp =
+                        ArpRepr::parse(&ArpPacket::new_checked(eth.payload()).unwrap()).unwrap();
+                    let ArpRepr::EthernetIpv4 {
+                        operation,
+                        target_protocol_addr,
+                        source_protocol_addr,
+                        ..
+                    } = arp
+                    else {
+                        panic!("not ethernet/ipv4 arp")
+                    };
+                    if operation == ArpOperation::Request && target_protocol_addr == OUR_IP {
+                        saw_arp_request = true;
+                        assert_eq!(source_protocol_addr, KERNEL_IP);
+                        // Answer: the kernel must accept our frame to go on.
+                        send(&mut q, |room| {
+                            let reply = ArpRepr::EthernetIpv4 {
+                                operation: ArpOperation::Reply,
+                                source_hardware_addr: EthernetAddress(our_mac.0),
+                                source_protocol_addr: OUR_IP,
+                                target_hardware_addr: kernel_mac,
+                                target_protocol_addr: KERNEL_IP,
+                            };
+                            let e = EthernetRepr {
+                                src_addr: EthernetAddress(our_mac.0),
+                                dst_addr: kernel_mac,
+                                ethertype: EthernetProtocol::Arp,
+                            };
+                            let n = e.buffer_len() + reply.buffer_len();
+                            let mut fr = EthernetFrame::new_unchecked(&mut room[..n]);
+                            e.emit(&mut fr);
+                            reply.emit(&mut ArpPacket::new_unchecked(fr.payload_mut()));
+                            n
+                        });
+                    }
+                }
+                EthernetProtocol::Ipv4 => {
+                    let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+                    if ip.next_header() == IpProtocol::Icmp && ip.dst_addr() == OUR_IP {
+                        assert_eq!(
+                            eth.dst_addr(),
+                            EthernetAddress(our_mac.0),
+                            "kernel learned our MAC"
+                        );
+                        saw_echo_request = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = ping.kill();
+    let _ = ping.wait();
+    assert!(saw_arp_request, "the kernel's ARP request reached us");
+    assert!(
+        saw_echo_request,
+        "the kernel used our ARP reply and sent ICMP to us"
+    );
+
+    // A UDP datagram we build arrives at a kernel socket.
+    let sock = UdpSocket::bind("10.99.0.1:9999").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let payload = b"hello from bypass";
+    send(&mut q, |room| {
+        let udp = UdpRepr {
+            src_port: 4242,
+            dst_port: 9999,
+        };
+        let ip = Ipv4Repr {
+            src_addr: OUR_IP,
+            dst_addr: KERNEL_IP,
+            next_header: IpProtocol::Udp,
+            payload_len: udp.header_len() + payload.len(),
+            hop_limit: 64,
+        };
+        let e = EthernetRepr {
+            src_addr: EthernetAddress(our_mac.0),
+            dst_addr: kernel_mac,
+            ethertype: EthernetProtocol::Ipv4,
+        };
+        let n = e.buffer_len() + ip.buffer_len() + ip.payload_len;
+        let caps = ChecksumCapabilities::default();
+        let mut fr = EthernetFrame::new_unchecked(&mut room[..n]);
+        e.emit(&mut fr);
+        let mut ipp = Ipv4Packet::new_unchecked(fr.payload_mut());
+        ip.emit(&mut ipp, &caps);
+        udp.emit(
+            &mut UdpPacket::new_unchecked(ipp.payload_mut()),
+            &OUR_IP.into(),
+            &KERNEL_IP.into(),
+            payload.len(),
+            |b| b.copy_from_slice(payload),
+            &caps,
+        );
+        n
+    });
+    let mut buf = [0u8; 64];
+    let (n, from) = sock
+        .recv_from(&mut buf)
+        .expect("the kernel delivered our datagram");
+    assert_eq!(&buf[..n], payload);
+    assert_eq!(from.to_string(), "10.99.0.2:4242");
+    assert_eq!(
+        common::if_stat("bpt0", "rx_packets"),
+        port.link_stats().tx_packets
+    );
+    drop(q);
+    let _ = port;
+}
+
+#[test]
+fn tap_multi_queue_and_existing_devices() {
+    if !common::root_or_skip("tap_multi_queue_and_existing_devices") {
+        return;
+    }
+    common::private_netns();
+    // A persistent multi-queue TAP made by iproute2 is attached to, with 2 queues.
+    common::sh("ip tuntap add mode tap multi_queue name bpt1");
+    let mut p = TapPort::open(&TapConfig {
+        queues: 2,
+        mtu: Some(9000),
+        ..TapConfig::new("bpt1")
+    })
+    .unwrap();
+    assert_eq!(p.info().mtu, 9000);
+    let qs = p.take_queues();
+    assert_eq!(qs.len(), 2);
+    assert!(p.take_queues().is_empty());
+    let mut q = qs.into_iter().next().unwrap();
+    let b = q.alloc().unwrap();
+    assert!(b.capacity() >= 9014, "frames fit the MTU");
+    drop(b);
+    assert_eq!(q.pool_stats().in_use, 0);
+    // A single-queue TAP cannot be opened as multi-queue: clear error.
+    common::sh("ip tuntap add mode tap name bpt2");
+    let e = TapPort::open(&TapConfig::new("bpt2"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("not a multi-queue TAP"), "{e}");
+    // Names are checked.
+    let e = TapPort::open(&TapConfig::new("no/slash"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("not a valid interface name"), "{e}");
+}
