@@ -71,6 +71,10 @@ fn ring_scenario() {
     assert_eq!(port.info().kind, "dpdk");
     assert_eq!(port.info().queues, 2);
     assert!(port.link_up());
+    // net_ring has no RSS: the sharded stack must steer in software.
+    assert!(!port.info().caps.rss);
+    let flow_rss = bypass::flow::Rss::symmetric(2).unwrap();
+    assert!(!port.configure_rss(&flow_rss).expect("configure_rss"));
     let baseline = port.pools_in_use();
     let mut queues = port.take_queues();
     assert_eq!(queues.len(), 2);

@@ -50,6 +50,19 @@ fn rss_scenario() {
         rss.reta
     );
 
+    // The sharded stack's RSS (crate::flow) programs the device exactly.
+    let flow_rss = bypass::flow::Rss::new(
+        bypass::flow::RssKey::MICROSOFT,
+        bypass::flow::Reta::from_fn(2, |i| (i / 3) % 2).unwrap(),
+    );
+    assert!(port.configure_rss(&flow_rss).expect("configure_rss"));
+    let now = port.rss().expect("RSS configuration").clone();
+    assert_eq!(now.key, bypass::flow::RssKey::MICROSOFT.0);
+    assert_eq!(now.hash_types, ethdev::RSS_HF_FLOW);
+    for (i, &q) in now.reta.iter().enumerate() {
+        assert_eq!(q, flow_rss.reta().entries()[i % 128], "entry {i}");
+    }
+
     let baseline = port.pools_in_use();
     let queues = port.take_queues();
     assert_eq!(

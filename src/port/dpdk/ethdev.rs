@@ -46,6 +46,9 @@ pub const RSS_HF: u64 = RSS_IPV4
     | RSS_NONFRAG_IPV6_UDP
     | RSS_NONFRAG_IPV6_OTHER;
 const RX_OFFLOAD_RSS_HASH: u64 = 1 << 19;
+/// The hash types of `crate::flow::Rss`: the IPv4 TCP/UDP 4-tuple, the two
+/// addresses for other IPv4 packets.
+pub const RSS_HF_FLOW: u64 = RSS_IPV4 | RSS_NONFRAG_IPV4_TCP | RSS_NONFRAG_IPV4_UDP;
 
 /// The symmetric Toeplitz key: `6d 5a` repeated (Woo and Park, 2012). With
 /// it, a flow and its reverse (addresses and ports swapped) hash alike, so
@@ -495,6 +498,47 @@ impl EthDev {
             reta,
             hash_types: conf.rss_hf,
         })
+    }
+
+    /// Programs the RSS key, hash types and redirection table (`reta[i]` is
+    /// the queue of table entry `i`; its length must be the device's table
+    /// size). Returns `Ok(false)` if the device does not support it.
+    pub fn set_rss(&self, key: &[u8], hash_types: u64, reta: &[u16]) -> Result<bool> {
+        let mut key = key.to_vec();
+        let mut conf = sys::rte_eth_rss_conf {
+            rss_key: key.as_mut_ptr(),
+            rss_key_len: key.len() as u8,
+            rss_hf: hash_types,
+        };
+        // SAFETY: valid port id; the key outlives the call.
+        let r = unsafe { sys::rte_eth_dev_rss_hash_update(self.id.0, &mut conf) };
+        if r == -libc::ENOTSUP {
+            return Ok(false);
+        }
+        check(r, format!("setting the RSS key of `{}`", self.name))?;
+        let g = sys::RTE_ETH_RETA_GROUP_SIZE as usize;
+        let mut entries = vec![
+            sys::rte_eth_rss_reta_entry64 {
+                mask: u64::MAX,
+                reta: [0; 64]
+            };
+            reta.len().div_ceil(g)
+        ];
+        for (i, &q) in reta.iter().enumerate() {
+            entries[i / g].reta[i % g] = q;
+        }
+        // SAFETY: valid port id; entries hold reta.len() entries.
+        let r = unsafe {
+            sys::rte_eth_dev_rss_reta_update(self.id.0, entries.as_mut_ptr(), reta.len() as u16)
+        };
+        if r == -libc::ENOTSUP {
+            return Ok(false);
+        }
+        check(
+            r,
+            format!("setting the RSS redirection table of `{}`", self.name),
+        )?;
+        Ok(true)
     }
 
     /// Basic device counters.

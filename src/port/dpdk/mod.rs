@@ -356,6 +356,40 @@ impl Port for DpdkPort {
         std::mem::take(&mut self.queues)
     }
 
+    /// Programs `rss`'s key, the IPv4 TCP/UDP hash types and its table
+    /// (folded over the device's table when that is a multiple of 128
+    /// entries), then reads them back: `Ok(true)` only if the device reports
+    /// exactly that configuration.
+    fn configure_rss(&mut self, rss: &crate::flow::Rss) -> Result<bool> {
+        let facts = self.shared.dev.facts()?;
+        let n = facts.reta_size as usize;
+        let ours = rss.reta().entries();
+        if !self.info.caps.rss
+            // 0: the driver does not say (net_null); the read-back decides.
+            || !matches!(facts.hash_key_size as usize, 0 | 40)
+            || facts.rss_offloads & ethdev::RSS_HF_FLOW != ethdev::RSS_HF_FLOW
+            || n == 0
+            || n % ours.len() != 0
+            || rss.cores() > self.info.queues as usize
+        {
+            return Ok(false);
+        }
+        let table: Vec<u16> = (0..n).map(|i| ours[i % ours.len()]).collect();
+        if !self
+            .shared
+            .dev
+            .set_rss(&rss.key().0, ethdev::RSS_HF_FLOW, &table)?
+        {
+            return Ok(false);
+        }
+        let now = self.shared.dev.rss();
+        let exact = now.as_ref().is_some_and(|c| {
+            c.key == rss.key().0 && c.reta == table && c.hash_types == ethdev::RSS_HF_FLOW
+        });
+        self.rss = now;
+        Ok(exact)
+    }
+
     fn link_stats(&self) -> LinkStats {
         match self.shared.dev.stats() {
             Some(s) => LinkStats {
