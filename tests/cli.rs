@@ -556,3 +556,51 @@ fn http_on_two_cores_shares_the_connections_out() {
     assert_eq!(j["accepted"], 60, "{j}");
     assert_eq!(j["reset"], 0, "{j}");
 }
+
+#[cfg(feature = "dpdk")]
+#[test]
+fn http_over_dpdk_net_tap_serves_the_kernel() {
+    if !common::root_or_skip("http_over_dpdk_net_tap_serves_the_kernel") {
+        return;
+    }
+    common::private_netns();
+    common::sh("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1");
+    // DPDK's net_tap PMD creates the kernel TAP `bpd0`; the userspace
+    // stack runs on the DPDK port, the kernel on the TAP's side.
+    let child = Command::new(env!("CARGO_BIN_EXE_bypass"))
+        .args([
+            "http",
+            "--port",
+            "dpdk:net_tap0,iface=bpd0",
+            "--ip",
+            "10.46.0.2/24",
+        ])
+        .args(["--duration", "5", "--json", "--idle-sleep-us", "50"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut topo = Topology {
+        ns: vec![],
+        child: Some(child),
+    };
+    for _ in 0..100 {
+        if std::fs::read_to_string("/proc/thread-self/net/dev")
+            .unwrap()
+            .contains("bpd0:")
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    common::sh("ip addr add 10.46.0.1/24 dev bpd0 && ip link set bpd0 up");
+    std::thread::sleep(Duration::from_millis(300));
+    let r = common::sh_out("curl -s --max-time 5 http://10.46.0.2/plaintext http://10.46.0.2/json");
+    assert_eq!(r, "Hello, World!{\"message\":\"Hello, World!\"}");
+    let out = topo.child.take().unwrap().wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["req"], 2, "{j}");
+    assert_eq!(j["port"]["kind"], "dpdk");
+    assert_eq!(j["drops_by_reason"]["bad_checksum"], 0);
+}
