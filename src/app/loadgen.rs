@@ -81,8 +81,19 @@ pub struct LoadConfig {
     pub rate: Option<f64>,
     /// Most connection attempts per `poll` (bounds the loop iteration).
     pub connects_per_poll: usize,
+    /// Most handshakes under way at once (keep it below the server's
+    /// backlog: SYNs beyond it are dropped and retried a second later).
+    pub max_pending: usize,
     /// Stop opening connections after this many attempts (`None`: never).
     pub max_connects: Option<u64>,
+    /// `rr`/`http`: send nothing until every connection is open, then
+    /// start them all (so the ramp does not compete with the load).
+    pub start_after_ramp: bool,
+    /// `rr` with `pipeline` 1: most requests in flight on this core at once;
+    /// a connection whose response came back while the window is full
+    /// waits its turn (round robin). Keeps the frames in flight within
+    /// what the wire and pools hold when connections outnumber them.
+    pub max_inflight: Option<usize>,
     /// How `cps` closes.
     pub close: CloseWith,
     /// Path of the `GET`s (`http`).
@@ -102,7 +113,10 @@ impl LoadConfig {
             pipeline: 1,
             rate: None,
             connects_per_poll: 64,
+            max_pending: 512,
             max_connects: None,
+            start_after_ramp: false,
+            max_inflight: None,
             close: CloseWith::Fin,
             path: "/plaintext".into(),
             host: "bypass".into(),
@@ -130,6 +144,17 @@ impl LoadConfig {
         }
         if self.connects_per_poll == 0 {
             return Err("connects per poll must be at least 1".into());
+        }
+        if let Some(w) = self.max_inflight {
+            if w == 0 || self.mode != Mode::Rr || self.pipeline != 1 {
+                return Err(
+                    "--max-inflight needs --mode rr, --pipeline 1 and a window of at least 1"
+                        .into(),
+                );
+            }
+        }
+        if self.max_pending == 0 {
+            return Err("--max-pending must be at least 1".into());
         }
         if self.mode == Mode::Http {
             HttpClient::new(&self.host).map_err(|e| format!("--host: {e}"))?;
@@ -180,7 +205,12 @@ pub struct Flow {
     http_out: Vec<u8>,
     http: Option<Box<HttpClient>>,
     done: bool,
+    /// False while the connection waits for the ramp to end.
+    started: bool,
 }
+
+/// Most waiting connections started per `poll`.
+const KICKS_PER_POLL: usize = 1024;
 
 /// The load generator of one core.
 pub struct LoadGen {
@@ -200,6 +230,13 @@ pub struct LoadGen {
     stopped: bool,
     last_poll: Instant,
     tx_at_full: u64,
+    /// Requests in flight (rr/http).
+    inflight: usize,
+    /// Connections waiting for the end of the ramp.
+    waiting: VecDeque<ConnId>,
+    /// Started from `poll`: (start time µs, request bytes not yet taken),
+    /// until the connection's next callback adopts it.
+    kicked: HashMap<ConnId, (u64, usize), ahash::RandomState>,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -214,6 +251,7 @@ impl LoadGen {
     pub fn new(mut cfg: LoadConfig, stats: Arc<LoadStats>) -> LoadGen {
         cfg.pipeline = cfg.pipeline.clamp(1, 1024);
         cfg.connects_per_poll = cfg.connects_per_poll.max(1);
+        cfg.max_pending = cfg.max_pending.max(1);
         let payload = (0..cfg.size.clamp(1, 64 * 1024))
             .map(|i| b'a' + (i % 26) as u8)
             .collect();
@@ -234,6 +272,9 @@ impl LoadGen {
             stopped: false,
             last_poll: Instant(0),
             tx_at_full: 0,
+            inflight: 0,
+            waiting: VecDeque::new(),
+            kicked: HashMap::default(),
         }
     }
 
@@ -289,6 +330,7 @@ impl LoadGen {
 
     fn record(&mut self, sent_us: u64, now: Instant) {
         self.stats.transactions.inc();
+        self.inflight = self.inflight.saturating_sub(1);
         if self.recording() {
             let us = now
                 .micros()
@@ -307,6 +349,7 @@ impl LoadGen {
 
     /// Like `send_requests`, timing the requests from `now` (µs).
     fn send_requests_at(&mut self, f: &mut Flow, conn: &mut Conn<'_>, n: usize, now: u64) {
+        self.inflight += n;
         match self.cfg.mode {
             Mode::Http => {
                 if let Some(h) = f.http.as_mut() {
@@ -363,6 +406,80 @@ impl LoadGen {
         }
     }
 
+    fn window_full(&self, more: usize) -> bool {
+        // Connections already waiting go first (round robin).
+        self.cfg
+            .max_inflight
+            .is_some_and(|w| !self.waiting.is_empty() || self.inflight + more > w)
+    }
+
+    /// Starts connections that waited for the ramp (up to a bound).
+    fn kick(&mut self, ctx: &mut Ctx<'_>) -> usize {
+        let now = ctx.now().micros();
+        let mut n = self.waiting.len().min(KICKS_PER_POLL);
+        if let Some(w) = self.cfg.max_inflight {
+            n = n.min(w.saturating_sub(self.inflight));
+        }
+        self.inflight += n * self.cfg.pipeline;
+        let ids: Vec<ConnId> = self.waiting.drain(..n).collect();
+        for id in ids {
+            let mut conn = ctx.conn(id);
+            let bytes = match self.cfg.mode {
+                Mode::Http => {
+                    self.req.clear();
+                    // A fresh client to write the GETs; the flow's own
+                    // client counts them when it adopts the kick.
+                    let Ok(mut h) = HttpClient::new(&self.cfg.host) else {
+                        continue;
+                    };
+                    for _ in 0..self.cfg.pipeline {
+                        let _ = h.write_get(&self.cfg.path, &mut self.req);
+                    }
+                    self.req.clone()
+                }
+                _ => {
+                    let mut v = Vec::with_capacity(self.cfg.pipeline * self.cfg.size);
+                    while v.len() < self.cfg.pipeline * self.cfg.size {
+                        let k =
+                            (self.cfg.pipeline * self.cfg.size - v.len()).min(self.payload.len());
+                        v.extend_from_slice(&self.payload[..k]);
+                    }
+                    v
+                }
+            };
+            let k = conn.send(&bytes);
+            self.stats.bytes_out.add(bytes.len() as u64);
+            self.kicked.insert(id, (now, bytes.len() - k));
+        }
+        n
+    }
+
+    /// Takes over a connection started from `poll`.
+    fn adopt(&mut self, f: &mut Flow, id: ConnId) {
+        if f.started {
+            return;
+        }
+        let Some((t, owed)) = self.kicked.remove(&id) else {
+            return;
+        };
+        f.started = true;
+        for _ in 0..self.cfg.pipeline {
+            f.stamps.push_back(t);
+        }
+        if let Some(h) = f.http.as_mut() {
+            // Keep the client's count of requests in flight right.
+            let mut sink = Vec::new();
+            for _ in 0..self.cfg.pipeline {
+                let _ = h.write_get(&self.cfg.path, &mut sink);
+            }
+            if owed > 0 {
+                f.http_out.extend_from_slice(&sink[sink.len() - owed..]);
+            }
+        } else {
+            f.owed = owed;
+        }
+    }
+
     fn want_more(&self) -> bool {
         !self.stopped
             && self.cfg.mode != Mode::Hold
@@ -398,7 +515,21 @@ impl TcpApp for LoadGen {
             http_out: Vec::new(),
             http: None,
             done: false,
+            started: true,
         };
+        let defer = (self.cfg.start_after_ramp
+            && matches!(self.cfg.mode, Mode::Rr | Mode::Http)
+            && (self.full_at.is_none() || self.full_at == Some(now))
+            && self.waiting.len() < self.cfg.connections)
+            || (self.cfg.mode == Mode::Rr && self.window_full(self.cfg.pipeline));
+        if defer {
+            f.started = false;
+            if self.cfg.mode == Mode::Http {
+                f.http = HttpClient::new(&self.cfg.host).ok().map(Box::new);
+            }
+            self.waiting.push_back(conn.id());
+            return f;
+        }
         match self.cfg.mode {
             Mode::Hold => {}
             Mode::Rr => self.send_requests(&mut f, conn, self.cfg.pipeline),
@@ -415,6 +546,7 @@ impl TcpApp for LoadGen {
     }
 
     fn on_data(&mut self, f: &mut Flow, conn: &mut Conn<'_>, data: &[u8]) -> usize {
+        self.adopt(f, conn.id());
         self.stats.bytes_in.add(data.len() as u64);
         let now = conn.now();
         match self.cfg.mode {
@@ -448,7 +580,13 @@ impl TcpApp for LoadGen {
                         self.finish_cps(f, conn);
                     }
                 } else if completed > 0 && !f.done {
-                    self.send_requests(f, conn, completed);
+                    if self.window_full(completed) {
+                        // Wait for a turn; `poll` starts it again.
+                        f.started = false;
+                        self.waiting.push_back(conn.id());
+                    } else {
+                        self.send_requests(f, conn, completed);
+                    }
                 }
             }
             Mode::Http => {
@@ -490,10 +628,12 @@ impl TcpApp for LoadGen {
     }
 
     fn on_writable(&mut self, f: &mut Flow, conn: &mut Conn<'_>) {
+        self.adopt(f, conn.id());
         self.flush(f, conn);
     }
 
-    fn on_close(&mut self, _f: Flow, reason: CloseReason) {
+    fn on_close(&mut self, f: Flow, reason: CloseReason) {
+        self.inflight = self.inflight.saturating_sub(f.stamps.len());
         self.live = self.live.saturating_sub(1);
         self.stats.open.set(self.live as u64);
         match reason {
@@ -511,6 +651,10 @@ impl TcpApp for LoadGen {
         let now = ctx.now();
         self.last_poll = now;
         let start = *self.start.get_or_insert(now);
+        let mut kicked = 0;
+        if (self.full_at.is_some() || !self.cfg.start_after_ramp) && !self.waiting.is_empty() {
+            kicked = self.kick(ctx);
+        }
         if self.stopped
             || (self.cfg.mode == Mode::Hold && self.attempts >= self.cfg.connections as u64)
         {
@@ -527,10 +671,11 @@ impl TcpApp for LoadGen {
             budget = budget.min(m.saturating_sub(self.attempts) as usize);
         }
         if self.attempts >= self.cfg.connections as u64 && !self.want_more() {
-            return 0;
+            return kicked;
         }
         let busy = self.live + self.connecting.len();
         budget = budget.min(self.cfg.connections.saturating_sub(busy));
+        budget = budget.min(self.cfg.max_pending.saturating_sub(self.connecting.len()));
         let mut n = 0;
         while n < budget {
             let target = self.cfg.targets[self.next_target % self.cfg.targets.len()];
@@ -550,7 +695,7 @@ impl TcpApp for LoadGen {
                 }
             }
         }
-        n
+        n + kicked
     }
 }
 
@@ -829,6 +974,74 @@ mod tests {
         g.on_close(f, CloseReason::Reset);
         assert_eq!(poll(&mut g, &mut fake, 200), 0);
         assert_eq!(g.stats().reset.get(), 1);
+    }
+
+    #[test]
+    fn pending_handshakes_are_bounded() {
+        let mut g = gen(Mode::Rr, 100);
+        g.cfg.max_pending = 4;
+        let mut fake = Fake::default();
+        assert_eq!(poll(&mut g, &mut fake, 0), 3);
+        assert_eq!(poll(&mut g, &mut fake, 1), 1);
+        assert_eq!(poll(&mut g, &mut fake, 2), 0);
+        let id = fake.connects[0].0;
+        let _f = open(&mut g, &mut fake, id, 3);
+        g.on_connect_failed(fake.connects[1].0);
+        assert_eq!(poll(&mut g, &mut fake, 4), 2);
+        assert_eq!(g.connecting(), 4);
+        assert_eq!(g.live(), 1);
+    }
+
+    #[test]
+    fn start_after_ramp_holds_requests_until_every_connection_is_open() {
+        let mut g = gen(Mode::Rr, 2);
+        g.cfg.start_after_ramp = true;
+        g.cfg.pipeline = 2;
+        let mut fake = Fake::default();
+        poll(&mut g, &mut fake, 0);
+        let (a, b) = (fake.connects[0].0, fake.connects[1].0);
+        let mut fa = open(&mut g, &mut fake, a, 10);
+        assert!(fake.sent.is_empty());
+        let _fb = open(&mut g, &mut fake, b, 20);
+        assert!(fake.sent.is_empty());
+        fake.room = Some(12); // a takes 8 bytes, b only 4 of its 8
+        assert_eq!(poll(&mut g, &mut fake, 30), 2);
+        assert_eq!(fake.sent[&a].len() + fake.sent[&b].len(), 12);
+        // The first response is timed from the kick.
+        data(&mut g, &mut fake, &mut fa, a, 45, b"abcd");
+        assert_eq!(g.latency().max(), 15);
+        assert_eq!(fa.stamps.len(), 2); // one left, one new
+    }
+
+    #[test]
+    fn max_inflight_takes_turns() {
+        let mut g = gen(Mode::Rr, 3);
+        g.cfg.max_inflight = Some(2);
+        let mut fake = Fake::default();
+        poll(&mut g, &mut fake, 0);
+        let ids: Vec<ConnId> = fake.connects.iter().map(|c| c.0).collect();
+        let mut fa = open(&mut g, &mut fake, ids[0], 1);
+        let _fb = open(&mut g, &mut fake, ids[1], 1);
+        let mut fc = open(&mut g, &mut fake, ids[2], 1);
+        // The window holds two: the third waits.
+        assert_eq!(fake.sent.len(), 2);
+        assert!(!fc.started);
+        // a's response frees a turn; a itself queues behind c.
+        data(&mut g, &mut fake, &mut fa, ids[0], 5, b"abcd");
+        assert_eq!(fake.sent[&ids[0]].len(), 4);
+        assert_eq!(poll(&mut g, &mut fake, 6), 1);
+        assert_eq!(fake.sent[&ids[2]].len(), 4);
+        assert_eq!(fake.sent[&ids[0]].len(), 4);
+        data(&mut g, &mut fake, &mut fc, ids[2], 9, b"abcd");
+        assert_eq!(g.latency().min(), 3); // kicked at 6
+        assert_eq!(g.stats().transactions.get(), 2);
+        // Then a's turn comes.
+        assert_eq!(poll(&mut g, &mut fake, 10), 1);
+        assert_eq!(fake.sent[&ids[0]].len(), 8);
+        let mut c = LoadConfig::new(vec![target(7)], Mode::Rr, 1);
+        c.max_inflight = Some(4);
+        c.pipeline = 2;
+        assert!(c.validate().is_err());
     }
 
     #[test]

@@ -69,6 +69,18 @@ pub struct LoadArgs {
     /// Most connection attempts per second, per core (the ramp).
     #[arg(long, value_name = "CPS")]
     pub rate: Option<f64>,
+    /// Most handshakes under way at once (keep it below the server's
+    /// backlog).
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    pub max_pending: usize,
+    /// rr/http: send nothing until every connection is open (the ramp does
+    /// not compete with the load).
+    #[arg(long)]
+    pub start_after_ramp: bool,
+    /// rr with --pipeline 1: most requests in flight per core; connections
+    /// take turns (for more connections than the wire holds frames).
+    #[arg(long, value_name = "N")]
+    pub max_inflight: Option<usize>,
     /// How cps ends each connection.
     #[arg(long, value_enum, default_value = "fin")]
     pub close: CloseArg,
@@ -87,6 +99,9 @@ impl LoadArgs {
         c.size = self.size;
         c.pipeline = self.pipeline;
         c.rate = self.rate;
+        c.max_pending = self.max_pending;
+        c.start_after_ramp = self.start_after_ramp;
+        c.max_inflight = self.max_inflight;
         c.close = match self.close {
             CloseArg::Fin => CloseWith::Fin,
             CloseArg::Rst => CloseWith::Rst,

@@ -81,6 +81,9 @@ pub struct TcpBenchArgs {
     /// Core of the clients.
     #[arg(long, default_value_t = 1)]
     pub client_core: usize,
+    /// conns: most requests in flight at once (connections take turns).
+    #[arg(long, value_name = "N", default_value_t = 2048)]
+    pub max_inflight: usize,
     /// Skip the kernel (or nginx) side.
     #[arg(long)]
     pub no_kernel: bool,
@@ -152,8 +155,9 @@ impl TcpBenchArgs {
 
 /// Runs `workers` until every generator has all its connections open, then
 /// for `duration` more (cps: `duration` from the start); gives up on the
-/// ramp after `ramp_timeout`. `at_full` runs once, on this thread, when the
-/// table is full.
+/// ramp after `ramp_timeout`. `at` runs on this thread with `true` once
+/// when the table is full and with `false` once when the run stops (before
+/// the workers' `finish`).
 fn timed_run<W: Worker>(
     cores: Vec<usize>,
     workers: Vec<W>,
@@ -161,7 +165,7 @@ fn timed_run<W: Worker>(
     cps: bool,
     duration: Duration,
     ramp_timeout: Duration,
-    mut at_full: impl FnMut(),
+    mut at: impl FnMut(bool),
 ) -> Result<Vec<W>> {
     let cfg = RunConfig {
         cores,
@@ -176,10 +180,11 @@ fn timed_run<W: Worker>(
     let ramp = ramp_timeout.as_secs_f64();
     runtime::run(&cfg, workers, &stop, move |t| {
         if end.is_none() && load.iter().all(|s| s.full_at_us.get() > 0) {
-            at_full();
+            at(true);
             end = Some(t + duration.as_secs_f64());
         }
-        if end.is_some_and(|e| t >= e) || (end.is_none() && t >= ramp) {
+        if !stopper.is_set() && (end.is_some_and(|e| t >= e) || (end.is_none() && t >= ramp)) {
+            at(false);
             stopper.set();
         }
     })
@@ -285,6 +290,13 @@ pub struct OursRun {
     pub rss_full: u64,
     /// Server-side connections open at the end.
     pub server_conns: u64,
+    /// Frames dropped by either stack (queue full, no buffer, malformed)
+    /// until the measurement ended (not counting the goodbye FINs).
+    pub drops: u64,
+    /// ... of which: the port's transmit queue (the wire ring) was full.
+    pub drops_tx_full: u64,
+    /// ... of which: no pool buffer to build the frame in.
+    pub drops_no_buffer: u64,
 }
 
 fn run_ours(
@@ -300,8 +312,8 @@ fn run_ours(
     let ports_needed = total.div_ceil(PORTS_PER_LISTENER).max(1);
     let (mut a, mut b) = MemPort::pair(&MemConfig {
         queues: wires as u16,
-        ring_size: 4096,
-        pool_frames: 16384,
+        ring_size: 8192,
+        pool_frames: 32768,
         name: "bench".into(),
         ..Default::default()
     })?;
@@ -315,6 +327,7 @@ fn run_ours(
         .collect();
     let mut load_stats = Vec::new();
     let mut server_stats = Vec::new();
+    let mut all_stats = Vec::new();
     let mut groups = Vec::new();
     for roles in &place.roles {
         let mut g = Vec::new();
@@ -335,6 +348,7 @@ fn run_ours(
                     )?;
                 }
                 server_stats.push(s.stats().clone());
+                all_stats.push(s.stats().clone());
                 g.push(match kind {
                     ServerKind::Echo => Side::Echo(Box::new(TcpWorker::new(
                         s,
@@ -353,6 +367,7 @@ fn run_ours(
                 sc.connect = tcp;
                 sc.ephemeral = (1024, 65535);
                 let s = Stack::new(queue, &ib, sc, clock.now())?;
+                all_stats.push(s.stats().clone());
                 let st = Arc::new(LoadStats::default());
                 load_stats.push(st.clone());
                 g.push(Side::Load(Box::new(TcpWorker::new(
@@ -365,6 +380,9 @@ fn run_ours(
     }
     let rss_before = rss_bytes();
     let mut rss_full = 0;
+    let drops =
+        |f: fn(&bypass::stack::StackStats) -> u64| all_stats.iter().map(|s| f(s)).sum::<u64>();
+    let mut at_end = [0u64; 3];
     let done = timed_run(
         place.cores.clone(),
         groups,
@@ -372,7 +390,17 @@ fn run_ours(
         load.mode == Mode::Cps,
         duration,
         ramp_timeout,
-        || rss_full = rss_bytes(),
+        |full| {
+            if full {
+                rss_full = rss_bytes();
+            } else {
+                at_end = [
+                    drops(|s| s.drops() + s.tx_full.get() + s.tx_no_buffer.get()),
+                    drops(|s| s.tx_full.get()),
+                    drops(|s| s.tx_no_buffer.get()),
+                ];
+            }
+        },
     )?;
     let gens: Vec<&LoadGen> = done
         .iter()
@@ -387,6 +415,9 @@ fn run_ours(
         rss_before,
         rss_full,
         server_conns: server_stats.iter().map(|s| s.conns.get()).sum(),
+        drops: at_end[0],
+        drops_tx_full: at_end[1],
+        drops_no_buffer: at_end[2],
     })
 }
 
@@ -466,7 +497,7 @@ pub fn kernel_client(a: KernelClientArgs) -> Result<()> {
         lcfg.mode == Mode::Cps,
         secs(a.duration),
         secs(a.ramp_timeout),
-        || {},
+        |_| {},
     )?;
     let w = &done[0];
     let mut v = serde_json::to_value(LoadSummary::of(&[w.app()])).unwrap_or_default();
@@ -530,6 +561,7 @@ fn run_kernel_client(
         .args(["--connections", &load.connections.to_string()])
         .args(["--size", &load.size.to_string()])
         .args(["--pipeline", &load.pipeline.to_string()])
+        .args(["--max-pending", &load.max_pending.to_string()])
         .args(["--path", &load.path, "--host", &load.host])
         .args(["--duration", &duration.as_secs_f64().to_string()])
         .args(["--ramp-timeout", &ramp_timeout.as_secs_f64().to_string()]);
@@ -539,6 +571,12 @@ fn run_kernel_client(
         ModeArg::Hold => "hold",
         ModeArg::Http => "http",
     });
+    if let Some(w) = load.max_inflight {
+        cmd.args(["--max-inflight", &w.to_string()]);
+    }
+    if load.start_after_ramp {
+        cmd.arg("--start-after-ramp");
+    }
     cmd.arg("--close").arg(match load.close {
         crate::cli::loadgen::CloseArg::Fin => "fin",
         crate::cli::loadgen::CloseArg::Rst => "rst",
@@ -655,6 +693,9 @@ fn load_args(mode: ModeArg, n: usize, size: usize, pipeline: usize) -> LoadArgs 
         size,
         pipeline,
         rate: None,
+        max_pending: 512,
+        start_after_ramp: true,
+        max_inflight: None,
         close: if mode == ModeArg::Cps {
             crate::cli::loadgen::CloseArg::Rst
         } else {
@@ -1029,7 +1070,10 @@ pub fn conns(a: TcpBenchArgs) -> Result<()> {
          then {} B request/response on all of them for {} s; buffers rx {} B + tx {} B per end; machine: {}",
         a.client_core, a.server_core, a.size, a.duration, tcp.rx_buf, tcp.tx_buf, machine()
     ));
-    let la = load_args(ModeArg::Rr, n, a.size, 1);
+    let mut la = load_args(ModeArg::Rr, n, a.size, 1);
+    // At most this many requests in flight: the wire ring holds 8192
+    // frames; beyond it frames would be dropped and retried after 1 s.
+    la.max_inflight = Some(a.max_inflight.min(n));
     let r = run_ours(
         &Placement::split(a.server_core, a.client_core),
         ServerKind::Echo,
@@ -1074,8 +1118,8 @@ pub fn conns(a: TcpBenchArgs) -> Result<()> {
         if per_end <= 8192.0 && full.is_some() { "met" } else { "MISSED" }
     ));
     a.say(&format!(
-        "request/response at full table: {:.0} tx/s, p50 {} us p99 {} us ({} transactions)",
-        r.load.tps, r.load.latency.p50_us, r.load.latency.p99_us, r.load.latency.count
+        "request/response at full table: {:.0} tx/s, p50 {} us p99 {} us ({} transactions; {} frames dropped by the stacks: {} wire ring full, {} no pool buffer)",
+        r.load.tps, r.load.latency.p50_us, r.load.latency.p99_us, r.load.latency.count, r.drops, r.drops_tx_full, r.drops_no_buffer
     ));
     a.say(&format!(
         "where an end's bytes go (by design): smoltcp tcp::Socket {} B in a one-slot SocketSet (Vec of {} B slots), \
