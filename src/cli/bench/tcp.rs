@@ -190,6 +190,27 @@ fn timed_run<W: Worker>(
     })
 }
 
+/// (run, waiting for a CPU) nanoseconds of this process's core threads
+/// (`bypass-core*`), from /proc/self/task/*/schedstat.
+fn core_thread_times() -> (u64, u64) {
+    let mut out = (0, 0);
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let p = e.path();
+        let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+        if !comm.starts_with("bypass-core") {
+            continue;
+        }
+        let st = std::fs::read_to_string(p.join("schedstat")).unwrap_or_default();
+        let mut f = st.split_whitespace().map(|v| v.parse::<u64>().unwrap_or(0));
+        out.0 += f.next().unwrap_or(0);
+        out.1 += f.next().unwrap_or(0);
+    }
+    out
+}
+
 /// Resident memory of this process (bytes), from /proc/self/statm.
 pub fn rss_bytes() -> u64 {
     let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -290,6 +311,10 @@ pub struct OursRun {
     pub rss_full: u64,
     /// Server-side connections open at the end.
     pub server_conns: u64,
+    /// Share of the measured window our core threads spent waiting for a
+    /// CPU (preempted by other processes), from schedstat: 0 on an idle
+    /// machine; the figures are only as good as this is small.
+    pub cpu_wait_share: f64,
     /// Frames dropped by either stack (queue full, no buffer, malformed)
     /// until the measurement ended (not counting the goodbye FINs).
     pub drops: u64,
@@ -383,6 +408,7 @@ fn run_ours(
     let drops =
         |f: fn(&bypass::stack::StackStats) -> u64| all_stats.iter().map(|s| f(s)).sum::<u64>();
     let mut at_end = [0u64; 3];
+    let mut sched = [(0u64, 0u64); 2];
     let done = timed_run(
         place.cores.clone(),
         groups,
@@ -393,7 +419,9 @@ fn run_ours(
         |full| {
             if full {
                 rss_full = rss_bytes();
+                sched[0] = core_thread_times();
             } else {
+                sched[1] = core_thread_times();
                 at_end = [
                     drops(|s| s.drops() + s.tx_full.get() + s.tx_no_buffer.get()),
                     drops(|s| s.tx_full.get()),
@@ -415,6 +443,15 @@ fn run_ours(
         rss_before,
         rss_full,
         server_conns: server_stats.iter().map(|s| s.conns.get()).sum(),
+        cpu_wait_share: {
+            let run = sched[1].0.saturating_sub(sched[0].0) as f64;
+            let wait = sched[1].1.saturating_sub(sched[0].1) as f64;
+            if run + wait > 0.0 {
+                wait / (run + wait)
+            } else {
+                0.0
+            }
+        },
         drops: at_end[0],
         drops_tx_full: at_end[1],
         drops_no_buffer: at_end[2],
@@ -631,6 +668,8 @@ pub struct Point {
     pub connections: usize,
     /// Ours.
     pub ours: LoadSummary,
+    /// Share of the window our threads waited for a CPU (other processes).
+    pub ours_cpu_wait: f64,
     /// The kernel's (None: not run; see `kernel_note`).
     pub kernel: Option<LoadSummary>,
     /// Why the kernel has no figure or a partial one.
@@ -652,20 +691,22 @@ fn note_partial(s: &LoadSummary, want: usize) -> Option<String> {
 
 fn print_points(a: &TcpBenchArgs, title: &str, unit: &str, pts: &[Point]) {
     a.say(title);
+    a.say("(wait: share of the window our two pinned threads were runnable but preempted by other processes)");
     a.say(&format!(
-        "{:>8} {:>12} {:>12} {:>8} {:>16} {:>16} {:>9}",
+        "{:>8} {:>12} {:>12} {:>8} {:>16} {:>16} {:>9} {:>6}",
         "conns",
         format!("ours {unit}"),
         format!("kern {unit}"),
         "ratio",
         "ours p50/p99 us",
         "kern p50/p99 us",
-        "p99 k/o"
+        "p99 k/o",
+        "wait"
     ));
     for p in pts {
         let k = p.kernel.as_ref();
         a.say(&format!(
-            "{:>8} {:>12.0} {:>12} {:>8} {:>16} {:>16} {:>9}",
+            "{:>8} {:>12.0} {:>12} {:>8} {:>16} {:>16} {:>9} {:>5.0}%",
             p.connections,
             p.ours.tps,
             k.map_or("n/a".into(), |k| format!("{:.0}", k.tps)),
@@ -676,6 +717,7 @@ fn print_points(a: &TcpBenchArgs, title: &str, unit: &str, pts: &[Point]) {
                 k.latency.p50_us, k.latency.p99_us
             )),
             fmt_ratio(p.ratio_p99),
+            p.ours_cpu_wait * 100.0,
         ));
         if let Some(n) = &p.kernel_note {
             a.say(&format!("{:>8} kernel: {n}", ""));
@@ -731,8 +773,8 @@ fn sweep(a: &TcpBenchArgs, mode: ModeArg) -> Result<Vec<Point>> {
             tcp,
             dur,
             ramp,
-        )?
-        .load;
+        )?;
+        let (ours, ours_cpu_wait) = (ours.load, ours.cpu_wait_share);
         let (kernel, note) = if a.no_kernel {
             (None, Some("not run (--no-kernel)".to_string()))
         } else if n as u64 + 64 > limit {
@@ -759,6 +801,7 @@ fn sweep(a: &TcpBenchArgs, mode: ModeArg) -> Result<Vec<Point>> {
         });
         out.push(Point {
             connections: n,
+            ours_cpu_wait,
             ours,
             kernel,
             kernel_note: note,
@@ -950,26 +993,25 @@ pub fn scale(a: TcpBenchArgs) -> Result<()> {
         let mut la = la.clone();
         la.connections = (n / wires).max(1);
         let r = run_ours(&place, ServerKind::Echo, &load_config(&la)?, tcp, dur, ramp)?;
-        rows.push((name, r.load));
+        rows.push((name, r.load, r.cpu_wait_share));
     }
     let base = rows[0].1.tps;
     a.say(&format!(
-        "{:>12} {:>12} {:>10} {:>16}",
-        "layout", "tx/s", "vs 1 core", "p50/p99 us"
+        "{:>12} {:>12} {:>10} {:>16} {:>6}",
+        "layout", "tx/s", "vs 1 core", "p50/p99 us", "wait"
     ));
     let mut json_rows = Vec::new();
-    let mut pts = Vec::new();
-    for (i, (name, s)) in rows.iter().enumerate() {
+    for (name, s, wait) in rows.iter() {
         let r = ratio(s.tps, base);
         a.say(&format!(
-            "{:>12} {:>12.0} {:>10} {:>16}",
+            "{:>12} {:>12.0} {:>10} {:>16} {:>5.0}%",
             name,
             s.tps,
             fmt_ratio(r),
-            format!("{}/{}", s.latency.p50_us, s.latency.p99_us)
+            format!("{}/{}", s.latency.p50_us, s.latency.p99_us),
+            wait * 100.0
         ));
-        json_rows.push(serde_json::json!({ "layout": name, "summary": s, "ratio_vs_1_core": r }));
-        pts.push((i as f64 + 1.0, s.tps));
+        json_rows.push(serde_json::json!({ "layout": name, "summary": s, "ratio_vs_1_core": r, "cpu_wait_share": wait }));
     }
     if let Some(file) = &a.plot {
         let svg = svg::bar_chart(
@@ -977,7 +1019,7 @@ pub fn scale(a: TcpBenchArgs) -> Result<()> {
             "transactions/s",
             &rows
                 .iter()
-                .map(|(n, s)| (n.to_string(), s.tps))
+                .map(|(n, s, _)| (n.to_string(), s.tps))
                 .collect::<Vec<_>>(),
         );
         std::fs::write(file, svg).map_err(|e| Error::io(format!("write {file}"), e))?;
@@ -1253,8 +1295,8 @@ pub fn http(a: TcpBenchArgs) -> Result<()> {
             tcp,
             dur,
             ramp,
-        )?
-        .load;
+        )?;
+        let (ours, ours_cpu_wait) = (ours.load, ours.cpu_wait_share);
         let (kernel, note) = if a.no_kernel {
             (None, Some("not run (--no-kernel)".to_string()))
         } else if n as u64 + 64 > fd_limit() {
@@ -1276,6 +1318,7 @@ pub fn http(a: TcpBenchArgs) -> Result<()> {
             .and_then(|k| ratio(k.latency.p99_us as f64, ours.latency.p99_us.max(1) as f64));
         pts.push(Point {
             connections: n,
+            ours_cpu_wait,
             ours,
             kernel,
             kernel_note: note,
