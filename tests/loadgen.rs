@@ -160,6 +160,19 @@ fn loadgen_cps_and_hold_modes_over_tap() {
     assert!(j["transactions"].as_u64().unwrap() > 4, "{j}");
     assert!(j["cps"].as_f64().unwrap() > 0.0, "{j}");
     assert_eq!(j["errors"], 0, "{j}");
+    let j = server_and_loadgen(
+        &["echo", "--listen", "7"],
+        7,
+        &["--mode", "hold", "--connections", "6", "--rate", "100"],
+    );
+    assert_eq!(j["mode"], "hold");
+    assert_eq!(j["open"], 6, "{j}");
+    assert_eq!(j["connects"], 6, "{j}");
+    assert_eq!(j["transactions"], 0, "{j}");
+    assert!(
+        j["time_to_full_s"].as_f64().unwrap() >= 0.04,
+        "rate-limited ramp: {j}"
+    );
 }
 
 #[test]

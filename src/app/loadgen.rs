@@ -19,9 +19,10 @@
 //!
 //! A `rate` limits connection attempts per second (the ramp). Latencies go
 //! into HDR histograms (microseconds): the transaction latency of the
-//! steady state (in `rr`/`http`/`hold`, recording starts once every
-//! connection has been open at the same time; in `cps` at once, from the
-//! connect call to the response) and the handshake latency.
+//! steady state (recording starts once every connection has been open at
+//! the same time; in `cps` once the first connection opened, timing each
+//! exchange from the connect call to the response) and the handshake
+//! latency.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddrV4;
@@ -298,8 +299,8 @@ impl LoadGen {
         &self.handshake
     }
 
-    /// When every connection was first open at once (`None`: not yet; never
-    /// for `cps`).
+    /// When every connection was first open at once (`cps`: the first
+    /// connection); `None`: not yet.
     pub fn full_at(&self) -> Option<Instant> {
         self.full_at
     }
@@ -324,14 +325,11 @@ impl LoadGen {
         self.stopped = true;
     }
 
-    fn recording(&self) -> bool {
-        self.cfg.mode == Mode::Cps || self.full_at.is_some()
-    }
-
     fn record(&mut self, sent_us: u64, now: Instant) {
         self.stats.transactions.inc();
         self.inflight = self.inflight.saturating_sub(1);
-        if self.recording() {
+        // Only what was sent in the measured window counts.
+        if self.full_at.is_some_and(|f| sent_us >= f.micros()) {
             let us = now
                 .micros()
                 .saturating_sub(sent_us)
@@ -502,7 +500,11 @@ impl TcpApp for LoadGen {
         self.live += 1;
         self.stats.opened.inc();
         self.stats.open.set(self.live as u64);
-        if self.full_at.is_none() && self.cfg.mode != Mode::Cps && self.live >= self.cfg.connections
+        // The measured window opens when every connection is open; in cps
+        // at the first open (the first handshake also resolves the peer's
+        // address, which must not count).
+        if self.full_at.is_none()
+            && (self.cfg.mode == Mode::Cps || self.live >= self.cfg.connections)
         {
             self.full_at = Some(now);
             self.tx_at_full = self.stats.transactions.get();
@@ -701,22 +703,16 @@ impl TcpApp for LoadGen {
 
 impl LoadGen {
     /// The measured window: (transactions, seconds) from the moment every
-    /// connection was open (from the start, for `cps`) to the last poll.
+    /// connection was open (the first one, for `cps`) to the last poll.
     pub fn window(&self) -> (u64, f64) {
-        let from = match self.cfg.mode {
-            Mode::Cps => self.start,
-            _ => self.full_at,
-        };
-        let Some(from) = from else {
+        let Some(from) = self.full_at else {
             return (0, 0.0);
         };
-        let base = if self.cfg.mode == Mode::Cps {
-            0
-        } else {
-            self.tx_at_full
-        };
         (
-            self.stats.transactions.get().saturating_sub(base),
+            self.stats
+                .transactions
+                .get()
+                .saturating_sub(self.tx_at_full),
             self.last_poll.since(from) as f64 / 1e6,
         )
     }
@@ -1079,13 +1075,18 @@ mod tests {
         assert_eq!(g.stats().transactions.get(), 1);
         data(&mut g, &mut fake, &mut fa, a, 60, b"cdabcd");
         assert_eq!(g.stats().transactions.get(), 3);
-        assert_eq!(g.latency().len(), 2);
-        // Sent at 10 and 30, answered at 60.
-        assert_eq!(g.latency().max(), 50);
-        assert_eq!(g.latency().min(), 30);
+        // Sent at 10 and 30, before the window opened at 40: not timed.
+        assert_eq!(g.latency().len(), 0);
         assert_eq!(fa.stamps.len(), 2);
+        // Sent at 60, answered at 75 and 80.
+        data(&mut g, &mut fake, &mut fa, a, 75, b"abcd");
+        data(&mut g, &mut fake, &mut fa, a, 80, b"abcd");
+        assert_eq!(g.latency().len(), 2);
+        assert_eq!(g.latency().min(), 15);
+        assert_eq!(g.latency().max(), 20);
+        assert_eq!(g.window().0, 4);
         // Echo longer than asked: an error, the connection is reset.
-        data(&mut g, &mut fake, &mut fa, a, 70, &[b'x'; 9]);
+        data(&mut g, &mut fake, &mut fa, a, 90, &[b'x'; 9]);
         assert_eq!(g.stats().errors.get(), 1);
         assert_eq!(fake.aborted, vec![a]);
     }
@@ -1121,14 +1122,21 @@ mod tests {
         let mut f = open(&mut g, &mut fake, a, 10);
         data(&mut g, &mut fake, &mut f, a, 25, b"abcd");
         assert_eq!(fake.aborted, vec![a]);
-        assert_eq!(g.latency().max(), 25); // connect call to response
+        // Connected before the window opened (at the first open): counted,
+        // not timed.
+        assert_eq!(g.latency().len(), 0);
+        assert_eq!(g.stats().transactions.get(), 1);
         g.on_close(f, CloseReason::Reset);
         assert_eq!(poll(&mut g, &mut fake, 30), 1);
-        // The bound is reached: no more.
         let b = fake.connects[1].0;
-        g.on_connect_failed(b);
-        assert_eq!(poll(&mut g, &mut fake, 40), 0);
-        assert_eq!(g.stats().failed.get(), 1);
+        let mut f = open(&mut g, &mut fake, b, 35);
+        data(&mut g, &mut fake, &mut f, b, 50, b"abcd");
+        assert_eq!(g.latency().max(), 20); // connect call to response
+        g.on_close(f, CloseReason::Reset);
+        // The bound is reached: no more.
+        assert_eq!(poll(&mut g, &mut fake, 60), 0);
+        // Both exchanges completed in the window (10 to 60 us).
+        assert_eq!(g.window(), (2, 50e-6));
         assert_eq!(g.stats().connects.get(), 2);
     }
 

@@ -153,8 +153,8 @@ impl TcpBenchArgs {
 
 // ---- measuring windows ---------------------------------------------------
 
-/// Runs `workers` until every generator has all its connections open, then
-/// for `duration` more (cps: `duration` from the start); gives up on the
+/// Runs `workers` until every generator has all its connections open (cps:
+/// its first), then for `duration` more; gives up on the
 /// ramp after `ramp_timeout`. `at` runs on this thread with `true` once
 /// when the table is full and with `false` once when the run stops (before
 /// the workers' `finish`).
@@ -162,7 +162,6 @@ fn timed_run<W: Worker>(
     cores: Vec<usize>,
     workers: Vec<W>,
     load: &[Arc<LoadStats>],
-    cps: bool,
     duration: Duration,
     ramp_timeout: Duration,
     mut at: impl FnMut(bool),
@@ -176,7 +175,7 @@ fn timed_run<W: Worker>(
     };
     let stop = Stop::new();
     let stopper = stop.clone();
-    let mut end: Option<f64> = cps.then_some(duration.as_secs_f64());
+    let mut end: Option<f64> = None;
     let ramp = ramp_timeout.as_secs_f64();
     runtime::run(&cfg, workers, &stop, move |t| {
         if end.is_none() && load.iter().all(|s| s.full_at_us.get() > 0) {
@@ -413,7 +412,6 @@ fn run_ours(
         place.cores.clone(),
         groups,
         &load_stats,
-        load.mode == Mode::Cps,
         duration,
         ramp_timeout,
         |full| {
@@ -531,7 +529,6 @@ pub fn kernel_client(a: KernelClientArgs) -> Result<()> {
         vec![a.core],
         vec![w],
         &[st],
-        lcfg.mode == Mode::Cps,
         secs(a.duration),
         secs(a.ramp_timeout),
         |_| {},
