@@ -334,10 +334,18 @@ fn run_ours(
     let wires = place.wires();
     let total = load.connections * wires;
     let ports_needed = total.div_ceil(PORTS_PER_LISTENER).max(1);
+    // The wire holds every frame that can be in flight (a request or a
+    // response plus an ACK per request in flight): a full ring drops
+    // frames, which TCP only retries after its 1 s minimum RTO.
+    let inflight = load
+        .max_inflight
+        .unwrap_or(load.connections * load.pipeline)
+        .max(load.max_pending);
+    let ring = (2 * inflight + 1024).next_power_of_two().clamp(4096, 65536);
     let (mut a, mut b) = MemPort::pair(&MemConfig {
         queues: wires as u16,
-        ring_size: 8192,
-        pool_frames: 32768,
+        ring_size: ring,
+        pool_frames: (2 * ring) as u32,
         name: "bench".into(),
         ..Default::default()
     })?;
