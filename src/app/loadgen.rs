@@ -654,8 +654,13 @@ impl TcpApp for LoadGen {
         self.last_poll = now;
         let start = *self.start.get_or_insert(now);
         let mut kicked = 0;
-        if (self.full_at.is_some() || !self.cfg.start_after_ramp) && !self.waiting.is_empty() {
-            kicked = self.kick(ctx);
+        if !self.waiting.is_empty() {
+            if self.full_at.is_some() || !self.cfg.start_after_ramp {
+                kicked = self.kick(ctx);
+            }
+        } else if self.live + self.connecting.len() >= self.cfg.connections {
+            // The steady state: nothing to open, nobody waiting.
+            return 0;
         }
         if self.stopped
             || (self.cfg.mode == Mode::Hold && self.attempts >= self.cfg.connections as u64)

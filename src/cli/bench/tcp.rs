@@ -84,6 +84,11 @@ pub struct TcpBenchArgs {
     /// conns: most requests in flight at once (connections take turns).
     #[arg(long, value_name = "N", default_value_t = 2048)]
     pub max_inflight: usize,
+    /// Ours: after 1024 idle loop iterations in a row, sleep this many
+    /// microseconds (0: spin, the poll-mode default; on a shared machine a
+    /// sleeping thread gives its core to others while idle).
+    #[arg(long, value_name = "US", default_value_t = 0)]
+    pub idle_sleep_us: u64,
     /// Skip the kernel (or nginx) side.
     #[arg(long)]
     pub no_kernel: bool,
@@ -164,13 +169,14 @@ fn timed_run<W: Worker>(
     load: &[Arc<LoadStats>],
     duration: Duration,
     ramp_timeout: Duration,
+    idle_sleep: Duration,
     mut at: impl FnMut(bool),
 ) -> Result<Vec<W>> {
     let cfg = RunConfig {
         cores,
         duration: Some(ramp_timeout + duration + Duration::from_secs(1)),
         stats_interval: Some(Duration::from_millis(10)),
-        idle_sleep: Duration::ZERO,
+        idle_sleep,
         no_pin: false,
     };
     let stop = Stop::new();
@@ -330,6 +336,7 @@ fn run_ours(
     tcp: TcpOpts,
     duration: Duration,
     ramp_timeout: Duration,
+    idle_sleep: Duration,
 ) -> Result<OursRun> {
     let wires = place.wires();
     let total = load.connections * wires;
@@ -422,6 +429,7 @@ fn run_ours(
         &load_stats,
         duration,
         ramp_timeout,
+        idle_sleep,
         |full| {
             if full {
                 rss_full = rss_bytes();
@@ -539,6 +547,7 @@ pub fn kernel_client(a: KernelClientArgs) -> Result<()> {
         &[st],
         secs(a.duration),
         secs(a.ramp_timeout),
+        Duration::ZERO,
         |_| {},
     )?;
     let w = &done[0];
@@ -778,6 +787,7 @@ fn sweep(a: &TcpBenchArgs, mode: ModeArg) -> Result<Vec<Point>> {
             tcp,
             dur,
             ramp,
+            Duration::from_micros(a.idle_sleep_us),
         )?;
         let (ours, ours_cpu_wait) = (ours.load, ours.cpu_wait_share);
         let (kernel, note) = if a.no_kernel {
@@ -997,7 +1007,15 @@ pub fn scale(a: TcpBenchArgs) -> Result<()> {
     for (name, place, wires) in layouts {
         let mut la = la.clone();
         la.connections = (n / wires).max(1);
-        let r = run_ours(&place, ServerKind::Echo, &load_config(&la)?, tcp, dur, ramp)?;
+        let r = run_ours(
+            &place,
+            ServerKind::Echo,
+            &load_config(&la)?,
+            tcp,
+            dur,
+            ramp,
+            Duration::from_micros(a.idle_sleep_us),
+        )?;
         rows.push((name, r.load, r.cpu_wait_share));
     }
     let base = rows[0].1.tps;
@@ -1128,6 +1146,7 @@ pub fn conns(a: TcpBenchArgs) -> Result<()> {
         tcp,
         dur,
         ramp,
+        Duration::from_micros(a.idle_sleep_us),
     )?;
     let grown = r.rss_full.saturating_sub(r.rss_before);
     let per_conn = grown as f64 / n as f64;
@@ -1300,6 +1319,7 @@ pub fn http(a: TcpBenchArgs) -> Result<()> {
             tcp,
             dur,
             ramp,
+            Duration::from_micros(a.idle_sleep_us),
         )?;
         let (ours, ours_cpu_wait) = (ours.load, ours.cpu_wait_share);
         let (kernel, note) = if a.no_kernel {
