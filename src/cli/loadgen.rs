@@ -274,6 +274,12 @@ pub fn run(a: LoadgenArgs) -> Result<()> {
             "`bypass loadgen` does not listen; drop --listen".into(),
         ));
     }
+    if a.common.pcap.is_some() {
+        return Err(Error::Config(
+            "`bypass loadgen` does not capture yet; drop --pcap (or capture on the server side)"
+                .into(),
+        ));
+    }
     a.load.config(vec![a.target])?;
     let stop = Stop::with_signals()?;
     let cores = a.common.run_config()?.cores.len() as u16;
