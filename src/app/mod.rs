@@ -22,6 +22,7 @@
 //! ```
 
 pub mod http;
+pub mod loadgen;
 pub mod tcp;
 
 use smoltcp::wire::EthernetFrame;

@@ -34,6 +34,13 @@ pub struct Echo {
     bytes: Arc<Counter>,
 }
 
+impl Echo {
+    /// An echo app counting echoed bytes into `bytes`.
+    pub fn new(bytes: Arc<Counter>) -> Echo {
+        Echo { bytes }
+    }
+}
+
 impl TcpApp for Echo {
     type Conn = ();
     fn on_open(&mut self, _conn: &mut Conn<'_>) {}

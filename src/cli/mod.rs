@@ -2,9 +2,10 @@
 
 mod bench;
 mod demo;
-mod echo;
+pub mod echo;
 mod http;
 mod l2fwd;
+pub mod loadgen;
 mod ports;
 mod serve;
 
@@ -39,6 +40,9 @@ enum Cmd {
     Echo(echo::EchoArgs),
     /// HTTP/1.1 server (TechEmpower /plaintext and /json) on the userspace stack.
     Http(http::HttpArgs),
+    /// Load generator on the userspace stack: hold, rr, cps and http modes
+    /// with latency percentiles (the client side of C10M experiments).
+    Loadgen(loadgen::LoadgenArgs),
     /// Measure bypass against reference implementations.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -143,6 +147,7 @@ pub fn main() -> i32 {
         Cmd::L2fwd(a) => l2fwd::run(a),
         Cmd::Echo(a) => echo::run(a),
         Cmd::Http(a) => http::run(a),
+        Cmd::Loadgen(a) => loadgen::run(a),
         Cmd::Bench(b) => bench::run(b),
     };
     // Every DPDK port is closed by now: release EAL and its runtime files.

@@ -1,7 +1,10 @@
 //! `bypass bench SCENARIO`: bypass against a reference implementation, in
 //! one run, on the same machine and cores. One module per scenario.
 
+mod epoll;
 mod fwd;
+mod svg;
+mod tcp;
 #[cfg(feature = "af-xdp")]
 mod xdp;
 
@@ -20,6 +23,27 @@ pub enum BenchCmd {
     /// net_af_xdp, same interface, core and generator.
     #[cfg(feature = "af-xdp")]
     Xdp(xdp::XdpArgs),
+    /// Closed-loop TCP request/response (default 64 B) at 1, 64, 1024 and
+    /// 16384 connections: ours (mem wire, two pinned threads) against the
+    /// kernel (epoll, loopback, two processes): transactions/s, p50/p99.
+    TcpRr(tcp::TcpBenchArgs),
+    /// Connections set up and torn down per second, ours against the kernel.
+    Cps(tcp::TcpBenchArgs),
+    /// Establish N connections (default 1,000,000) in this process, then
+    /// request/response on all: time to establish, memory per connection,
+    /// tx/s at full table; the kernel's memory per connection for comparison.
+    Conns(tcp::TcpBenchArgs),
+    /// HTTP /plaintext, pipelined: our HTTP server against nginx (one
+    /// worker), both driven by our load generator.
+    Http(tcp::TcpBenchArgs),
+    /// tcp-rr on 1 core, 1 core per side and 2 cores per side (2 wires).
+    Scale(tcp::TcpBenchArgs),
+    /// (internal) the kernel echo server of tcp-rr and cps.
+    #[command(hide = true)]
+    KernelServer(tcp::KernelServerArgs),
+    /// (internal) the load generator over kernel sockets.
+    #[command(hide = true)]
+    KernelClient(tcp::KernelClientArgs),
 }
 
 /// Runs a scenario.
@@ -28,5 +52,12 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
         BenchCmd::Fwd(a) => fwd::run(a),
         #[cfg(feature = "af-xdp")]
         BenchCmd::Xdp(a) => xdp::run(a),
+        BenchCmd::TcpRr(a) => tcp::tcp_rr(a),
+        BenchCmd::Cps(a) => tcp::cps(a),
+        BenchCmd::Conns(a) => tcp::conns(a),
+        BenchCmd::Http(a) => tcp::http(a),
+        BenchCmd::Scale(a) => tcp::scale(a),
+        BenchCmd::KernelServer(a) => tcp::kernel_server(a),
+        BenchCmd::KernelClient(a) => tcp::kernel_client(a),
     }
 }

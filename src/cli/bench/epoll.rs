@@ -1,0 +1,526 @@
+//! The kernel baseline: any [`TcpApp`] driven over kernel TCP sockets with
+//! plain epoll (nonblocking sockets, edge-triggered, `TCP_NODELAY`), so the
+//! benchmarks run the very same server and load-generator state machines
+//! on both stacks.
+//!
+//! [`EpollWorker`] is a runtime [`Worker`]: one iteration waits on epoll
+//! (without blocking while there is work, up to 1 ms when idle, as an
+//! event loop that does not spin), accepts, connects, reads and writes,
+//! and calls the application exactly as `TcpWorker` does.
+//!
+//! The system calls without a safe std equivalent (epoll, a nonblocking
+//! `connect`, `SO_LINGER`, a deeper listen backlog) are the only `unsafe`
+//! code of the tool; each block states why it is sound.
+#![allow(unsafe_code)]
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddrV4, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use bypass::app::tcp::{Conn, ConnOps, Ctx, TcpApp};
+use bypass::runtime::Worker;
+use bypass::stack::{CloseReason, ConnId, UdpId};
+use bypass::time::Instant;
+use bypass::{Error, Result};
+
+const LISTENER: u64 = u64::MAX;
+const MAX_EVENTS: usize = 256;
+const READ_CHUNK: usize = 64 * 1024;
+/// Most accepts per iteration.
+const ACCEPT_BURST: usize = 256;
+
+fn os_err(what: &str) -> Error {
+    Error::io(what, std::io::Error::last_os_error())
+}
+
+/// An epoll instance.
+struct Epoll(OwnedFd);
+
+impl Epoll {
+    fn new() -> Result<Epoll> {
+        // SAFETY: epoll_create1 takes no pointers; a non-negative result is a
+        // fresh descriptor that we own from here on.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(os_err("epoll_create1"));
+        }
+        // SAFETY: `fd` is a valid descriptor owned by nobody else.
+        Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    fn add(&self, fd: RawFd, events: u32, token: u64) -> Result<()> {
+        let mut ev = libc::epoll_event { events, u64: token };
+        // SAFETY: `ev` is a valid epoll_event for the duration of the call;
+        // both descriptors are open.
+        let r = unsafe { libc::epoll_ctl(self.0.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
+        if r < 0 {
+            return Err(os_err("epoll_ctl"));
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout_ms`; returns how many entries of `out` are set.
+    fn wait(&self, out: &mut [libc::epoll_event], timeout_ms: i32) -> usize {
+        // SAFETY: `out` is valid for `out.len()` writes of epoll_event.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.0.as_raw_fd(),
+                out.as_mut_ptr(),
+                out.len() as i32,
+                timeout_ms,
+            )
+        };
+        n.max(0) as usize
+    }
+}
+
+fn set_int_opt(fd: RawFd, level: i32, name: i32, v: i32) -> Result<()> {
+    // SAFETY: the option value is a live i32 of the length passed.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            &v as *const i32 as *const libc::c_void,
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(os_err("setsockopt"));
+    }
+    Ok(())
+}
+
+/// Makes `close` send a RST (SO_LINGER with a zero timeout).
+fn set_linger_zero(fd: RawFd) {
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `l` is a live linger struct of the length passed.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &l as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}
+
+/// Starts a nonblocking connect to `to`.
+fn connect_nonblocking(to: SocketAddrV4) -> Result<TcpStream> {
+    // SAFETY: socket() takes no pointers.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(os_err("socket"));
+    }
+    // SAFETY: `fd` is a fresh descriptor we own; OwnedFd closes it on error.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
+    let sa = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: to.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*to.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: `sa` is a valid sockaddr_in of the length passed.
+    let r = unsafe {
+        libc::connect(
+            fd,
+            &sa as *const libc::sockaddr_in as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINPROGRESS) {
+            return Err(Error::io("connect", e));
+        }
+    }
+    Ok(TcpStream::from(owned))
+}
+
+/// A listening socket on `addr` with a backlog of 4096 (std's is smaller).
+pub fn listen(addr: SocketAddrV4) -> Result<TcpListener> {
+    let l = TcpListener::bind(addr).map_err(|e| Error::io("bind", e))?;
+    l.set_nonblocking(true)
+        .map_err(|e| Error::io("set_nonblocking", e))?;
+    // SAFETY: listen() on our own open socket; calling it again only
+    // changes the backlog.
+    if unsafe { libc::listen(l.as_raw_fd(), 4096) } < 0 {
+        return Err(os_err("listen"));
+    }
+    Ok(l)
+}
+
+struct Sock {
+    stream: TcpStream,
+    connecting: bool,
+    peer_closed: bool,
+    we_closed: bool,
+    want_write: bool,
+    /// Received bytes the application has not consumed yet.
+    rx: Vec<u8>,
+}
+
+struct Slot {
+    gen: u32,
+    sock: Option<Sock>,
+}
+
+/// The sockets, as [`ConnOps`] for the application's callbacks.
+struct Kernel {
+    ep: Epoll,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// Connections that ended inside a callback, told after it.
+    gone: Vec<(ConnId, CloseReason)>,
+    failed: Vec<ConnId>,
+    open: usize,
+}
+
+impl Kernel {
+    fn live(&mut self, id: ConnId) -> Option<&mut Sock> {
+        let s = self.slots.get_mut(id.idx as usize)?;
+        if s.gen != id.gen {
+            return None;
+        }
+        s.sock.as_mut()
+    }
+
+    fn insert(&mut self, stream: TcpStream, connecting: bool) -> Result<ConnId> {
+        let idx = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot { gen: 0, sock: None });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let gen = self.slots[idx as usize].gen;
+        let token = ((idx as u64) << 32) | gen as u64;
+        let ev = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+        if let Err(e) = self.ep.add(stream.as_raw_fd(), ev, token) {
+            self.free.push(idx);
+            return Err(e);
+        }
+        self.slots[idx as usize].sock = Some(Sock {
+            stream,
+            connecting,
+            peer_closed: false,
+            we_closed: false,
+            want_write: false,
+            rx: Vec::new(),
+        });
+        self.open += 1;
+        Ok(ConnId { idx, gen })
+    }
+
+    /// Drops the socket (closing the descriptor removes it from epoll).
+    fn remove(&mut self, id: ConnId) -> Option<Sock> {
+        let s = self.slots.get_mut(id.idx as usize)?;
+        if s.gen != id.gen {
+            return None;
+        }
+        let sock = s.sock.take()?;
+        s.gen = s.gen.wrapping_add(1);
+        self.free.push(id.idx);
+        self.open -= 1;
+        Some(sock)
+    }
+}
+
+impl ConnOps for Kernel {
+    fn send(&mut self, id: ConnId, data: &[u8]) -> usize {
+        let Some(s) = self.live(id) else { return 0 };
+        if s.we_closed || data.is_empty() {
+            return 0;
+        }
+        match (&s.stream).write(data) {
+            Ok(n) => {
+                if n < data.len() {
+                    s.want_write = true;
+                }
+                n
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                s.want_write = true;
+                0
+            }
+            Err(_) => 0, // the read side sees the reset
+        }
+    }
+    fn send_room(&mut self, id: ConnId) -> usize {
+        match self.live(id) {
+            Some(s) if !s.we_closed => READ_CHUNK,
+            _ => 0,
+        }
+    }
+    fn close(&mut self, id: ConnId) {
+        let Some(s) = self.live(id) else { return };
+        if s.we_closed {
+            return;
+        }
+        s.we_closed = true;
+        let _ = s.stream.shutdown(Shutdown::Write);
+        if s.peer_closed {
+            self.remove(id);
+            self.gone.push((id, CloseReason::Normal));
+        }
+    }
+    fn abort(&mut self, id: ConnId) {
+        if let Some(s) = self.remove(id) {
+            set_linger_zero(s.stream.as_raw_fd());
+            drop(s);
+            self.gone.push((id, CloseReason::Reset));
+        }
+    }
+    fn endpoints(&mut self, id: ConnId) -> Option<(SocketAddrV4, SocketAddrV4)> {
+        let s = self.live(id)?;
+        let v4 = |a: std::net::SocketAddr| match a {
+            std::net::SocketAddr::V4(a) => Some(a),
+            _ => None,
+        };
+        Some((
+            v4(s.stream.local_addr().ok()?)?,
+            v4(s.stream.peer_addr().ok()?)?,
+        ))
+    }
+    fn connect(&mut self, remote: SocketAddrV4) -> Result<ConnId> {
+        let st = connect_nonblocking(remote)?;
+        self.insert(st, true)
+    }
+    fn udp_send(&mut self, _sock: UdpId, _to: SocketAddrV4, _data: &[u8]) -> bool {
+        false
+    }
+}
+
+/// One core's application over kernel sockets.
+pub struct EpollWorker<A: TcpApp> {
+    k: Kernel,
+    app: A,
+    listener: Option<TcpListener>,
+    states: Vec<Option<A::Conn>>,
+    events: Vec<libc::epoll_event>,
+    buf: Vec<u8>,
+    idle: bool,
+    /// Most open sockets at once.
+    pub peak_open: usize,
+    /// accept/socket failures (e.g. out of descriptors).
+    pub sys_errors: u64,
+}
+
+impl<A: TcpApp> EpollWorker<A> {
+    /// A worker running `app`, accepting on `listener` if given.
+    pub fn new(app: A, listener: Option<TcpListener>) -> Result<Self> {
+        let ep = Epoll::new()?;
+        if let Some(l) = &listener {
+            ep.add(l.as_raw_fd(), libc::EPOLLIN as u32, LISTENER)?;
+        }
+        Ok(EpollWorker {
+            k: Kernel {
+                ep,
+                slots: Vec::new(),
+                free: Vec::new(),
+                gone: Vec::new(),
+                failed: Vec::new(),
+                open: 0,
+            },
+            app,
+            listener,
+            states: Vec::new(),
+            events: vec![libc::epoll_event { events: 0, u64: 0 }; MAX_EVENTS],
+            buf: vec![0; READ_CHUNK],
+            idle: false,
+            peak_open: 0,
+            sys_errors: 0,
+        })
+    }
+
+    /// The application.
+    pub fn app(&self) -> &A {
+        &self.app
+    }
+
+    fn settle(&mut self) {
+        for id in std::mem::take(&mut self.k.failed) {
+            self.app.on_connect_failed(id);
+        }
+        while let Some((id, reason)) = self.k.gone.pop() {
+            if let Some(st) = self.states.get_mut(id.idx as usize).and_then(Option::take) {
+                self.app.on_close(st, reason);
+            }
+        }
+        self.peak_open = self.peak_open.max(self.k.open);
+    }
+
+    fn opened(&mut self, id: ConnId, now: Instant) {
+        let st = self.app.on_open(&mut Conn::new(&mut self.k, id, now));
+        let i = id.idx as usize;
+        if self.states.len() <= i {
+            self.states.resize_with(i + 1, || None);
+        }
+        self.states[i] = Some(st);
+    }
+
+    fn accept(&mut self, now: Instant) -> usize {
+        let mut n = 0;
+        while n < ACCEPT_BURST {
+            let Some(l) = &self.listener else { return n };
+            match l.accept() {
+                Ok((s, _)) => {
+                    n += 1;
+                    if s.set_nonblocking(true).is_err() || s.set_nodelay(true).is_err() {
+                        self.sys_errors += 1;
+                        continue;
+                    }
+                    match self.k.insert(s, false) {
+                        Ok(id) => self.opened(id, now),
+                        Err(_) => self.sys_errors += 1,
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    // EMFILE and friends: count, try again next time.
+                    self.sys_errors += 1;
+                    break;
+                }
+            }
+        }
+        n
+    }
+
+    /// Offers buffered and new bytes to the application.
+    fn read(&mut self, id: ConnId, now: Instant) {
+        loop {
+            let Some(s) = self.k.live(id) else { return };
+            if s.peer_closed {
+                return;
+            }
+            let r = if s.rx.is_empty() {
+                (&s.stream).read(&mut self.buf)
+            } else {
+                let n = s.rx.len().min(self.buf.len());
+                self.buf[..n].copy_from_slice(&s.rx[..n]);
+                s.rx.drain(..n);
+                Ok(n)
+            };
+            match r {
+                Ok(0) => {
+                    s.peer_closed = true;
+                    let we_closed = s.we_closed;
+                    if we_closed {
+                        self.k.remove(id);
+                        self.k.gone.push((id, CloseReason::Normal));
+                    } else if let Some(Some(st)) = self.states.get_mut(id.idx as usize) {
+                        self.app
+                            .on_peer_closed(st, &mut Conn::new(&mut self.k, id, now));
+                    }
+                    return;
+                }
+                Ok(n) => {
+                    let Some(Some(st)) = self.states.get_mut(id.idx as usize) else {
+                        return;
+                    };
+                    let used = self
+                        .app
+                        .on_data(st, &mut Conn::new(&mut self.k, id, now), &self.buf[..n])
+                        .min(n);
+                    if used < n {
+                        if let Some(s) = self.k.live(id) {
+                            // Put the rest back in front of what was kept.
+                            let mut rest = self.buf[used..n].to_vec();
+                            rest.append(&mut s.rx);
+                            s.rx = rest;
+                        }
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.k.remove(id);
+                    self.k.gone.push((id, CloseReason::Reset));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, token: u64, ev: u32, now: Instant) {
+        let id = ConnId {
+            idx: (token >> 32) as u32,
+            gen: token as u32,
+        };
+        let Some(s) = self.k.live(id) else { return };
+        let err = ev & (libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0;
+        if s.connecting {
+            if ev & (libc::EPOLLOUT as u32) == 0 && !err {
+                return;
+            }
+            let failed = matches!(s.stream.take_error(), Ok(Some(_)) | Err(_))
+                || (err && ev & libc::EPOLLOUT as u32 == 0);
+            if failed {
+                self.k.remove(id);
+                self.k.failed.push(id);
+                return;
+            }
+            s.connecting = false;
+            self.opened(id, now);
+        }
+        if ev & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0 {
+            self.read(id, now);
+        }
+        if ev & libc::EPOLLOUT as u32 != 0 {
+            if let Some(s) = self.k.live(id) {
+                if s.want_write {
+                    s.want_write = false;
+                    if let Some(Some(st)) = self.states.get_mut(id.idx as usize) {
+                        self.app
+                            .on_writable(st, &mut Conn::new(&mut self.k, id, now));
+                    }
+                    // Bytes held back by a short send are offered again.
+                    if self.k.live(id).is_some_and(|s| !s.rx.is_empty()) {
+                        self.read(id, now);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<A: TcpApp> Worker for EpollWorker<A> {
+    fn poll(&mut self, now: Instant) -> usize {
+        let timeout = if self.idle { 1 } else { 0 };
+        let n = self.k.ep.wait(&mut self.events, timeout);
+        let mut work = n;
+        for i in 0..n {
+            let (token, ev) = (self.events[i].u64, self.events[i].events);
+            if token == LISTENER {
+                work += self.accept(now);
+            } else {
+                self.handle(token, ev, now);
+            }
+            self.settle();
+        }
+        work += self.app.poll(&mut Ctx::new(&mut self.k, now));
+        self.settle();
+        self.idle = work == 0;
+        work
+    }
+
+    fn finish(&mut self, _now: Instant) {
+        for s in &mut self.k.slots {
+            s.sock = None;
+        }
+    }
+}

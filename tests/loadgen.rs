@@ -1,0 +1,268 @@
+//! `bypass loadgen` against `bypass echo` and `bypass http` over TAP, in a
+//! private network namespace whose kernel routes between the two TAPs; and
+//! short smoke runs of the `bypass bench` TCP scenarios (shape only: they
+//! never assert a speed).
+
+mod common;
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_bypass");
+
+/// Kills (by PID) and reaps the children left when a test fails.
+struct Kids(Vec<Child>);
+
+impl Drop for Kids {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn spawn(args: &[&str]) -> Child {
+    Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn bypass")
+}
+
+fn wait_tap(tap: &str) {
+    for _ in 0..100 {
+        if std::fs::read_to_string("/proc/thread-self/net/dev")
+            .unwrap()
+            .contains(&format!("{tap}:"))
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("TAP {tap} never appeared");
+}
+
+fn json_of(out: &Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {text}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// A server on TAP `srv` (10.45.1.2, kernel 10.45.1.1) and the load
+/// generator on TAP `cli` (10.45.2.2 via 10.45.2.1); the kernel forwards.
+fn server_and_loadgen(server: &[&str], port: u16, load: &[&str]) -> serde_json::Value {
+    common::private_netns();
+    let mut args = vec!["--port", "tap:bpl0", "--ip", "10.45.1.2/24"];
+    args.extend_from_slice(&["--gateway", "10.45.1.1", "--duration", "8"]);
+    args.extend_from_slice(&["--idle-sleep-us", "50", "--cores", "0", "--json"]);
+    let mut all: Vec<&str> = server.to_vec();
+    all.extend_from_slice(&args);
+    let mut kids = Kids(vec![spawn(&all)]);
+    wait_tap("bpl0");
+    common::sh(
+        "sysctl -qw net.ipv6.conf.all.disable_ipv6=1; sysctl -qw net.ipv4.ip_forward=1; \
+         ip addr add 10.45.1.1/24 dev bpl0",
+    );
+    let target = format!("10.45.1.2:{port}");
+    let mut largs = vec!["loadgen", "--port", "tap:bpl1", "--ip", "10.45.2.2/24"];
+    largs.extend_from_slice(&["--gateway", "10.45.2.1", "--target", &target]);
+    largs.extend_from_slice(&["--duration", "3", "--idle-sleep-us", "50"]);
+    largs.extend_from_slice(&["--cores", "1", "--json"]);
+    largs.extend_from_slice(load);
+    let lg = spawn(&largs);
+    wait_tap("bpl1");
+    common::sh("ip addr add 10.45.2.1/24 dev bpl1");
+    let out = lg.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "loadgen failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j = json_of(&out);
+    let srv = kids.0.pop().unwrap();
+    let _ = Command::new("kill")
+        .args(["-INT", &srv.id().to_string()])
+        .status();
+    let sout = srv.wait_with_output().unwrap();
+    assert!(
+        sout.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sout.stderr)
+    );
+    j
+}
+
+#[test]
+fn loadgen_rr_against_bypass_echo_over_tap() {
+    if !common::root_or_skip("loadgen_rr_against_bypass_echo_over_tap") {
+        return;
+    }
+    let j = server_and_loadgen(
+        &["echo", "--listen", "7"],
+        7,
+        &[
+            "--mode",
+            "rr",
+            "--connections",
+            "8",
+            "--size",
+            "100",
+            "--pipeline",
+            "2",
+        ],
+    );
+    assert_eq!(j["command"], "loadgen", "{j}");
+    assert_eq!(j["mode"], "rr");
+    assert_eq!(j["opened"], 8, "{j}");
+    assert_eq!(j["errors"], 0, "{j}");
+    assert_eq!(j["failed"], 0, "{j}");
+    assert!(j["transactions"].as_u64().unwrap() > 0, "{j}");
+    assert!(j["latency"]["count"].as_u64().unwrap() > 0, "{j}");
+    let p = &j["latency"];
+    assert!(p["p50_us"].as_u64() <= p["p99_us"].as_u64(), "{j}");
+    assert!(j["time_to_full_s"].as_f64().is_some(), "{j}");
+}
+
+#[test]
+fn loadgen_http_against_bypass_http_over_tap() {
+    if !common::root_or_skip("loadgen_http_against_bypass_http_over_tap") {
+        return;
+    }
+    let j = server_and_loadgen(
+        &["http", "--listen", "80"],
+        80,
+        &["--mode", "http", "--connections", "4", "--pipeline", "4"],
+    );
+    assert_eq!(j["mode"], "http");
+    assert_eq!(j["opened"], 4, "{j}");
+    assert_eq!(j["errors"], 0, "{j}");
+    assert!(j["transactions"].as_u64().unwrap() > 0, "{j}");
+}
+
+#[test]
+fn loadgen_cps_and_hold_modes_over_tap() {
+    if !common::root_or_skip("loadgen_cps_and_hold_modes_over_tap") {
+        return;
+    }
+    let j = server_and_loadgen(
+        &["echo", "--listen", "7"],
+        7,
+        &["--mode", "cps", "--connections", "4", "--close", "rst"],
+    );
+    assert_eq!(j["mode"], "cps");
+    assert!(j["transactions"].as_u64().unwrap() > 4, "{j}");
+    assert!(j["cps"].as_f64().unwrap() > 0.0, "{j}");
+    assert_eq!(j["errors"], 0, "{j}");
+    let j = server_and_loadgen(
+        &["echo", "--listen", "7"],
+        7,
+        &["--mode", "hold", "--connections", "6", "--rate", "100"],
+    );
+    assert_eq!(j["mode"], "hold");
+    assert_eq!(j["open"], 6, "{j}");
+    assert_eq!(j["connects"], 6, "{j}");
+    assert_eq!(j["transactions"], 0, "{j}");
+    assert!(
+        j["time_to_full_s"].as_f64().unwrap() >= 0.04,
+        "rate-limited ramp: {j}"
+    );
+}
+
+#[test]
+fn loadgen_flag_errors_are_one_sentence() {
+    for (args, needle) in [
+        (
+            vec!["--connections", "0"],
+            "--connections must be at least 1",
+        ),
+        (vec!["--pipeline", "0"], "--pipeline must be between"),
+        (vec!["--rate=-3"], "--rate must be a positive"),
+        (vec!["--listen", "80"], "does not listen"),
+    ] {
+        let mut a = vec![
+            "loadgen",
+            "--port",
+            "tap:bplx",
+            "--ip",
+            "10.0.0.2/24",
+            "--target",
+            "10.0.0.1:7",
+        ];
+        a.extend_from_slice(&args);
+        let o = Command::new(BIN).args(&a).output().unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {e}");
+        assert!(
+            e.starts_with("error: ") && e.contains(needle),
+            "{args:?}: {e}"
+        );
+    }
+}
+
+fn bench(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(BIN).arg("bench").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "bench {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json_of(&out)
+}
+
+#[test]
+fn bench_tcp_rr_smoke() {
+    let svg = std::env::temp_dir().join(format!("bypass-rr-{}.svg", std::process::id()));
+    let svg_s = svg.to_str().unwrap();
+    let j = bench(&[
+        "tcp-rr",
+        "--connections",
+        "64",
+        "--duration",
+        "1",
+        "--json",
+        "--plot",
+        svg_s,
+    ]);
+    assert_eq!(j["scenario"], "tcp-rr");
+    let p = &j["points"][0];
+    assert_eq!(p["connections"], 64, "{j}");
+    assert_eq!(p["ours"]["open"], 64, "{j}");
+    assert!(p["ours"]["tps"].as_f64().unwrap() > 0.0, "{j}");
+    assert!(p["kernel"]["tps"].as_f64().unwrap() > 0.0, "{j}");
+    assert!(p["ratio_tps"].as_f64().unwrap() > 0.0, "{j}");
+    assert!(p["ours"]["latency"]["p99_us"].as_u64().unwrap() > 0, "{j}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let _ = std::fs::remove_file(&svg);
+    assert!(
+        text.starts_with("<svg") && text.contains("<polyline"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bench_cps_and_conns_smoke() {
+    let j = bench(&["cps", "--connections", "8", "--duration", "1", "--json"]);
+    assert_eq!(j["scenario"], "cps");
+    let p = &j["points"][0];
+    assert!(p["ours"]["cps"].as_f64().unwrap() > 0.0, "{j}");
+    assert!(p["ratio_tps"].as_f64().unwrap() > 0.0, "{j}");
+    let j = bench(&[
+        "conns",
+        "--connections",
+        "2000",
+        "--duration",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(j["scenario"], "conns");
+    assert_eq!(j["ours"]["load"]["open"], 2000, "{j}");
+    assert!(j["bytes_per_end"].as_f64().unwrap() > 0.0, "{j}");
+    assert!(j["ours"]["load"]["tps"].as_f64().unwrap() > 0.0, "{j}");
+}
