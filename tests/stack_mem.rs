@@ -640,3 +640,88 @@ fn demux_cost_does_not_grow_with_idle_connections() {
         "with 10,000 idle connections a transaction polled {crowded:?} connections vs {alone:?} alone"
     );
 }
+
+/// The first connection to a neighbour not yet resolved opens as soon as
+/// the ARP reply arrives, not after smoltcp's 1 s neighbour silence.
+#[test]
+fn first_connection_waits_for_arp_not_for_a_second() {
+    let mut c = Client::new(1, 5, 7);
+    c.close_when_done = false;
+    let mut n = net(
+        Faults::default(),
+        Echo,
+        c,
+        ListenOpts::default(),
+        opts(4096),
+    );
+    // Fixed 50 µs steps (no jumping to timers): 1,000 steps = 50 ms.
+    let mut opened_at = None;
+    for _ in 0..1000 {
+        n.now += 50;
+        n.server.poll(Instant(n.now));
+        n.client.poll(Instant(n.now));
+        if n.client.stack().stats().connected.get() == 1 {
+            opened_at = Some(n.now);
+            break;
+        }
+    }
+    let t = opened_at.expect("the connection opened within 50 ms");
+    assert!(t < 5_000, "opened after {t} µs");
+    assert_eq!(n.client.stack().stats().arp_requests_tx.get(), 1);
+}
+
+/// A transmit queue that is briefly full holds frames back instead of
+/// dropping them: a transfer over a 16-frame wire finishes with nothing
+/// dropped and no retransmission timeout.
+#[test]
+fn a_full_transmit_queue_holds_frames_back() {
+    let (mut a, mut b) = MemPort::pair(&MemConfig {
+        ring_size: 16,
+        pool_frames: 8192,
+        ..Default::default()
+    })
+    .unwrap();
+    let (ia, ib) = (a.info().clone(), b.info().clone());
+    let mut s = Stack::new(
+        a.take_queues().pop().unwrap(),
+        &ia,
+        StackConfig::new(SERVER, 24),
+        Instant(0),
+    )
+    .unwrap();
+    s.listen(
+        7,
+        ListenOpts {
+            tcp: opts(256 * 1024),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut cc = StackConfig::new(CLIENT, 24);
+    cc.connect = opts(256 * 1024);
+    let c = Stack::new(b.take_queues().pop().unwrap(), &ib, cc, Instant(0)).unwrap();
+    let mut n = Net {
+        server: TcpWorker::new(s, Echo),
+        client: TcpWorker::new(c, Client::new(1, 1 << 20, 7)),
+        now: 0,
+    };
+    // Fixed 50 µs steps: a retransmission timeout (>= 1 s) would need
+    // 20,000 of them.
+    let mut done = false;
+    for _ in 0..15_000 {
+        n.now += 50;
+        n.server.poll(Instant(n.now));
+        n.client.poll(Instant(n.now));
+        if n.client.app().done == 1 {
+            done = true;
+            break;
+        }
+    }
+    let (cs, ss) = (n.client.stack().stats(), n.server.stack().stats());
+    assert!(done, "1 MiB echoed in under 0.75 s of simulated time");
+    assert_eq!(
+        cs.tx_full.get() + ss.tx_full.get(),
+        0,
+        "nothing dropped for a full queue"
+    );
+}

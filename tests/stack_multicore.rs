@@ -310,6 +310,13 @@ impl Net {
     /// Every connection echoed intact and closed in order; opens landed on
     /// their opening core; every buffer is back in its pool.
     fn check_clean(&mut self, per_core: usize) {
+        self.check(per_core, true)
+    }
+
+    /// Like `check_clean`; `no_strays` false for wires that duplicate
+    /// frames: a duplicate of a connection's last segment can arrive after
+    /// the connection is gone and is answered with RST, as TCP requires.
+    fn check(&mut self, per_core: usize, no_strays: bool) {
         for (core, c) in self.clients.iter().enumerate() {
             let app = c.app();
             assert_eq!(app.done, per_core, "client core {core}: all echoed");
@@ -318,7 +325,9 @@ impl Net {
             assert_eq!(app.closed_normal, per_core, "client core {core}");
             let st = c.stack().stats();
             assert_eq!(st.connected.get(), per_core as u64, "client core {core}");
-            assert_eq!(st.no_conn.get(), 0, "client core {core}: no stray segment");
+            if no_strays {
+                assert_eq!(st.no_conn.get(), 0, "client core {core}: no stray segment");
+            }
             // The opening core owns the flow: its replies hash back to it.
             for &p in &app.ports {
                 assert_eq!(
@@ -335,7 +344,9 @@ impl Net {
         for core in 0..CORES {
             let s = self.server_stats(core);
             assert!(s.accepted.get() > 0, "server core {core} served flows");
-            assert_eq!(s.no_conn.get(), 0, "server core {core}: no stray segment");
+            if no_strays {
+                assert_eq!(s.no_conn.get(), 0, "server core {core}: no stray segment");
+            }
             assert_eq!(s.drops(), 0);
             // ARP: the client's MAC was learnt on every server core from
             // the requests (or their copies); no core had to ask.
@@ -462,7 +473,7 @@ fn steering_survives_loss_reordering_and_duplication() {
     });
     assert!(ok, "stalled at t={}us", n.now);
     assert_eq!(n.steer_drops(), 0);
-    n.check_clean(20);
+    n.check(20, false);
 }
 
 /// The end-to-end cost of steering: the same echo workload with tables

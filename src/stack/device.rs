@@ -13,6 +13,7 @@ use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::Instant as SmolInstant;
 
 use crate::buf::{Burst, PacketBuf};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::StackStats;
@@ -27,8 +28,20 @@ pub struct TxPath<Q: PortQueue> {
     pub burst: Burst<Q::Buf>,
     /// Where the transmit counters go.
     pub stats: Arc<StackStats>,
+    /// Frames the port refused, sent first at the next flush (bounded by
+    /// [`TX_BACKLOG`]; beyond it frames are dropped and counted).
+    backlog: VecDeque<Q::Buf>,
+    /// Frames built so far (for the stack's per-connection accounting).
+    pub built: u64,
+    /// ARP requests built so far.
+    pub arp_built: u64,
     scratch: Vec<u8>,
 }
+
+/// Most frames held back while the port's transmit queue is full. Holding
+/// them, rather than dropping, spares TCP a retransmission timeout (1 s
+/// at least with smoltcp) when a burst meets a briefly full queue.
+pub const TX_BACKLOG: usize = 4096;
 
 impl<Q: PortQueue> TxPath<Q> {
     /// Wraps a queue.
@@ -37,33 +50,74 @@ impl<Q: PortQueue> TxPath<Q> {
             queue,
             burst: Burst::new(),
             stats,
+            backlog: VecDeque::new(),
+            built: 0,
+            arp_built: 0,
             scratch: vec![0; mtu + 64],
         }
     }
 
-    /// Sends the pending burst; what the port refuses is dropped and
-    /// counted (TCP retransmits it).
-    pub fn flush(&mut self) {
-        if self.burst.is_empty() {
-            return;
+    /// Sends `burst` once (and once more if the port refused some: drivers
+    /// free descriptors inside `tx_burst`); counts what went.
+    fn send(&mut self, burst: &mut Burst<Q::Buf>) {
+        let count = burst.len();
+        let before: usize = burst.iter().map(|b| b.len()).sum();
+        self.queue.tx_burst(burst);
+        if !burst.is_empty() {
+            self.queue.tx_burst(burst);
         }
-        let count = self.burst.len();
-        let before: usize = self.burst.iter().map(|b| b.len()).sum();
-        self.queue.tx_burst(&mut self.burst);
-        if !self.burst.is_empty() {
-            // One retry after the port had a chance to drain (DPDK-style
-            // drivers free descriptors inside tx_burst).
-            self.queue.tx_burst(&mut self.burst);
-        }
-        let after: usize = self.burst.iter().map(|b| b.len()).sum();
-        let left = self.burst.len();
-        self.stats.tx_packets.add((count - left) as u64);
+        let after: usize = burst.iter().map(|b| b.len()).sum();
+        self.stats.tx_packets.add((count - burst.len()) as u64);
         self.stats.tx_bytes.add((before - after) as u64);
-        if left > 0 {
-            self.stats.tx_full.add(left as u64);
-            self.burst.clear();
+    }
+
+    /// Holds refused frames for the next flush, in order; beyond
+    /// [`TX_BACKLOG`] they are dropped and counted (TCP retransmits).
+    fn hold(&mut self, frames: Burst<Q::Buf>) {
+        for b in frames {
+            if self.backlog.len() < TX_BACKLOG {
+                self.backlog.push_back(b);
+            } else {
+                self.stats.tx_full.inc();
+            }
+        }
+    }
+
+    /// Sends what was held back, then the pending burst. What the port
+    /// refuses waits (bounded) for the next flush.
+    pub fn flush(&mut self) {
+        while !self.backlog.is_empty() {
+            let mut b: Burst<Q::Buf> = Burst::new();
+            while !b.is_full() {
+                match self.backlog.pop_front() {
+                    Some(x) => b.push(x),
+                    None => break,
+                }
+            }
+            self.send(&mut b);
+            if !b.is_empty() {
+                // Still full: back to the front, in order; the new burst
+                // queues behind them.
+                for x in b.into_iter().rev() {
+                    self.backlog.push_front(x);
+                }
+                let burst = std::mem::take(&mut self.burst);
+                self.hold(burst);
+                self.queue.flush();
+                return;
+            }
+        }
+        if !self.burst.is_empty() {
+            let mut burst = std::mem::take(&mut self.burst);
+            self.send(&mut burst);
+            self.hold(burst);
         }
         self.queue.flush();
+    }
+
+    /// Frames held back because the port was full.
+    pub fn held(&self) -> usize {
+        self.backlog.len()
     }
 }
 
@@ -118,8 +172,10 @@ impl<Q: PortQueue> phy::TxToken for TxTok<'_, Q> {
         };
         let r = f(&mut buf.room_mut()[..len]);
         buf.set_len(len);
+        tx.built += 1;
         if is_arp_request(buf.data()) {
             tx.stats.arp_requests_tx.inc();
+            tx.arp_built += 1;
         }
         if tx.burst.is_full() {
             tx.flush();

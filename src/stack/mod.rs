@@ -305,6 +305,8 @@ struct Conn {
     closed_told: bool,
     we_closed: bool,
     want_writable: bool,
+    /// In `arp_waiters`.
+    arp_wait: bool,
     last_state: tcp::State,
 }
 
@@ -620,7 +622,8 @@ impl<Q: PortQueue> Stack<Q> {
                 self.feed_empty(buf);
                 // A neighbour may have been learnt: wake who waited for one.
                 for (idx, gen) in std::mem::take(&mut self.arp_waiters) {
-                    if self.live_mut(idx, gen).is_some() {
+                    if let Some(c) = self.live_mut(idx, gen) {
+                        c.arp_wait = false;
                         self.touch(idx);
                     }
                 }
@@ -718,6 +721,7 @@ impl<Q: PortQueue> Stack<Q> {
             closed_told: false,
             we_closed: false,
             want_writable: false,
+            arp_wait: false,
             last_state: state,
         };
         let idx = match self.free.pop() {
@@ -938,6 +942,7 @@ impl<Q: PortQueue> Stack<Q> {
             return 0;
         };
         c.touched = false;
+        let (built0, arps0) = (self.tx.built, self.tx.arp_built);
         let mut dev = OneFrame {
             rx: None,
             tx: &mut self.tx,
@@ -957,16 +962,22 @@ impl<Q: PortQueue> Stack<Q> {
             state != c.last_state || (c.want_writable && s.send_capacity() > s.send_queue());
         let wants_send =
             s.send_queue() > 0 || matches!(state, tcp::State::SynSent | tcp::State::SynReceived);
-        match self.iface.poll_at(self.now, &c.set) {
-            Some(at) => {
-                let at = at.total_micros().max(0) as u64;
-                if at < c.timer {
-                    c.timer = at;
-                    self.timers.push(Entry { at, idx, gen });
-                }
+        // Waiting for a neighbour? smoltcp then sends an ARP request (or,
+        // rate-limited, nothing at all) and silences the socket for 1 s.
+        // Such a connection is woken as soon as an ARP frame arrives
+        // (at most once in the list).
+        let arp_sent = self.tx.arp_built != arps0;
+        let sent_nothing = self.tx.built == built0;
+        if wants_send && (arp_sent || sent_nothing) && !c.arp_wait {
+            c.arp_wait = true;
+            self.arp_waiters.push((idx, gen));
+        }
+        if let Some(at) = self.iface.poll_at(self.now, &c.set) {
+            let at = at.total_micros().max(0) as u64;
+            if at < c.timer {
+                c.timer = at;
+                self.timers.push(Entry { at, idx, gen });
             }
-            None if wants_send => self.arp_waiters.push((idx, gen)),
-            None => {}
         }
         if changed {
             // Egress or a timer changed the state (timeout, TIME-WAIT over,
