@@ -1,4 +1,5 @@
 //! The `bypass` command-line tool. Built on the public library API.
+#![deny(unsafe_code)]
 
 mod cli;
 
