@@ -132,6 +132,11 @@ pub struct StackConfig {
     pub connect: TcpOpts,
     /// First and last local port for active opens.
     pub ephemeral: (u16, u16),
+    /// Seed of the generator behind initial sequence numbers, IP ids and
+    /// the first ephemeral port. `None` (the default): drawn from the OS
+    /// random generator, as it must be in service. A fixed seed makes
+    /// tests and fuzzing reproducible; never set one on a real network.
+    pub random_seed: Option<u64>,
 }
 
 impl StackConfig {
@@ -144,6 +149,7 @@ impl StackConfig {
             max_conns: 1 << 20,
             connect: TcpOpts::default(),
             ephemeral: (32768, 60999),
+            random_seed: None,
         }
     }
 }
@@ -346,7 +352,8 @@ impl<Q: PortQueue> Stack<Q> {
         let mut config = Config::new(HardwareAddress::Ethernet(mac));
         // Initial sequence numbers and IP ids come from this generator:
         // seed it from the OS so they cannot be predicted.
-        config.random_seed = crate::port::sys::random_u64();
+        let seed = cfg.random_seed.unwrap_or_else(crate::port::sys::random_u64);
+        config.random_seed = seed;
         let mut dev = OneFrame {
             rx: None,
             tx: &mut tx,
@@ -364,9 +371,14 @@ impl<Q: PortQueue> Stack<Q> {
                 .add_default_ipv4_route(gw)
                 .map_err(|_| Error::Config("cannot add the default route".into()))?;
         }
-        let next_port = cfg.ephemeral.0
-            + (crate::port::sys::random_u64() % (cfg.ephemeral.1 - cfg.ephemeral.0 + 1) as u64)
-                as u16;
+        // A separate draw: the first port must reveal nothing of the ISN
+        // generator's seed.
+        let port_seed = match cfg.random_seed {
+            Some(s) => s.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29),
+            None => crate::port::sys::random_u64(),
+        };
+        let next_port =
+            cfg.ephemeral.0 + (port_seed % (cfg.ephemeral.1 - cfg.ephemeral.0 + 1) as u64) as u16;
         Ok(Stack {
             iface,
             verify_checksums: !info.caps.rx_checksum,
