@@ -24,6 +24,9 @@ pub enum FullPolicy {
     Drop,
     /// Answer with RST (the client fails at once).
     Reset,
+    /// Drop the oldest half-open connection and take the new SYN (holds
+    /// up under SYN floods).
+    DropOldest,
 }
 
 /// The stack's flags.
@@ -78,6 +81,7 @@ impl NetArgs {
             on_full: match self.backlog_full {
                 FullPolicy::Drop => BacklogFull::Drop,
                 FullPolicy::Reset => BacklogFull::Reset,
+                FullPolicy::DropOldest => BacklogFull::DropOldest,
             },
             tcp: self.tcp()?,
         })
@@ -140,6 +144,7 @@ fn totals(stats: &[Arc<StackStats>]) -> serde_json::Value {
         "closed": sum(|s| s.closed.get()),
         "reset": sum(|s| s.reset.get()),
         "backlog_full": sum(|s| s.backlog_full.get()),
+        "syn_evicted": sum(|s| s.syn_evicted.get()),
         "no_conn": sum(|s| s.no_conn.get()),
     })
 }

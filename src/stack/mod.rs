@@ -94,6 +94,13 @@ pub enum BacklogFull {
     Drop,
     /// Answer with RST (the client fails at once).
     Reset,
+    /// Make room by dropping the oldest connection still in the handshake
+    /// (silently, as if its SYN had been lost), and take the new SYN.
+    /// This is what holds up under a SYN flood from addresses that never
+    /// answer: a legitimate handshake completes as long as it takes less
+    /// time than the flood needs to turn the backlog over, where `Drop`
+    /// refuses every SYN until the flood's half-open connections time out.
+    DropOldest,
 }
 
 /// A listener's settings.
@@ -224,8 +231,16 @@ pub struct StackStats {
     pub drop_unsupported: Counter,
     /// Segments for no connection (answered with RST by TCP rules).
     pub no_conn: Counter,
+    /// RSTs not at the exact sequence number we acknowledged (RFC 5961):
+    /// dropped, answered by a (rate-limited) challenge ACK if in window.
+    pub rst_not_exact: Counter,
+    /// UDP datagrams for a port with no socket (dropped, unanswered).
+    pub udp_no_port: Counter,
     /// SYNs refused because the backlog was full.
     pub backlog_full: Counter,
+    /// Half-open connections dropped to make room for a new SYN
+    /// ([`BacklogFull::DropOldest`]).
+    pub syn_evicted: Counter,
     /// SYNs or connects refused because the connection table was full.
     pub table_full: Counter,
     /// Connections open now (all states).
@@ -272,6 +287,10 @@ struct Listener {
     opts: ListenOpts,
     /// Connections in the handshake.
     pending: usize,
+    /// Connections that entered the handshake, oldest first, as (slot,
+    /// generation); entries whose handshake has ended are skipped lazily
+    /// (used by `BacklogFull::DropOldest`, pruned to stay O(backlog)).
+    order: std::collections::VecDeque<(u32, u32)>,
 }
 
 struct Conn {
@@ -290,6 +309,9 @@ struct Conn {
     we_closed: bool,
     want_writable: bool,
     last_state: tcp::State,
+    /// What we last acknowledged (our RCV.NXT as the peer knows it) and
+    /// the end of what we have sent, from the last segment we sent.
+    acked: Option<(u32, u32)>,
 }
 
 struct Slot {
@@ -426,7 +448,14 @@ impl<Q: PortQueue> Stack<Q> {
         if self.listeners.contains_key(&port) {
             return Err(Error::Config(format!("port {port} is already listening")));
         }
-        self.listeners.insert(port, Listener { opts, pending: 0 });
+        self.listeners.insert(
+            port,
+            Listener {
+                opts,
+                pending: 0,
+                order: std::collections::VecDeque::new(),
+            },
+        );
         Ok(())
     }
 
@@ -545,6 +574,17 @@ impl<Q: PortQueue> Stack<Q> {
                 rst,
             }) => {
                 if let Some(&idx) = self.table.get(&key) {
+                    let buf = if rst {
+                        match self.screen_rst(idx, buf) {
+                            Some(b) => b,
+                            None => {
+                                self.stats.rst_not_exact.inc();
+                                return;
+                            }
+                        }
+                    } else {
+                        buf
+                    };
                     self.feed_conn(idx, buf);
                     self.check(idx, true);
                 } else if syn && !rst && self.listeners.contains_key(&dst_port) {
@@ -568,7 +608,13 @@ impl<Q: PortQueue> Stack<Q> {
                         self.events.push(Event::UdpReadable(UdpId(u)));
                     }
                 }
-                None => self.feed_empty(buf), // ICMP port unreachable
+                // No ICMP port unreachable: it quotes the datagram, so it
+                // is always 28 bytes longer than what provoked it, which
+                // would make us a (small) reflection amplifier.
+                None => {
+                    self.stats.udp_no_port.inc();
+                    drop(buf);
+                }
             },
         }
     }
@@ -587,6 +633,7 @@ impl<Q: PortQueue> Stack<Q> {
         let Some(c) = self.slots[idx as usize].conn.as_mut() else {
             return;
         };
+        self.tx.last_tcp = None;
         let mut dev = OneFrame {
             rx: Some(buf),
             tx: &mut self.tx,
@@ -594,6 +641,58 @@ impl<Q: PortQueue> Stack<Q> {
         };
         self.iface
             .poll_ingress_single(self.now, &mut dev, &mut c.set);
+        if let Some(t) = self.tx.last_tcp.take() {
+            c.acked = Some(t);
+        }
+    }
+
+    /// RFC 5961 3.2 on top of smoltcp, which resets a connection on any
+    /// RST inside the receive window: a RST is acted on only if its
+    /// sequence number is exactly the one we last acknowledged. An
+    /// in-window RST that is not exact is turned into a pure ACK from far
+    /// outside the window, so smoltcp answers it with a challenge ACK
+    /// (rate-limited to one per second); a legitimate peer answers that
+    /// with an exact RST. Out-of-window RSTs are dropped. Returns the
+    /// frame if it should go to the connection as it is.
+    fn screen_rst(&mut self, idx: u32, mut buf: Q::Buf) -> Option<Q::Buf> {
+        use smoltcp::wire::{EthernetFrame, Ipv4Packet, TcpPacket};
+        let Some(c) = self.slots[idx as usize].conn.as_mut() else {
+            return Some(buf);
+        };
+        let Some((rcv_nxt, snd_max)) = c.acked else {
+            // Nothing acknowledged yet (SYN-SENT): smoltcp checks that a
+            // RST acknowledges our SYN exactly.
+            return Some(buf);
+        };
+        let window = c.set.get::<tcp::Socket>(c.handle).recv_capacity() as u32;
+        let mut eth = EthernetFrame::new_unchecked(buf.data_mut());
+        let mut ip = Ipv4Packet::new_unchecked(eth.payload_mut());
+        // The classifier checked these headers.
+        let mut t = TcpPacket::new_unchecked(ip.payload_mut());
+        let seq = t.seq_number().0 as u32;
+        if seq == rcv_nxt {
+            return Some(buf);
+        }
+        if seq.wrapping_sub(rcv_nxt) >= window.max(1) {
+            return None; // out of the window: dropped silently
+        }
+        t.set_rst(false);
+        t.set_psh(false);
+        t.set_fin(false);
+        t.set_syn(false);
+        t.set_ack(true);
+        t.set_ack_number(smoltcp::wire::TcpSeqNumber(snd_max as i32));
+        t.set_seq_number(smoltcp::wire::TcpSeqNumber(
+            rcv_nxt.wrapping_add(1 << 31) as i32
+        ));
+        // Checksums are not verified again past the classifier.
+        let n = t.header_len() as usize;
+        let ip_hl = ip.header_len() as usize;
+        ip.set_total_len((ip_hl + n) as u16);
+        buf.set_len(14 + ip_hl + n);
+        self.feed_conn(idx, buf);
+        self.touch(idx);
+        None
     }
 
     fn new_socket(opts: &TcpOpts) -> tcp::Socket<'static> {
@@ -631,6 +730,7 @@ impl<Q: PortQueue> Stack<Q> {
             we_closed: false,
             want_writable: false,
             last_state: state,
+            acked: None,
         };
         let idx = match self.free.pop() {
             Some(i) => {
@@ -657,15 +757,28 @@ impl<Q: PortQueue> Stack<Q> {
         };
         if l.pending >= l.opts.backlog {
             self.stats.backlog_full.inc();
-            if l.opts.on_full == BacklogFull::Reset {
-                self.feed_empty(buf);
+            match l.opts.on_full {
+                BacklogFull::Drop => return,
+                BacklogFull::Reset => {
+                    self.feed_empty(buf);
+                    return;
+                }
+                BacklogFull::DropOldest => {
+                    if !self.evict_oldest(port) {
+                        return;
+                    }
+                }
             }
-            return;
         }
         if self.table.len() >= self.cfg.max_conns {
             self.stats.table_full.inc();
             return;
         }
+        // Invariant: the listener exists (checked above; eviction does not
+        // remove listeners).
+        let Some(l) = self.listeners.get_mut(&port) else {
+            return;
+        };
         l.pending += 1;
         let mut sock = Self::new_socket(&l.opts.tcp);
         if sock.listen(port).is_err() {
@@ -673,8 +786,46 @@ impl<Q: PortQueue> Stack<Q> {
             return;
         }
         let idx = self.insert(key, sock, Some(port), false);
+        if let Some(l) = self.listeners.get_mut(&port) {
+            let gen = self.slots[idx as usize].gen;
+            l.order.push_back((idx, gen));
+            if l.order.len() > 2 * l.opts.backlog + 16 {
+                // Drop the entries of handshakes that have ended.
+                let slots = &self.slots;
+                l.order.retain(|&(i, g)| {
+                    let s = &slots[i as usize];
+                    s.gen == g && s.conn.as_ref().is_some_and(|c| c.listener.is_some())
+                });
+            }
+        }
         self.feed_conn(idx, buf);
         self.check(idx, true);
+    }
+
+    /// Drops the oldest connection of `port`'s listener that is still in
+    /// the handshake; false if there is none.
+    fn evict_oldest(&mut self, port: u16) -> bool {
+        loop {
+            let Some((idx, gen)) = self
+                .listeners
+                .get_mut(&port)
+                .and_then(|l| l.order.pop_front())
+            else {
+                return false;
+            };
+            let pending = self.slots[idx as usize].gen == gen
+                && self.slots[idx as usize]
+                    .conn
+                    .as_ref()
+                    .is_some_and(|c| c.listener == Some(port));
+            if pending {
+                self.stats.syn_evicted.inc();
+                // Its socket goes without a word (no RST: like a lost SYN,
+                // the peer's retransmission starts over).
+                self.reap(idx);
+                return true;
+            }
+        }
     }
 
     /// Opens a connection to `remote`. The connection reports
@@ -833,6 +984,7 @@ impl<Q: PortQueue> Stack<Q> {
             return 0;
         };
         c.touched = false;
+        self.tx.last_tcp = None;
         let mut dev = OneFrame {
             rx: None,
             tx: &mut self.tx,
@@ -846,6 +998,9 @@ impl<Q: PortQueue> Stack<Q> {
             }
         }
         self.stats.conn_polls.inc();
+        if let Some(t) = self.tx.last_tcp.take() {
+            c.acked = Some(t);
+        }
         let s = c.set.get::<tcp::Socket>(c.handle);
         let state = s.state();
         let changed =
