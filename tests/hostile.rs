@@ -969,6 +969,16 @@ fn a_full_tx_ring_is_survived_and_counted() {
         Churn::new(4, 4, 256 << 10),
     );
     assert!(r.drive(3_000_000, |r| r.client.app().finished() == 4));
+    let c = r.client.app();
+    eprintln!(
+        "t={} ok {} failed {} reset {}; server reset {} client reset {}",
+        r.now,
+        c.ok,
+        c.failed,
+        c.reset,
+        r.server.stack().stats().reset.get(),
+        r.client.stack().stats().reset.get()
+    );
     assert_eq!(r.client.app().ok, 4);
     assert_eq!(r.client.app().bad, 0);
     let full = r.server.stack().stats().tx_full.get() + r.client.stack().stats().tx_full.get();
@@ -1132,4 +1142,107 @@ fn transfers_are_intact_under_every_fault_mix() {
         }
         r.settle_and_check_leaks();
     }
+}
+
+#[test]
+fn a_peer_that_vanishes_with_data_outstanding_is_reaped() {
+    // A raw peer opens a connection, sends a request, and vanishes: the
+    // echo it provoked is never acknowledged. Retransmissions must not go
+    // on forever (a dead-peer timeout), or such peers fill the table.
+    // (Not the client stack's address: it would answer with RSTs.)
+    let ghost = Ipv4Addr::new(10, 0, 0, 50);
+    let gmac = [2, 0, 0, 0, 0, 50];
+    let mut r = rig(Setup::default(), Churn::new(0, 0, 1));
+    r.inject(wire::arp_request(ghost, gmac, SERVER));
+    r.step(50);
+    r.record(true);
+    r.take_sent();
+    let from_ghost = |seq, ctl, payload| Seg {
+        src: ghost,
+        src_mac: gmac,
+        ..from_client(30000, seq, ctl, payload)
+    };
+    r.inject(wire::tcp_frame(&from_ghost(100, TcpControl::Syn, &[])));
+    r.step(50);
+    let synack = r
+        .take_sent()
+        .iter()
+        .find_map(|f| wire::seen_tcp(f).filter(|t| t.syn && t.ackf))
+        .expect("a SYN-ACK");
+    let mut ack = from_ghost(101, TcpControl::Psh, &[7u8; 1000]);
+    ack.ack = Some(synack.seq.wrapping_add(1));
+    r.inject(wire::tcp_frame(&ack));
+    r.step(50);
+    assert_eq!(r.server.stack().stats().accepted.get(), 1);
+    r.step(50);
+    assert!(
+        r.take_sent()
+            .iter()
+            .filter_map(|f| wire::seen_tcp(f))
+            .any(|t| t.len == 1000),
+        "the echo went out"
+    );
+    // Ten minutes of silence from the peer (the default limit is five).
+    for _ in 0..600 {
+        r.step(1_000_000);
+    }
+    let st = r.server.stack().stats();
+    assert_eq!(
+        r.server.stack().conn_count(),
+        0,
+        "retransmitting forever to a dead peer"
+    );
+    assert_eq!(st.reset.get(), 1, "counted as reset");
+    r.settle_and_check_leaks();
+}
+
+#[test]
+fn a_fin_to_a_vanished_peer_is_given_up_but_idle_connections_stay() {
+    let ghost = Ipv4Addr::new(10, 0, 0, 51);
+    let gmac = [2, 0, 0, 0, 0, 51];
+    let mut r = rig(Setup::default(), Churn::new(0, 0, 1));
+    r.inject(wire::arp_request(ghost, gmac, SERVER));
+    r.step(50);
+    r.record(true);
+    let seg = |seq, ctl, ack| Seg {
+        src: ghost,
+        src_mac: gmac,
+        ack,
+        ..from_client(30001, seq, ctl, &[])
+    };
+    r.inject(wire::tcp_frame(&seg(100, TcpControl::Syn, None)));
+    r.step(50);
+    let synack = r
+        .take_sent()
+        .iter()
+        .find_map(|f| wire::seen_tcp(f).filter(|t| t.syn && t.ackf))
+        .expect("a SYN-ACK");
+    r.inject(wire::tcp_frame(&seg(
+        101,
+        TcpControl::None,
+        Some(synack.seq.wrapping_add(1)),
+    )));
+    r.step(50);
+    assert_eq!(r.server.stack().stats().accepted.get(), 1);
+    // Idle for five minutes: kept (idle connections are the application's
+    // business).
+    for _ in 0..300 {
+        r.step(1_000_000);
+    }
+    assert_eq!(
+        r.server.stack().conn_count(),
+        1,
+        "an idle connection was closed"
+    );
+    // The server closes; the FIN is never acknowledged.
+    r.server.finish(Instant(r.now));
+    for _ in 0..320 {
+        r.step(1_000_000);
+    }
+    assert_eq!(
+        r.server.stack().conn_count(),
+        0,
+        "FIN retransmitted forever"
+    );
+    r.settle_and_check_leaks();
 }

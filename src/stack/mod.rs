@@ -72,6 +72,12 @@ pub struct TcpOpts {
     /// peer's last segment, so it would also close idle connections, which
     /// servers holding many connections must keep.
     pub timeout_ms: u64,
+    /// Abort an established connection when the peer has sent nothing
+    /// for this long (ms) while we have unacknowledged data or a FIN
+    /// outstanding: smoltcp retransmits without limit, so without this a
+    /// peer that vanishes (or stops acknowledging on purpose) would hold
+    /// its connection forever. Idle connections are not affected.
+    pub dead_peer_ms: u64,
 }
 
 impl Default for TcpOpts {
@@ -82,6 +88,7 @@ impl Default for TcpOpts {
             nagle: false,
             ack_delay_ms: Some(10),
             timeout_ms: 10_000,
+            dead_peer_ms: 300_000,
         }
     }
 }
@@ -312,6 +319,12 @@ struct Conn {
     /// What we last acknowledged (our RCV.NXT as the peer knows it) and
     /// the end of what we have sent, from the last segment we sent.
     acked: Option<(u32, u32)>,
+    /// [`TcpOpts::dead_peer_ms`].
+    dead_peer_ms: u64,
+    /// The dead-peer timeout is armed.
+    dead_peer_armed: bool,
+    /// When our FIN state began (µs), for the dead-peer deadline.
+    fin_since: Option<u64>,
 }
 
 struct Slot {
@@ -712,6 +725,7 @@ impl<Q: PortQueue> Stack<Q> {
         sock: tcp::Socket<'static>,
         listener: Option<u16>,
         active: bool,
+        dead_peer_ms: u64,
     ) -> u32 {
         let mut set = SocketSet::new(Vec::with_capacity(1));
         let handle = set.add(sock);
@@ -731,6 +745,9 @@ impl<Q: PortQueue> Stack<Q> {
             want_writable: false,
             last_state: state,
             acked: None,
+            dead_peer_ms,
+            dead_peer_armed: false,
+            fin_since: None,
         };
         let idx = match self.free.pop() {
             Some(i) => {
@@ -785,7 +802,8 @@ impl<Q: PortQueue> Stack<Q> {
             l.pending -= 1;
             return;
         }
-        let idx = self.insert(key, sock, Some(port), false);
+        let dead = l.opts.tcp.dead_peer_ms;
+        let idx = self.insert(key, sock, Some(port), false, dead);
         if let Some(l) = self.listeners.get_mut(&port) {
             let gen = self.slots[idx as usize].gen;
             l.order.push_back((idx, gen));
@@ -859,7 +877,8 @@ impl<Q: PortQueue> Stack<Q> {
             lport,
         )
         .map_err(|e| Error::Config(format!("connect to {remote}: {e}")))?;
-        let idx = self.insert(tcp_key(rip, remote.port(), lport), sock, None, true);
+        let dead = self.cfg.connect.dead_peer_ms;
+        let idx = self.insert(tcp_key(rip, remote.port(), lport), sock, None, true, dead);
         self.touch(idx);
         Ok(ConnId {
             idx,
@@ -1001,8 +1020,39 @@ impl<Q: PortQueue> Stack<Q> {
         if let Some(t) = self.tx.last_tcp.take() {
             c.acked = Some(t);
         }
-        let s = c.set.get::<tcp::Socket>(c.handle);
+        let s = c.set.get_mut::<tcp::Socket>(c.handle);
         let state = s.state();
+        let mut abort = false;
+        if c.opened {
+            // Dead peers. With data unacknowledged: smoltcp's timeout,
+            // armed only then (it counts from the peer's last segment, or
+            // from our first transmission after an idle spell), since it
+            // would otherwise close idle connections too.
+            let waiting = s.send_queue() > 0;
+            if waiting != c.dead_peer_armed {
+                c.dead_peer_armed = waiting;
+                s.set_timeout(waiting.then(|| SmolDuration::from_millis(c.dead_peer_ms)));
+            }
+            // After our FIN: a deadline of our own from when we closed
+            // (smoltcp's clock may be stale after an idle spell, and
+            // FIN-WAIT-2 has no timer at all).
+            use tcp::State::*;
+            if matches!(state, FinWait1 | FinWait2 | Closing | LastAck) {
+                let now = self.now.total_micros().max(0) as u64;
+                let deadline = *c.fin_since.get_or_insert(now) + c.dead_peer_ms * 1000;
+                if now >= deadline {
+                    s.abort();
+                    abort = true;
+                } else if deadline < c.timer {
+                    c.timer = deadline;
+                    self.timers.push(Entry {
+                        at: deadline,
+                        idx,
+                        gen,
+                    });
+                }
+            }
+        }
         let changed =
             state != c.last_state || (c.want_writable && s.send_capacity() > s.send_queue());
         let wants_send =
@@ -1022,6 +1072,10 @@ impl<Q: PortQueue> Stack<Q> {
             // Egress or a timer changed the state (timeout, TIME-WAIT over,
             // the last ACK of a close): tell the application, reap.
             self.check(idx, false);
+        }
+        if abort {
+            // The RST goes out on the next pass of this iteration.
+            self.touch(idx);
         }
         1
     }
