@@ -30,7 +30,7 @@ asan)
     export RUSTDOCFLAGS="$RUSTFLAGS"
     export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1"
     export CARGO_TARGET_DIR=target/asan
-    cargo test --target "$triple" "${tests[@]}" -- --test-threads=2
+    cargo test --no-fail-fast --target "$triple" "${tests[@]}" -- --test-threads=2
     ;;
 valgrind)
     export CARGO_TARGET_DIR=target/valgrind

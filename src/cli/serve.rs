@@ -145,6 +145,9 @@ fn totals(stats: &[Arc<StackStats>]) -> serde_json::Value {
         "reset": sum(|s| s.reset.get()),
         "backlog_full": sum(|s| s.backlog_full.get()),
         "syn_evicted": sum(|s| s.syn_evicted.get()),
+        "table_full": sum(|s| s.table_full.get()),
+        "rst_not_exact": sum(|s| s.rst_not_exact.get()),
+        "udp_no_port": sum(|s| s.udp_no_port.get()),
         "no_conn": sum(|s| s.no_conn.get()),
     })
 }
