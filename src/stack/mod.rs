@@ -21,6 +21,14 @@
 //! - **No connection.** A segment for no connection is handed to an empty
 //!   set, and smoltcp answers as TCP requires (RST, nothing for a RST); ARP
 //!   and ICMP echo go to the interface through the same empty set.
+//! - **Hardening on top of smoltcp.** A RST for a connection is acted on
+//!   only at the exact sequence number we last acknowledged; in the window
+//!   it draws a rate-limited challenge ACK instead (RFC 5961 3.2; smoltcp
+//!   alone resets on any in-window RST). Connections whose peer has gone
+//!   silent with our data or FIN outstanding are aborted after
+//!   [`TcpOpts::dead_peer_ms`]. UDP to a closed port is dropped without an
+//!   ICMP error (which would be larger than the datagram). Under a SYN
+//!   flood, [`BacklogFull::DropOldest`] keeps room for new handshakes.
 //! - **Neighbours.** A connection whose next hop is not yet resolved waits
 //!   (smoltcp silences it); when an ARP frame arrives, the waiting
 //!   connections are polled again.
