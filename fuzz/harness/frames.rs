@@ -174,6 +174,9 @@ impl Rig {
             rx_buf: 4096,
             tx_buf: 4096,
             timeout_ms: 3_000,
+            // Well inside the settling time below, so that connections to
+            // peers that vanish must be gone by the end.
+            dead_peer_ms: 20_000,
             ..Default::default()
         };
         let mut sc = StackConfig::new(SERVER, 24);
