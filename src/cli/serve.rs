@@ -27,6 +27,9 @@ pub enum FullPolicy {
     Drop,
     /// Answer with RST (the client fails at once).
     Reset,
+    /// Drop the oldest half-open connection and take the new SYN (holds
+    /// up under SYN floods).
+    DropOldest,
 }
 
 /// The stack's flags.
@@ -81,6 +84,7 @@ impl NetArgs {
             on_full: match self.backlog_full {
                 FullPolicy::Drop => BacklogFull::Drop,
                 FullPolicy::Reset => BacklogFull::Reset,
+                FullPolicy::DropOldest => BacklogFull::DropOldest,
             },
             tcp: self.tcp()?,
         })
@@ -144,6 +148,10 @@ fn totals(stats: &[Arc<StackStats>]) -> serde_json::Value {
         "closed": sum(|s| s.closed.get()),
         "reset": sum(|s| s.reset.get()),
         "backlog_full": sum(|s| s.backlog_full.get()),
+        "syn_evicted": sum(|s| s.syn_evicted.get()),
+        "table_full": sum(|s| s.table_full.get()),
+        "rst_not_exact": sum(|s| s.rst_not_exact.get()),
+        "udp_no_port": sum(|s| s.udp_no_port.get()),
         "no_conn": sum(|s| s.no_conn.get()),
         "steered": sum(|s| s.steered_out.get()),
     })

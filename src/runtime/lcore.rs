@@ -98,6 +98,10 @@ pub fn available_cores() -> Vec<usize> {
         .collect()
 }
 
+/// Highest core id plus one that a core list may name (glibc's
+/// `CPU_SETSIZE`).
+const MAX_CORE_ID: usize = 1024;
+
 /// Parses `0`, `0,1`, `0-3`, `0-1,4`.
 pub fn parse_core_list(s: &str) -> Result<Vec<usize>> {
     let bad = || {
@@ -105,17 +109,32 @@ pub fn parse_core_list(s: &str) -> Result<Vec<usize>> {
             "`{s}` is not a core list; write e.g. `0`, `0,1` or `0-3`"
         ))
     };
+    // Core ids past the kernel's cpu_set_t (CPU_SETSIZE) cannot be pinned;
+    // refusing them also bounds the list (`0-99999999999` would otherwise
+    // try to build a list of that many cores).
+    let id = |v: &str| -> Result<usize> {
+        let c: usize = v.parse().map_err(|_| bad())?;
+        if c >= MAX_CORE_ID {
+            return Err(Error::Config(format!(
+                "core {c} in `{s}`: core ids go up to {}",
+                MAX_CORE_ID - 1
+            )));
+        }
+        Ok(c)
+    };
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim) {
         if let Some((a, b)) = part.split_once('-') {
-            let (a, b): (usize, usize) =
-                (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+            let (a, b) = (id(a)?, id(b)?);
             if a > b {
                 return Err(bad());
             }
             out.extend(a..=b);
         } else {
-            out.push(part.parse().map_err(|_| bad())?);
+            out.push(id(part)?);
+        }
+        if out.len() > MAX_CORE_ID {
+            return Err(Error::Config(format!("core list `{s}` names a core twice")));
         }
     }
     let mut dedup = out.clone();
@@ -280,6 +299,13 @@ mod tests {
         assert_eq!(parse_core_list("0-2,5").unwrap(), vec![0, 1, 2, 5]);
         for bad in ["", "a", "2-1", "0,0", "1,"] {
             assert!(parse_core_list(bad).is_err(), "{bad}");
+        }
+        // Found by fuzzing: a huge range built a list of billions of cores.
+        assert_eq!(parse_core_list("1023").unwrap(), vec![1023]);
+        assert_eq!(parse_core_list("0-1023").unwrap().len(), 1024);
+        for bad in ["1024", "03-8033", "0-18446744073709551615", "0-1023,0-1023"] {
+            let e = parse_core_list(bad).unwrap_err().to_string();
+            assert!(e.contains("core"), "{bad}: {e}");
         }
     }
 

@@ -35,6 +35,11 @@ pub struct TxPath<Q: PortQueue> {
     pub built: u64,
     /// ARP requests built so far.
     pub arp_built: u64,
+    /// The sequence numbers of the last TCP segment built, if it carried
+    /// an ACK: (acknowledgement number, end of its sequence space). The
+    /// stack reads it after polling one connection to learn what that
+    /// connection last acknowledged (for RFC 5961 RST checks).
+    pub last_tcp: Option<(u32, u32)>,
     scratch: Vec<u8>,
 }
 
@@ -53,6 +58,7 @@ impl<Q: PortQueue> TxPath<Q> {
             backlog: VecDeque::new(),
             built: 0,
             arp_built: 0,
+            last_tcp: None,
             scratch: vec![0; mtu + 64],
         }
     }
@@ -173,7 +179,9 @@ impl<Q: PortQueue> phy::TxToken for TxTok<'_, Q> {
         let r = f(&mut buf.room_mut()[..len]);
         buf.set_len(len);
         tx.built += 1;
-        if is_arp_request(buf.data()) {
+        if let Some(t) = tcp_seqs(buf.data()) {
+            tx.last_tcp = Some(t);
+        } else if is_arp_request(buf.data()) {
             tx.stats.arp_requests_tx.inc();
             tx.arp_built += 1;
         }
@@ -207,6 +215,29 @@ impl<Q: PortQueue> phy::Device for OneFrame<'_, Q> {
     fn capabilities(&self) -> DeviceCapabilities {
         self.caps.clone()
     }
+}
+
+/// (ack, seq + length) of a TCP segment with ACK set that we built.
+#[inline]
+fn tcp_seqs(frame: &[u8]) -> Option<(u32, u32)> {
+    use smoltcp::wire::{EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, TcpPacket};
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.ethertype() != EthernetProtocol::Ipv4 {
+        return None;
+    }
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    if ip.next_header() != IpProtocol::Tcp {
+        return None;
+    }
+    let t = TcpPacket::new_checked(ip.payload()).ok()?;
+    if !t.ack() || t.rst() {
+        return None;
+    }
+    let len = t.payload().len() as u32 + t.syn() as u32 + t.fin() as u32;
+    Some((
+        t.ack_number().0 as u32,
+        (t.seq_number().0 as u32).wrapping_add(len),
+    ))
 }
 
 /// Capabilities for a port: Ethernet, its MTU, one frame per burst as far

@@ -21,6 +21,14 @@
 //! - **No connection.** A segment for no connection is handed to an empty
 //!   set, and smoltcp answers as TCP requires (RST, nothing for a RST); ARP
 //!   and ICMP echo go to the interface through the same empty set.
+//! - **Hardening on top of smoltcp.** A RST for a connection is acted on
+//!   only at the exact sequence number we last acknowledged; in the window
+//!   it draws a rate-limited challenge ACK instead (RFC 5961 3.2; smoltcp
+//!   alone resets on any in-window RST). Connections whose peer has gone
+//!   silent with our data or FIN outstanding are aborted after
+//!   [`TcpOpts::dead_peer_ms`]. UDP to a closed port is dropped without an
+//!   ICMP error (which would be larger than the datagram). Under a SYN
+//!   flood, [`BacklogFull::DropOldest`] keeps room for new handshakes.
 //! - **Neighbours.** A connection whose next hop is not yet resolved waits
 //!   (smoltcp silences it); when an ARP frame arrives, the waiting
 //!   connections are polled again.
@@ -80,6 +88,12 @@ pub struct TcpOpts {
     /// peer's last segment, so it would also close idle connections, which
     /// servers holding many connections must keep.
     pub timeout_ms: u64,
+    /// Abort an established connection when the peer has sent nothing
+    /// for this long (ms) while we have unacknowledged data or a FIN
+    /// outstanding: smoltcp retransmits without limit, so without this a
+    /// peer that vanishes (or stops acknowledging on purpose) would hold
+    /// its connection forever. Idle connections are not affected.
+    pub dead_peer_ms: u64,
 }
 
 impl Default for TcpOpts {
@@ -90,6 +104,7 @@ impl Default for TcpOpts {
             nagle: false,
             ack_delay_ms: Some(10),
             timeout_ms: 10_000,
+            dead_peer_ms: 300_000,
         }
     }
 }
@@ -102,6 +117,13 @@ pub enum BacklogFull {
     Drop,
     /// Answer with RST (the client fails at once).
     Reset,
+    /// Make room by dropping the oldest connection still in the handshake
+    /// (silently, as if its SYN had been lost), and take the new SYN.
+    /// This is what holds up under a SYN flood from addresses that never
+    /// answer: a legitimate handshake completes as long as it takes less
+    /// time than the flood needs to turn the backlog over, where `Drop`
+    /// refuses every SYN until the flood's half-open connections time out.
+    DropOldest,
 }
 
 /// A listener's settings.
@@ -140,6 +162,11 @@ pub struct StackConfig {
     pub connect: TcpOpts,
     /// First and last local port for active opens.
     pub ephemeral: (u16, u16),
+    /// Seed of the generator behind initial sequence numbers, IP ids and
+    /// the first ephemeral port. `None` (the default): drawn from the OS
+    /// random generator, as it must be in service. A fixed seed makes
+    /// tests and fuzzing reproducible; never set one on a real network.
+    pub random_seed: Option<u64>,
 }
 
 impl StackConfig {
@@ -152,6 +179,7 @@ impl StackConfig {
             max_conns: 1 << 20,
             connect: TcpOpts::default(),
             ephemeral: (32768, 60999),
+            random_seed: None,
         }
     }
 }
@@ -226,8 +254,16 @@ pub struct StackStats {
     pub drop_unsupported: Counter,
     /// Segments for no connection (answered with RST by TCP rules).
     pub no_conn: Counter,
+    /// RSTs not at the exact sequence number we acknowledged (RFC 5961):
+    /// dropped, answered by a (rate-limited) challenge ACK if in window.
+    pub rst_not_exact: Counter,
+    /// UDP datagrams for a port with no socket (dropped, unanswered).
+    pub udp_no_port: Counter,
     /// SYNs refused because the backlog was full.
     pub backlog_full: Counter,
+    /// Half-open connections dropped to make room for a new SYN
+    /// ([`BacklogFull::DropOldest`]).
+    pub syn_evicted: Counter,
     /// SYNs or connects refused because the connection table was full.
     pub table_full: Counter,
     /// Connections open now (all states).
@@ -288,6 +324,10 @@ struct Listener {
     opts: ListenOpts,
     /// Connections in the handshake.
     pending: usize,
+    /// Connections that entered the handshake, oldest first, as (slot,
+    /// generation); entries whose handshake has ended are skipped lazily
+    /// (used by `BacklogFull::DropOldest`, pruned to stay O(backlog)).
+    order: std::collections::VecDeque<(u32, u32)>,
 }
 
 struct Conn {
@@ -308,6 +348,15 @@ struct Conn {
     /// In `arp_waiters`.
     arp_wait: bool,
     last_state: tcp::State,
+    /// What we last acknowledged (our RCV.NXT as the peer knows it) and
+    /// the end of what we have sent, from the last segment we sent.
+    acked: Option<(u32, u32)>,
+    /// [`TcpOpts::dead_peer_ms`].
+    dead_peer_ms: u64,
+    /// The dead-peer timeout is armed.
+    dead_peer_armed: bool,
+    /// When our FIN state began (µs), for the dead-peer deadline.
+    fin_since: Option<u64>,
 }
 
 struct Slot {
@@ -371,7 +420,8 @@ impl<Q: PortQueue> Stack<Q> {
         let mut config = Config::new(HardwareAddress::Ethernet(mac));
         // Initial sequence numbers and IP ids come from this generator:
         // seed it from the OS so they cannot be predicted.
-        config.random_seed = crate::port::sys::random_u64();
+        let seed = cfg.random_seed.unwrap_or_else(crate::port::sys::random_u64);
+        config.random_seed = seed;
         let mut dev = OneFrame {
             rx: None,
             tx: &mut tx,
@@ -389,9 +439,14 @@ impl<Q: PortQueue> Stack<Q> {
                 .add_default_ipv4_route(gw)
                 .map_err(|_| Error::Config("cannot add the default route".into()))?;
         }
-        let next_port = cfg.ephemeral.0
-            + (crate::port::sys::random_u64() % (cfg.ephemeral.1 - cfg.ephemeral.0 + 1) as u64)
-                as u16;
+        // A separate draw: the first port must reveal nothing of the ISN
+        // generator's seed.
+        let port_seed = match cfg.random_seed {
+            Some(s) => s.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29),
+            None => crate::port::sys::random_u64(),
+        };
+        let next_port =
+            cfg.ephemeral.0 + (port_seed % (cfg.ephemeral.1 - cfg.ephemeral.0 + 1) as u64) as u16;
         Ok(Stack {
             iface,
             verify_checksums: !info.caps.rx_checksum,
@@ -461,7 +516,14 @@ impl<Q: PortQueue> Stack<Q> {
         if self.listeners.contains_key(&port) {
             return Err(Error::Config(format!("port {port} is already listening")));
         }
-        self.listeners.insert(port, Listener { opts, pending: 0 });
+        self.listeners.insert(
+            port,
+            Listener {
+                opts,
+                pending: 0,
+                order: std::collections::VecDeque::new(),
+            },
+        );
         Ok(())
     }
 
@@ -636,6 +698,17 @@ impl<Q: PortQueue> Stack<Q> {
                 rst,
             }) => {
                 if let Some(&idx) = self.table.get(&key) {
+                    let buf = if rst {
+                        match self.screen_rst(idx, buf) {
+                            Some(b) => b,
+                            None => {
+                                self.stats.rst_not_exact.inc();
+                                return;
+                            }
+                        }
+                    } else {
+                        buf
+                    };
                     self.feed_conn(idx, buf);
                     self.check(idx, true);
                 } else if syn && !rst && self.listeners.contains_key(&dst_port) {
@@ -659,7 +732,13 @@ impl<Q: PortQueue> Stack<Q> {
                         self.events.push(Event::UdpReadable(UdpId(u)));
                     }
                 }
-                None => self.feed_empty(buf), // ICMP port unreachable
+                // No ICMP port unreachable: it quotes the datagram, so it
+                // is always 28 bytes longer than what provoked it, which
+                // would make us a (small) reflection amplifier.
+                None => {
+                    self.stats.udp_no_port.inc();
+                    drop(buf);
+                }
             },
         }
     }
@@ -678,6 +757,7 @@ impl<Q: PortQueue> Stack<Q> {
         let Some(c) = self.slots[idx as usize].conn.as_mut() else {
             return;
         };
+        self.tx.last_tcp = None;
         let mut dev = OneFrame {
             rx: Some(buf),
             tx: &mut self.tx,
@@ -685,6 +765,58 @@ impl<Q: PortQueue> Stack<Q> {
         };
         self.iface
             .poll_ingress_single(self.now, &mut dev, &mut c.set);
+        if let Some(t) = self.tx.last_tcp.take() {
+            c.acked = Some(t);
+        }
+    }
+
+    /// RFC 5961 3.2 on top of smoltcp, which resets a connection on any
+    /// RST inside the receive window: a RST is acted on only if its
+    /// sequence number is exactly the one we last acknowledged. An
+    /// in-window RST that is not exact is turned into a pure ACK from far
+    /// outside the window, so smoltcp answers it with a challenge ACK
+    /// (rate-limited to one per second); a legitimate peer answers that
+    /// with an exact RST. Out-of-window RSTs are dropped. Returns the
+    /// frame if it should go to the connection as it is.
+    fn screen_rst(&mut self, idx: u32, mut buf: Q::Buf) -> Option<Q::Buf> {
+        use smoltcp::wire::{EthernetFrame, Ipv4Packet, TcpPacket};
+        let Some(c) = self.slots[idx as usize].conn.as_mut() else {
+            return Some(buf);
+        };
+        let Some((rcv_nxt, snd_max)) = c.acked else {
+            // Nothing acknowledged yet (SYN-SENT): smoltcp checks that a
+            // RST acknowledges our SYN exactly.
+            return Some(buf);
+        };
+        let window = c.set.get::<tcp::Socket>(c.handle).recv_capacity() as u32;
+        let mut eth = EthernetFrame::new_unchecked(buf.data_mut());
+        let mut ip = Ipv4Packet::new_unchecked(eth.payload_mut());
+        // The classifier checked these headers.
+        let mut t = TcpPacket::new_unchecked(ip.payload_mut());
+        let seq = t.seq_number().0 as u32;
+        if seq == rcv_nxt {
+            return Some(buf);
+        }
+        if seq.wrapping_sub(rcv_nxt) >= window.max(1) {
+            return None; // out of the window: dropped silently
+        }
+        t.set_rst(false);
+        t.set_psh(false);
+        t.set_fin(false);
+        t.set_syn(false);
+        t.set_ack(true);
+        t.set_ack_number(smoltcp::wire::TcpSeqNumber(snd_max as i32));
+        t.set_seq_number(smoltcp::wire::TcpSeqNumber(
+            rcv_nxt.wrapping_add(1 << 31) as i32
+        ));
+        // Checksums are not verified again past the classifier.
+        let n = t.header_len() as usize;
+        let ip_hl = ip.header_len() as usize;
+        ip.set_total_len((ip_hl + n) as u16);
+        buf.set_len(14 + ip_hl + n);
+        self.feed_conn(idx, buf);
+        self.touch(idx);
+        None
     }
 
     fn new_socket(opts: &TcpOpts) -> tcp::Socket<'static> {
@@ -704,6 +836,7 @@ impl<Q: PortQueue> Stack<Q> {
         sock: tcp::Socket<'static>,
         listener: Option<u16>,
         active: bool,
+        dead_peer_ms: u64,
     ) -> u32 {
         let mut set = SocketSet::new(Vec::with_capacity(1));
         let handle = set.add(sock);
@@ -723,6 +856,10 @@ impl<Q: PortQueue> Stack<Q> {
             want_writable: false,
             arp_wait: false,
             last_state: state,
+            acked: None,
+            dead_peer_ms,
+            dead_peer_armed: false,
+            fin_since: None,
         };
         let idx = match self.free.pop() {
             Some(i) => {
@@ -749,24 +886,76 @@ impl<Q: PortQueue> Stack<Q> {
         };
         if l.pending >= l.opts.backlog {
             self.stats.backlog_full.inc();
-            if l.opts.on_full == BacklogFull::Reset {
-                self.feed_empty(buf);
+            match l.opts.on_full {
+                BacklogFull::Drop => return,
+                BacklogFull::Reset => {
+                    self.feed_empty(buf);
+                    return;
+                }
+                BacklogFull::DropOldest => {
+                    if !self.evict_oldest(port) {
+                        return;
+                    }
+                }
             }
-            return;
         }
         if self.table.len() >= self.cfg.max_conns {
             self.stats.table_full.inc();
             return;
         }
+        // Invariant: the listener exists (checked above; eviction does not
+        // remove listeners).
+        let Some(l) = self.listeners.get_mut(&port) else {
+            return;
+        };
         l.pending += 1;
         let mut sock = Self::new_socket(&l.opts.tcp);
         if sock.listen(port).is_err() {
             l.pending -= 1;
             return;
         }
-        let idx = self.insert(key, sock, Some(port), false);
+        let dead = l.opts.tcp.dead_peer_ms;
+        let idx = self.insert(key, sock, Some(port), false, dead);
+        if let Some(l) = self.listeners.get_mut(&port) {
+            let gen = self.slots[idx as usize].gen;
+            l.order.push_back((idx, gen));
+            if l.order.len() > 2 * l.opts.backlog + 16 {
+                // Drop the entries of handshakes that have ended.
+                let slots = &self.slots;
+                l.order.retain(|&(i, g)| {
+                    let s = &slots[i as usize];
+                    s.gen == g && s.conn.as_ref().is_some_and(|c| c.listener.is_some())
+                });
+            }
+        }
         self.feed_conn(idx, buf);
         self.check(idx, true);
+    }
+
+    /// Drops the oldest connection of `port`'s listener that is still in
+    /// the handshake; false if there is none.
+    fn evict_oldest(&mut self, port: u16) -> bool {
+        loop {
+            let Some((idx, gen)) = self
+                .listeners
+                .get_mut(&port)
+                .and_then(|l| l.order.pop_front())
+            else {
+                return false;
+            };
+            let pending = self.slots[idx as usize].gen == gen
+                && self.slots[idx as usize]
+                    .conn
+                    .as_ref()
+                    .is_some_and(|c| c.listener == Some(port));
+            if pending {
+                self.stats.syn_evicted.inc();
+                // Its socket goes without a word (no RST: like a lost SYN,
+                // the peer's retransmission starts over).
+                self.reap(idx);
+                return true;
+            }
+        }
     }
 
     /// Opens a connection to `remote`. The connection reports
@@ -817,7 +1006,8 @@ impl<Q: PortQueue> Stack<Q> {
             lport,
         )
         .map_err(|e| Error::Config(format!("connect to {remote}: {e}")))?;
-        let idx = self.insert(tcp_key(rip, remote.port(), lport), sock, None, true);
+        let dead = self.cfg.connect.dead_peer_ms;
+        let idx = self.insert(tcp_key(rip, remote.port(), lport), sock, None, true, dead);
         self.touch(idx);
         Ok(ConnId {
             idx,
@@ -943,6 +1133,7 @@ impl<Q: PortQueue> Stack<Q> {
         };
         c.touched = false;
         let (built0, arps0) = (self.tx.built, self.tx.arp_built);
+        self.tx.last_tcp = None;
         let mut dev = OneFrame {
             rx: None,
             tx: &mut self.tx,
@@ -956,8 +1147,42 @@ impl<Q: PortQueue> Stack<Q> {
             }
         }
         self.stats.conn_polls.inc();
-        let s = c.set.get::<tcp::Socket>(c.handle);
+        if let Some(t) = self.tx.last_tcp.take() {
+            c.acked = Some(t);
+        }
+        let s = c.set.get_mut::<tcp::Socket>(c.handle);
         let state = s.state();
+        let mut abort = false;
+        if c.opened {
+            // Dead peers. With data unacknowledged: smoltcp's timeout,
+            // armed only then (it counts from the peer's last segment, or
+            // from our first transmission after an idle spell), since it
+            // would otherwise close idle connections too.
+            let waiting = s.send_queue() > 0;
+            if waiting != c.dead_peer_armed {
+                c.dead_peer_armed = waiting;
+                s.set_timeout(waiting.then(|| SmolDuration::from_millis(c.dead_peer_ms)));
+            }
+            // After our FIN: a deadline of our own from when we closed
+            // (smoltcp's clock may be stale after an idle spell, and
+            // FIN-WAIT-2 has no timer at all).
+            use tcp::State::*;
+            if matches!(state, FinWait1 | FinWait2 | Closing | LastAck) {
+                let now = self.now.total_micros().max(0) as u64;
+                let deadline = *c.fin_since.get_or_insert(now) + c.dead_peer_ms * 1000;
+                if now >= deadline {
+                    s.abort();
+                    abort = true;
+                } else if deadline < c.timer {
+                    c.timer = deadline;
+                    self.timers.push(Entry {
+                        at: deadline,
+                        idx,
+                        gen,
+                    });
+                }
+            }
+        }
         let changed =
             state != c.last_state || (c.want_writable && s.send_capacity() > s.send_queue());
         let wants_send =
@@ -983,6 +1208,10 @@ impl<Q: PortQueue> Stack<Q> {
             // Egress or a timer changed the state (timeout, TIME-WAIT over,
             // the last ACK of a close): tell the application, reap.
             self.check(idx, false);
+        }
+        if abort {
+            // The RST goes out on the next pass of this iteration.
+            self.touch(idx);
         }
         1
     }

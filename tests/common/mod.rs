@@ -1,6 +1,8 @@
 //! Shared helpers of the integration tests.
 #![allow(dead_code)]
 
+pub mod wire;
+
 use std::process::{Command, Output};
 
 /// True if this test may touch interfaces: we are root. Without root the

@@ -3,6 +3,7 @@
 
 mod epoll;
 mod fwd;
+mod soak;
 mod svg;
 mod tcp;
 #[cfg(feature = "af-xdp")]
@@ -44,6 +45,10 @@ pub enum BenchCmd {
     /// (internal) the load generator over kernel sockets.
     #[command(hide = true)]
     KernelClient(tcp::KernelClientArgs),
+    /// Soak: HTTP request/response and connection churn between two stacks
+    /// over an in-memory wire for a long time, sampling memory and
+    /// counters for drift and errors.
+    Soak(soak::SoakArgs),
 }
 
 /// Runs a scenario.
@@ -59,5 +64,6 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
         BenchCmd::Scale(a) => tcp::scale(a),
         BenchCmd::KernelServer(a) => tcp::kernel_server(a),
         BenchCmd::KernelClient(a) => tcp::kernel_client(a),
+        BenchCmd::Soak(a) => soak::run(a),
     }
 }

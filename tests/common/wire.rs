@@ -1,0 +1,273 @@
+//! Raw frames against a stack over the in-memory wire: a port queue that
+//! lets a test inject frames into the stack's receive path, hold pool
+//! buffers, and see every frame the stack sends; frame builders.
+
+use std::collections::VecDeque;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+
+use bypass::buf::{Burst, PacketBuf, PoolBuf, PoolStats};
+use bypass::port::mem::MemQueue;
+use bypass::port::PortQueue;
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::*;
+
+/// What the test shares with an [`Inject`] queue.
+#[derive(Default)]
+pub struct Shared {
+    /// Frames handed to the stack before the wire's on the next receive.
+    pub inject: VecDeque<Vec<u8>>,
+    /// Copies of every frame the stack sent (when `record` is on).
+    pub sent: Vec<Vec<u8>>,
+    /// Record sent frames.
+    pub record: bool,
+    /// Pool buffers to take out of circulation (exhaustion tests).
+    pub hoard_target: usize,
+    hoard: Vec<PoolBuf>,
+}
+
+/// A port queue over a mem queue, steered by a [`Shared`].
+pub struct Inject {
+    inner: MemQueue,
+    /// Shared with the test.
+    pub shared: Arc<Mutex<Shared>>,
+}
+
+impl Inject {
+    /// Wraps `inner`.
+    pub fn new(inner: MemQueue) -> (Inject, Arc<Mutex<Shared>>) {
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        (
+            Inject {
+                inner,
+                shared: shared.clone(),
+            },
+            shared,
+        )
+    }
+}
+
+impl Inject {
+    /// Frames on the wire towards this queue, not yet received.
+    pub fn rx_waiting(&self) -> usize {
+        self.inner.rx_waiting()
+    }
+}
+
+impl PortQueue for Inject {
+    type Buf = PoolBuf;
+
+    fn rx_burst(&mut self, burst: &mut Burst<PoolBuf>) -> usize {
+        let mut sh = self.shared.lock().unwrap();
+        while sh.hoard.len() < sh.hoard_target {
+            match self.inner.alloc() {
+                Some(b) => sh.hoard.push(b),
+                None => break,
+            }
+        }
+        let keep = sh.hoard_target.min(sh.hoard.len());
+        sh.hoard.truncate(keep);
+        let mut n = 0;
+        while !burst.is_full() {
+            let Some(f) = sh.inject.pop_front() else {
+                break;
+            };
+            let mut b = self
+                .inner
+                .alloc()
+                .expect("a pool buffer for an injected frame");
+            assert!(b.copy_from(&f));
+            burst.push(b);
+            n += 1;
+        }
+        drop(sh);
+        let n = n + self.inner.rx_burst(burst);
+        if n == 0 {
+            // A quiet wire delivers a frame the reordering fault held back
+            // (it waits for a later frame to overtake it).
+            self.inner.release_held();
+        }
+        n
+    }
+    fn tx_burst(&mut self, burst: &mut Burst<PoolBuf>) -> usize {
+        {
+            let mut sh = self.shared.lock().unwrap();
+            if sh.record {
+                for b in burst.iter() {
+                    sh.sent.push(b.data().to_vec());
+                }
+            }
+        }
+        self.inner.tx_burst(burst)
+    }
+    fn alloc(&mut self) -> Option<PoolBuf> {
+        self.inner.alloc()
+    }
+    fn queue_id(&self) -> u16 {
+        self.inner.queue_id()
+    }
+    fn pool_stats(&self) -> PoolStats {
+        self.inner.pool_stats()
+    }
+    fn flush(&mut self) {
+        self.inner.flush()
+    }
+}
+
+/// A TCP segment's fields for [`tcp_frame`].
+#[derive(Clone, Copy, Debug)]
+pub struct Seg<'a> {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    pub sport: u16,
+    pub dport: u16,
+    pub seq: u32,
+    pub ack: Option<u32>,
+    pub control: TcpControl,
+    pub payload: &'a [u8],
+}
+
+/// Builds an Ethernet/IPv4/TCP frame with correct checksums.
+pub fn tcp_frame(s: &Seg<'_>) -> Vec<u8> {
+    let tcp = TcpRepr {
+        src_port: s.sport,
+        dst_port: s.dport,
+        control: s.control,
+        seq_number: TcpSeqNumber(s.seq as i32),
+        ack_number: s.ack.map(|a| TcpSeqNumber(a as i32)),
+        window_len: 8192,
+        window_scale: None,
+        max_seg_size: (s.control == TcpControl::Syn).then_some(1460),
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload: s.payload,
+    };
+    let ip = Ipv4Repr {
+        src_addr: s.src,
+        dst_addr: s.dst,
+        next_header: IpProtocol::Tcp,
+        payload_len: tcp.buffer_len(),
+        hop_limit: 64,
+    };
+    let mut v = vec![0; 14 + 20 + tcp.buffer_len()];
+    let mut f = EthernetFrame::new_unchecked(&mut v[..]);
+    EthernetRepr {
+        src_addr: EthernetAddress(s.src_mac),
+        dst_addr: EthernetAddress(s.dst_mac),
+        ethertype: EthernetProtocol::Ipv4,
+    }
+    .emit(&mut f);
+    let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
+    let caps = ChecksumCapabilities::default();
+    ip.emit(&mut p, &caps);
+    tcp.emit(
+        &mut TcpPacket::new_unchecked(p.payload_mut()),
+        &s.src.into(),
+        &s.dst.into(),
+        &caps,
+    );
+    v
+}
+
+/// Builds an Ethernet/IPv4 frame around an L4 payload (`proto`), fixing
+/// the UDP/ICMP checksum.
+pub fn ip_frame(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    proto: IpProtocol,
+    l4: &[u8],
+) -> Vec<u8> {
+    let ip = Ipv4Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: proto,
+        payload_len: l4.len(),
+        hop_limit: 64,
+    };
+    let mut v = vec![0; 14 + 20 + l4.len()];
+    let mut f = EthernetFrame::new_unchecked(&mut v[..]);
+    EthernetRepr {
+        src_addr: EthernetAddress(src_mac),
+        dst_addr: EthernetAddress(dst_mac),
+        ethertype: EthernetProtocol::Ipv4,
+    }
+    .emit(&mut f);
+    let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
+    ip.emit(&mut p, &ChecksumCapabilities::default());
+    let body = p.payload_mut();
+    body.copy_from_slice(l4);
+    match proto {
+        IpProtocol::Udp => {
+            let mut u = UdpPacket::new_unchecked(body);
+            u.fill_checksum(&src.into(), &dst.into());
+        }
+        IpProtocol::Icmp => Icmpv4Packet::new_unchecked(body).fill_checksum(),
+        _ => {}
+    }
+    v
+}
+
+/// An ARP request from `src` (`src_mac`) for `target`.
+pub fn arp_request(src: Ipv4Addr, src_mac: [u8; 6], target: Ipv4Addr) -> Vec<u8> {
+    let arp = ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Request,
+        source_hardware_addr: EthernetAddress(src_mac),
+        source_protocol_addr: src,
+        target_hardware_addr: EthernetAddress([0; 6]),
+        target_protocol_addr: target,
+    };
+    let mut v = vec![0; 14 + arp.buffer_len()];
+    let mut f = EthernetFrame::new_unchecked(&mut v[..]);
+    EthernetRepr {
+        src_addr: EthernetAddress(src_mac),
+        dst_addr: EthernetAddress::BROADCAST,
+        ethertype: EthernetProtocol::Arp,
+    }
+    .emit(&mut f);
+    arp.emit(&mut ArpPacket::new_unchecked(f.payload_mut()));
+    v
+}
+
+/// A TCP segment seen in a frame: (src port, dst port, seq, ack, syn, ack
+/// flag, rst, payload length, destination IP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeenTcp {
+    pub sport: u16,
+    pub dport: u16,
+    pub seq: u32,
+    pub ack: u32,
+    pub syn: bool,
+    pub ackf: bool,
+    pub rst: bool,
+    pub len: usize,
+    pub dst: Ipv4Addr,
+}
+
+/// Parses a frame as TCP, if it is.
+pub fn seen_tcp(frame: &[u8]) -> Option<SeenTcp> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.ethertype() != EthernetProtocol::Ipv4 {
+        return None;
+    }
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    if ip.next_header() != IpProtocol::Tcp {
+        return None;
+    }
+    let t = TcpPacket::new_checked(ip.payload()).ok()?;
+    Some(SeenTcp {
+        sport: t.src_port(),
+        dport: t.dst_port(),
+        seq: t.seq_number().0 as u32,
+        ack: t.ack_number().0 as u32,
+        syn: t.syn(),
+        ackf: t.ack(),
+        rst: t.rst(),
+        len: t.payload().len(),
+        dst: ip.dst_addr(),
+    })
+}
