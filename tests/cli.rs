@@ -492,19 +492,28 @@ fn echo_serves_tcp_and_udp() {
         assert_eq!((n, from.to_string().as_str()), (100, "10.44.0.2:9"));
         assert_eq!(&r[..n], &[i; 100][..]);
     }
-    // A datagram to a port nobody bound gets ICMP port unreachable, which
-    // the kernel reports on a connected socket.
+    // A datagram to a port nobody bound gets no answer at all: an ICMP
+    // port-unreachable would quote it and be larger than what provoked it
+    // (reflection amplification); it is counted instead.
     let c = std::net::UdpSocket::bind("10.44.0.1:0").unwrap();
     c.connect("10.44.0.2:10").unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     c.send(b"anyone?").unwrap();
     let e = c.recv(&mut [0u8; 16]).unwrap_err();
-    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+    assert!(
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "{e}"
+    );
     drop(t);
     let out = topo.child.take().unwrap().wait_with_output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["echo-bytes"], 8 + 1000, "{j}");
+    assert_eq!(j["udp_no_port"], 1, "{j}");
 }
 
 #[test]

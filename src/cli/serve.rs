@@ -152,6 +152,7 @@ fn totals(stats: &[Arc<StackStats>]) -> serde_json::Value {
         "table_full": sum(|s| s.table_full.get()),
         "rst_not_exact": sum(|s| s.rst_not_exact.get()),
         "udp_no_port": sum(|s| s.udp_no_port.get()),
+        "tx_held": sum(|s| s.tx_held.get()),
         "no_conn": sum(|s| s.no_conn.get()),
         "steered": sum(|s| s.steered_out.get()),
     })

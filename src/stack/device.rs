@@ -82,6 +82,7 @@ impl<Q: PortQueue> TxPath<Q> {
     fn hold(&mut self, frames: Burst<Q::Buf>) {
         for b in frames {
             if self.backlog.len() < TX_BACKLOG {
+                self.stats.tx_held.inc();
                 self.backlog.push_back(b);
             } else {
                 self.stats.tx_full.inc();

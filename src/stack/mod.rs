@@ -238,8 +238,11 @@ pub struct StackStats {
     pub tx_packets: Counter,
     /// Bytes sent.
     pub tx_bytes: Counter,
-    /// Frames dropped because the port's transmit queue stayed full.
+    /// Frames dropped because the port's transmit queue stayed full and the
+    /// hold-back queue was full too.
     pub tx_full: Counter,
+    /// Frames the port refused at first and that waited for the next flush.
+    pub tx_held: Counter,
     /// Frames not built for want of a pool buffer.
     pub tx_no_buffer: Counter,
     /// Dropped: malformed headers, lengths or options.
