@@ -636,9 +636,30 @@ impl<Q: PortQueue> Stack<Q> {
         self.now = smol(now);
         let t = now.micros();
         while let Some(e) = self.timers.pop_due(t) {
-            if let Some(c) = self.live_mut(e.idx, e.gen) {
-                if c.timer == e.at {
-                    c.timer = NO_TIMER;
+            let slot = &mut self.slots[e.idx as usize];
+            let Some(c) = slot
+                .conn
+                .as_mut()
+                .filter(|c| slot.gen == e.gen && c.timer == e.at)
+            else {
+                continue; // stale: the connection went, or has an earlier entry
+            };
+            c.timer = NO_TIMER;
+            // The deadline may have moved on since this entry was pushed
+            // (a delayed ACK that a reply carried, an RTO re-armed): then
+            // just reschedule, without an egress pass.
+            match self.iface.poll_at(self.now, &c.set) {
+                Some(at) if at.total_micros().max(0) as u64 > t => {
+                    let at = at.total_micros() as u64;
+                    c.timer = at;
+                    self.timers.push(Entry {
+                        at,
+                        idx: e.idx,
+                        gen: e.gen,
+                    });
+                }
+                None if !c.arp_wait && c.last_state == tcp::State::Established => {}
+                _ => {
                     self.stats.timer_fires.inc();
                     self.touch(e.idx);
                 }
