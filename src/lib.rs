@@ -27,6 +27,7 @@ pub mod flow;
 pub mod port;
 pub mod runtime;
 pub mod stack;
+pub mod testing;
 pub mod time;
 
 pub use error::{Error, Result};

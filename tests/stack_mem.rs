@@ -356,70 +356,19 @@ fn transfer_intact_through_corruption() {
 
 /// Builds a bare TCP SYN from `sport` to the server's port 7.
 fn syn(room: &mut [u8], sport: u16, server_mac: [u8; 6]) -> usize {
-    use smoltcp::phy::ChecksumCapabilities;
-    use smoltcp::wire::*;
-    let tcp = TcpRepr {
-        src_port: sport,
-        dst_port: 7,
-        control: TcpControl::Syn,
-        seq_number: TcpSeqNumber(1000),
-        ack_number: None,
-        window_len: 1000,
-        window_scale: None,
-        max_seg_size: Some(1460),
-        sack_permitted: false,
-        sack_ranges: [None; 3],
-        timestamp: None,
-        payload: &[],
+    let ends = bypass::testing::Ends {
+        src_mac: [2, 0, 0, 0, 0, 2],
+        dst_mac: server_mac,
+        src_ip: CLIENT,
+        dst_ip: SERVER,
     };
-    let ip = Ipv4Repr {
-        src_addr: CLIENT,
-        dst_addr: SERVER,
-        next_header: IpProtocol::Tcp,
-        payload_len: tcp.buffer_len(),
-        hop_limit: 64,
-    };
-    let eth = EthernetRepr {
-        src_addr: EthernetAddress([2, 0, 0, 0, 0, 2]),
-        dst_addr: EthernetAddress(server_mac),
-        ethertype: EthernetProtocol::Ipv4,
-    };
-    let n = 14 + 20 + tcp.buffer_len();
-    let mut f = EthernetFrame::new_unchecked(&mut room[..n]);
-    eth.emit(&mut f);
-    let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
-    let caps = ChecksumCapabilities::default();
-    ip.emit(&mut p, &caps);
-    tcp.emit(
-        &mut TcpPacket::new_unchecked(p.payload_mut()),
-        &CLIENT.into(),
-        &SERVER.into(),
-        &caps,
-    );
-    n
+    bypass::testing::emit_tcp(room, &ends, &bypass::testing::syn(sport, 7, 1000))
 }
 
 /// An ARP request from the raw peer for the server's address: the server
 /// answers and learns the peer's MAC from it.
 fn arp_request(room: &mut [u8]) -> usize {
-    use smoltcp::wire::*;
-    let arp = ArpRepr::EthernetIpv4 {
-        operation: ArpOperation::Request,
-        source_hardware_addr: EthernetAddress([2, 0, 0, 0, 0, 2]),
-        source_protocol_addr: CLIENT,
-        target_hardware_addr: EthernetAddress([0; 6]),
-        target_protocol_addr: SERVER,
-    };
-    let eth = EthernetRepr {
-        src_addr: EthernetAddress([2, 0, 0, 0, 0, 2]),
-        dst_addr: EthernetAddress::BROADCAST,
-        ethertype: EthernetProtocol::Arp,
-    };
-    let n = 14 + arp.buffer_len();
-    let mut f = EthernetFrame::new_unchecked(&mut room[..n]);
-    eth.emit(&mut f);
-    arp.emit(&mut ArpPacket::new_unchecked(f.payload_mut()));
-    n
+    bypass::testing::emit_arp_request(room, [2, 0, 0, 0, 0, 2], CLIENT, SERVER)
 }
 
 struct Raw {

@@ -147,53 +147,24 @@ fn ipv4(bytes: &[u8], ours: Ipv4Address, verify: bool) -> Result<Class, Reject> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use smoltcp::phy::ChecksumCapabilities;
-    use smoltcp::wire::{EthernetRepr, Ipv4Repr, TcpControl, TcpSeqNumber};
 
     const MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);
     const IP: Ipv4Address = Ipv4Address::new(10, 0, 0, 1);
     const PEER: Ipv4Address = Ipv4Address::new(10, 0, 0, 2);
 
     fn tcp_frame(payload: &[u8]) -> Vec<u8> {
+        let ends = crate::testing::Ends {
+            src_mac: [2, 0, 0, 0, 0, 2],
+            dst_mac: MAC.0,
+            src_ip: PEER,
+            dst_ip: IP,
+        };
         let tcp = TcpRepr {
-            src_port: 40000,
-            dst_port: 80,
-            control: TcpControl::Syn,
-            seq_number: TcpSeqNumber(1),
-            ack_number: None,
-            window_len: 1000,
-            window_scale: None,
-            max_seg_size: Some(1460),
-            sack_permitted: false,
-            sack_ranges: [None; 3],
-            timestamp: None,
             payload,
+            window_len: 1000,
+            ..crate::testing::syn(40000, 80, 1)
         };
-        let ip = Ipv4Repr {
-            src_addr: PEER,
-            dst_addr: IP,
-            next_header: IpProtocol::Tcp,
-            payload_len: tcp.buffer_len(),
-            hop_limit: 64,
-        };
-        let eth = EthernetRepr {
-            src_addr: EthernetAddress([2, 0, 0, 0, 0, 2]),
-            dst_addr: MAC,
-            ethertype: EthernetProtocol::Ipv4,
-        };
-        let mut v = vec![0; 14 + 20 + tcp.buffer_len()];
-        let mut f = EthernetFrame::new_unchecked(&mut v[..]);
-        eth.emit(&mut f);
-        let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
-        let caps = ChecksumCapabilities::default();
-        ip.emit(&mut p, &caps);
-        tcp.emit(
-            &mut TcpPacket::new_unchecked(p.payload_mut()),
-            &PEER.into(),
-            &IP.into(),
-            &caps,
-        );
-        v
+        crate::testing::tcp_vec(&ends, &tcp)
     }
 
     #[test]

@@ -375,48 +375,22 @@ mod tests {
 
     /// A TCP segment from `src:sport` to 10.0.0.1:80.
     fn tcp_frame(src: Ipv4Address, sport: u16) -> Vec<u8> {
-        use smoltcp::phy::ChecksumCapabilities;
-        use smoltcp::wire::{Ipv4Repr, TcpControl, TcpRepr, TcpSeqNumber};
-        let dst = Ipv4Address::new(10, 0, 0, 1);
+        use smoltcp::wire::{TcpControl, TcpRepr, TcpSeqNumber};
+        let ends = crate::testing::Ends {
+            src_mac: [2, 0, 0, 0, 0, 2],
+            dst_mac: [2, 0, 0, 0, 0, 1],
+            src_ip: src,
+            dst_ip: Ipv4Address::new(10, 0, 0, 1),
+        };
         let tcp = TcpRepr {
-            src_port: sport,
-            dst_port: 80,
             control: TcpControl::None,
-            seq_number: TcpSeqNumber(1),
             ack_number: Some(TcpSeqNumber(1)),
             window_len: 1000,
-            window_scale: None,
             max_seg_size: None,
-            sack_permitted: false,
-            sack_ranges: [None; 3],
-            timestamp: None,
             payload: b"hello",
+            ..crate::testing::syn(sport, 80, 1)
         };
-        let ip = Ipv4Repr {
-            src_addr: src,
-            dst_addr: dst,
-            next_header: IpProtocol::Tcp,
-            payload_len: tcp.buffer_len(),
-            hop_limit: 64,
-        };
-        let eth = EthernetRepr {
-            src_addr: EthernetAddress([2, 0, 0, 0, 0, 2]),
-            dst_addr: EthernetAddress([2, 0, 0, 0, 0, 1]),
-            ethertype: EthernetProtocol::Ipv4,
-        };
-        let mut v = vec![0; 14 + 20 + tcp.buffer_len()];
-        let mut f = EthernetFrame::new_unchecked(&mut v[..]);
-        eth.emit(&mut f);
-        let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
-        let caps = ChecksumCapabilities::default();
-        ip.emit(&mut p, &caps);
-        tcp.emit(
-            &mut TcpPacket::new_unchecked(p.payload_mut()),
-            &src.into(),
-            &dst.into(),
-            &caps,
-        );
-        v
+        crate::testing::tcp_vec(&ends, &tcp)
     }
 
     #[test]
