@@ -37,7 +37,7 @@ fn null_macswap_scenario() {
     let core = runtime::available_cores()[0];
     let stats = Stats::new(&[core], &["dpdk:net_null0".to_string()]);
     let q = port.take_queues().pop().expect("one queue");
-    let worker = ForwardWorker::new(vec![q], MacSwap, stats.core(0), None);
+    let worker = ForwardWorker::new(vec![q], MacSwap, stats.core(0));
     let cfg = RunConfig {
         cores: vec![core],
         duration: Some(Duration::from_millis(500)),

@@ -75,7 +75,7 @@ fn rss_scenario() {
     let workers: Vec<_> = queues
         .into_iter()
         .enumerate()
-        .map(|(i, q)| ForwardWorker::new(vec![q], MacSwap, stats.core(i), None))
+        .map(|(i, q)| ForwardWorker::new(vec![q], MacSwap, stats.core(i)))
         .collect();
     let rc = RunConfig {
         cores,

@@ -224,7 +224,6 @@ fn l2fwd_between_two_mem_ports_on_two_threads() {
         ],
         Wire,
         stats.core(0),
-        None,
     );
     let stop = Stop::new();
     let cores = runtime::available_cores();

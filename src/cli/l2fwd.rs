@@ -3,8 +3,8 @@
 use clap::{Args, ValueEnum};
 
 use bypass::app::{MacSwap, PacketHandler, Wire};
-use bypass::port::Port;
-use bypass::runtime::{self, stats, Capture, ForwardWorker, Stats, Stop};
+use bypass::port::{Port, PortQueue};
+use bypass::runtime::{self, stats, Capture, Captured, ForwardWorker, Stats, Stop};
 use bypass::{Error, Result};
 
 use super::ports::{self, Ports};
@@ -69,6 +69,40 @@ pub fn run(a: L2fwdArgs) -> Result<()> {
     }
 }
 
+/// Runs one forwarding worker per core over its queues, with the live
+/// table; returns when the run stops, every buffer returned.
+fn forward<Q: PortQueue, H: PacketHandler>(
+    json: bool,
+    cfg: &runtime::RunConfig,
+    stats: &Stats,
+    per_core: Vec<Vec<Q>>,
+    handler: &impl Fn() -> H,
+    stop: &Stop,
+) -> Result<()> {
+    let workers: Vec<_> = per_core
+        .into_iter()
+        .enumerate()
+        .map(|(core, qs)| ForwardWorker::new(qs, handler(), stats.core(core)))
+        .collect();
+    let mut prev = stats.snapshot();
+    let mut last = 0.0;
+    let mut printed_header = false;
+    let workers = runtime::run(cfg, workers, stop, |elapsed| {
+        let now = stats.snapshot();
+        if !printed_header {
+            say(json, &stats::table_header());
+            printed_header = true;
+        }
+        for l in stats::table_lines(&prev, &now, elapsed - last, elapsed) {
+            say(json, &l);
+        }
+        prev = now;
+        last = elapsed;
+    })?;
+    drop(workers); // return every buffer before the pools are read
+    Ok(())
+}
+
 /// Runs the forwarding loop over `ports` with one handler per core.
 pub fn drive<P: Port, H: PacketHandler>(
     common: &Common,
@@ -82,28 +116,18 @@ pub fn drive<P: Port, H: PacketHandler>(
         .map(|p| format!("{}:{}", p.info().kind, p.info().name))
         .collect();
     let stats = Stats::new(&cfg.cores, &names);
-    let capture = common
-        .pcap
-        .as_deref()
-        .map(|f| Capture::create(f, common.pcap_max))
-        .transpose()?;
     // queues[port][core] -> per core, one queue of each port
     let mut per_port: Vec<std::vec::IntoIter<P::Queue>> = ports
         .iter_mut()
         .map(|p| p.take_queues().into_iter())
         .collect();
-    let mut workers = Vec::new();
-    for core in 0..cfg.cores.len() {
+    let mut per_core = Vec::new();
+    for _ in 0..cfg.cores.len() {
         let qs: Vec<P::Queue> = per_port
             .iter_mut()
             .map(|it| it.next().expect("each port opened one queue per core"))
             .collect();
-        workers.push(ForwardWorker::new(
-            qs,
-            handler(),
-            stats.core(core),
-            capture.as_ref().map(|c| c.sink()),
-        ));
+        per_core.push(qs);
     }
     let json = common.json;
     for p in &ports {
@@ -118,25 +142,27 @@ pub fn drive<P: Port, H: PacketHandler>(
     }
     say(json, &format!("cores {:?}; Ctrl-C stops", cfg.cores));
     let start = std::time::Instant::now();
-    let mut prev = stats.snapshot();
-    let mut last = 0.0;
-    let mut printed_header = false;
-    let workers = runtime::run(&cfg, workers, stop, |elapsed| {
-        let now = stats.snapshot();
-        if !printed_header {
-            say(json, &stats::table_header());
-            printed_header = true;
+    let cap = match common.pcap.as_deref() {
+        Some(f) => {
+            let capture = Capture::create(f, common.pcap_max)?;
+            let wrapped = per_core
+                .into_iter()
+                .map(|qs| {
+                    qs.into_iter()
+                        .map(|q| Captured::new(q, capture.sink()))
+                        .collect()
+                })
+                .collect();
+            forward(json, &cfg, &stats, wrapped, &handler, stop)?;
+            Some(capture.finish()?)
         }
-        for l in stats::table_lines(&prev, &now, elapsed - last, elapsed) {
-            say(json, &l);
+        None => {
+            forward(json, &cfg, &stats, per_core, &handler, stop)?;
+            None
         }
-        prev = now;
-        last = elapsed;
-    })?;
+    };
     let secs = start.elapsed().as_secs_f64();
-    drop(workers); // return every buffer before reading the pools
     let snap = stats.snapshot();
-    let cap = capture.map(|c| c.finish()).transpose()?;
     if json {
         let v = serde_json::json!({
             "command": "l2fwd",

@@ -3,7 +3,6 @@
 use crate::app::{Frame, PacketHandler, Verdict};
 use crate::buf::{Burst, PacketBuf, BURST};
 use crate::port::PortQueue;
-use crate::runtime::capture::CaptureSink;
 use crate::runtime::lcore::Worker;
 use crate::runtime::stats::{CoreRef, DropReason};
 use crate::time::Instant;
@@ -24,13 +23,13 @@ pub struct ForwardWorker<Q: PortQueue, H: PacketHandler> {
     /// Bytes of the frames waiting in each `tx` burst (so that a flush
     /// need not walk the burst to count them).
     tx_bytes: Vec<u64>,
-    capture: Option<CaptureSink>,
     polls: u64,
 }
 
 impl<Q: PortQueue, H: PacketHandler> ForwardWorker<Q, H> {
-    /// A worker over `queues` (one per port, in port order).
-    pub fn new(queues: Vec<Q>, handler: H, stats: CoreRef, capture: Option<CaptureSink>) -> Self {
+    /// A worker over `queues` (one per port, in port order). To capture
+    /// what it carries, wrap the queues in [`Captured`](crate::runtime::Captured).
+    pub fn new(queues: Vec<Q>, handler: H, stats: CoreRef) -> Self {
         let tx = queues.iter().map(|_| Burst::new()).collect();
         let tx_bytes = vec![0; queues.len()];
         ForwardWorker {
@@ -39,7 +38,6 @@ impl<Q: PortQueue, H: PacketHandler> ForwardWorker<Q, H> {
             stats,
             tx,
             tx_bytes,
-            capture,
             polls: 0,
         }
     }
@@ -53,11 +51,6 @@ impl<Q: PortQueue, H: PacketHandler> ForwardWorker<Q, H> {
         let burst = &mut self.tx[p];
         if burst.is_empty() {
             return;
-        }
-        if let Some(c) = &self.capture {
-            for b in burst.iter() {
-                c.record(b.data());
-            }
         }
         let n = self.queues[p].tx_burst(burst);
         let mut bytes = std::mem::take(&mut self.tx_bytes[p]);
@@ -95,11 +88,6 @@ impl<Q: PortQueue, H: PacketHandler> Worker for ForwardWorker<Q, H> {
             total += n;
             self.stats.ports[p].rx_packets.add(n as u64);
             self.handler.begin_burst(now);
-            if let Some(c) = &self.capture {
-                for b in rx.iter() {
-                    c.record(b.data());
-                }
-            }
             // Pass 1: the handler sees each frame in place.
             let mut verdicts = [Verdict::Drop; BURST];
             let (mut rx_bytes, mut out_bytes) = (0u64, 0u64);
@@ -229,7 +217,7 @@ mod tests {
         let qa = a.take_queues().pop().unwrap();
         let mut qb = b.take_queues().pop().unwrap();
         let stats = Stats::new(&[0], &["a".to_string()]);
-        let mut w = ForwardWorker::new(vec![qa], EvenOnly, stats.core(0), None);
+        let mut w = ForwardWorker::new(vec![qa], EvenOnly, stats.core(0));
 
         // A burst with mixed verdicts: frame by frame.
         send(&mut qb, &[2, 3, 4, 5, 6], 100);
