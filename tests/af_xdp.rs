@@ -10,11 +10,7 @@ use std::time::{Duration, Instant};
 use bypass::buf::{Burst, PacketBuf};
 use bypass::port::xdp::{self, XdpConfig, XdpMode, XdpPort, XdpQueue, ZeroCopy};
 use bypass::port::{MacAddr, Port, PortQueue};
-use smoltcp::phy::ChecksumCapabilities;
-use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Packet,
-    Ipv4Repr, UdpPacket, UdpRepr,
-};
+use smoltcp::wire::{EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, UdpPacket};
 
 use common::{if_stat, private_netns, root_or_skip, sh, sh_out};
 
@@ -81,37 +77,13 @@ fn is_udp_to(frame: &[u8], port: u16) -> bool {
 
 /// A UDP frame from us to the kernel's end.
 fn udp_frame(buf: &mut [u8], src: MacAddr, dst: MacAddr, sport: u16, payload: &[u8]) -> usize {
-    let udp = UdpRepr {
-        src_port: sport,
-        dst_port: 7777,
+    let ends = bypass::testing::Ends {
+        src_mac: src.0,
+        dst_mac: dst.0,
+        src_ip: OUR_IP,
+        dst_ip: KERNEL_IP,
     };
-    let ip = Ipv4Repr {
-        src_addr: OUR_IP,
-        dst_addr: KERNEL_IP,
-        next_header: IpProtocol::Udp,
-        payload_len: udp.header_len() + payload.len(),
-        hop_limit: 64,
-    };
-    let eth = EthernetRepr {
-        src_addr: EthernetAddress(src.0),
-        dst_addr: EthernetAddress(dst.0),
-        ethertype: EthernetProtocol::Ipv4,
-    };
-    let len = eth.buffer_len() + ip.buffer_len() + udp.header_len() + payload.len();
-    let mut f = EthernetFrame::new_unchecked(&mut buf[..len]);
-    eth.emit(&mut f);
-    let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
-    ip.emit(&mut p, &ChecksumCapabilities::default());
-    let mut u = UdpPacket::new_unchecked(p.payload_mut());
-    udp.emit(
-        &mut u,
-        &OUR_IP.into(),
-        &KERNEL_IP.into(),
-        payload.len(),
-        |b| b.copy_from_slice(payload),
-        &ChecksumCapabilities::default(),
-    );
-    len
+    bypass::testing::emit_udp(buf, &ends, sport, 7777, payload)
 }
 
 fn assert_all_frames_home(q: &mut XdpQueue) {

@@ -55,11 +55,6 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use smoltcp::phy::ChecksumCapabilities;
-use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Address,
-    Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
-};
 
 use bypass::app::{Frame, MacSwap, PacketHandler, Verdict};
 use bypass::buf::{Burst, PacketBuf};
@@ -216,41 +211,15 @@ fn pin(core: usize) -> Result<()> {
 
 /// The generator's frame: UDP from the generator's end to the receiver's.
 fn template(size: usize, src: MacAddr, dst: MacAddr) -> Vec<u8> {
-    let payload = vec![0x5a; size - 42];
-    let udp = UdpRepr {
-        src_port: 9,
-        dst_port: 9,
-    };
-    let (sip, dip) = (
-        Ipv4Address::new(10, 77, 0, 2),
-        Ipv4Address::new(10, 77, 0, 1),
-    );
-    let ip = Ipv4Repr {
-        src_addr: sip,
-        dst_addr: dip,
-        next_header: IpProtocol::Udp,
-        payload_len: udp.header_len() + payload.len(),
-        hop_limit: 64,
-    };
-    let eth = EthernetRepr {
-        src_addr: EthernetAddress(src.0),
-        dst_addr: EthernetAddress(dst.0),
-        ethertype: EthernetProtocol::Ipv4,
+    let ends = bypass::testing::Ends {
+        src_mac: src.0,
+        dst_mac: dst.0,
+        src_ip: std::net::Ipv4Addr::new(10, 77, 0, 2),
+        dst_ip: std::net::Ipv4Addr::new(10, 77, 0, 1),
     };
     let mut buf = vec![0u8; size];
-    let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
-    eth.emit(&mut f);
-    let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
-    ip.emit(&mut p, &ChecksumCapabilities::default());
-    let mut u = UdpPacket::new_unchecked(p.payload_mut());
-    udp.emit(
-        &mut u,
-        &sip.into(),
-        &dip.into(),
-        payload.len(),
-        |b| b.copy_from_slice(&payload),
-        &ChecksumCapabilities::default(),
-    );
+    let n = bypass::testing::emit_udp(&mut buf, &ends, 9, 9, &vec![0x5a; size - 42]);
+    buf.truncate(n);
     buf
 }
 
@@ -869,6 +838,7 @@ pub fn run(a: XdpArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use smoltcp::wire::{EthernetFrame, IpProtocol, Ipv4Packet};
 
     #[test]
     fn reads_testpmd_final_stats() {
