@@ -5,7 +5,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use bypass::app::tcp::{Conn, Ctx, TcpApp};
+use bypass::app::tcp::{Conn, Ctx, Echo, TcpApp};
 use bypass::buf::{Burst, PacketBuf};
 use bypass::port::mem::{Faults, MemConfig, MemPort, MemQueue};
 use bypass::port::{Port, PortQueue};
@@ -15,16 +15,6 @@ use bypass::time::Instant;
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
-
-/// Echoes everything.
-struct Echo;
-impl TcpApp for Echo {
-    type Conn = ();
-    fn on_open(&mut self, _: &mut Conn<'_>) {}
-    fn on_data(&mut self, _: &mut (), c: &mut Conn<'_>, d: &[u8]) -> usize {
-        c.send(d)
-    }
-}
 
 fn pattern(i: usize, salt: u8) -> u8 {
     (i.wrapping_mul(2654435761) >> 13) as u8 ^ salt
@@ -251,7 +241,7 @@ fn opts(buf: usize) -> TcpOpts {
 fn echo_and_orderly_close() {
     let mut n = net(
         Faults::default(),
-        Echo,
+        Echo::default(),
         Client::new(1, 5, 7),
         ListenOpts::default(),
         opts(4096),
@@ -275,7 +265,7 @@ fn refused_connection_fails_fast() {
     c.close_when_done = false;
     let mut n = net(
         Faults::default(),
-        Echo,
+        Echo::default(),
         c,
         ListenOpts::default(),
         opts(4096),
@@ -292,7 +282,7 @@ fn refused_connection_fails_fast() {
 fn transfer(faults: Faults, bytes: usize, conns: usize) {
     let mut n = net(
         faults,
-        Echo,
+        Echo::default(),
         Client::new(conns, bytes, 7),
         ListenOpts::default(),
         opts(64 * 1024),
@@ -343,7 +333,7 @@ fn transfer_intact_through_corruption() {
     };
     let mut n = net(
         f,
-        Echo,
+        Echo::default(),
         Client::new(1, 512 << 10, 7),
         ListenOpts::default(),
         opts(64 * 1024),
@@ -383,7 +373,7 @@ fn raw(lopts: ListenOpts) -> Raw {
     let mut s = Stack::new(qa, &ia, StackConfig::new(SERVER, 24), Instant(0)).unwrap();
     s.listen(7, lopts).unwrap();
     let mut r = Raw {
-        server: TcpWorker::new(s, Echo),
+        server: TcpWorker::new(s, Echo::default()),
         peer: qb,
         mac: ia.mac.0,
         now: 0,
@@ -577,7 +567,13 @@ fn polls_per_transaction(idle: usize) -> (u64, u64) {
         tcp: opts(1024),
         ..Default::default()
     };
-    let mut n = net(Faults::default(), Echo, pinger, lopts, opts(1024));
+    let mut n = net(
+        Faults::default(),
+        Echo::default(),
+        pinger,
+        lopts,
+        opts(1024),
+    );
     let want = idle + 1;
     let mut opened = 0;
     // Connects are issued 64 per poll; wait for all to open.
@@ -635,7 +631,7 @@ fn first_connection_waits_for_arp_not_for_a_second() {
     c.close_when_done = false;
     let mut n = net(
         Faults::default(),
-        Echo,
+        Echo::default(),
         c,
         ListenOpts::default(),
         opts(4096),
@@ -687,7 +683,7 @@ fn a_full_transmit_queue_holds_frames_back() {
     cc.connect = opts(256 * 1024);
     let c = Stack::new(b.take_queues().pop().unwrap(), &ib, cc, Instant(0)).unwrap();
     let mut n = Net {
-        server: TcpWorker::new(s, Echo),
+        server: TcpWorker::new(s, Echo::default()),
         client: TcpWorker::new(c, Client::new(1, 1 << 20, 7)),
         now: 0,
     };

@@ -7,7 +7,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use bypass::app::tcp::{Conn, Ctx, TcpApp};
+use bypass::app::tcp::{Conn, Ctx, Echo, TcpApp};
 use bypass::flow::{Reta, Rss, RssKey};
 use bypass::port::mem::{Faults, MemConfig, MemPort, MemQueue};
 use bypass::port::{Port, PortQueue};
@@ -19,15 +19,6 @@ use bypass::time::Instant;
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const CORES: usize = 2;
-
-struct Echo;
-impl TcpApp for Echo {
-    type Conn = ();
-    fn on_open(&mut self, _: &mut Conn<'_>) {}
-    fn on_data(&mut self, _: &mut (), c: &mut Conn<'_>, d: &[u8]) -> usize {
-        c.send(d)
-    }
-}
 
 fn pattern(i: usize, salt: u8) -> u8 {
     (i.wrapping_mul(2654435761) >> 13) as u8 ^ salt
@@ -233,7 +224,7 @@ fn net_in(client_reta: Reta, per_core: usize, total: usize, faults: Faults, mode
     .into_iter()
     .map(|mut s| {
         s.listen(7, lopts).unwrap();
-        TcpWorker::new(s, Echo)
+        TcpWorker::new(s, Echo::default())
     })
     .collect();
     let mut cc = StackConfig::new(CLIENT, 24);

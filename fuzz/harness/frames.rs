@@ -28,7 +28,7 @@ use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
 
-use bypass::app::tcp::{Conn, Ctx, TcpApp};
+use bypass::app::tcp::{Conn, Ctx, Echo, TcpApp};
 use bypass::buf::{Burst, PoolBuf, PoolStats};
 use bypass::port::mem::{MemConfig, MemPort, MemQueue};
 use bypass::port::{Port, PortQueue};
@@ -99,16 +99,6 @@ impl PortQueue for Inject {
     }
     fn flush(&mut self) {
         self.inner.flush()
-    }
-}
-
-/// Echoes what it reads.
-pub struct Echo;
-impl TcpApp for Echo {
-    type Conn = ();
-    fn on_open(&mut self, _: &mut Conn<'_>) {}
-    fn on_data(&mut self, _: &mut (), c: &mut Conn<'_>, d: &[u8]) -> usize {
-        c.send(d)
     }
 }
 
@@ -198,7 +188,7 @@ impl Rig {
         cc.connect = tcp;
         let c = Stack::new(qb, &ib, cc, Instant(0)).expect("client stack");
         let mut rig = Rig {
-            server: TcpWorker::new(s, Echo),
+            server: TcpWorker::new(s, Echo::default()),
             client: TcpWorker::new(c, Opener::default()),
             inject,
             now: 0,

@@ -189,3 +189,39 @@ pub trait TcpApp: Send + 'static {
         0
     }
 }
+
+/// An echo server: sends back what it reads, TCP bytes and UDP datagrams
+/// alike, counting what it echoed. What does not fit in the send buffer
+/// stays unread (back-pressure through the TCP window).
+#[derive(Debug, Default, Clone)]
+pub struct Echo {
+    bytes: std::sync::Arc<crate::counter::Counter>,
+}
+
+impl Echo {
+    /// An echo app counting echoed bytes into `bytes` (one counter per
+    /// core; the owning core is its only writer).
+    pub fn counting(bytes: std::sync::Arc<crate::counter::Counter>) -> Echo {
+        Echo { bytes }
+    }
+
+    /// Bytes echoed so far.
+    pub fn echoed(&self) -> u64 {
+        self.bytes.get()
+    }
+}
+
+impl TcpApp for Echo {
+    type Conn = ();
+    fn on_open(&mut self, _conn: &mut Conn<'_>) {}
+    fn on_data(&mut self, _: &mut (), conn: &mut Conn<'_>, data: &[u8]) -> usize {
+        let n = conn.send(data);
+        self.bytes.add(n as u64);
+        n
+    }
+    fn on_datagram(&mut self, ctx: &mut Ctx<'_>, sock: UdpId, data: &[u8], from: SocketAddrV4) {
+        if ctx.udp_send(sock, from, data) {
+            self.bytes.add(data.len() as u64);
+        }
+    }
+}

@@ -1,16 +1,14 @@
 //! `bypass echo`: a TCP (and optionally UDP) echo server on the userspace
 //! stack.
 
-use std::net::SocketAddrV4;
 use std::sync::Arc;
 
 use clap::Args;
 
-use bypass::app::tcp::{Conn, Ctx, TcpApp};
+use bypass::app::tcp::Echo;
 use bypass::counter::Counter;
 use bypass::port::Port;
 use bypass::runtime::Stop;
-use bypass::stack::UdpId;
 use bypass::Result;
 
 use super::ports::{self, WithPorts};
@@ -27,33 +25,6 @@ pub struct EchoArgs {
     /// Also echo UDP datagrams on this port.
     #[arg(long, value_name = "PORT")]
     udp: Option<u16>,
-}
-
-/// Echoes TCP bytes and UDP datagrams; counts echoed bytes.
-pub struct Echo {
-    bytes: Arc<Counter>,
-}
-
-impl Echo {
-    /// An echo app counting echoed bytes into `bytes`.
-    pub fn new(bytes: Arc<Counter>) -> Echo {
-        Echo { bytes }
-    }
-}
-
-impl TcpApp for Echo {
-    type Conn = ();
-    fn on_open(&mut self, _conn: &mut Conn<'_>) {}
-    fn on_data(&mut self, _: &mut (), conn: &mut Conn<'_>, data: &[u8]) -> usize {
-        let n = conn.send(data);
-        self.bytes.add(n as u64);
-        n
-    }
-    fn on_datagram(&mut self, ctx: &mut Ctx<'_>, sock: UdpId, data: &[u8], from: SocketAddrV4) {
-        if ctx.udp_send(sock, from, data) {
-            self.bytes.add(data.len() as u64);
-        }
-    }
 }
 
 struct Run<'a>(&'a EchoArgs, Stop);
@@ -82,9 +53,7 @@ impl WithPorts for Run<'_> {
                 udp,
             },
             ports,
-            |core| Echo {
-                bytes: c2[core].clone(),
-            },
+            |core| Echo::counting(c2[core].clone()),
         )
     }
 }

@@ -30,7 +30,6 @@ use serde::Serialize;
 
 use bypass::app::http::{HttpApp, HttpCounters, TechEmpower};
 use bypass::app::loadgen::{LoadConfig, LoadGen, LoadStats, LoadSummary, Mode};
-use bypass::counter::Counter;
 use bypass::port::mem::{MemConfig, MemPort, MemQueue};
 use bypass::port::Port;
 use bypass::runtime::{self, RunConfig, Stop, TcpWorker, Worker};
@@ -40,8 +39,8 @@ use bypass::{Error, Result};
 
 use super::epoll::{self, EpollWorker};
 use super::svg;
-use crate::cli::echo::Echo;
 use crate::cli::loadgen::{LoadArgs, ModeArg};
+use bypass::app::tcp::Echo;
 
 const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
@@ -389,10 +388,7 @@ fn run_ours(
                 server_stats.push(s.stats().clone());
                 all_stats.push(s.stats().clone());
                 g.push(match kind {
-                    ServerKind::Echo => Side::Echo(Box::new(TcpWorker::new(
-                        s,
-                        Echo::new(Arc::new(Counter::default())),
-                    ))),
+                    ServerKind::Echo => Side::Echo(Box::new(TcpWorker::new(s, Echo::default()))),
                     ServerKind::Http => Side::Http(Box::new(TcpWorker::new(
                         s,
                         HttpApp::techempower(Arc::new(HttpCounters::default())),
@@ -526,7 +522,7 @@ pub fn kernel_server(a: KernelServerArgs) -> Result<()> {
         .map_err(|e| Error::io("local_addr", e))?
         .port();
     println!("port {port}");
-    let w = EpollWorker::new(Echo::new(Arc::new(Counter::default())), Some(l))?;
+    let w = EpollWorker::new(Echo::default(), Some(l))?;
     let cfg = RunConfig {
         cores: vec![a.core],
         duration: Some(Duration::from_secs_f64(a.max_secs.clamp(0.1, 3600.0))),
