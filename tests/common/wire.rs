@@ -132,44 +132,20 @@ pub struct Seg<'a> {
 /// Builds an Ethernet/IPv4/TCP frame with correct checksums.
 pub fn tcp_frame(s: &Seg<'_>) -> Vec<u8> {
     let tcp = TcpRepr {
-        src_port: s.sport,
-        dst_port: s.dport,
         control: s.control,
-        seq_number: TcpSeqNumber(s.seq as i32),
         ack_number: s.ack.map(|a| TcpSeqNumber(a as i32)),
         window_len: 8192,
-        window_scale: None,
         max_seg_size: (s.control == TcpControl::Syn).then_some(1460),
-        sack_permitted: false,
-        sack_ranges: [None; 3],
-        timestamp: None,
         payload: s.payload,
+        ..bypass::testing::syn(s.sport, s.dport, s.seq)
     };
-    let ip = Ipv4Repr {
-        src_addr: s.src,
-        dst_addr: s.dst,
-        next_header: IpProtocol::Tcp,
-        payload_len: tcp.buffer_len(),
-        hop_limit: 64,
+    let ends = bypass::testing::Ends {
+        src_mac: s.src_mac,
+        dst_mac: s.dst_mac,
+        src_ip: s.src,
+        dst_ip: s.dst,
     };
-    let mut v = vec![0; 14 + 20 + tcp.buffer_len()];
-    let mut f = EthernetFrame::new_unchecked(&mut v[..]);
-    EthernetRepr {
-        src_addr: EthernetAddress(s.src_mac),
-        dst_addr: EthernetAddress(s.dst_mac),
-        ethertype: EthernetProtocol::Ipv4,
-    }
-    .emit(&mut f);
-    let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
-    let caps = ChecksumCapabilities::default();
-    ip.emit(&mut p, &caps);
-    tcp.emit(
-        &mut TcpPacket::new_unchecked(p.payload_mut()),
-        &s.src.into(),
-        &s.dst.into(),
-        &caps,
-    );
-    v
+    bypass::testing::tcp_vec(&ends, &tcp)
 }
 
 /// Builds an Ethernet/IPv4 frame around an L4 payload (`proto`), fixing
@@ -214,22 +190,9 @@ pub fn ip_frame(
 
 /// An ARP request from `src` (`src_mac`) for `target`.
 pub fn arp_request(src: Ipv4Addr, src_mac: [u8; 6], target: Ipv4Addr) -> Vec<u8> {
-    let arp = ArpRepr::EthernetIpv4 {
-        operation: ArpOperation::Request,
-        source_hardware_addr: EthernetAddress(src_mac),
-        source_protocol_addr: src,
-        target_hardware_addr: EthernetAddress([0; 6]),
-        target_protocol_addr: target,
-    };
-    let mut v = vec![0; 14 + arp.buffer_len()];
-    let mut f = EthernetFrame::new_unchecked(&mut v[..]);
-    EthernetRepr {
-        src_addr: EthernetAddress(src_mac),
-        dst_addr: EthernetAddress::BROADCAST,
-        ethertype: EthernetProtocol::Arp,
-    }
-    .emit(&mut f);
-    arp.emit(&mut ArpPacket::new_unchecked(f.payload_mut()));
+    let mut v = vec![0; 64];
+    let n = bypass::testing::emit_arp_request(&mut v, src_mac, src, target);
+    v.truncate(n);
     v
 }
 
