@@ -83,6 +83,28 @@ fn with_running<A: TcpApp, R>(
     })
 }
 
+/// Opens `n` kernel connections at once, has each send its own message and
+/// checks each gets it back, then closes them all in order (EOF each).
+fn echo_from_many_kernel_connections(n: usize) {
+    let mut socks: Vec<TcpStream> = (0..n).map(|_| connect()).collect();
+    for (i, s) in socks.iter_mut().enumerate() {
+        s.write_all(format!("conn {i:04} says hi").as_bytes())
+            .unwrap();
+    }
+    for (i, s) in socks.iter_mut().enumerate() {
+        let mut b = [0u8; 17];
+        s.read_exact(&mut b).unwrap();
+        assert_eq!(&b, format!("conn {i:04} says hi").as_bytes());
+    }
+    for s in &socks {
+        s.shutdown(Shutdown::Write).unwrap();
+    }
+    for s in &mut socks {
+        let mut b = [0u8; 1];
+        assert_eq!(s.read(&mut b).unwrap(), 0);
+    }
+}
+
 fn connect() -> TcpStream {
     let s = TcpStream::connect_timeout(&SocketAddrV4::new(US, 7).into(), Duration::from_secs(5))
         .unwrap();
@@ -150,23 +172,7 @@ fn a_thousand_concurrent_kernel_connections_get_their_data_back() {
     };
     let (w, _port) = setup("bpk1", Echo, lopts);
     let (w, ()) = with_running(w, || {
-        let mut socks: Vec<TcpStream> = (0..1000).map(|_| connect()).collect();
-        for (i, s) in socks.iter_mut().enumerate() {
-            s.write_all(format!("conn {i:04} says hi").as_bytes())
-                .unwrap();
-        }
-        for (i, s) in socks.iter_mut().enumerate() {
-            let mut b = [0u8; 17];
-            s.read_exact(&mut b).unwrap();
-            assert_eq!(&b, format!("conn {i:04} says hi").as_bytes());
-        }
-        for s in &socks {
-            s.shutdown(Shutdown::Write).unwrap();
-        }
-        for s in &mut socks {
-            let mut b = [0u8; 1];
-            assert_eq!(s.read(&mut b).unwrap(), 0);
-        }
+        echo_from_many_kernel_connections(1000);
     });
     assert_eq!(w.stack().stats().accepted.get(), 1000);
     assert_eq!(w.stack().stats().reset.get(), 0);
@@ -492,23 +498,7 @@ fn two_cores_serve_many_kernel_connections_over_a_two_queue_tap() {
     };
     let (ws, _port) = setup_two_cores("bpk5", lopts, |_| Echo);
     let (ws, ()) = with_running_all(ws, || {
-        let mut socks: Vec<TcpStream> = (0..N).map(|_| connect()).collect();
-        for (i, s) in socks.iter_mut().enumerate() {
-            s.write_all(format!("conn {i:04} says hi").as_bytes())
-                .unwrap();
-        }
-        for (i, s) in socks.iter_mut().enumerate() {
-            let mut b = [0u8; 17];
-            s.read_exact(&mut b).unwrap();
-            assert_eq!(&b, format!("conn {i:04} says hi").as_bytes());
-        }
-        for s in &socks {
-            s.shutdown(Shutdown::Write).unwrap();
-        }
-        for s in &mut socks {
-            let mut b = [0u8; 1];
-            assert_eq!(s.read(&mut b).unwrap(), 0);
-        }
+        echo_from_many_kernel_connections(N);
     });
     let st = stats_of(&ws);
     for (core, s) in st.iter().enumerate() {
