@@ -21,6 +21,7 @@ use crossbeam_queue::ArrayQueue;
 
 use super::{LinkStats, MacAddr, Port, PortCaps, PortInfo, PortQueue};
 use crate::buf::{Burst, HugePolicy, PacketBuf, Pool, PoolBuf, PoolConfig, PoolStats};
+use crate::counter::Counter;
 use crate::error::Result;
 
 /// Fault mix for one direction of the wire. Probabilities are in [0, 1].
@@ -90,17 +91,32 @@ impl Default for MemConfig {
     }
 }
 
-/// Per-direction wire counters, shared by both ends.
+/// One direction of one queue's wire. The sending queue alone writes the
+/// `tx` half and the receiving queue alone writes the `rx` half; each half
+/// has a cache line of its own, so the two cores never write one line and
+/// a counter update is a plain store ([`Counter`]).
 #[derive(Debug, Default)]
 struct WireStats {
-    sent: AtomicU64,
-    sent_bytes: AtomicU64,
-    lost: AtomicU64,
-    duplicated: AtomicU64,
-    reordered: AtomicU64,
-    corrupted: AtomicU64,
-    received: AtomicU64,
-    received_bytes: AtomicU64,
+    tx: TxSide,
+    rx: RxSide,
+}
+
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct TxSide {
+    sent: Counter,
+    sent_bytes: Counter,
+    lost: Counter,
+    duplicated: Counter,
+    reordered: Counter,
+    corrupted: Counter,
+}
+
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct RxSide {
+    received: Counter,
+    received_bytes: Counter,
 }
 
 /// A snapshot of one direction's fault counters.
@@ -169,8 +185,8 @@ impl MemQueue {
         let len = buf.len() as u64;
         match self.tx.push((due, buf)) {
             Ok(()) => {
-                self.tx_stats.sent.fetch_add(1, Ordering::Relaxed);
-                self.tx_stats.sent_bytes.fetch_add(len, Ordering::Relaxed);
+                self.tx_stats.tx.sent.add(1);
+                self.tx_stats.tx.sent_bytes.add(len);
                 Ok(())
             }
             Err((_, b)) => Err(b),
@@ -186,24 +202,24 @@ impl MemQueue {
         };
         let f = inj.faults;
         if inj.rng.chance(f.loss) {
-            self.tx_stats.lost.fetch_add(1, Ordering::Relaxed);
+            self.tx_stats.tx.lost.add(1);
             return;
         }
         if buf.len() > 14 && inj.rng.chance(f.corrupt) {
             let at = 14 + (inj.rng.next() as usize % (buf.len() - 14));
             let bit = 1u8 << (inj.rng.next() % 8);
             buf.data_mut()[at] ^= bit;
-            self.tx_stats.corrupted.fetch_add(1, Ordering::Relaxed);
+            self.tx_stats.tx.corrupted.add(1);
         }
         if inj.rng.chance(f.duplicate) {
             if let Some(mut copy) = self.pool.alloc() {
                 copy.copy_from(buf.data());
-                self.tx_stats.duplicated.fetch_add(1, Ordering::Relaxed);
+                self.tx_stats.tx.duplicated.add(1);
                 self.pending.push_back(copy);
             }
         }
         if inj.held.is_none() && inj.rng.chance(f.reorder) {
-            self.tx_stats.reordered.fetch_add(1, Ordering::Relaxed);
+            self.tx_stats.tx.reordered.add(1);
             inj.held = Some(buf);
             return;
         }
@@ -225,12 +241,12 @@ impl MemQueue {
 
     /// This direction's fault counters (frames this end sent).
     pub fn fault_stats(&self) -> FaultStats {
-        let s = &self.tx_stats;
+        let s = &self.tx_stats.tx;
         FaultStats {
-            lost: s.lost.load(Ordering::Relaxed),
-            duplicated: s.duplicated.load(Ordering::Relaxed),
-            reordered: s.reordered.load(Ordering::Relaxed),
-            corrupted: s.corrupted.load(Ordering::Relaxed),
+            lost: s.lost.get(),
+            duplicated: s.duplicated.get(),
+            reordered: s.reordered.get(),
+            corrupted: s.corrupted.get(),
         }
     }
 
@@ -272,12 +288,8 @@ impl PortQueue for MemQueue {
             n += 1;
         }
         if n > 0 {
-            self.rx_stats
-                .received
-                .fetch_add(n as u64, Ordering::Relaxed);
-            self.rx_stats
-                .received_bytes
-                .fetch_add(bytes, Ordering::Relaxed);
+            self.rx_stats.rx.received.add(n as u64);
+            self.rx_stats.rx.received_bytes.add(bytes);
         }
         n
     }
@@ -330,18 +342,20 @@ impl PortQueue for MemQueue {
 pub struct MemPort {
     info: PortInfo,
     queues: Vec<MemQueue>,
-    tx_stats: Arc<WireStats>,
-    rx_stats: Arc<WireStats>,
+    /// Per queue: this end's sending direction and its receiving one.
+    stats: Vec<(Arc<WireStats>, Arc<WireStats>)>,
 }
 
 impl MemPort {
     /// Makes the two ends of a wire.
     pub fn pair(cfg: &MemConfig) -> Result<(MemPort, MemPort)> {
-        let ab_stats = Arc::new(WireStats::default());
-        let ba_stats = Arc::new(WireStats::default());
-        let mut qa = Vec::new();
-        let mut qb = Vec::new();
+        let (mut qa, mut qb) = (Vec::new(), Vec::new());
+        let (mut sa, mut sb) = (Vec::new(), Vec::new());
         for q in 0..cfg.queues.max(1) {
+            let ab_stats = Arc::new(WireStats::default());
+            let ba_stats = Arc::new(WireStats::default());
+            sa.push((ab_stats.clone(), ba_stats.clone()));
+            sb.push((ba_stats.clone(), ab_stats.clone()));
             let ab = Arc::new(ArrayQueue::new(cfg.ring_size.max(2)));
             let ba = Arc::new(ArrayQueue::new(cfg.ring_size.max(2)));
             let polls_a = Arc::new(AtomicU64::new(0));
@@ -408,14 +422,12 @@ impl MemPort {
             MemPort {
                 info: info("a", 1),
                 queues: qa,
-                tx_stats: ab_stats.clone(),
-                rx_stats: ba_stats.clone(),
+                stats: sa,
             },
             MemPort {
                 info: info("b", 2),
                 queues: qb,
-                tx_stats: ba_stats,
-                rx_stats: ab_stats,
+                stats: sb,
             },
         ))
     }
@@ -438,16 +450,14 @@ impl Port for MemPort {
     }
 
     fn link_stats(&self) -> LinkStats {
-        let t = &self.tx_stats;
-        let r = &self.rx_stats;
-        LinkStats {
-            rx_packets: r.received.load(Ordering::Relaxed),
-            rx_bytes: r.received_bytes.load(Ordering::Relaxed),
-            tx_packets: t.sent.load(Ordering::Relaxed),
-            tx_bytes: t.sent_bytes.load(Ordering::Relaxed),
-            rx_dropped: 0,
-            tx_errors: t.lost.load(Ordering::Relaxed),
-            rx_errors: 0,
+        let mut s = LinkStats::default();
+        for (t, r) in &self.stats {
+            s.rx_packets += r.rx.received.get();
+            s.rx_bytes += r.rx.received_bytes.get();
+            s.tx_packets += t.tx.sent.get();
+            s.tx_bytes += t.tx.sent_bytes.get();
+            s.tx_errors += t.tx.lost.get();
         }
+        s
     }
 }
