@@ -27,6 +27,7 @@ pub mod flow;
 pub mod port;
 pub mod runtime;
 pub mod stack;
+pub mod tcp;
 pub mod testing;
 pub mod time;
 

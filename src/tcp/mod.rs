@@ -1,0 +1,4 @@
+//! bypass's own TCP engine (see shared/TCP.md).
+pub mod isn;
+pub mod rtt;
+pub mod syncookie;
