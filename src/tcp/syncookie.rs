@@ -34,9 +34,7 @@
 
 use std::net::SocketAddr;
 
-use siphasher::sip::SipHasher24;
-
-use super::isn::TupleInput;
+use super::isn::{SecretKey, TupleInput};
 
 /// The MSS values a cookie can carry (3 bits): 536 (IPv4 default and
 /// minimum), 1220 (IPv6 minimum MTU 1280), 1300 and 1400 (tunnels, PPPoE),
@@ -112,16 +110,9 @@ fn mss_index(mss: u16) -> u32 {
 
 /// SYN cookie maker and checker under one secret key; the time counter is
 /// hashed in, so one key serves every tick.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SynCookies {
-    hasher: SipHasher24,
-}
-
-impl std::fmt::Debug for SynCookies {
-    /// The key is a secret: never printed.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SynCookies { key: <secret> }")
-    }
+    key: SecretKey,
 }
 
 impl SynCookies {
@@ -129,7 +120,7 @@ impl SynCookies {
     /// tests). Use a key other than the ISN generator's.
     pub fn new(key: [u8; 16]) -> Self {
         Self {
-            hasher: SipHasher24::new_with_key(&key),
+            key: SecretKey::new(key),
         }
     }
 
@@ -147,8 +138,7 @@ impl SynCookies {
         input.push(&peer_isn.to_be_bytes());
         input.push(&tick.to_be_bytes());
         input.push(&[mss_idx as u8, opts]);
-        let h = input.hash(&self.hasher);
-        (h ^ (h >> 32)) as u32 & HASH_MASK
+        input.hash32(&self.key) & HASH_MASK
     }
 
     /// Our ISN for the SYN-ACK. `peer_isn`: the SYN's sequence number.
@@ -383,6 +373,7 @@ mod tests {
         );
         let mut k2 = KEY;
         k2[0] ^= 0x80;
+        assert_eq!(format!("{jar:?}"), "SynCookies { key: <secret> }");
         assert_eq!(
             SynCookies::new(k2).check(l4(), r4(), 1001, isn.wrapping_add(1), None, now),
             None
