@@ -28,8 +28,8 @@
 //!   every event is ignored; only the peer's window limits the sender.
 //! - MSS changes ([`Cc::set_mss`]): before any event (no ACK, loss or
 //!   timeout seen yet), the initial window is recomputed for the new MSS.
-//!   Afterwards cwnd and ssthresh stay as they are in bytes, and only later
-//!   increments use the new MSS.
+//!   Afterwards cwnd and ssthresh stay as they are in bytes (cwnd raised to
+//!   one MSS if it was below), and only later increments use the new MSS.
 //! - The whole state, including the copy kept for [`Cc::undo`], is a few
 //!   hundred bytes at most (asserted in the tests).
 
@@ -185,12 +185,18 @@ impl Cc {
 
     /// Sets the MSS once the handshake settled it (0 is read as 1). Before
     /// any event the initial window is recomputed for it; afterwards the
-    /// window is kept in bytes (see the module docs).
+    /// window is kept in bytes, but never below one MSS (see the module
+    /// docs).
     pub fn set_mss(&mut self, mss: u32) {
         self.mss = mss.max(1);
-        if self.pristine && !matches!(self.w.algo, Algo::None) {
+        if matches!(self.w.algo, Algo::None) {
+            return;
+        }
+        if self.pristine {
             self.w.cwnd = initial_window(self.mss);
         }
+        // One segment can always be sent.
+        self.w.cwnd = self.w.cwnd.max(self.mss);
     }
 
     /// New data cumulatively acknowledged outside recovery. `acked`: bytes
@@ -330,6 +336,8 @@ impl Cc {
     pub fn undo(&mut self) {
         if let Some(w) = self.saved.take() {
             self.w = w;
+            // The MSS may have grown since.
+            self.w.cwnd = self.w.cwnd.max(self.mss);
             self.in_recovery = false;
         }
     }

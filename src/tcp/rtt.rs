@@ -325,6 +325,27 @@ mod tests {
     }
 
     #[test]
+    fn random_samples_and_backoffs_stay_within_bounds() {
+        // Debug builds trap on overflow: extreme samples and long backoff
+        // series must neither panic nor leave [min, max].
+        let cfg = RtoConfig::default();
+        let mut e = RttEstimator::new(cfg);
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..100_000 {
+            x = x.rotate_left(17).wrapping_mul(0x2545_f491_4f6c_dd1d) ^ 0x1234_5678;
+            match x % 8 {
+                0 => e.backoff(),
+                1 => e.reset_backoff(),
+                2 => e.sample(u64::MAX >> (x >> 58)),
+                _ => e.sample((x >> 8) % 2_000_000),
+            }
+            let rto = e.rto_us();
+            assert!((cfg.min_us..=cfg.max_us).contains(&rto), "{rto} {e:?}");
+            assert!(e.min_rtt_us() <= e.latest_us() && e.latest_us() <= Some(u64::from(u32::MAX)));
+        }
+    }
+
+    #[test]
     fn inverted_bounds_are_read_as_min() {
         let cfg = RtoConfig {
             initial_us: 500,

@@ -427,6 +427,60 @@ fn set_mss_rescales_the_initial_window_until_something_happened() {
     cc.on_congestion_event(5_360, 0);
     cc.set_mss(1_460);
     assert_eq!(cc.cwnd(), 5_360 / 2);
+    // Never below one segment of the new size.
+    cc.on_rto(5_360, true, 0);
+    cc.set_mss(9_000);
+    assert_eq!(cc.cwnd(), 9_000);
+}
+
+/// Deterministic test randomness: SipHash-1-3 of a counter.
+fn rand(i: u64) -> u64 {
+    siphasher::sip::SipHasher13::new_with_keys(3, 5).hash(&i.to_le_bytes())
+}
+
+#[test]
+fn random_event_sequences_keep_the_invariants_and_never_panic() {
+    // Debug builds trap on overflow, so this also checks the arithmetic
+    // with extreme values: zero and maximal byte counts, huge and
+    // backward times, tiny and jumbo MSS.
+    let pick = |x: u64| -> u32 {
+        match x % 5 {
+            0 => 0,
+            1 => u32::MAX,
+            2 => (x >> 8) as u32 % 3_000,
+            _ => (x >> 8) as u32 % 2_000_000,
+        }
+    };
+    for algo in [CcAlgo::Cubic, CcAlgo::Reno, CcAlgo::None] {
+        let mut cc = Cc::new(algo, 1_460);
+        let mut now = 0u64;
+        for i in 0..100_000u64 {
+            let x = rand(i);
+            now = match x % 97 {
+                0 => now.wrapping_sub(1_000), // a clock that went back
+                1 => u64::MAX - (x >> 40),
+                _ => now.saturating_add((x >> 20) % 100_000),
+            };
+            let rtt = (x & 0x100 != 0).then_some((x >> 12) % 500_000);
+            match (x >> 4) % 16 {
+                0 => cc.on_congestion_event(pick(x >> 9), now),
+                1 => cc.on_recovery_exit(now),
+                2 => cc.on_rto(pick(x >> 9), x & 0x200 != 0, now),
+                3 => cc.undo(),
+                4 => cc.on_idle_restart(now),
+                5 if x % 1_000 < 5 => {
+                    cc.set_mss([0, 1, 536, 1_460, 9_000, 65_535][(x >> 30) as usize % 6])
+                }
+                _ => cc.on_ack(pick(x >> 9), pick(x >> 33), x & 0x400 != 0, rtt, now),
+            }
+            if algo == CcAlgo::None {
+                assert_eq!((cc.cwnd(), cc.ssthresh()), (u32::MAX, u32::MAX));
+            } else {
+                assert!(cc.cwnd() >= cc.mss(), "step {i}: {cc:?}");
+                assert!(cc.ssthresh() >= 2, "step {i}: {cc:?}");
+            }
+        }
+    }
 }
 
 /// Drives slow start with one ACK per segment, the RTT samples of round
