@@ -419,6 +419,7 @@ impl Raw {
 fn backlog_bounds_half_open_connections() {
     let mut r = raw(ListenOpts {
         backlog: 8,
+        on_full: bypass::stack::BacklogFull::Drop,
         ..Default::default()
     });
     let mac = r.mac;
@@ -455,6 +456,26 @@ fn backlog_bounds_half_open_connections() {
         r.server.stack().conn_count(),
         0,
         "handshake timeout reaped them"
+    );
+    // Cookie policy (the bypass engine's default): beyond the backlog,
+    // SYN-ACKs carry cookies and nothing is kept.
+    let mut r = raw(ListenOpts {
+        backlog: 8,
+        on_full: bypass::stack::BacklogFull::Cookie,
+        ..Default::default()
+    });
+    let mac = r.mac;
+    for p in 0..20u16 {
+        r.send(|room| syn(room, 42000 + p, mac));
+    }
+    let st = r.server.stack().stats();
+    assert_eq!(st.conns.get(), 8, "only the backlog's worth are kept");
+    assert_eq!(st.syn_cookies_sent.get(), 12);
+    let replies = r.replies();
+    assert_eq!(
+        replies.iter().filter(|x| x.0 && x.1).count(),
+        20,
+        "20 SYN-ACKs"
     );
 }
 

@@ -16,7 +16,7 @@ use bypass::runtime::Stop;
 use bypass::{Error, Result};
 
 use super::http::http_counters;
-use super::serve::{self, FullPolicy, NetArgs, Serve};
+use super::serve::{self, NetArgs, Serve};
 use super::Common;
 
 /// `bypass demo` flags.
@@ -34,6 +34,9 @@ pub struct DemoArgs {
     /// Print a JSON summary last on stdout.
     #[arg(long)]
     json: bool,
+    /// The TCP engine: bypass or smoltcp.
+    #[arg(long = "tcp", value_name = "ENGINE", default_value = "bypass")]
+    engine: bypass::stack::TcpEngine,
 }
 
 fn tool(name: &str) -> Result<()> {
@@ -106,9 +109,14 @@ pub fn run(a: DemoArgs) -> Result<()> {
         gateway: None,
         listen: Some(80),
         backlog: 4096,
-        backlog_full: FullPolicy::Drop,
-        rx_buf: 16384,
-        tx_buf: 16384,
+        backlog_full: None,
+        engine: a.engine,
+        rx_buf: None,
+        tx_buf: None,
+        cc: "cubic".into(),
+        rto_min_ms: 5.0,
+        keepalive: None,
+        idle_timeout: None,
         max_conns: 1 << 20,
     };
     let say = |l: &str| super::say(a.json, l);

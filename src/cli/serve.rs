@@ -14,7 +14,9 @@ use bypass::flow::Rss;
 use bypass::port::{Port, PortInfo, PortQueue};
 use bypass::runtime::{self, Capture, Captured, Stop, TcpWorker};
 use bypass::stack::shard::{self, Shard, ShardConfig, Steering};
-use bypass::stack::{BacklogFull, ListenOpts, Stack, StackConfig, StackStats, TcpOpts};
+use bypass::stack::{BacklogFull, ListenOpts, Stack, StackConfig, StackStats, TcpEngine, TcpOpts};
+use bypass::tcp::cc::CcAlgo;
+use bypass::tcp::Keepalive;
 use bypass::time::{Clock, MonotonicClock};
 use bypass::{Error, Result};
 
@@ -30,6 +32,8 @@ pub enum FullPolicy {
     /// Drop the oldest half-open connection and take the new SYN (holds
     /// up under SYN floods).
     DropOldest,
+    /// Answer with a SYN cookie, keeping nothing (RFC 4987; bypass engine).
+    Cookie,
 }
 
 /// The stack's flags.
@@ -47,15 +51,36 @@ pub struct NetArgs {
     /// Most connections in the handshake at once, per listener and core.
     #[arg(long, default_value_t = 1024)]
     pub backlog: usize,
-    /// What to do with SYNs beyond the backlog.
-    #[arg(long, value_enum, default_value = "drop")]
-    pub backlog_full: FullPolicy,
-    /// Receive buffer bytes per connection.
-    #[arg(long, value_name = "BYTES", default_value_t = 16384)]
-    pub rx_buf: usize,
-    /// Send buffer bytes per connection.
-    #[arg(long, value_name = "BYTES", default_value_t = 16384)]
-    pub tx_buf: usize,
+    /// What to do with SYNs beyond the backlog [default: cookie with the
+    /// bypass engine, drop with smoltcp].
+    #[arg(long, value_enum)]
+    pub backlog_full: Option<FullPolicy>,
+    /// The TCP engine: bypass (its own: SACK, RACK-TLP, CUBIC, SYN
+    /// cookies) or smoltcp (the reference).
+    #[arg(long = "tcp", value_name = "ENGINE", default_value = "bypass")]
+    pub engine: TcpEngine,
+    /// Receive window per connection: a limit with the bypass engine
+    /// (memory only for what is queued), allocated up front by smoltcp
+    /// [default: 262144 bypass, 16384 smoltcp].
+    #[arg(long, value_name = "BYTES")]
+    pub rx_buf: Option<usize>,
+    /// Send buffer per connection (as --rx-buf).
+    #[arg(long, value_name = "BYTES")]
+    pub tx_buf: Option<usize>,
+    /// Congestion control of the bypass engine: cubic, reno or none.
+    #[arg(long, value_name = "ALGO", default_value = "cubic")]
+    pub cc: String,
+    /// Least retransmission timeout of the bypass engine, ms (fractions
+    /// allowed).
+    #[arg(long, value_name = "MS", default_value_t = 5.0)]
+    pub rto_min_ms: f64,
+    /// Keepalive probes after this many seconds of silence (bypass engine).
+    #[arg(long, value_name = "SECS")]
+    pub keepalive: Option<u64>,
+    /// Reset connections that carried no data for this many seconds
+    /// (bypass engine).
+    #[arg(long, value_name = "SECS")]
+    pub idle_timeout: Option<u64>,
     /// Most connections per core.
     #[arg(long, default_value_t = 1 << 20)]
     pub max_conns: usize,
@@ -63,16 +88,55 @@ pub struct NetArgs {
 
 impl NetArgs {
     fn tcp(&self) -> Result<TcpOpts> {
-        for (v, f) in [(self.rx_buf, "--rx-buf"), (self.tx_buf, "--tx-buf")] {
+        let default_buf = match self.engine {
+            TcpEngine::Bypass => 256 * 1024,
+            TcpEngine::Smoltcp => 16 * 1024,
+        };
+        let (rx, tx) = (
+            self.rx_buf.unwrap_or(default_buf),
+            self.tx_buf.unwrap_or(default_buf),
+        );
+        for (v, f) in [(rx, "--rx-buf"), (tx, "--tx-buf")] {
             if !(256..=(1 << 30)).contains(&v) {
                 return Err(Error::Config(format!(
                     "{f} must be between 256 bytes and 1 GiB"
                 )));
             }
         }
+        let cc: CcAlgo = self
+            .cc
+            .parse()
+            .map_err(|e: String| Error::Config(format!("--cc: {e}")))?;
+        if !(0.01..=60_000.0).contains(&self.rto_min_ms) {
+            return Err(Error::Config(
+                "--rto-min-ms must be between 0.01 and 60000".into(),
+            ));
+        }
+        let smol_only = |what: &str| {
+            Error::Config(format!(
+                "{what} needs the bypass TCP engine (drop --tcp smoltcp)"
+            ))
+        };
+        if self.engine == TcpEngine::Smoltcp {
+            if self.keepalive.is_some() {
+                return Err(smol_only("--keepalive"));
+            }
+            if self.idle_timeout.is_some() {
+                return Err(smol_only("--idle-timeout"));
+            }
+        }
         Ok(TcpOpts {
-            rx_buf: self.rx_buf,
-            tx_buf: self.tx_buf,
+            engine: self.engine,
+            rx_buf: rx,
+            tx_buf: tx,
+            cc,
+            rto_min_us: (self.rto_min_ms * 1000.0) as u64,
+            keepalive: self.keepalive.map(|s| Keepalive {
+                idle_us: s * 1_000_000,
+                interval_us: 1_000_000.max(s * 1_000_000 / 4),
+                probes: 5,
+            }),
+            idle_timeout_ms: self.idle_timeout.map(|s| s * 1000),
             ..Default::default()
         })
     }
@@ -82,9 +146,18 @@ impl NetArgs {
         Ok(ListenOpts {
             backlog: self.backlog,
             on_full: match self.backlog_full {
-                FullPolicy::Drop => BacklogFull::Drop,
-                FullPolicy::Reset => BacklogFull::Reset,
-                FullPolicy::DropOldest => BacklogFull::DropOldest,
+                Some(FullPolicy::Drop) => BacklogFull::Drop,
+                Some(FullPolicy::Reset) => BacklogFull::Reset,
+                Some(FullPolicy::DropOldest) => BacklogFull::DropOldest,
+                Some(FullPolicy::Cookie) if self.engine == TcpEngine::Smoltcp => {
+                    return Err(Error::Config(
+                        "--backlog-full cookie needs the bypass TCP engine (drop --tcp smoltcp)"
+                            .into(),
+                    ))
+                }
+                Some(FullPolicy::Cookie) => BacklogFull::Cookie,
+                None if self.engine == TcpEngine::Bypass => BacklogFull::Cookie,
+                None => BacklogFull::Drop,
             },
             tcp: self.tcp()?,
         })

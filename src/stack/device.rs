@@ -122,6 +122,16 @@ impl<Q: PortQueue> TxPath<Q> {
         self.queue.flush();
     }
 
+    /// Appends a built frame to the outgoing burst (flushing a full one).
+    #[inline]
+    pub fn push(&mut self, buf: Q::Buf) {
+        self.built += 1;
+        if self.burst.is_full() {
+            self.flush();
+        }
+        self.burst.push(buf);
+    }
+
     /// Frames held back because the port was full.
     pub fn held(&self) -> usize {
         self.backlog.len()
@@ -179,17 +189,13 @@ impl<Q: PortQueue> phy::TxToken for TxTok<'_, Q> {
         };
         let r = f(&mut buf.room_mut()[..len]);
         buf.set_len(len);
-        tx.built += 1;
         if let Some(t) = tcp_seqs(buf.data()) {
             tx.last_tcp = Some(t);
         } else if is_arp_request(buf.data()) {
             tx.stats.arp_requests_tx.inc();
             tx.arp_built += 1;
         }
-        if tx.burst.is_full() {
-            tx.flush();
-        }
-        tx.burst.push(buf);
+        tx.push(buf);
         r
     }
 }

@@ -1,0 +1,225 @@
+//! The connection table: slots with generations (stale ids are refused),
+//! the 4-tuple map for O(1) demux, the list of connections touched in this
+//! iteration, and what both engines share when a connection opens or ends.
+
+use std::net::SocketAddrV4;
+
+use smoltcp::wire::Ipv4Address;
+
+use super::classify::tcp_key;
+use super::engine::OwnConn;
+use super::smol::SmolConn;
+use super::{CloseReason, ConnId, Event, Stack};
+use crate::error::{Error, Result};
+use crate::port::PortQueue;
+
+/// The engine running a connection. The bypass engine's block lives in the
+/// slot itself (one allocation per connection, none per segment); the
+/// smoltcp socket set is boxed so smoltcp connections do not pay its size.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Eng {
+    Smol(Box<SmolConn>),
+    Own(OwnConn),
+}
+
+pub(super) struct Conn {
+    pub key: u64,
+    /// Earliest deadline this connection has in the timer heap.
+    pub timer: u64,
+    pub touched: bool,
+    /// Listening port while the handshake is under way (backlog slot).
+    pub listener: Option<u16>,
+    pub active: bool,
+    pub opened: bool,
+    pub peer_fin_told: bool,
+    pub closed_told: bool,
+    /// In `arp_waiters`.
+    pub arp_wait: bool,
+    pub eng: Eng,
+}
+
+pub(super) struct Slot {
+    pub gen: u32,
+    pub conn: Option<Conn>,
+}
+
+impl<Q: PortQueue> Stack<Q> {
+    pub(super) fn insert(
+        &mut self,
+        key: u64,
+        eng: Eng,
+        listener: Option<u16>,
+        active: bool,
+    ) -> u32 {
+        let conn = Conn {
+            key,
+            timer: super::NO_TIMER,
+            touched: false,
+            listener,
+            active,
+            opened: false,
+            peer_fin_told: false,
+            closed_told: false,
+            arp_wait: false,
+            eng,
+        };
+        let idx = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize].conn = Some(conn);
+                i
+            }
+            None => {
+                self.slots.push(Slot {
+                    gen: 0,
+                    conn: Some(conn),
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.table.insert(key, idx);
+        self.stats.conns.inc();
+        idx
+    }
+
+    /// Removes a connection from the table (its id goes stale).
+    pub(super) fn reap(&mut self, idx: u32) {
+        let slot = &mut self.slots[idx as usize];
+        let Some(mut c) = slot.conn.take() else {
+            return;
+        };
+        slot.gen = slot.gen.wrapping_add(1);
+        if let Some(port) = c.listener {
+            if let Some(l) = self.listeners.get_mut(&port) {
+                l.pending -= 1;
+            }
+        }
+        if let Eng::Own(o) = &mut c.eng {
+            o.tcb.release(&mut self.own.slab);
+        }
+        self.table.remove(&c.key);
+        self.free.push(idx);
+        self.stats.conns.sub(1);
+    }
+
+    #[inline]
+    pub(super) fn touch(&mut self, idx: u32) {
+        if let Some(c) = self.slots[idx as usize].conn.as_mut() {
+            if !c.touched {
+                c.touched = true;
+                self.touched.push(idx);
+            }
+        }
+    }
+
+    pub(super) fn live_mut(&mut self, idx: u32, gen: u32) -> Option<&mut Conn> {
+        let s = self.slots.get_mut(idx as usize)?;
+        if s.gen != gen {
+            return None;
+        }
+        s.conn.as_mut()
+    }
+
+    pub(super) fn id(&self, idx: u32) -> ConnId {
+        ConnId {
+            idx,
+            gen: self.slots[idx as usize].gen,
+        }
+    }
+
+    /// The handshake completed: settle the backlog, count, tell.
+    pub(super) fn opened(&mut self, idx: u32) {
+        let id = self.id(idx);
+        let Some(c) = self.slots[idx as usize].conn.as_mut() else {
+            return;
+        };
+        if c.opened {
+            return;
+        }
+        c.opened = true;
+        if let Some(port) = c.listener.take() {
+            if let Some(l) = self.listeners.get_mut(&port) {
+                l.pending -= 1;
+            }
+            self.stats.accepted.inc();
+        } else {
+            self.stats.connected.inc();
+        }
+        self.events.push(Event::Open(id));
+    }
+
+    /// The connection is over: count and tell (once).
+    pub(super) fn ended(&mut self, idx: u32, normal: bool) {
+        let id = self.id(idx);
+        let Some(c) = self.slots[idx as usize].conn.as_mut() else {
+            return;
+        };
+        if c.closed_told {
+            return;
+        }
+        c.closed_told = true;
+        if c.opened {
+            if normal {
+                self.stats.closed.inc();
+                self.events.push(Event::Closed(id, CloseReason::Normal));
+            } else {
+                self.stats.reset.inc();
+                self.events.push(Event::Closed(id, CloseReason::Reset));
+            }
+        } else if c.active {
+            self.stats.connect_failed.inc();
+            self.events.push(Event::ConnectFailed(id));
+        }
+    }
+
+    /// A local port for an active open to `remote`: free in the table (or
+    /// held by a TIME-WAIT record that may be taken over, RFC 6191), and
+    /// hashing back to this core when the stack is sharded.
+    pub(super) fn pick_local_port(&mut self, remote: SocketAddrV4) -> Result<u16> {
+        let rip: Ipv4Address = *remote.ip();
+        let (lo, hi) = self.cfg.ephemeral;
+        let span = (hi - lo) as u32 + 1;
+        let now = self.now_us;
+        let table = &self.table;
+        let tw = &self.own.tw;
+        let free = |p: u16| {
+            let key = tcp_key(rip, remote.port(), p);
+            !table.contains_key(&key) && tw.reusable(key, now)
+        };
+        let mut found = None;
+        match &self.shard {
+            // The replies must hash back to this core.
+            Some(sh) if sh.cores() > 1 => {
+                found = sh.rss().pick_local_port(
+                    self.ip,
+                    remote,
+                    sh.core(),
+                    (lo, hi),
+                    &mut self.next_port,
+                    free,
+                );
+            }
+            _ => {
+                for _ in 0..span {
+                    let p = self.next_port;
+                    self.next_port = if p >= hi { lo } else { p + 1 };
+                    if free(p) {
+                        found = Some(p);
+                        break;
+                    }
+                }
+            }
+        }
+        let Some(lport) = found else {
+            self.stats.connect_no_port.inc();
+            return Err(Error::Config(format!(
+                "no free local port towards {remote}: all {span} ephemeral ports are in use or in TIME-WAIT"
+            )));
+        };
+        let key = tcp_key(rip, remote.port(), lport);
+        if self.own.tw.remove(key) {
+            self.stats.time_wait.sub(1);
+            self.stats.time_wait_reused.inc();
+        }
+        Ok(lport)
+    }
+}

@@ -1,0 +1,696 @@
+//! The bridge to bypass's own TCP engine ([`crate::tcp`]): it parses each
+//! segment once with `smoltcp::wire`, hands it to the connection's
+//! [`Tcb`], builds the Ethernet, IPv4 and TCP headers of what the engine
+//! sends straight into pool buffers (payload copied once, from the slab
+//! chunk into the frame), and turns the engine's events into the stack's
+//! [`Event`]s. It also answers SYNs with SYN cookies when a listener's
+//! backlog is full, rebuilds connections from valid cookies, keeps the
+//! TIME-WAIT records and finds next hops through [`super::arp`].
+
+use std::net::{SocketAddr, SocketAddrV4};
+
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::socket::tcp::State as SmolState;
+use smoltcp::wire::{
+    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Address,
+    Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, TcpTimestampRepr,
+};
+
+use super::arp::{self, ArpCache};
+use super::classify::tcp_key;
+use super::conn::Eng;
+use super::timers::Entry;
+use super::timewait::{TimeWaits, TwRecord};
+use super::{Event, Stack, StackConfig, TcpOpts, EGRESS_PER_CONN};
+use crate::buf::PacketBuf;
+use crate::port::PortQueue;
+use crate::tcp::buf::Slab;
+use crate::tcp::isn::IsnGen;
+use crate::tcp::syncookie::{CookieOpts, SynCookies};
+use crate::tcp::tcb::{ev, ChallengeLimiter};
+use crate::tcp::{Config, Env, State, Tcb, TcpStats};
+
+/// The bypass engine's state on one core.
+pub(super) struct OwnCore {
+    pub slab: Slab,
+    /// Connection settings: index 0 for active opens, then one per
+    /// listener.
+    pub cfgs: Vec<Config>,
+    isn: IsnGen,
+    /// Per-connection timestamp offsets (a keyed hash of the 4-tuple, so a
+    /// SYN cookie's connection finds its own again).
+    ts_keys: IsnGen,
+    cookies: SynCookies,
+    limiter: ChallengeLimiter,
+    pub arp: ArpCache,
+    pub tw: TimeWaits,
+    mtu: u16,
+    csum: ChecksumCapabilities,
+}
+
+/// A connection on the bypass engine.
+pub(super) struct OwnConn {
+    pub tcb: Tcb,
+    /// Index of its settings in [`OwnCore::cfgs`].
+    pub cfg: u16,
+    pub remote: Ipv4Address,
+    /// The next hop's MAC, once known.
+    pub mac: Option<EthernetAddress>,
+}
+
+fn key16(seed: u64, salt: u64) -> [u8; 16] {
+    let a = seed ^ salt;
+    let b = seed.rotate_left(17).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ salt.rotate_left(7);
+    let mut k = [0; 16];
+    k[..8].copy_from_slice(&a.to_le_bytes());
+    k[8..].copy_from_slice(&b.to_le_bytes());
+    k
+}
+
+impl OwnCore {
+    pub fn new(cfg: &StackConfig, mtu: u16, tx_csum_offload: bool) -> OwnCore {
+        let draw = |salt: u64| match cfg.random_seed {
+            Some(s) => key16(s, salt),
+            None => {
+                let mut k = [0; 16];
+                k[..8].copy_from_slice(&crate::port::sys::random_u64().to_le_bytes());
+                k[8..].copy_from_slice(&crate::port::sys::random_u64().to_le_bytes());
+                k
+            }
+        };
+        let csum = if tx_csum_offload {
+            ChecksumCapabilities::ignored()
+        } else {
+            ChecksumCapabilities::default()
+        };
+        OwnCore {
+            slab: Slab::new(cfg.tcp_memory),
+            cfgs: vec![cfg.connect.engine_config(mtu)],
+            isn: IsnGen::new(draw(1)),
+            ts_keys: IsnGen::new(draw(2)),
+            cookies: SynCookies::new(draw(3)),
+            limiter: ChallengeLimiter::default(),
+            arp: ArpCache::default(),
+            tw: TimeWaits::default(),
+            mtu,
+            csum,
+        }
+    }
+
+    /// Adds the settings of a listener; returns their index.
+    pub fn add_config(&mut self, opts: &TcpOpts) -> u16 {
+        self.cfgs.push(opts.engine_config(self.mtu));
+        (self.cfgs.len() - 1) as u16
+    }
+
+    fn env<'a>(&'a mut self, stats: &'a TcpStats, cfg: u16, now: u64) -> Env<'a> {
+        Env {
+            now,
+            slab: &mut self.slab,
+            cfg: &self.cfgs[cfg as usize],
+            stats,
+            limiter: &mut self.limiter,
+        }
+    }
+
+    fn ts_offset(&self, local: SocketAddr, remote: SocketAddr) -> u32 {
+        self.ts_keys.isn(local, remote, 0)
+    }
+}
+
+/// smoltcp's name for an engine state (the stack reports both engines'
+/// states in one vocabulary).
+pub(super) fn smol_state(s: State) -> SmolState {
+    match s {
+        State::SynSent => SmolState::SynSent,
+        State::SynReceived => SmolState::SynReceived,
+        State::Established => SmolState::Established,
+        State::FinWait1 => SmolState::FinWait1,
+        State::FinWait2 => SmolState::FinWait2,
+        State::CloseWait => SmolState::CloseWait,
+        State::Closing => SmolState::Closing,
+        State::LastAck => SmolState::LastAck,
+        State::TimeWait => SmolState::TimeWait,
+        State::Closed => SmolState::Closed,
+    }
+}
+
+/// The parts of a received segment the bridge needs besides its `TcpRepr`.
+struct Wire {
+    src_mac: EthernetAddress,
+    src_ip: Ipv4Address,
+}
+
+/// Parses a classified TCP frame (headers already checked) and calls `f`
+/// with its addresses and segment.
+fn parse<R>(frame: &[u8], f: impl FnOnce(&Wire, &TcpRepr) -> R) -> Option<R> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    let t = TcpPacket::new_checked(ip.payload()).ok()?;
+    let caps = ChecksumCapabilities::ignored();
+    let repr = TcpRepr::parse(&t, &ip.src_addr().into(), &ip.dst_addr().into(), &caps).ok()?;
+    Some(f(
+        &Wire {
+            src_mac: eth.src_addr(),
+            src_ip: ip.src_addr(),
+        },
+        &repr,
+    ))
+}
+
+fn own_mut(c: &mut super::conn::Conn) -> Option<&mut OwnConn> {
+    match &mut c.eng {
+        Eng::Own(o) => Some(o),
+        Eng::Smol(_) => None,
+    }
+}
+
+impl<Q: PortQueue> Stack<Q> {
+    fn sock(&self, port: u16) -> SocketAddr {
+        SocketAddr::V4(SocketAddrV4::new(self.ip, port))
+    }
+
+    /// A SYN for a bypass-engine listener with room in its backlog.
+    pub(super) fn own_accept(&mut self, key: u64, port: u16, cfg: u16, buf: Q::Buf) -> Option<u32> {
+        let now = self.now_us;
+        let local = self.sock(port);
+        let own = &mut self.own;
+        let stats = &self.stats.tcp;
+        let (tcb, remote, mac) = parse(buf.data(), |w, repr| {
+            let remote = SocketAddr::V4(SocketAddrV4::new(w.src_ip, repr.src_port));
+            let iss = own.isn.isn(local, remote, now);
+            let tso = own.ts_offset(local, remote);
+            let mut env = own.env(stats, cfg, now);
+            (Tcb::accept(&mut env, repr, iss, tso), w.src_ip, w.src_mac)
+        })?;
+        drop(buf);
+        let conn = OwnConn {
+            tcb,
+            cfg,
+            remote,
+            mac: Some(mac),
+        };
+        let idx = self.insert(key, Eng::Own(conn), Some(port), false);
+        self.own_after(idx, true);
+        Some(idx)
+    }
+
+    /// An active open on the bypass engine.
+    pub(super) fn own_connect(&mut self, remote: SocketAddrV4, lport: u16) -> u32 {
+        let now = self.now_us;
+        let local = self.sock(lport);
+        let r = SocketAddr::V4(remote);
+        let iss = self.own.isn.isn(local, r, now);
+        let tso = self.own.ts_offset(local, r);
+        let mut env = self.own.env(&self.stats.tcp, 0, now);
+        let tcb = Tcb::connect(&mut env, lport, remote.port(), iss, tso);
+        let rip: Ipv4Address = *remote.ip();
+        let mac = self.own.arp.lookup(self.next_hop(rip), now);
+        let conn = OwnConn {
+            tcb,
+            cfg: 0,
+            remote: rip,
+            mac,
+        };
+        self.insert(
+            tcp_key(rip, remote.port(), lport),
+            Eng::Own(conn),
+            None,
+            true,
+        )
+    }
+
+    /// Where frames to `ip` go first: itself on our subnet, else the
+    /// gateway.
+    fn next_hop(&self, ip: Ipv4Address) -> Ipv4Address {
+        let p = self.cfg.prefix as u32;
+        let mask = if p == 0 { 0 } else { u32::MAX << (32 - p) };
+        let on_link = u32::from(ip) & mask == u32::from(self.ip) & mask;
+        match self.cfg.gateway {
+            Some(gw) if !on_link => gw,
+            _ => ip,
+        }
+    }
+
+    /// A segment for a bypass-engine connection.
+    pub(super) fn own_input(&mut self, idx: u32, buf: Q::Buf) {
+        let now = self.now_us;
+        let Some(o) = self.slots[idx as usize].conn.as_mut().and_then(own_mut) else {
+            return;
+        };
+        let own = &mut self.own;
+        let stats = &self.stats.tcp;
+        let screened = parse(buf.data(), |_, repr| {
+            let mut env = own.env(stats, o.cfg, now);
+            o.tcb.input(&mut env, repr);
+            // A RST the connection survived was not exact (RFC 5961 3.2).
+            repr.control == TcpControl::Rst && o.tcb.state() != State::Closed
+        });
+        drop(buf);
+        if screened == Some(true) {
+            self.stats.rst_not_exact.inc();
+        }
+        self.own_after(idx, true);
+    }
+
+    /// A timer entry of a bypass-engine connection is due.
+    pub(super) fn own_timer(&mut self, e: Entry) {
+        let now = self.now_us;
+        let Some(c) = self.slots[e.idx as usize].conn.as_mut() else {
+            return;
+        };
+        let Eng::Own(o) = &mut c.eng else { return };
+        let at = o.tcb.poll_at(&self.own.cfgs[o.cfg as usize]);
+        if at > now {
+            if at != crate::tcp::tcb::NEVER {
+                c.timer = at;
+                self.timers.push(Entry {
+                    at,
+                    idx: e.idx,
+                    gen: e.gen,
+                });
+            }
+            return;
+        }
+        self.stats.timer_fires.inc();
+        let mut env = self.own.env(&self.stats.tcp, o.cfg, now);
+        o.tcb.on_timer(&mut env);
+        self.own_after(e.idx, true);
+    }
+
+    /// Hands the engine's events to the application and settles the
+    /// connection: reaped when closed, turned into a record in TIME-WAIT.
+    fn own_after(&mut self, idx: u32, touch: bool) {
+        let id = self.id(idx);
+        let Some(c) = self.slots[idx as usize].conn.as_mut() else {
+            return;
+        };
+        let peer_fin_told = c.peer_fin_told;
+        let Eng::Own(o) = &mut c.eng else { return };
+        let evs = o.tcb.take_events();
+        let state = o.tcb.state();
+        let readable = o.tcb.readable();
+        let peer_closed = o.tcb.peer_closed();
+        if evs & ev::OPEN != 0 {
+            self.opened(idx);
+        }
+        let opened = self.slots[idx as usize]
+            .conn
+            .as_ref()
+            .is_some_and(|c| c.opened);
+        if opened {
+            if evs & ev::READABLE != 0 && readable > 0 {
+                self.events.push(Event::Readable(id));
+            }
+            if evs & ev::WRITABLE != 0 {
+                self.events.push(Event::Writable(id));
+            }
+            if peer_closed && readable == 0 && !peer_fin_told {
+                if let Some(c) = self.slots[idx as usize].conn.as_mut() {
+                    c.peer_fin_told = true;
+                }
+                self.events.push(Event::PeerClosed(id));
+            }
+        }
+        match state {
+            State::Closed => {
+                let normal = matches!(
+                    self.slots[idx as usize].conn.as_ref().map(|c| &c.eng),
+                    Some(Eng::Own(o)) if o.tcb.close_reason() == crate::tcp::CloseReason::Normal
+                );
+                self.ended(idx, normal);
+                // Whatever the engine still has to say (a RST) is gone
+                // with it; a RST was sent before it closed.
+                self.reap(idx);
+            }
+            State::TimeWait => {
+                self.ended(idx, true);
+                self.enter_time_wait_record(idx);
+            }
+            _ => {
+                if touch {
+                    self.touch(idx);
+                }
+            }
+        }
+    }
+
+    /// Replaces a connection in TIME-WAIT by a compact record.
+    fn enter_time_wait_record(&mut self, idx: u32) {
+        let now = self.now_us;
+        let Some(c) = self.slots[idx as usize].conn.as_mut() else {
+            return;
+        };
+        let key = c.key;
+        let Eng::Own(o) = &mut c.eng else { return };
+        // Send what is owed first (the ACK of the peer's FIN).
+        let mac = o.mac;
+        let remote = o.remote;
+        let cfg = o.cfg;
+        let wait_us = self.own.cfgs[cfg as usize].time_wait_us;
+        let (lport, rport) = o.tcb.ports();
+        let (snd_nxt, rcv_nxt) = o.tcb.seqs();
+        let local = SocketAddr::V4(SocketAddrV4::new(self.ip, lport));
+        let rec = TwRecord {
+            snd_nxt,
+            rcv_nxt,
+            ts_recent: o.tcb.ts_recent(),
+            ts_offset: self
+                .own
+                .ts_offset(local, SocketAddr::V4(SocketAddrV4::new(remote, rport))),
+            lport,
+            rport,
+            remote,
+            mac: mac.unwrap_or(EthernetAddress::BROADCAST),
+            since: now,
+            until: now.saturating_add(wait_us),
+            wait_us,
+        };
+        self.own_send_segments(idx);
+        self.reap(idx);
+        if mac.is_some() {
+            self.own.tw.insert(key, rec);
+            self.stats.time_wait.inc();
+        }
+    }
+
+    /// Sends what a bypass-engine connection has to send; schedules its
+    /// next timer.
+    pub(super) fn own_egress(&mut self, idx: u32) -> usize {
+        let Some(c) = self.slots[idx as usize].conn.as_mut() else {
+            return 0;
+        };
+        c.touched = false;
+        self.stats.conn_polls.inc();
+        if !self.own_send_segments(idx) {
+            return 1;
+        }
+        let now = self.now_us;
+        let gen = self.slots[idx as usize].gen;
+        if let Some(c) = self.slots[idx as usize].conn.as_mut() {
+            if let Eng::Own(o) = &c.eng {
+                let at = o.tcb.poll_at(&self.own.cfgs[o.cfg as usize]).max(now);
+                if at < c.timer && at != crate::tcp::tcb::NEVER {
+                    c.timer = at;
+                    self.timers.push(Entry { at, idx, gen });
+                }
+            }
+        }
+        self.own_after(idx, false);
+        1
+    }
+
+    /// Builds and queues the connection's segments. False if it waits for
+    /// its next hop's MAC.
+    fn own_send_segments(&mut self, idx: u32) -> bool {
+        let now = self.now_us;
+        let gen = self.slots[idx as usize].gen;
+        let Some(c) = self.slots[idx as usize].conn.as_mut() else {
+            return false;
+        };
+        let Eng::Own(o) = &mut c.eng else {
+            return false;
+        };
+        if o.mac.is_none() {
+            let hop = {
+                let p = self.cfg.prefix as u32;
+                let mask = if p == 0 { 0 } else { u32::MAX << (32 - p) };
+                let on_link = u32::from(o.remote) & mask == u32::from(self.ip) & mask;
+                match self.cfg.gateway {
+                    Some(gw) if !on_link => gw,
+                    _ => o.remote,
+                }
+            };
+            o.mac = self.own.arp.lookup(hop, now);
+            if o.mac.is_none() {
+                if !c.arp_wait {
+                    c.arp_wait = true;
+                    self.arp_waiters.push((idx, gen));
+                }
+                if self.own.arp.may_ask(hop, now) {
+                    if let Some(mut b) = self.tx.queue.alloc() {
+                        let n = arp::request(b.room_mut(), self.mac, self.ip, hop);
+                        b.set_len(n);
+                        self.stats.arp_requests_tx.inc();
+                        self.tx.push(b);
+                    }
+                }
+                // Try again when the next ARP frame arrives, or at the
+                // engine's own deadline (the handshake timeout).
+                let at = o.tcb.poll_at(&self.own.cfgs[o.cfg as usize]).max(now);
+                if at < c.timer && at != crate::tcp::tcb::NEVER {
+                    c.timer = at;
+                    self.timers.push(Entry { at, idx, gen });
+                }
+                return false;
+            }
+        }
+        let Some(mac) = o.mac else { return false };
+        let remote = o.remote;
+        for _ in 0..EGRESS_PER_CONN {
+            let Some(mut b) = self.tx.queue.alloc() else {
+                self.stats.tx_no_buffer.inc();
+                break;
+            };
+            let mut env = self.own.env(&self.stats.tcp, o.cfg, now);
+            let Some(seg) = o.tcb.poll_output(&mut env) else {
+                break;
+            };
+            let slab = &self.own.slab;
+            let tcb = &o.tcb;
+            let built = build(
+                &mut b,
+                self.mac,
+                mac,
+                self.ip,
+                remote,
+                &seg.repr,
+                seg.data_len as usize,
+                |dst| tcb.copy_payload(slab, seg.data_off, dst),
+                &self.own.csum,
+            );
+            if built {
+                self.tx.push(b);
+            } else {
+                self.stats.tx_no_buffer.inc();
+            }
+        }
+        true
+    }
+
+    /// Queues one segment built outside a connection (TIME-WAIT ACKs, SYN
+    /// cookies).
+    pub(super) fn emit_segment(
+        &mut self,
+        mac: EthernetAddress,
+        remote: Ipv4Address,
+        repr: &TcpRepr,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) {
+        let Some(mut b) = self.tx.queue.alloc() else {
+            self.stats.tx_no_buffer.inc();
+            return;
+        };
+        if build(
+            &mut b,
+            self.mac,
+            mac,
+            self.ip,
+            remote,
+            repr,
+            len,
+            fill,
+            &self.own.csum,
+        ) {
+            self.tx.push(b);
+        }
+    }
+
+    /// Consumes read bytes of a bypass-engine connection.
+    pub(super) fn own_consume(&mut self, idx: u32, n: usize) {
+        let now = self.now_us;
+        let Some(o) = self.slots[idx as usize].conn.as_mut().and_then(own_mut) else {
+            return;
+        };
+        let mut env = self.own.env(&self.stats.tcp, o.cfg, now);
+        o.tcb.consume(&mut env, n as u32);
+        self.own_after(idx, false);
+    }
+
+    /// Queues bytes on a bypass-engine connection.
+    pub(super) fn own_send(&mut self, idx: u32, data: &[u8]) -> usize {
+        let now = self.now_us;
+        let Some(o) = self.slots[idx as usize].conn.as_mut().and_then(own_mut) else {
+            return 0;
+        };
+        let mut env = self.own.env(&self.stats.tcp, o.cfg, now);
+        o.tcb.send(&mut env, data)
+    }
+
+    /// Answers a SYN with a SYN cookie (RFC 4987): a SYN-ACK whose
+    /// sequence number encodes what the connection needs; nothing kept.
+    pub(super) fn send_cookie(&mut self, cfg: u16, buf: Q::Buf) {
+        let now = self.now_us;
+        let own = &self.own;
+        let c = &own.cfgs[cfg as usize];
+        let ip = self.ip;
+        let Some((repr, mac, remote)) = parse(buf.data(), |w, syn| {
+            let local = SocketAddr::V4(SocketAddrV4::new(ip, syn.dst_port));
+            let remote = SocketAddr::V4(SocketAddrV4::new(w.src_ip, syn.src_port));
+            let opts = CookieOpts {
+                mss: syn.max_seg_size.unwrap_or(536).min(c.mss),
+                wscale: syn.window_scale.filter(|_| c.window_scale),
+                sack: syn.sack_permitted && c.sack,
+                timestamps: syn.timestamp.is_some() && c.timestamps,
+            };
+            let isn = own
+                .cookies
+                .make(local, remote, syn.seq_number.0 as u32, opts, now);
+            let ts_clock = ((now / 1000) as u32).wrapping_add(own.ts_offset(local, remote));
+            let timestamp = syn
+                .timestamp
+                .filter(|_| opts.timestamps)
+                .map(|t| TcpTimestampRepr::new(own.cookies.tsval(opts, ts_clock), t.tsval));
+            let repr = TcpRepr {
+                src_port: syn.dst_port,
+                dst_port: syn.src_port,
+                control: TcpControl::Syn,
+                seq_number: TcpSeqNumber(isn as i32),
+                ack_number: Some(TcpSeqNumber(
+                    (syn.seq_number.0 as u32).wrapping_add(1) as i32
+                )),
+                window_len: c.rcv_wnd.min(0xffff) as u16,
+                window_scale: opts.wscale.map(|_| Tcb::wscale_for(c)),
+                max_seg_size: Some(c.mss),
+                sack_permitted: opts.sack,
+                sack_ranges: [None; 3],
+                timestamp,
+                payload: &[],
+            };
+            (repr, w.src_mac, w.src_ip)
+        }) else {
+            return;
+        };
+        drop(buf);
+        self.stats.syn_cookies_sent.inc();
+        self.emit_segment(mac, remote, &repr, 0, |_| {});
+    }
+
+    /// An ACK for no connection on a listener that answers with cookies:
+    /// a valid cookie rebuilds the connection. Returns the frame back if
+    /// it is not one.
+    pub(super) fn cookie_ack(&mut self, key: u64, port: u16, buf: Q::Buf) -> Option<Q::Buf> {
+        let l = self.listeners.get(&port)?;
+        if l.opts.on_full != super::BacklogFull::Cookie {
+            return Some(buf);
+        }
+        let cfg = l.cfg;
+        if self.table.len() >= self.cfg.max_conns {
+            self.stats.table_full.inc();
+            return None;
+        }
+        let now = self.now_us;
+        let ip = self.ip;
+        let own = &mut self.own;
+        let stats = &self.stats.tcp;
+        let made = parse(buf.data(), |w, seg| {
+            let ack = seg.ack_number?.0 as u32;
+            if seg.control == TcpControl::Syn || seg.control == TcpControl::Rst {
+                return None;
+            }
+            let local = SocketAddr::V4(SocketAddrV4::new(ip, seg.dst_port));
+            let remote = SocketAddr::V4(SocketAddrV4::new(w.src_ip, seg.src_port));
+            let tsecr = seg.timestamp.map(|t| t.tsecr);
+            let opts =
+                own.cookies
+                    .check(local, remote, seg.seq_number.0 as u32, ack, tsecr, now)?;
+            let tso = own.ts_offset(local, remote);
+            let mut env = own.env(stats, cfg, now);
+            let mut tcb = Tcb::from_cookie(
+                &mut env,
+                seg,
+                ack.wrapping_sub(1),
+                tso,
+                opts.mss,
+                opts.wscale,
+                opts.sack,
+                opts.timestamps,
+            );
+            // The ACK may carry data already.
+            tcb.input(&mut env, seg);
+            Some((tcb, w.src_ip, w.src_mac))
+        })
+        .flatten();
+        let Some((tcb, remote, mac)) = made else {
+            self.stats.syn_cookies_bad.inc();
+            return Some(buf);
+        };
+        drop(buf);
+        self.stats.syn_cookies_ok.inc();
+        let conn = OwnConn {
+            tcb,
+            cfg,
+            remote,
+            mac: Some(mac),
+        };
+        let idx = self.insert(key, Eng::Own(conn), None, false);
+        self.own_after(idx, true);
+        None
+    }
+}
+
+/// Builds Ethernet, IPv4 and TCP headers for `repr` plus `len` payload
+/// bytes written by `fill`, into `b`. False if the buffer is too small.
+#[allow(clippy::too_many_arguments)]
+fn build<B: PacketBuf>(
+    b: &mut B,
+    src_mac: EthernetAddress,
+    dst_mac: EthernetAddress,
+    src_ip: Ipv4Address,
+    dst_ip: Ipv4Address,
+    repr: &TcpRepr,
+    len: usize,
+    fill: impl FnOnce(&mut [u8]),
+    csum: &ChecksumCapabilities,
+) -> bool {
+    let tcp_len = repr.header_len() + len;
+    let ip = Ipv4Repr {
+        src_addr: src_ip,
+        dst_addr: dst_ip,
+        next_header: IpProtocol::Tcp,
+        payload_len: tcp_len,
+        hop_limit: 64,
+    };
+    let eth = EthernetRepr {
+        src_addr: src_mac,
+        dst_addr: dst_mac,
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    let total = eth.buffer_len() + ip.buffer_len() + tcp_len;
+    if b.capacity() < total {
+        return false;
+    }
+    let room = &mut b.room_mut()[..total];
+    let mut frame = EthernetFrame::new_unchecked(room);
+    eth.emit(&mut frame);
+    let mut ipp = Ipv4Packet::new_unchecked(frame.payload_mut());
+    ip.emit(&mut ipp, csum);
+    let mut t = TcpPacket::new_unchecked(ipp.payload_mut());
+    // Header first (the payload is written in place after it), checksum
+    // last over both.
+    repr.emit(
+        &mut t,
+        &src_ip.into(),
+        &dst_ip.into(),
+        &ChecksumCapabilities::ignored(),
+    );
+    let hl = repr.header_len();
+    fill(&mut t.payload_mut()[..len]);
+    let _ = hl;
+    if csum.tcp.tx() {
+        t.fill_checksum(&src_ip.into(), &dst_ip.into());
+    }
+    b.set_len(total);
+    true
+}

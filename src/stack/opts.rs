@@ -1,0 +1,217 @@
+//! The stack's settings: per connection ([`TcpOpts`]), per listener
+//! ([`ListenOpts`]) and per core ([`StackConfig`]).
+
+use std::net::Ipv4Addr;
+
+use crate::error::{Error, Result};
+use crate::tcp::cc::CcAlgo;
+use crate::tcp::rtt::RtoConfig;
+use crate::tcp::{Config, Keepalive};
+
+/// Which TCP implementation runs a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TcpEngine {
+    /// bypass's own engine ([`crate::tcp`]): SACK, RACK-TLP, CUBIC, an RTO
+    /// floor of milliseconds, SYN cookies, payload memory only while
+    /// queued.
+    #[default]
+    Bypass,
+    /// smoltcp's TCP socket (the reference engine): fixed buffers, a 1 s
+    /// RTO floor, no use of SACK.
+    Smoltcp,
+}
+
+impl std::str::FromStr for TcpEngine {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<TcpEngine> {
+        match s {
+            "bypass" => Ok(TcpEngine::Bypass),
+            "smoltcp" => Ok(TcpEngine::Smoltcp),
+            _ => Err(Error::Config(format!(
+                "`{s}` is not a TCP engine: use bypass or smoltcp"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for TcpEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TcpEngine::Bypass => "bypass",
+            TcpEngine::Smoltcp => "smoltcp",
+        })
+    }
+}
+
+/// TCP tuning for the connections of a listener or of active opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpOpts {
+    /// The engine.
+    pub engine: TcpEngine,
+    /// Receive buffer bytes per connection. The smoltcp engine allocates
+    /// them up front; the bypass engine takes this as its window's limit
+    /// and holds memory only for bytes actually queued.
+    pub rx_buf: usize,
+    /// Send buffer bytes per connection (allocated up front by smoltcp, a
+    /// limit for the bypass engine).
+    pub tx_buf: usize,
+    /// Nagle's algorithm (off: small writes go out at once).
+    pub nagle: bool,
+    /// Delayed-ACK time in ms (`None`: ACK at once).
+    pub ack_delay_ms: Option<u64>,
+    /// Abort a connection whose handshake does not complete in this long
+    /// (ms).
+    pub timeout_ms: u64,
+    /// Abort an established connection when the peer has acknowledged
+    /// nothing for this long (ms) while we have data or a FIN outstanding
+    /// (the bypass engine's user timeout). Idle connections are not
+    /// affected.
+    pub dead_peer_ms: u64,
+    /// Congestion control (bypass engine).
+    pub cc: CcAlgo,
+    /// Least retransmission timeout, µs (bypass engine; smoltcp's is 1 s).
+    pub rto_min_us: u64,
+    /// Retransmission timeout before any RTT sample, µs (bypass engine).
+    pub rto_initial_us: u64,
+    /// Keepalive probes (bypass engine).
+    pub keepalive: Option<Keepalive>,
+    /// Reset a connection that carried no data either way for this long,
+    /// ms (bypass engine).
+    pub idle_timeout_ms: Option<u64>,
+    /// TIME-WAIT's length, ms (bypass engine; smoltcp's is 10 s).
+    pub time_wait_ms: u64,
+}
+
+impl Default for TcpOpts {
+    fn default() -> Self {
+        let rto = RtoConfig::default();
+        TcpOpts {
+            engine: TcpEngine::default(),
+            rx_buf: 256 * 1024,
+            tx_buf: 256 * 1024,
+            nagle: false,
+            ack_delay_ms: Some(1),
+            timeout_ms: 10_000,
+            dead_peer_ms: 300_000,
+            cc: CcAlgo::default(),
+            rto_min_us: rto.min_us,
+            rto_initial_us: rto.initial_us,
+            keepalive: None,
+            idle_timeout_ms: None,
+            time_wait_ms: 60_000,
+        }
+    }
+}
+
+impl TcpOpts {
+    /// The same settings on another engine.
+    pub fn on(self, engine: TcpEngine) -> TcpOpts {
+        TcpOpts { engine, ..self }
+    }
+
+    /// The bypass engine's settings for these options and an MTU.
+    pub fn engine_config(&self, mtu: u16) -> Config {
+        let d = Config::default();
+        Config {
+            mss: mtu.saturating_sub(40).max(536),
+            rcv_wnd: self.rx_buf.min(1 << 30) as u32,
+            snd_buf: self.tx_buf.min(1 << 30) as u32,
+            nagle: self.nagle,
+            ack_delay_us: self.ack_delay_ms.map(|ms| ms * 1000),
+            rto: RtoConfig {
+                initial_us: self.rto_initial_us,
+                min_us: self.rto_min_us,
+                max_us: d.rto.max_us,
+            },
+            cc: self.cc,
+            keepalive: self.keepalive,
+            idle_timeout_us: self.idle_timeout_ms.map(|ms| ms * 1000),
+            user_timeout_us: self.dead_peer_ms * 1000,
+            handshake_timeout_us: self.timeout_ms * 1000,
+            time_wait_us: self.time_wait_ms * 1000,
+            ..d
+        }
+    }
+}
+
+/// What to do with a SYN when the listener's backlog is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BacklogFull {
+    /// Drop it silently (the client retries; Linux's default without SYN
+    /// cookies).
+    Drop,
+    /// Answer with RST (the client fails at once).
+    Reset,
+    /// Make room by dropping the oldest connection still in the handshake
+    /// (silently, as if its SYN had been lost), and take the new SYN.
+    DropOldest,
+    /// Answer with a SYN cookie (RFC 4987): nothing is stored until the
+    /// client's ACK proves its address, so a flood of spoofed SYNs never
+    /// locks real clients out. Bypass engine only; the smoltcp engine
+    /// drops instead.
+    #[default]
+    Cookie,
+}
+
+/// A listener's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenOpts {
+    /// Most connections in the handshake at once.
+    pub backlog: usize,
+    /// Policy when the backlog is full.
+    pub on_full: BacklogFull,
+    /// TCP settings of accepted connections.
+    pub tcp: TcpOpts,
+}
+
+impl Default for ListenOpts {
+    fn default() -> Self {
+        ListenOpts {
+            backlog: 1024,
+            on_full: BacklogFull::default(),
+            tcp: TcpOpts::default(),
+        }
+    }
+}
+
+/// The stack's settings.
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    /// Our address.
+    pub ip: Ipv4Addr,
+    /// Prefix length of our subnet.
+    pub prefix: u8,
+    /// Default gateway, if any.
+    pub gateway: Option<Ipv4Addr>,
+    /// Most connections (all states) on this core.
+    pub max_conns: usize,
+    /// TCP settings of active opens.
+    pub connect: TcpOpts,
+    /// First and last local port for active opens.
+    pub ephemeral: (u16, u16),
+    /// Most payload bytes the bypass engine may hold on this core (send and
+    /// receive queues of all its connections together).
+    pub tcp_memory: usize,
+    /// Seed of the generators behind initial sequence numbers, SYN
+    /// cookies, IP ids and the first ephemeral port. `None` (the default):
+    /// drawn from the OS random generator, as it must be in service. A
+    /// fixed seed makes tests and fuzzing reproducible; never set one on a
+    /// real network.
+    pub random_seed: Option<u64>,
+}
+
+impl StackConfig {
+    /// A config for address `ip/prefix`.
+    pub fn new(ip: Ipv4Addr, prefix: u8) -> Self {
+        StackConfig {
+            ip,
+            prefix,
+            gateway: None,
+            max_conns: 1 << 20,
+            connect: TcpOpts::default(),
+            ephemeral: (32768, 60999),
+            tcp_memory: 4 << 30,
+            random_seed: None,
+        }
+    }
+}

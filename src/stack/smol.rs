@@ -1,0 +1,449 @@
+//! The smoltcp engine: each connection is one smoltcp TCP socket in a
+//! `SocketSet` of its own, fed its frames through the interface, with the
+//! hardening smoltcp lacks (RFC 5961 RST checks, dead peers, a handshake
+//! timeout that does not close idle connections).
+
+use std::net::SocketAddrV4;
+
+use smoltcp::iface::{SocketHandle, SocketSet};
+use smoltcp::socket::tcp;
+use smoltcp::time::Duration as SmolDuration;
+use smoltcp::wire::{IpEndpoint, Ipv4Address};
+
+use super::classify::tcp_key;
+use super::conn::Eng;
+use super::device::OneFrame;
+use super::timers::Entry;
+use super::{Event, Stack, TcpOpts, EGRESS_PER_CONN};
+use crate::buf::PacketBuf;
+use crate::error::{Error, Result};
+use crate::port::PortQueue;
+
+pub(super) struct SmolConn {
+    set: SocketSet<'static>,
+    handle: SocketHandle,
+    last_state: tcp::State,
+    /// What we last acknowledged (our RCV.NXT as the peer knows it) and
+    /// the end of what we have sent, from the last segment we sent.
+    acked: Option<(u32, u32)>,
+    /// [`TcpOpts::dead_peer_ms`].
+    dead_peer_ms: u64,
+    /// The dead-peer timeout is armed.
+    dead_peer_armed: bool,
+    /// When our FIN state began (µs), for the dead-peer deadline.
+    fin_since: Option<u64>,
+    want_writable: bool,
+}
+
+impl SmolConn {
+    fn new(sock: tcp::Socket<'static>, dead_peer_ms: u64) -> Box<SmolConn> {
+        let mut set = SocketSet::new(Vec::with_capacity(1));
+        let handle = set.add(sock);
+        let last_state = set.get::<tcp::Socket>(handle).state();
+        Box::new(SmolConn {
+            set,
+            handle,
+            last_state,
+            acked: None,
+            dead_peer_ms,
+            dead_peer_armed: false,
+            fin_since: None,
+            want_writable: false,
+        })
+    }
+
+    fn sock(&mut self) -> &mut tcp::Socket<'static> {
+        self.set.get_mut::<tcp::Socket>(self.handle)
+    }
+
+    pub fn peek(&mut self, out: &mut [u8]) -> usize {
+        match self.sock().peek(out.len()) {
+            Ok(b) => {
+                out[..b.len()].copy_from_slice(b);
+                b.len()
+            }
+            Err(_) => 0,
+        }
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        let _ = self.sock().recv(|b| (n.min(b.len()), ()));
+    }
+
+    pub fn readable(&mut self) -> usize {
+        self.sock().recv_queue()
+    }
+
+    pub fn send(&mut self, data: &[u8]) -> usize {
+        let n = self.sock().send_slice(data).unwrap_or(0);
+        if n < data.len() {
+            self.want_writable = true;
+        }
+        n
+    }
+
+    pub fn send_room(&self) -> usize {
+        let s = self.set.get::<tcp::Socket>(self.handle);
+        if s.may_send() {
+            s.send_capacity() - s.send_queue()
+        } else {
+            0
+        }
+    }
+
+    pub fn close(&mut self) {
+        self.sock().close();
+    }
+
+    pub fn abort(&mut self) {
+        self.sock().abort();
+    }
+
+    pub fn endpoints(&self) -> Option<(SocketAddrV4, SocketAddrV4)> {
+        let s = self.set.get::<tcp::Socket>(self.handle);
+        let v4 = |e: Option<IpEndpoint>| -> Option<SocketAddrV4> {
+            let e = e?;
+            let smoltcp::wire::IpAddress::Ipv4(a) = e.addr;
+            Some(SocketAddrV4::new(a, e.port))
+        };
+        Some((v4(s.local_endpoint())?, v4(s.remote_endpoint())?))
+    }
+
+    pub fn state(&self) -> tcp::State {
+        self.set.get::<tcp::Socket>(self.handle).state()
+    }
+}
+
+fn new_socket(opts: &TcpOpts) -> tcp::Socket<'static> {
+    let mut s = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0; opts.rx_buf]),
+        tcp::SocketBuffer::new(vec![0; opts.tx_buf]),
+    );
+    s.set_nagle_enabled(opts.nagle);
+    s.set_ack_delay(opts.ack_delay_ms.map(SmolDuration::from_millis));
+    s.set_timeout(Some(SmolDuration::from_millis(opts.timeout_ms)));
+    s
+}
+
+fn smol_mut(c: &mut super::conn::Conn) -> Option<&mut SmolConn> {
+    match &mut c.eng {
+        Eng::Smol(s) => Some(s),
+        Eng::Own(_) => None,
+    }
+}
+
+impl<Q: PortQueue> Stack<Q> {
+    /// A segment for a smoltcp connection.
+    pub(super) fn smol_input(&mut self, idx: u32, buf: Q::Buf, rst: bool) {
+        let buf = if rst {
+            match self.screen_rst(idx, buf) {
+                Some(b) => b,
+                None => {
+                    self.stats.rst_not_exact.inc();
+                    return;
+                }
+            }
+        } else {
+            buf
+        };
+        self.feed_conn(idx, buf);
+        self.smol_check(idx, true);
+    }
+
+    /// A passive open on a smoltcp listener: a fresh socket in Listen, fed
+    /// the SYN.
+    pub(super) fn smol_accept(
+        &mut self,
+        key: u64,
+        port: u16,
+        opts: &TcpOpts,
+        buf: Q::Buf,
+    ) -> Option<u32> {
+        let mut sock = new_socket(opts);
+        if sock.listen(port).is_err() {
+            return None;
+        }
+        let idx = self.insert(
+            key,
+            Eng::Smol(SmolConn::new(sock, opts.dead_peer_ms)),
+            Some(port),
+            false,
+        );
+        self.feed_conn(idx, buf);
+        self.smol_check(idx, true);
+        Some(idx)
+    }
+
+    pub(super) fn smol_connect(&mut self, remote: SocketAddrV4, lport: u16) -> Result<u32> {
+        let rip: Ipv4Address = *remote.ip();
+        let mut sock = new_socket(&self.cfg.connect);
+        sock.connect(
+            self.iface.context(),
+            IpEndpoint::new(rip.into(), remote.port()),
+            lport,
+        )
+        .map_err(|e| Error::Config(format!("connect to {remote}: {e}")))?;
+        let dead = self.cfg.connect.dead_peer_ms;
+        Ok(self.insert(
+            tcp_key(rip, remote.port(), lport),
+            Eng::Smol(SmolConn::new(sock, dead)),
+            None,
+            true,
+        ))
+    }
+
+    fn feed_conn(&mut self, idx: u32, buf: Q::Buf) {
+        let Some(c) = self.slots[idx as usize].conn.as_mut().and_then(smol_mut) else {
+            return;
+        };
+        self.tx.last_tcp = None;
+        let mut dev = OneFrame {
+            rx: Some(buf),
+            tx: &mut self.tx,
+            caps: &self.caps,
+        };
+        self.iface
+            .poll_ingress_single(self.now, &mut dev, &mut c.set);
+        if let Some(t) = self.tx.last_tcp.take() {
+            c.acked = Some(t);
+        }
+    }
+
+    /// RFC 5961 3.2 on top of smoltcp, which resets a connection on any
+    /// RST inside the receive window: a RST is acted on only if its
+    /// sequence number is exactly the one we last acknowledged. An
+    /// in-window RST that is not exact is turned into a pure ACK from far
+    /// outside the window, so smoltcp answers it with a challenge ACK
+    /// (rate-limited to one per second); a legitimate peer answers that
+    /// with an exact RST. Out-of-window RSTs are dropped. Returns the
+    /// frame if it should go to the connection as it is.
+    fn screen_rst(&mut self, idx: u32, mut buf: Q::Buf) -> Option<Q::Buf> {
+        use smoltcp::wire::{EthernetFrame, Ipv4Packet, TcpPacket};
+        let Some(c) = self.slots[idx as usize].conn.as_mut().and_then(smol_mut) else {
+            return Some(buf);
+        };
+        let Some((rcv_nxt, snd_max)) = c.acked else {
+            // Nothing acknowledged yet (SYN-SENT): smoltcp checks that a
+            // RST acknowledges our SYN exactly.
+            return Some(buf);
+        };
+        let window = c.sock().recv_capacity() as u32;
+        let mut eth = EthernetFrame::new_unchecked(buf.data_mut());
+        let mut ip = Ipv4Packet::new_unchecked(eth.payload_mut());
+        // The classifier checked these headers.
+        let mut t = TcpPacket::new_unchecked(ip.payload_mut());
+        let seq = t.seq_number().0 as u32;
+        if seq == rcv_nxt {
+            return Some(buf);
+        }
+        if seq.wrapping_sub(rcv_nxt) >= window.max(1) {
+            return None; // out of the window: dropped silently
+        }
+        t.set_rst(false);
+        t.set_psh(false);
+        t.set_fin(false);
+        t.set_syn(false);
+        t.set_ack(true);
+        t.set_ack_number(smoltcp::wire::TcpSeqNumber(snd_max as i32));
+        t.set_seq_number(smoltcp::wire::TcpSeqNumber(
+            rcv_nxt.wrapping_add(1 << 31) as i32
+        ));
+        // Checksums are not verified again past the classifier.
+        let n = t.header_len() as usize;
+        let ip_hl = ip.header_len() as usize;
+        ip.set_total_len((ip_hl + n) as u16);
+        buf.set_len(14 + ip_hl + n);
+        self.feed_conn(idx, buf);
+        self.touch(idx);
+        None
+    }
+
+    /// A timer entry of a smoltcp connection is due.
+    pub(super) fn smol_timer(&mut self, e: Entry) {
+        let t = self.now_us;
+        let Some(c) = self.slots[e.idx as usize].conn.as_mut() else {
+            return;
+        };
+        let arp_wait = c.arp_wait;
+        let timer = &mut c.timer;
+        let Eng::Smol(s) = &mut c.eng else { return };
+        // The deadline may have moved on since this entry was pushed
+        // (a delayed ACK that a reply carried, an RTO re-armed): then
+        // just reschedule, without an egress pass.
+        match self.iface.poll_at(self.now, &s.set) {
+            Some(at) if at.total_micros().max(0) as u64 > t => {
+                let at = at.total_micros() as u64;
+                *timer = at;
+                self.timers.push(Entry {
+                    at,
+                    idx: e.idx,
+                    gen: e.gen,
+                });
+            }
+            None if !arp_wait && s.last_state == tcp::State::Established => {}
+            _ => {
+                self.stats.timer_fires.inc();
+                self.touch(e.idx);
+            }
+        }
+    }
+
+    /// Looks at a connection after something happened to it: emits events,
+    /// settles the backlog, reaps it when it is over, marks it for egress.
+    fn smol_check(&mut self, idx: u32, touch: bool) {
+        let id = self.id(idx);
+        let Some(c) = self.slots[idx as usize].conn.as_mut() else {
+            return;
+        };
+        let opened = c.opened;
+        let peer_fin_told = c.peer_fin_told;
+        let Eng::Smol(sc) = &mut c.eng else { return };
+        let s = sc.set.get_mut::<tcp::Socket>(sc.handle);
+        let state = s.state();
+        if !opened && matches!(state, tcp::State::Established | tcp::State::CloseWait) {
+            s.set_timeout(None);
+        }
+        let (recv_queue, may_recv) = (s.recv_queue(), s.may_recv());
+        let room = s.send_capacity() - s.send_queue();
+        use tcp::State::*;
+        let prev = sc.last_state;
+        sc.last_state = state;
+        let mut writable = false;
+        if sc.want_writable && room > 0 && (opened || matches!(state, Established | CloseWait)) {
+            sc.want_writable = false;
+            writable = true;
+        }
+        if !opened && matches!(state, Established | CloseWait | FinWait1 | FinWait2) {
+            self.opened(idx);
+        }
+        let opened = self.slots[idx as usize]
+            .conn
+            .as_ref()
+            .is_some_and(|c| c.opened);
+        if opened {
+            if recv_queue > 0 {
+                self.events.push(Event::Readable(id));
+            }
+            if writable {
+                self.events.push(Event::Writable(id));
+            }
+            if !may_recv
+                && recv_queue == 0
+                && !peer_fin_told
+                && matches!(state, CloseWait | LastAck | Closing | TimeWait)
+            {
+                if let Some(c) = self.slots[idx as usize].conn.as_mut() {
+                    c.peer_fin_told = true;
+                }
+                self.events.push(Event::PeerClosed(id));
+            }
+        }
+        // A connection entry in Listen is a passive open whose SYN was
+        // refused, or whose handshake was reset: it is over, unannounced.
+        if matches!(state, Closed | TimeWait) {
+            let normal = state == TimeWait || matches!(prev, LastAck | TimeWait | Closing);
+            self.ended(idx, normal);
+        }
+        if matches!(state, Closed | Listen) {
+            self.reap(idx);
+        } else if touch {
+            self.touch(idx);
+        }
+    }
+
+    /// Sends what a smoltcp connection has to send; schedules its next
+    /// timer.
+    pub(super) fn smol_egress(&mut self, idx: u32) -> usize {
+        let gen = self.slots[idx as usize].gen;
+        let now = self.now_us;
+        let Some(c) = self.slots[idx as usize].conn.as_mut() else {
+            return 0;
+        };
+        c.touched = false;
+        let opened = c.opened;
+        let (built0, arps0) = (self.tx.built, self.tx.arp_built);
+        self.tx.last_tcp = None;
+        let Eng::Smol(sc) = &mut c.eng else { return 0 };
+        let mut dev = OneFrame {
+            rx: None,
+            tx: &mut self.tx,
+            caps: &self.caps,
+        };
+        for _ in 0..EGRESS_PER_CONN {
+            if self.iface.poll_egress(self.now, &mut dev, &mut sc.set)
+                == smoltcp::iface::PollResult::None
+            {
+                break;
+            }
+        }
+        self.stats.conn_polls.inc();
+        if let Some(t) = self.tx.last_tcp.take() {
+            sc.acked = Some(t);
+        }
+        let dead_peer_ms = sc.dead_peer_ms;
+        let s = sc.set.get_mut::<tcp::Socket>(sc.handle);
+        let state = s.state();
+        let mut abort = false;
+        if opened {
+            // Dead peers. With data unacknowledged: smoltcp's timeout,
+            // armed only then (it counts from the peer's last segment, or
+            // from our first transmission after an idle spell), since it
+            // would otherwise close idle connections too.
+            let waiting = s.send_queue() > 0;
+            if waiting != sc.dead_peer_armed {
+                sc.dead_peer_armed = waiting;
+                s.set_timeout(waiting.then(|| SmolDuration::from_millis(dead_peer_ms)));
+            }
+            // After our FIN: a deadline of our own from when we closed
+            // (smoltcp's clock may be stale after an idle spell, and
+            // FIN-WAIT-2 has no timer at all).
+            use tcp::State::*;
+            if matches!(state, FinWait1 | FinWait2 | Closing | LastAck) {
+                let deadline = *sc.fin_since.get_or_insert(now) + dead_peer_ms * 1000;
+                if now >= deadline {
+                    s.abort();
+                    abort = true;
+                } else if deadline < c.timer {
+                    c.timer = deadline;
+                    self.timers.push(Entry {
+                        at: deadline,
+                        idx,
+                        gen,
+                    });
+                }
+            }
+        }
+        let s = sc.set.get::<tcp::Socket>(sc.handle);
+        let changed =
+            state != sc.last_state || (sc.want_writable && s.send_capacity() > s.send_queue());
+        let wants_send =
+            s.send_queue() > 0 || matches!(state, tcp::State::SynSent | tcp::State::SynReceived);
+        // Waiting for a neighbour? smoltcp then sends an ARP request (or,
+        // rate-limited, nothing at all) and silences the socket for 1 s.
+        // Such a connection is woken as soon as an ARP frame arrives
+        // (at most once in the list).
+        let arp_sent = self.tx.arp_built != arps0;
+        let sent_nothing = self.tx.built == built0;
+        if wants_send && (arp_sent || sent_nothing) && !c.arp_wait {
+            c.arp_wait = true;
+            self.arp_waiters.push((idx, gen));
+        }
+        if let Some(at) = self.iface.poll_at(self.now, &sc.set) {
+            let at = at.total_micros().max(0) as u64;
+            if at < c.timer {
+                c.timer = at;
+                self.timers.push(Entry { at, idx, gen });
+            }
+        }
+        if changed {
+            // Egress or a timer changed the state (timeout, TIME-WAIT over,
+            // the last ACK of a close): tell the application, reap.
+            self.smol_check(idx, false);
+        }
+        if abort {
+            // The RST goes out on the next pass of this iteration.
+            self.touch(idx);
+        }
+        1
+    }
+}

@@ -1,0 +1,198 @@
+//! TIME-WAIT as compact records (bypass engine): when a connection enters
+//! TIME-WAIT its block and buffers go, and a record of what is needed to
+//! answer stray segments stays for 2 MSL: the sequence numbers, the
+//! peer's last timestamp, the addresses.
+//!
+//! A retransmitted FIN is acknowledged again (and restarts the wait), an
+//! exact RST ends the record, and a new SYN for the same 4-tuple takes the
+//! record over when it is provably new: a later timestamp, or without
+//! timestamps a sequence number beyond the old connection's (RFC 6191).
+//! Active opens may reuse a record's local port once it is a second old
+//! when timestamps were in use (as Linux's `tcp_tw_reuse`), so a client
+//! that closes many connections does not run out of ports.
+
+use std::collections::{HashMap, VecDeque};
+
+use smoltcp::wire::{
+    EthernetAddress, EthernetFrame, Ipv4Address, Ipv4Packet, TcpControl, TcpPacket, TcpRepr,
+    TcpSeqNumber, TcpTimestampRepr,
+};
+
+use super::Stack;
+use crate::buf::PacketBuf;
+use crate::port::PortQueue;
+use crate::tcp::seq;
+
+/// Least age of a record before its port may be reused by an active open.
+const REUSE_AFTER_US: u64 = 1_000_000;
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct TwRecord {
+    pub snd_nxt: u32,
+    pub rcv_nxt: u32,
+    pub ts_recent: Option<u32>,
+    pub ts_offset: u32,
+    pub lport: u16,
+    pub rport: u16,
+    pub remote: Ipv4Address,
+    pub mac: EthernetAddress,
+    pub since: u64,
+    pub until: u64,
+    pub wait_us: u64,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct TimeWaits {
+    map: HashMap<u64, TwRecord, ahash::RandomState>,
+    /// (key, until) in the order records were made; a record whose wait
+    /// was extended is found again later.
+    order: VecDeque<(u64, u64)>,
+}
+
+impl TimeWaits {
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn contains(&self, key: u64) -> bool {
+        !self.map.is_empty() && self.map.contains_key(&key)
+    }
+
+    pub fn insert(&mut self, key: u64, r: TwRecord) {
+        self.order.push_back((key, r.until));
+        self.map.insert(key, r);
+    }
+
+    pub fn remove(&mut self, key: u64) -> bool {
+        self.map.remove(&key).is_some()
+    }
+
+    /// May an active open use this 4-tuple now?
+    pub fn reusable(&self, key: u64, now: u64) -> bool {
+        match self.map.get(&key) {
+            None => true,
+            Some(r) => r.ts_recent.is_some() && now.saturating_sub(r.since) >= REUSE_AFTER_US,
+        }
+    }
+
+    pub fn next_expiry(&self) -> Option<u64> {
+        self.order.front().map(|&(_, at)| at)
+    }
+
+    /// Removes the records whose wait is over; returns how many.
+    pub fn expire(&mut self, now: u64) -> u64 {
+        let mut n = 0;
+        while let Some(&(key, at)) = self.order.front() {
+            if at > now {
+                break;
+            }
+            self.order.pop_front();
+            match self.map.get(&key) {
+                Some(r) if r.until <= now => {
+                    self.map.remove(&key);
+                    n += 1;
+                }
+                Some(r) => {
+                    let until = r.until;
+                    self.order.push_back((key, until));
+                }
+                None => {}
+            }
+            if self.map.is_empty() {
+                self.order.clear();
+            }
+        }
+        n
+    }
+}
+
+impl<Q: PortQueue> Stack<Q> {
+    pub(super) fn expire_time_wait(&mut self) {
+        if self.own.tw.len() > 0 {
+            let n = self.own.tw.expire(self.now_us);
+            self.stats.time_wait.sub(n);
+        }
+    }
+
+    /// A segment for a 4-tuple in TIME-WAIT. Returns the frame back if it
+    /// is a SYN that takes the record over (it then goes to the listener).
+    pub(super) fn time_wait_input(&mut self, key: u64, buf: Q::Buf) -> Option<Q::Buf> {
+        let now = self.now_us;
+        let (control, seg_seq, ts, plen) = {
+            let eth = EthernetFrame::new_unchecked(buf.data());
+            let ip = Ipv4Packet::new_unchecked(eth.payload());
+            let Ok(t) = TcpPacket::new_checked(ip.payload()) else {
+                return None;
+            };
+            let caps = smoltcp::phy::ChecksumCapabilities::ignored();
+            let Ok(r) = TcpRepr::parse(&t, &ip.src_addr().into(), &ip.dst_addr().into(), &caps)
+            else {
+                return None;
+            };
+            (
+                r.control,
+                r.seq_number.0 as u32,
+                r.timestamp,
+                r.payload.len(),
+            )
+        };
+        let r = *self.own.tw.map.get(&key)?;
+        match control {
+            TcpControl::Rst => {
+                if seg_seq == r.rcv_nxt && self.own.tw.remove(key) {
+                    self.stats.time_wait.sub(1);
+                }
+                None
+            }
+            TcpControl::Syn => {
+                let newer = match (r.ts_recent, ts) {
+                    (Some(old), Some(t)) => seq::gt(t.tsval, old),
+                    _ => seq::gt(seg_seq, r.rcv_nxt),
+                };
+                if newer {
+                    self.own.tw.remove(key);
+                    self.stats.time_wait.sub(1);
+                    self.stats.time_wait_reused.inc();
+                    return Some(buf);
+                }
+                self.tw_ack(&r);
+                None
+            }
+            TcpControl::Fin => {
+                if let Some(rec) = self.own.tw.map.get_mut(&key) {
+                    rec.until = now.saturating_add(rec.wait_us);
+                }
+                self.tw_ack(&r);
+                None
+            }
+            _ => {
+                if plen > 0 {
+                    self.tw_ack(&r);
+                }
+                None
+            }
+        }
+    }
+
+    /// Acknowledges from a TIME-WAIT record.
+    fn tw_ack(&mut self, r: &TwRecord) {
+        let now = self.now_us;
+        let repr = TcpRepr {
+            src_port: r.lport,
+            dst_port: r.rport,
+            control: TcpControl::None,
+            seq_number: TcpSeqNumber(r.snd_nxt as i32),
+            ack_number: Some(TcpSeqNumber(r.rcv_nxt as i32)),
+            window_len: 0,
+            window_scale: None,
+            max_seg_size: None,
+            sack_permitted: false,
+            sack_ranges: [None; 3],
+            timestamp: r
+                .ts_recent
+                .map(|t| TcpTimestampRepr::new(((now / 1000) as u32).wrapping_add(r.ts_offset), t)),
+            payload: &[],
+        };
+        self.emit_segment(r.mac, r.remote, &repr, 0, |_| {});
+    }
+}
