@@ -40,6 +40,13 @@ if [ ${#filter[@]} -eq 0 ]; then
 fi
 echo "== cargo test (all features)"
 cargo test --workspace --all-features --no-fail-fast -- "${filter[@]}"
+# The TCP tests once more on the reference engine (smoltcp's socket): both
+# engines must pass every stack, kernel, hostile, multi-core and CLI test.
+echo "== cargo test, TCP tests on the smoltcp engine"
+BYPASS_TCP_ENGINE=smoltcp cargo test --all-features --no-fail-fast \
+  --test stack_mem --test stack_multicore --test hostile --test tcp_kernel \
+  --test cli --test loadgen --test soak --test fuzz_replay -- "${filter[@]}" \
+  --skip fault_matrix_on_a_real_clock_has_no_stalls
 echo "== leftovers"
 left=$(ip netns list | grep -E '^bpt-' || true)
 if [ -n "$left" ]; then

@@ -35,7 +35,7 @@ pub struct DemoArgs {
     #[arg(long)]
     json: bool,
     /// The TCP engine: bypass or smoltcp.
-    #[arg(long = "tcp", value_name = "ENGINE", default_value = "bypass")]
+    #[arg(long = "tcp", value_name = "ENGINE", default_value_t = bypass::stack::TcpEngine::default())]
     engine: bypass::stack::TcpEngine,
 }
 

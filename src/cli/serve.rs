@@ -57,7 +57,8 @@ pub struct NetArgs {
     pub backlog_full: Option<FullPolicy>,
     /// The TCP engine: bypass (its own: SACK, RACK-TLP, CUBIC, SYN
     /// cookies) or smoltcp (the reference).
-    #[arg(long = "tcp", value_name = "ENGINE", default_value = "bypass")]
+    /// [default: bypass, or $BYPASS_TCP_ENGINE]
+    #[arg(long = "tcp", value_name = "ENGINE", default_value_t = TcpEngine::default())]
     pub engine: TcpEngine,
     /// Receive window per connection: a limit with the bypass engine
     /// (memory only for what is queued), allocated up front by smoltcp

@@ -9,16 +9,33 @@ use crate::tcp::rtt::RtoConfig;
 use crate::tcp::{Config, Keepalive};
 
 /// Which TCP implementation runs a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+///
+/// The default is the bypass engine; the environment variable
+/// `BYPASS_TCP_ENGINE` (`bypass` or `smoltcp`) changes the default for the
+/// whole process, so the same program, test suite or benchmark can be run
+/// on either engine without code changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TcpEngine {
     /// bypass's own engine ([`crate::tcp`]): SACK, RACK-TLP, CUBIC, an RTO
     /// floor of milliseconds, SYN cookies, payload memory only while
     /// queued.
-    #[default]
     Bypass,
     /// smoltcp's TCP socket (the reference engine): fixed buffers, a 1 s
     /// RTO floor, no use of SACK.
     Smoltcp,
+}
+
+impl Default for TcpEngine {
+    fn default() -> TcpEngine {
+        static FROM_ENV: std::sync::OnceLock<TcpEngine> = std::sync::OnceLock::new();
+        *FROM_ENV.get_or_init(|| match std::env::var("BYPASS_TCP_ENGINE") {
+            Ok(v) => v.parse().unwrap_or_else(|e| {
+                tracing::warn!("BYPASS_TCP_ENGINE: {e}; using the bypass engine");
+                TcpEngine::Bypass
+            }),
+            Err(_) => TcpEngine::Bypass,
+        })
+    }
 }
 
 impl std::str::FromStr for TcpEngine {
@@ -85,10 +102,17 @@ pub struct TcpOpts {
 impl Default for TcpOpts {
     fn default() -> Self {
         let rto = RtoConfig::default();
+        let engine = TcpEngine::default();
+        // Windows are limits for the bypass engine (memory only while data
+        // is queued) but allocations for smoltcp.
+        let buf = match engine {
+            TcpEngine::Bypass => 256 * 1024,
+            TcpEngine::Smoltcp => 16 * 1024,
+        };
         TcpOpts {
-            engine: TcpEngine::default(),
-            rx_buf: 256 * 1024,
-            tx_buf: 256 * 1024,
+            engine,
+            rx_buf: buf,
+            tx_buf: buf,
             nagle: false,
             ack_delay_ms: Some(1),
             timeout_ms: 10_000,
@@ -135,7 +159,7 @@ impl TcpOpts {
 }
 
 /// What to do with a SYN when the listener's backlog is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BacklogFull {
     /// Drop it silently (the client retries; Linux's default without SYN
     /// cookies).
@@ -149,8 +173,17 @@ pub enum BacklogFull {
     /// client's ACK proves its address, so a flood of spoofed SYNs never
     /// locks real clients out. Bypass engine only; the smoltcp engine
     /// drops instead.
-    #[default]
     Cookie,
+}
+
+impl Default for BacklogFull {
+    /// SYN cookies with the bypass engine, drop with smoltcp.
+    fn default() -> BacklogFull {
+        match TcpEngine::default() {
+            TcpEngine::Bypass => BacklogFull::Cookie,
+            TcpEngine::Smoltcp => BacklogFull::Drop,
+        }
+    }
 }
 
 /// A listener's settings.
