@@ -44,6 +44,11 @@ pub(super) struct OwnCore {
     limiter: ChallengeLimiter,
     pub arp: ArpCache,
     pub tw: TimeWaits,
+    /// Per peer address: the highest RTO floor its connections learnt and
+    /// when (see [`Tcb::share_rto_floor`]); it halves every 10 s unless
+    /// learnt again. Read only when a retransmission timer is about to
+    /// fire, written only when a connection learns a higher floor.
+    floors: std::collections::HashMap<Ipv4Address, (u32, u64), ahash::RandomState>,
     mtu: u16,
     csum: ChecksumCapabilities,
 }
@@ -56,6 +61,8 @@ pub(super) struct OwnConn {
     pub remote: Ipv4Address,
     /// The next hop's MAC, once known.
     pub mac: Option<EthernetAddress>,
+    /// The RTO floor last shared with the peer's record.
+    pub floor_seen: u32,
 }
 
 fn key16(seed: u64, salt: u64) -> [u8; 16] {
@@ -92,6 +99,7 @@ impl OwnCore {
             limiter: ChallengeLimiter::default(),
             arp: ArpCache::default(),
             tw: TimeWaits::default(),
+            floors: Default::default(),
             mtu,
             csum,
         }
@@ -116,7 +124,28 @@ impl OwnCore {
     fn ts_offset(&self, local: SocketAddr, remote: SocketAddr) -> u32 {
         self.ts_keys.isn(local, remote, 0)
     }
+
+    /// The RTO floor learnt for `peer`, decayed.
+    fn floor(&self, peer: Ipv4Address, now: u64) -> u32 {
+        match self.floors.get(&peer) {
+            Some(&(f, at)) => f >> (now.saturating_sub(at) / FLOOR_HALF_LIFE_US).min(31),
+            None => 0,
+        }
+    }
+
+    /// Records a floor a connection to `peer` learnt.
+    fn learn_floor(&mut self, peer: Ipv4Address, floor: u32, now: u64) {
+        if self.floor(peer, now) < floor {
+            if self.floors.len() >= 1 << 16 {
+                self.floors.clear();
+            }
+            self.floors.insert(peer, (floor, now));
+        }
+    }
 }
+
+/// How fast a peer's learnt RTO floor fades when nothing renews it.
+const FLOOR_HALF_LIFE_US: u64 = 10_000_000;
 
 /// smoltcp's name for an engine state (the stack reports both engines'
 /// states in one vocabulary).
@@ -189,6 +218,7 @@ impl<Q: PortQueue> Stack<Q> {
             cfg,
             remote,
             mac: Some(mac),
+            floor_seen: 0,
         };
         let idx = self.insert(key, Eng::Own(conn), Some(port), false);
         self.own_after(idx, true);
@@ -211,6 +241,7 @@ impl<Q: PortQueue> Stack<Q> {
             cfg: 0,
             remote: rip,
             mac,
+            floor_seen: 0,
         };
         self.insert(
             tcp_key(rip, remote.port(), lport),
@@ -272,6 +303,22 @@ impl<Q: PortQueue> Stack<Q> {
             }
             return;
         }
+        // Another connection to this peer may have learnt that its ACKs
+        // come later than this timer thinks: then wait.
+        let floor = self.own.floor(o.remote, now);
+        if o.tcb.share_rto_floor(floor) {
+            o.floor_seen = floor;
+            let at = o.tcb.poll_at(&self.own.cfgs[o.cfg as usize]);
+            if at > now && at != crate::tcp::tcb::NEVER {
+                c.timer = at;
+                self.timers.push(Entry {
+                    at,
+                    idx: e.idx,
+                    gen: e.gen,
+                });
+                return;
+            }
+        }
         self.stats.timer_fires.inc();
         let mut env = self.own.env(&self.stats.tcp, o.cfg, now);
         o.tcb.on_timer(&mut env);
@@ -287,6 +334,10 @@ impl<Q: PortQueue> Stack<Q> {
         };
         let peer_fin_told = c.peer_fin_told;
         let Eng::Own(o) = &mut c.eng else { return };
+        if o.tcb.rto_floor() > o.floor_seen {
+            o.floor_seen = o.tcb.rto_floor();
+            self.own.learn_floor(o.remote, o.floor_seen, self.now_us);
+        }
         let evs = o.tcb.take_events();
         let state = o.tcb.state();
         let readable = o.tcb.readable();
@@ -448,12 +499,13 @@ impl<Q: PortQueue> Stack<Q> {
         let Some(mac) = o.mac else { return false };
         let remote = o.remote;
         for _ in 0..EGRESS_PER_CONN {
-            let Some(mut b) = self.tx.queue.alloc() else {
-                self.stats.tx_no_buffer.inc();
-                break;
-            };
             let mut env = self.own.env(&self.stats.tcp, o.cfg, now);
             let Some(seg) = o.tcb.poll_output(&mut env) else {
+                break;
+            };
+            let Some(mut b) = self.tx.queue.alloc() else {
+                // Lost like a frame dropped on the wire: TCP retransmits.
+                self.stats.tx_no_buffer.inc();
                 break;
             };
             let slab = &self.own.slab;
@@ -633,6 +685,7 @@ impl<Q: PortQueue> Stack<Q> {
             cfg,
             remote,
             mac: Some(mac),
+            floor_seen: 0,
         };
         let idx = self.insert(key, Eng::Own(conn), None, false);
         self.own_after(idx, true);

@@ -557,7 +557,15 @@ impl<Q: PortQueue> Stack<Q> {
             return;
         };
         match &mut c.eng {
-            Eng::Smol(s) => s.consume(n),
+            Eng::Smol(s) => {
+                s.consume(n);
+                // The peer's FIN may have arrived while data was unread:
+                // the last read is when the application hears of it.
+                if !c.peer_fin_told && s.peer_fin_drained() {
+                    c.peer_fin_told = true;
+                    self.events.push(Event::PeerClosed(id));
+                }
+            }
             Eng::Own(_) => self.own_consume(id.idx, n),
         }
         self.touch(id.idx); // a window update may be due

@@ -70,6 +70,20 @@ impl SmolConn {
         let _ = self.sock().recv(|b| (n.min(b.len()), ()));
     }
 
+    /// The peer closed and everything it sent has been read.
+    pub fn peer_fin_drained(&self) -> bool {
+        let s = self.set.get::<tcp::Socket>(self.handle);
+        !s.may_recv()
+            && s.recv_queue() == 0
+            && matches!(
+                s.state(),
+                tcp::State::CloseWait
+                    | tcp::State::LastAck
+                    | tcp::State::Closing
+                    | tcp::State::TimeWait
+            )
+    }
+
     pub fn readable(&mut self) -> usize {
         self.sock().recv_queue()
     }

@@ -460,7 +460,39 @@ impl Tcb {
             // floor covers that (PTO = min(2 SRTT + WCDelAckT, RTO)).
             return rto;
         }
-        (2 * srtt).max(MIN_PTO).min(rto)
+        (2 * srtt).max(MIN_PTO).max(self.rto_floor as u64).min(rto)
+    }
+
+    /// The RTO floor learnt so far (µs): from this connection's needless
+    /// probes and spurious timeouts, or shared from others to the same
+    /// peer.
+    pub fn rto_floor(&self) -> u32 {
+        self.rto_floor
+    }
+
+    /// Raises the RTO floor to at least `us` (what other connections to the
+    /// same peer learnt: a busy host or a peer with delayed ACKs delays
+    /// them all alike). A probe or retransmission timer that the new floor
+    /// says is early is pushed back; returns true then.
+    pub fn share_rto_floor(&mut self, us: u32) -> bool {
+        if us <= self.rto_floor {
+            return false;
+        }
+        self.rto_floor = us;
+        let Some(newest) = self.sent.iter().map(|s| s.xmit).max() else {
+            return false;
+        };
+        let wait = match self.rtx {
+            Rtx::Rto => self.rto(),
+            Rtx::Tlp => self.pto(),
+            _ => return false,
+        };
+        let at = newest.saturating_add(wait);
+        if at > self.rtx_at {
+            self.rtx_at = at;
+            return true;
+        }
+        false
     }
 
     /// RFC 6298 5.1/5.3: (re)start the retransmission timer.

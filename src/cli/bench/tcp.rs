@@ -133,7 +133,15 @@ impl TcpBenchArgs {
         ))
     }
 
+    /// The stacks' TCP settings. `default_buf` is the smoltcp engine's
+    /// buffer size for this scenario; the bypass engine's windows are
+    /// limits, not allocations, so it runs with its own defaults.
     fn tcp_opts(&self, default_buf: usize) -> Result<TcpOpts> {
+        let d = TcpOpts::default();
+        let default_buf = match d.engine {
+            bypass::stack::TcpEngine::Bypass => d.rx_buf,
+            bypass::stack::TcpEngine::Smoltcp => default_buf,
+        };
         let rx = self.rx_buf.unwrap_or(default_buf);
         let tx = self.tx_buf.unwrap_or(default_buf);
         for (v, f) in [(rx, "--rx-buf"), (tx, "--tx-buf")] {
@@ -324,6 +332,8 @@ pub struct OursRun {
     pub drops: u64,
     /// ... of which: the port's transmit queue (the wire ring) was full.
     pub drops_tx_full: u64,
+    /// The TCP engine's retransmission counters, for the report.
+    pub engine_line: String,
     /// ... of which: no pool buffer to build the frame in.
     pub drops_no_buffer: u64,
 }
@@ -418,6 +428,7 @@ fn run_ours(
     let drops =
         |f: fn(&bypass::stack::StackStats) -> u64| all_stats.iter().map(|s| f(s)).sum::<u64>();
     let mut at_end = [0u64; 3];
+    let mut engine_line = String::new();
     let mut sched = [(0u64, 0u64); 2];
     let done = timed_run(
         place.cores.clone(),
@@ -432,6 +443,20 @@ fn run_ours(
                 sched[0] = core_thread_times();
             } else {
                 sched[1] = core_thread_times();
+                let sum = |f: &dyn Fn(&bypass::stack::StackStats) -> u64| {
+                    all_stats.iter().map(|s| f(s)).sum::<u64>()
+                };
+                engine_line = format!(
+                    "tcp engine {}: {} retransmits ({} timeouts, {} tail-loss probes, {} recoveries, {} undone), {} SYN cookies, {} backlog full",
+                    TcpOpts::default().engine,
+                    sum(&|s| s.tcp.retransmits.get()),
+                    sum(&|s| s.tcp.rtos.get()),
+                    sum(&|s| s.tcp.tlps.get()),
+                    sum(&|s| s.tcp.recoveries.get()),
+                    sum(&|s| s.tcp.undos.get()),
+                    sum(&|s| s.syn_cookies_sent.get()),
+                    sum(&|s| s.backlog_full.get()),
+                );
                 at_end = [
                     drops(|s| s.drops() + s.tx_full.get() + s.tx_no_buffer.get()),
                     drops(|s| s.tx_full.get()),
@@ -465,6 +490,7 @@ fn run_ours(
         drops: at_end[0],
         drops_tx_full: at_end[1],
         drops_no_buffer: at_end[2],
+        engine_line,
     })
 }
 
@@ -1179,6 +1205,7 @@ pub fn conns(a: TcpBenchArgs) -> Result<()> {
         per_end,
         if per_end <= 8192.0 && full.is_some() { "met" } else { "MISSED" }
     ));
+    a.say(&r.engine_line);
     a.say(&format!(
         "request/response at full table: {:.0} tx/s, p50 {} us p99 {} us ({} transactions; {} frames dropped by the stacks: {} wire ring full, {} no pool buffer)",
         r.load.tps, r.load.latency.p50_us, r.load.latency.p99_us, r.load.latency.count, r.drops, r.drops_tx_full, r.drops_no_buffer
