@@ -3,10 +3,18 @@
 //! benchmarks run the very same server and load-generator state machines
 //! on both stacks.
 //!
-//! [`EpollWorker`] is a runtime [`Worker`]: one iteration waits on epoll
-//! (without blocking while there is work, up to 1 ms when idle, as an
-//! event loop that does not spin), accepts, connects, reads and writes,
-//! and calls the application exactly as `TcpWorker` does.
+//! [`EpollWorker`] is a runtime [`Worker`]: one iteration waits on epoll,
+//! accepts, connects, reads and writes, and calls the application exactly
+//! as `TcpWorker` does. How it waits is the baseline's [`Wait`]:
+//!
+//! - [`Wait::Block`] (`kernel-epoll`): without blocking while there is
+//!   work, up to 1 ms when idle, as an event loop that does not spin;
+//! - [`Wait::Spin`] (`kernel-busypoll`): `epoll_wait(…, 0)` always, so the
+//!   thread spins like ours, with `SO_BUSY_POLL` (50 µs) on every socket
+//!   (it only acts on devices with NAPI polling, so not on loopback).
+//!
+//! Timestamps handed to the application are taken *after* `epoll_wait`
+//! returns: a wait that blocked moves `now` forward by the time it slept.
 //!
 //! The system calls without a safe std equivalent (epoll, a nonblocking
 //! `connect`, `SO_LINGER`, a deeper listen backlog) are the only `unsafe`
@@ -28,6 +36,17 @@ const MAX_EVENTS: usize = 256;
 const READ_CHUNK: usize = 64 * 1024;
 /// Most accepts per iteration.
 const ACCEPT_BURST: usize = 256;
+/// `SO_BUSY_POLL` of [`Wait::Spin`], microseconds.
+const BUSY_POLL_US: i32 = 50;
+
+/// How an [`EpollWorker`] waits for events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Up to 1 ms in `epoll_wait` when the last iteration found no work.
+    Block,
+    /// Never block; `SO_BUSY_POLL` on every socket.
+    Spin,
+}
 
 fn os_err(what: &str) -> Error {
     Error::io(what, std::io::Error::last_os_error())
@@ -187,6 +206,7 @@ struct Kernel {
     gone: Vec<(ConnId, CloseReason)>,
     failed: Vec<ConnId>,
     open: usize,
+    wait: Wait,
 }
 
 impl Kernel {
@@ -209,6 +229,16 @@ impl Kernel {
         let gen = self.slots[idx as usize].gen;
         let token = ((idx as u64) << 32) | gen as u64;
         let ev = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+        if self.wait == Wait::Spin {
+            // Best effort: it needs CAP_NET_ADMIN above the sysctl default
+            // and acts only where the device polls with NAPI.
+            let _ = set_int_opt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_BUSY_POLL,
+                BUSY_POLL_US,
+            );
+        }
         if let Err(e) = self.ep.add(stream.as_raw_fd(), ev, token) {
             self.free.push(idx);
             return Err(e);
@@ -320,8 +350,9 @@ pub struct EpollWorker<A: TcpApp> {
 }
 
 impl<A: TcpApp> EpollWorker<A> {
-    /// A worker running `app`, accepting on `listener` if given.
-    pub fn new(app: A, listener: Option<TcpListener>) -> Result<Self> {
+    /// A worker running `app`, accepting on `listener` if given, waiting
+    /// as `wait` says.
+    pub fn new(app: A, listener: Option<TcpListener>, wait: Wait) -> Result<Self> {
         let ep = Epoll::new()?;
         if let Some(l) = &listener {
             ep.add(l.as_raw_fd(), libc::EPOLLIN as u32, LISTENER)?;
@@ -334,6 +365,7 @@ impl<A: TcpApp> EpollWorker<A> {
                 gone: Vec::new(),
                 failed: Vec::new(),
                 open: 0,
+                wait,
             },
             app,
             listener,
@@ -500,8 +532,20 @@ impl<A: TcpApp> EpollWorker<A> {
 
 impl<A: TcpApp> Worker for EpollWorker<A> {
     fn poll(&mut self, now: Instant) -> usize {
-        let timeout = if self.idle { 1 } else { 0 };
+        let timeout = if self.idle && self.k.wait == Wait::Block {
+            1
+        } else {
+            0
+        };
+        let before = std::time::Instant::now();
         let n = self.k.ep.wait(&mut self.events, timeout);
+        // The runtime read `now` before this call; a wait that blocked
+        // would hand the application a time up to 1 ms stale.
+        let now = if timeout > 0 {
+            Instant(now.0 + before.elapsed().as_micros() as u64)
+        } else {
+            now
+        };
         let mut work = n;
         for i in 0..n {
             let (token, ev) = (self.events[i].u64, self.events[i].events);

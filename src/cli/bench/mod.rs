@@ -3,6 +3,7 @@
 
 mod epoll;
 mod fwd;
+mod proc;
 mod soak;
 mod svg;
 mod tcp;
@@ -25,8 +26,9 @@ pub enum BenchCmd {
     #[cfg(feature = "af-xdp")]
     Xdp(xdp::XdpArgs),
     /// Closed-loop TCP request/response (default 64 B) at 1, 64, 1024 and
-    /// 16384 connections: ours (mem wire, two pinned threads) against the
-    /// kernel (epoll, loopback, two processes): transactions/s, p50/p99.
+    /// 16384 connections: ours (mem wire, two pinned threads) against each
+    /// kernel baseline (loopback, two processes): transactions/s, p50/p99,
+    /// and the ratio against the best baseline.
     TcpRr(tcp::TcpBenchArgs),
     /// Connections set up and torn down per second, ours against the kernel.
     Cps(tcp::TcpBenchArgs),

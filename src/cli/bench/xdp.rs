@@ -62,6 +62,8 @@ use bypass::port::xdp::{self, XdpConfig, XdpMode, XdpPort, XdpQueue, ZeroCopy};
 use bypass::port::{sys, MacAddr, Port, PortQueue};
 use bypass::{Error, Result};
 
+use super::proc::which;
+
 const RX_IF: &str = "bpx0";
 const GEN_IF: &str = "bpx1";
 /// A receiver that got at least this share of the offered frames kept up.
@@ -409,13 +411,6 @@ fn run_ours(
     drop(port);
     let side = finish_side(side, &gen, cpu);
     Ok((side, gen.q))
-}
-
-fn which(bin: &str) -> Option<String> {
-    std::env::var("PATH").ok()?.split(':').find_map(|d| {
-        let p = format!("{d}/{bin}");
-        std::path::Path::new(&p).exists().then_some(p)
-    })
 }
 
 /// Reads `RX-packets`/`TX-packets` from testpmd's accumulated statistics.

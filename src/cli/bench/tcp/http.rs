@@ -1,0 +1,82 @@
+//! `bench http`: `GET /plaintext`, pipelined: our HTTP server against
+//! nginx (one worker), both driven by our load generator.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bypass::Result;
+
+use super::kernel::{fd_limit, run_kernel, Baseline, ServerProc};
+use super::ours::{run_ours, Placement, ServerKind};
+use super::report::{emit, machine, print_points, Point};
+use super::rr::ours_side;
+use super::{load_args, load_config, TcpBenchArgs};
+use crate::cli::loadgen::ModeArg;
+
+pub fn http(a: TcpBenchArgs) -> Result<()> {
+    let (dur, ramp) = a.secs()?;
+    let tcp = a.tcp_opts(4096)?;
+    let pipeline = a.pipeline.unwrap_or(16);
+    a.say(&format!(
+        "http: GET /plaintext, pipeline {pipeline}, same load generator (bypass loadgen --mode http) for both; machine: {}.\n\
+         ours: `bypass http`'s server (HttpApp) on the userspace stack (core {}) <- loadgen on the userspace stack (core {}), mem wire, one process.\n\
+         nginx: nginx-light, 1 worker process (master_process off), pinned to core {}, 127.0.0.1, `return 200 \"Hello, World!\"` <- \
+         the same loadgen over kernel sockets (core {}), a separate process, under each client baseline ({}).",
+        machine(), a.server_core, a.client_core, a.server_core, a.client_core,
+        a.baselines.iter().map(|b| b.label()).collect::<Vec<_>>().join(", ")
+    ));
+    let mut pts = Vec::new();
+    for n in a.points(&[64])? {
+        let la = load_args(ModeArg::Http, n, a.size, pipeline);
+        let ours = run_ours(
+            &Placement::split(a.server_core, a.client_core),
+            ServerKind::Http,
+            &load_config(&la)?,
+            tcp,
+            dur,
+            ramp,
+            Duration::from_micros(a.idle_sleep_us),
+        )?;
+        let mut baselines = BTreeMap::new();
+        let mut not_run = BTreeMap::new();
+        for &b in &a.baselines {
+            let name = nginx_label(b);
+            if a.no_kernel {
+                not_run.insert(name, "--no-kernel".to_string());
+            } else if n as u64 + 64 > fd_limit() {
+                not_run.insert(name, format!("{n} sockets exceed the descriptor limit"));
+            } else {
+                let server = ServerProc::nginx(a.server_core)?;
+                baselines.insert(name, run_kernel(b, server, a.client_core, &la, dur, ramp)?);
+            }
+        }
+        pts.push(Point::new(n, ours_side(ours), baselines, not_run));
+    }
+    print_points(
+        &a,
+        "HTTP requests per second (ours vs nginx)",
+        "req/s",
+        &pts,
+    );
+    if let Some(p) = pts.iter().find(|p| p.connections == 64).or(pts.last()) {
+        a.say(&match p.vs_best_kernel {
+            Some(r) => format!(
+                "target http pipelined >= 10x nginx (best client: {}): {r:.2}x ({})",
+                p.best_kernel.as_deref().unwrap_or("-"),
+                if r >= 10.0 { "met" } else { "MISSED" }
+            ),
+            None => "target http pipelined >= 10x nginx: no valid ratio".into(),
+        });
+    }
+    emit(
+        &a,
+        "http",
+        serde_json::json!({ "points": pts, "pipeline": pipeline }),
+    );
+    Ok(())
+}
+
+/// The kernel side of `http`: nginx, loaded by our client under `b`.
+fn nginx_label(b: Baseline) -> String {
+    format!("nginx<-{}", b.label())
+}
