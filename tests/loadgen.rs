@@ -100,10 +100,9 @@ fn server_and_loadgen(server: &[&str], port: u16, load: &[&str]) -> serde_json::
 }
 
 #[test]
+#[ignore = "needs root"]
 fn loadgen_rr_against_bypass_echo_over_tap() {
-    if !common::root_or_skip("loadgen_rr_against_bypass_echo_over_tap") {
-        return;
-    }
+    common::require_root("loadgen_rr_against_bypass_echo_over_tap");
     let j = server_and_loadgen(
         &["echo", "--listen", "7"],
         7,
@@ -131,10 +130,9 @@ fn loadgen_rr_against_bypass_echo_over_tap() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn loadgen_http_against_bypass_http_over_tap() {
-    if !common::root_or_skip("loadgen_http_against_bypass_http_over_tap") {
-        return;
-    }
+    common::require_root("loadgen_http_against_bypass_http_over_tap");
     let j = server_and_loadgen(
         &["http", "--listen", "80"],
         80,
@@ -147,10 +145,9 @@ fn loadgen_http_against_bypass_http_over_tap() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn loadgen_cps_and_hold_modes_over_tap() {
-    if !common::root_or_skip("loadgen_cps_and_hold_modes_over_tap") {
-        return;
-    }
+    common::require_root("loadgen_cps_and_hold_modes_over_tap");
     let j = server_and_loadgen(
         &["echo", "--listen", "7"],
         7,
@@ -216,6 +213,25 @@ fn bench(args: &[&str]) -> serde_json::Value {
     json_of(&out)
 }
 
+/// Every side of a point ran clean (no errors, no stalls, a full ramp)
+/// and the ratio against the best baseline is a figure.
+fn clean_on_every_side(p: &serde_json::Value, baselines: &[&str]) {
+    let mut sides = vec![("ours", &p["ours"])];
+    for b in baselines {
+        sides.push((b, &p["baselines"][b]));
+    }
+    for (name, s) in sides {
+        assert_eq!(s["errors"], 0, "{name}: {p}");
+        assert!(s["invalid"].is_null(), "{name}: {p}");
+        assert_eq!(s["stalls"].as_array().unwrap().len(), 0, "{name}: {p}");
+        assert!(s["summary"]["tps"].as_f64().unwrap() > 0.0, "{name}: {p}");
+    }
+    assert!(p["invalid"].is_null(), "{p}");
+    assert!(p["vs_best_kernel"].as_f64().unwrap() > 0.0, "{p}");
+    let best = p["best_kernel"].as_str().unwrap();
+    assert!(baselines.contains(&best), "{p}");
+}
+
 #[test]
 fn bench_tcp_rr_smoke() {
     let svg = std::env::temp_dir().join(format!("bypass-rr-{}.svg", std::process::id()));
@@ -233,11 +249,12 @@ fn bench_tcp_rr_smoke() {
     assert_eq!(j["scenario"], "tcp-rr");
     let p = &j["points"][0];
     assert_eq!(p["connections"], 64, "{j}");
-    assert_eq!(p["ours"]["open"], 64, "{j}");
-    assert!(p["ours"]["tps"].as_f64().unwrap() > 0.0, "{j}");
-    assert!(p["kernel"]["tps"].as_f64().unwrap() > 0.0, "{j}");
-    assert!(p["ratio_tps"].as_f64().unwrap() > 0.0, "{j}");
-    assert!(p["ours"]["latency"]["p99_us"].as_u64().unwrap() > 0, "{j}");
+    assert_eq!(p["ours"]["summary"]["open"], 64, "{j}");
+    assert!(
+        p["ours"]["summary"]["latency"]["p99_us"].as_u64().unwrap() > 0,
+        "{j}"
+    );
+    clean_on_every_side(p, &["kernel-epoll", "kernel-busypoll"]);
     let text = std::fs::read_to_string(&svg).unwrap();
     let _ = std::fs::remove_file(&svg);
     assert!(
@@ -251,8 +268,8 @@ fn bench_cps_and_conns_smoke() {
     let j = bench(&["cps", "--connections", "8", "--duration", "1", "--json"]);
     assert_eq!(j["scenario"], "cps");
     let p = &j["points"][0];
-    assert!(p["ours"]["cps"].as_f64().unwrap() > 0.0, "{j}");
-    assert!(p["ratio_tps"].as_f64().unwrap() > 0.0, "{j}");
+    assert!(p["ours"]["summary"]["cps"].as_f64().unwrap() > 0.0, "{j}");
+    clean_on_every_side(p, &["kernel-epoll", "kernel-busypoll"]);
     let j = bench(&[
         "conns",
         "--connections",
@@ -263,6 +280,26 @@ fn bench_cps_and_conns_smoke() {
     ]);
     assert_eq!(j["scenario"], "conns");
     assert_eq!(j["ours"]["load"]["open"], 2000, "{j}");
+    assert_eq!(j["side"]["errors"], 0, "{j}");
+    assert_eq!(j["side"]["stalls"].as_array().unwrap().len(), 0, "{j}");
     assert!(j["bytes_per_end"].as_f64().unwrap() > 0.0, "{j}");
     assert!(j["ours"]["load"]["tps"].as_f64().unwrap() > 0.0, "{j}");
+}
+
+#[test]
+fn bench_http_smoke_against_nginx() {
+    let j = bench(&[
+        "http",
+        "--connections",
+        "16",
+        "--duration",
+        "1",
+        "--baselines",
+        "epoll",
+        "--json",
+    ]);
+    assert_eq!(j["scenario"], "http");
+    let p = &j["points"][0];
+    assert_eq!(p["ours"]["summary"]["open"], 16, "{j}");
+    clean_on_every_side(p, &["nginx<-kernel-epoll"]);
 }
