@@ -254,7 +254,7 @@ fn bench_tcp_rr_smoke() {
         p["ours"]["summary"]["latency"]["p99_us"].as_u64().unwrap() > 0,
         "{j}"
     );
-    clean_on_every_side(p, &["kernel-epoll", "kernel-busypoll"]);
+    clean_on_every_side(p, &["kernel-epoll", "kernel-busypoll", "kernel-io_uring"]);
     let text = std::fs::read_to_string(&svg).unwrap();
     let _ = std::fs::remove_file(&svg);
     assert!(
@@ -269,7 +269,7 @@ fn bench_cps_and_conns_smoke() {
     assert_eq!(j["scenario"], "cps");
     let p = &j["points"][0];
     assert!(p["ours"]["summary"]["cps"].as_f64().unwrap() > 0.0, "{j}");
-    clean_on_every_side(p, &["kernel-epoll", "kernel-busypoll"]);
+    clean_on_every_side(p, &["kernel-epoll", "kernel-busypoll", "kernel-io_uring"]);
     let j = bench(&[
         "conns",
         "--connections",
@@ -295,11 +295,11 @@ fn bench_http_smoke_against_nginx() {
         "--duration",
         "1",
         "--baselines",
-        "epoll",
+        "epoll,io_uring",
         "--json",
     ]);
     assert_eq!(j["scenario"], "http");
     let p = &j["points"][0];
     assert_eq!(p["ours"]["summary"]["open"], 16, "{j}");
-    clean_on_every_side(p, &["nginx<-kernel-epoll"]);
+    clean_on_every_side(p, &["nginx<-kernel-epoll", "nginx<-kernel-io_uring"]);
 }

@@ -48,7 +48,7 @@ pub enum Wait {
     Spin,
 }
 
-fn os_err(what: &str) -> Error {
+pub(super) fn os_err(what: &str) -> Error {
     Error::io(what, std::io::Error::last_os_error())
 }
 
@@ -93,7 +93,7 @@ impl Epoll {
     }
 }
 
-fn set_int_opt(fd: RawFd, level: i32, name: i32, v: i32) -> Result<()> {
+pub(super) fn set_int_opt(fd: RawFd, level: i32, name: i32, v: i32) -> Result<()> {
     // SAFETY: the option value is a live i32 of the length passed.
     let r = unsafe {
         libc::setsockopt(
@@ -111,7 +111,7 @@ fn set_int_opt(fd: RawFd, level: i32, name: i32, v: i32) -> Result<()> {
 }
 
 /// Makes `close` send a RST (SO_LINGER with a zero timeout).
-fn set_linger_zero(fd: RawFd) {
+pub(super) fn set_linger_zero(fd: RawFd) {
     let l = libc::linger {
         l_onoff: 1,
         l_linger: 0,
@@ -128,8 +128,8 @@ fn set_linger_zero(fd: RawFd) {
     }
 }
 
-/// Starts a nonblocking connect to `to`.
-fn connect_nonblocking(to: SocketAddrV4) -> Result<TcpStream> {
+/// A fresh nonblocking TCP socket with `TCP_NODELAY`.
+pub(super) fn tcp_socket() -> Result<OwnedFd> {
     // SAFETY: socket() takes no pointers.
     let fd = unsafe {
         libc::socket(
@@ -144,14 +144,26 @@ fn connect_nonblocking(to: SocketAddrV4) -> Result<TcpStream> {
     // SAFETY: `fd` is a fresh descriptor we own; OwnedFd closes it on error.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
-    let sa = libc::sockaddr_in {
+    Ok(owned)
+}
+
+/// `to` as a `sockaddr_in`.
+pub(super) fn sockaddr(to: SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: to.port().to_be(),
         sin_addr: libc::in_addr {
             s_addr: u32::from(*to.ip()).to_be(),
         },
         sin_zero: [0; 8],
-    };
+    }
+}
+
+/// Starts a nonblocking connect to `to`.
+fn connect_nonblocking(to: SocketAddrV4) -> Result<TcpStream> {
+    let owned = tcp_socket()?;
+    let fd = owned.as_raw_fd();
+    let sa = sockaddr(to);
     // SAFETY: `sa` is a valid sockaddr_in of the length passed.
     let r = unsafe {
         libc::connect(

@@ -7,6 +7,7 @@ mod proc;
 mod soak;
 mod svg;
 mod tcp;
+mod uring;
 #[cfg(feature = "af-xdp")]
 mod xdp;
 

@@ -20,12 +20,13 @@ use std::time::{Duration, Instant as StdInstant};
 use clap::{Args, ValueEnum};
 
 use bypass::app::loadgen::{LoadGen, LoadStats, LoadSummary, Stall};
-use bypass::app::tcp::Echo;
+use bypass::app::tcp::{Echo, TcpApp};
 use bypass::runtime::{self, RunConfig, Stop, Worker};
 use bypass::{Error, Result};
 
 use super::super::epoll::{self, EpollWorker, Wait};
 use super::super::proc::{me, Reaped, Sched, TempDir};
+use super::super::uring::UringWorker;
 use super::ours::timed_run;
 use super::report::SideRun;
 use crate::cli::loadgen::{CloseArg, LoadArgs, ModeArg};
@@ -42,17 +43,22 @@ pub enum Baseline {
     /// with `SO_BUSY_POLL` on every socket, so it spins like ours.
     #[value(name = "busypoll")]
     BusyPoll,
+    /// `kernel-io_uring`: multishot accept, multishot receive into a
+    /// provided-buffer ring, send; never blocking.
+    #[value(name = "io_uring")]
+    IoUring,
 }
 
 impl Baseline {
     /// Every baseline, by its flag name.
-    pub const ALL_NAMES: [&'static str; 2] = ["epoll", "busypoll"];
+    pub const ALL_NAMES: [&'static str; 3] = ["epoll", "busypoll", "io_uring"];
 
     /// The name in tables and JSON.
     pub fn label(self) -> &'static str {
         match self {
             Baseline::Epoll => "kernel-epoll",
             Baseline::BusyPoll => "kernel-busypoll",
+            Baseline::IoUring => "kernel-io_uring",
         }
     }
 
@@ -60,13 +66,16 @@ impl Baseline {
         match self {
             Baseline::Epoll => "epoll",
             Baseline::BusyPoll => "busypoll",
+            Baseline::IoUring => "io_uring",
         }
     }
 
-    fn wait(self) -> Wait {
+    /// The epoll loop's way of waiting (None: not an epoll baseline).
+    fn wait(self) -> Option<Wait> {
         match self {
-            Baseline::Epoll => Wait::Block,
-            Baseline::BusyPoll => Wait::Spin,
+            Baseline::Epoll => Some(Wait::Block),
+            Baseline::BusyPoll => Some(Wait::Spin),
+            Baseline::IoUring => None,
         }
     }
 }
@@ -122,15 +131,35 @@ pub fn fd_limit() -> u64 {
         .unwrap_or(1024)
 }
 
-/// The worker of a baseline, with its socket-error counter.
+/// The worker of a baseline, with its application and socket-error
+/// counter.
 trait KernelWorker: Worker {
+    type App;
+    fn app(&self) -> &Self::App;
     fn sys_errors(&self) -> u64;
     fn peak_open(&self) -> usize;
 }
 
-impl<A: bypass::app::tcp::TcpApp> KernelWorker for EpollWorker<A> {
+impl<A: TcpApp> KernelWorker for EpollWorker<A> {
+    type App = A;
+    fn app(&self) -> &A {
+        EpollWorker::app(self)
+    }
     fn sys_errors(&self) -> u64 {
         self.sys_errors
+    }
+    fn peak_open(&self) -> usize {
+        self.peak_open
+    }
+}
+
+impl<A: TcpApp> KernelWorker for UringWorker<A> {
+    type App = A;
+    fn app(&self) -> &A {
+        UringWorker::app(self)
+    }
+    fn sys_errors(&self) -> u64 {
+        UringWorker::sys_errors(self)
     }
     fn peak_open(&self) -> usize {
         self.peak_open
@@ -144,8 +173,18 @@ pub fn kernel_server(a: KernelServerArgs) -> Result<()> {
         .map_err(|e| Error::io("local_addr", e))?
         .port();
     println!("port {port}");
-    let w = EpollWorker::new(Echo::default(), Some(l), a.baseline.wait())?;
-    serve(a.core, a.max_secs, w)
+    match a.baseline.wait() {
+        Some(wait) => serve(
+            a.core,
+            a.max_secs,
+            EpollWorker::new(Echo::default(), Some(l), wait)?,
+        ),
+        None => serve(
+            a.core,
+            a.max_secs,
+            UringWorker::new(Echo::default(), Some(l))?,
+        ),
+    }
 }
 
 fn serve<W: KernelWorker>(core: usize, max_secs: f64, w: W) -> Result<()> {
@@ -170,7 +209,18 @@ fn serve<W: KernelWorker>(core: usize, max_secs: f64, w: W) -> Result<()> {
 pub fn kernel_client(a: KernelClientArgs) -> Result<()> {
     let lcfg = a.load.config(vec![a.target])?;
     let st = Arc::new(LoadStats::default());
-    let w = EpollWorker::new(LoadGen::new(lcfg, st.clone()), None, a.baseline.wait())?;
+    let gen = LoadGen::new(lcfg, st.clone());
+    match a.baseline.wait() {
+        Some(wait) => load(&a, st, EpollWorker::new(gen, None, wait)?),
+        None => load(&a, st, UringWorker::new(gen, None)?),
+    }
+}
+
+fn load<W: KernelWorker<App = LoadGen>>(
+    a: &KernelClientArgs,
+    st: Arc<LoadStats>,
+    w: W,
+) -> Result<()> {
     let secs = |v: f64| Duration::from_secs_f64(v.clamp(0.1, 3600.0));
     let mut sched = [Sched::default(); 2];
     let (done, window) = timed_run(

@@ -186,7 +186,7 @@ impl Point {
 
 fn side_row(a: &TcpBenchArgs, conns: &str, name: &str, s: &SideRun, vs: &str) {
     a.say(&format!(
-        "{:>8} {:>16} {:>12.0} {:>14} {:>7} {:>7} {:>5.0}% {:>9}",
+        "{:>8} {:>24} {:>12.0} {:>14} {:>7} {:>7} {:>5.0}% {:>9}",
         conns,
         name,
         s.rate(),
@@ -209,7 +209,7 @@ pub fn print_points(a: &TcpBenchArgs, title: &str, unit: &str, pts: &[Point]) {
          kernel baseline, INVALID when either side had errors, stalls or a partial ramp)",
     );
     a.say(&format!(
-        "{:>8} {:>16} {:>12} {:>14} {:>7} {:>7} {:>6} {:>9}",
+        "{:>8} {:>24} {:>12} {:>14} {:>7} {:>7} {:>6} {:>9}",
         "conns", "side", unit, "p50/p99 us", "errors", "drops", "wait", "vs best"
     ));
     for p in pts {
@@ -225,7 +225,7 @@ pub fn print_points(a: &TcpBenchArgs, title: &str, unit: &str, pts: &[Point]) {
             side_row(a, "", n, s, if n == best { "(best)" } else { "" });
         }
         for (n, why) in &p.not_run {
-            a.say(&format!("{:>8} {:>16} not run: {why}", "", n));
+            a.say(&format!("{:>8} {:>24} not run: {why}", "", n));
         }
         if let Some(w) = &p.invalid {
             a.say(&format!("{:>8} no ratio: {w}", ""));
