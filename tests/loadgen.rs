@@ -55,13 +55,29 @@ fn json_of(out: &Output) -> serde_json::Value {
     })
 }
 
-/// A server on TAP `srv` (10.45.1.2, kernel 10.45.1.1) and the load
-/// generator on TAP `cli` (10.45.2.2 via 10.45.2.1); the kernel forwards.
+/// A server on TAP `bpl0` (10.45.1.2, kernel 10.45.1.1) on core 0 and the
+/// load generator on TAP `bpl1` (10.45.2.2 via 10.45.2.1) on core 1; the
+/// kernel forwards.
 fn server_and_loadgen(server: &[&str], port: u16, load: &[&str]) -> serde_json::Value {
+    server_and_loadgen_on(server, "0", port, load, "1")
+}
+
+/// [`server_and_loadgen`] with each side on `cores` (one TAP queue per
+/// core).
+fn server_and_loadgen_on(
+    server: &[&str],
+    server_cores: &str,
+    port: u16,
+    load: &[&str],
+    load_cores: &str,
+) -> serde_json::Value {
     common::private_netns();
-    let mut args = vec!["--port", "tap:bpl0", "--ip", "10.45.1.2/24"];
+    let queues = |cores: &str| cores.split(',').count();
+    let srv_port = format!("tap:bpl0,queues={}", queues(server_cores));
+    let cli_port = format!("tap:bpl1,queues={}", queues(load_cores));
+    let mut args = vec!["--port", &srv_port, "--ip", "10.45.1.2/24"];
     args.extend_from_slice(&["--gateway", "10.45.1.1", "--duration", "8"]);
-    args.extend_from_slice(&["--idle-sleep-us", "50", "--cores", "0", "--json"]);
+    args.extend_from_slice(&["--idle-sleep-us", "50", "--cores", server_cores, "--json"]);
     let mut all: Vec<&str> = server.to_vec();
     all.extend_from_slice(&args);
     let mut kids = Kids(vec![spawn(&all)]);
@@ -71,10 +87,10 @@ fn server_and_loadgen(server: &[&str], port: u16, load: &[&str]) -> serde_json::
          ip addr add 10.45.1.1/24 dev bpl0",
     );
     let target = format!("10.45.1.2:{port}");
-    let mut largs = vec!["loadgen", "--port", "tap:bpl1", "--ip", "10.45.2.2/24"];
+    let mut largs = vec!["loadgen", "--port", &cli_port, "--ip", "10.45.2.2/24"];
     largs.extend_from_slice(&["--gateway", "10.45.2.1", "--target", &target]);
     largs.extend_from_slice(&["--duration", "3", "--idle-sleep-us", "50"]);
-    largs.extend_from_slice(&["--cores", "1", "--json"]);
+    largs.extend_from_slice(&["--cores", load_cores, "--json"]);
     largs.extend_from_slice(load);
     let lg = spawn(&largs);
     wait_tap("bpl1");
@@ -127,6 +143,38 @@ fn loadgen_rr_against_bypass_echo_over_tap() {
     let p = &j["latency"];
     assert!(p["p50_us"].as_u64() <= p["p99_us"].as_u64(), "{j}");
     assert!(j["time_to_full_s"].as_f64().is_some(), "{j}");
+}
+
+#[test]
+#[ignore = "needs root"]
+fn loadgen_on_two_cores_against_http_on_two_cores_over_two_queue_taps() {
+    common::require_root("loadgen_on_two_cores_against_http_on_two_cores_over_two_queue_taps");
+    let j = server_and_loadgen_on(
+        &["http", "--listen", "80"],
+        "0,1",
+        80,
+        &["--mode", "http", "--connections", "16", "--pipeline", "4"],
+        "0,1",
+    );
+    assert_eq!(j["cores"], serde_json::json!([0, 1]), "{j}");
+    assert_eq!(j["opened"], 32, "16 per core: {j}");
+    assert_eq!(j["errors"], 0, "{j}");
+    assert_eq!(j["failed"], 0, "{j}");
+    assert_eq!(j["stalls"].as_array().unwrap().len(), 0, "{j}");
+    let per_core = j["per_core"].as_array().unwrap();
+    assert_eq!(per_core.len(), 2, "{j}");
+    for c in per_core {
+        assert!(
+            c["transactions"].as_u64().unwrap() > 0,
+            "both cores carry load: {j}"
+        );
+    }
+    // The merged histogram holds every core's samples.
+    assert!(j["latency"]["count"].as_u64().unwrap() > 0, "{j}");
+    assert!(
+        j["latency"]["p50_us"].as_u64() <= j["latency"]["p99_us"].as_u64(),
+        "{j}"
+    );
 }
 
 #[test]
