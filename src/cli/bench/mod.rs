@@ -1,11 +1,11 @@
 //! `bypass bench SCENARIO`: bypass against a reference implementation, in
 //! one run, on the same machine and cores. One module per scenario.
 
+mod chart;
 mod epoll;
 mod fwd;
 mod proc;
 mod soak;
-mod svg;
 mod tcp;
 mod uring;
 #[cfg(feature = "af-xdp")]

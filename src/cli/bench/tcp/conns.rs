@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use bypass::{Error, Result};
 
-use super::super::epoll;
+use super::super::{chart, epoll};
 use super::kernel::fd_limit;
 use super::ours::{run_ours, Placement, ServerKind};
 use super::report::{emit, fmt_ratio, machine, ratio};
@@ -176,6 +176,19 @@ pub fn conns(a: TcpBenchArgs) -> Result<()> {
             fmt_ratio(ratio(per_end, k.per_end))
         ));
         a.say("  (kernel figures are system-wide counters: other work on the machine adds noise)");
+    }
+    if let Some(file) = &a.plot {
+        let mut bars = vec![("bypass".to_string(), per_end)];
+        if let Some(k) = &km {
+            bars.push(("kernel (loopback pairs)".to_string(), k.per_end));
+        }
+        chart::bar_chart(
+            file.as_ref(),
+            &format!("conns: memory per connection end at {n} connections"),
+            "bytes per end",
+            &bars,
+        )?;
+        a.say(&format!("chart written to {file}"));
     }
     let side = ours_side(r.clone());
     a.say(&format!(

@@ -8,7 +8,7 @@ use bypass::Result;
 
 use super::kernel::{fd_limit, run_kernel, Baseline, ServerProc};
 use super::ours::{run_ours, Placement, ServerKind};
-use super::report::{emit, machine, print_points, Point};
+use super::report::{emit, machine, plot, print_points, Point};
 use super::rr::ours_side;
 use super::{load_args, load_config, TcpBenchArgs};
 use crate::cli::loadgen::ModeArg;
@@ -68,6 +68,12 @@ pub fn http(a: TcpBenchArgs) -> Result<()> {
             None => "target http pipelined >= 10x nginx: no valid ratio".into(),
         });
     }
+    plot(
+        &a,
+        "http: requests/s (GET /plaintext, pipelined)",
+        "requests/s",
+        &pts,
+    )?;
     emit(
         &a,
         "http",

@@ -100,7 +100,7 @@ pub struct TcpBenchArgs {
     /// Print one JSON document on stdout (the table goes to stderr).
     #[arg(long)]
     pub json: bool,
-    /// Write the sweep as an SVG chart (tcp-rr, cps, scale).
+    /// Write the chart (SVG, drawn with plotters) to this file.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<String>,
 }

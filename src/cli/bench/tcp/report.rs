@@ -16,7 +16,7 @@ use bypass::app::loadgen::{LoadSummary, Mode, Stall};
 use bypass::runtime;
 use bypass::Result;
 
-use super::super::svg;
+use super::super::chart;
 use super::TcpBenchArgs;
 
 /// What one side (ours, or one kernel baseline) measured at one point.
@@ -273,12 +273,8 @@ pub fn plot(a: &TcpBenchArgs, title: &str, ylabel: &str, pts: &[Point]) -> Resul
                 .push((x, s.rate()));
         }
     }
-    let lines: Vec<(&str, &[(f64, f64)])> = series
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_slice()))
-        .collect();
-    let svg = svg::line_chart(title, "connections", ylabel, &lines);
-    std::fs::write(file, svg).map_err(|e| bypass::Error::io(format!("write {file}"), e))?;
+    let lines: Vec<chart::Series> = series.into_iter().collect();
+    chart::line_chart(file.as_ref(), title, "connections", ylabel, &lines)?;
     a.say(&format!("chart written to {file}"));
     Ok(())
 }

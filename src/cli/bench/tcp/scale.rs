@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use bypass::{Error, Result};
+use bypass::Result;
 
-use super::super::svg;
+use super::super::chart;
 use super::ours::{run_ours, Placement, ServerKind};
 use super::report::{emit, fmt_ratio, machine, ratio};
 use super::rr::ours_side;
@@ -87,15 +87,15 @@ pub fn scale(a: TcpBenchArgs) -> Result<()> {
         json_rows.push(serde_json::json!({ "layout": name, "side": side, "ratio_vs_1_core": r }));
     }
     if let Some(file) = &a.plot {
-        let svg = svg::bar_chart(
+        chart::bar_chart(
+            file.as_ref(),
             "scale: tcp-rr transactions/s",
             "transactions/s",
             &rows
                 .iter()
                 .map(|(n, s)| (n.to_string(), s.rate()))
                 .collect::<Vec<_>>(),
-        );
-        std::fs::write(file, svg).map_err(|e| Error::io(format!("write {file}"), e))?;
+        )?;
         a.say(&format!("chart written to {file}"));
     }
     emit(&a, "scale", serde_json::json!({ "rows": json_rows }));
