@@ -351,3 +351,26 @@ fn bench_http_smoke_against_nginx() {
     assert_eq!(p["ours"]["summary"]["open"], 16, "{j}");
     clean_on_every_side(p, &["nginx<-kernel-epoll", "nginx<-kernel-io_uring"]);
 }
+
+#[test]
+fn bench_scale_smoke_runs_the_sharded_path_on_both_cores() {
+    let j = bench(&["scale", "--connections", "32", "--duration", "1", "--json"]);
+    assert_eq!(j["scenario"], "scale");
+    assert!(j["speedup"].as_f64().unwrap() > 0.0, "{j}");
+    let rows = j["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{j}");
+    for (row, cores) in rows.iter().zip([1, 2]) {
+        let side = &row["side"];
+        assert_eq!(side["errors"], 0, "{j}");
+        assert!(side["invalid"].is_null(), "{j}");
+        assert_eq!(side["summary"]["open"], 32, "same total load: {j}");
+        let per_core = side["summary"]["per_core"].as_array().unwrap();
+        assert_eq!(per_core.len(), cores, "{j}");
+        for c in per_core {
+            assert!(
+                c["transactions"].as_u64().unwrap() > 0,
+                "every core carries load: {j}"
+            );
+        }
+    }
+}

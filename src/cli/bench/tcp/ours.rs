@@ -12,9 +12,11 @@ use serde::Serialize;
 use bypass::app::http::{HttpApp, HttpCounters, TechEmpower};
 use bypass::app::loadgen::{LoadConfig, LoadGen, LoadStats, LoadSummary, Stall, StallWatch};
 use bypass::app::tcp::Echo;
+use bypass::flow::Rss;
 use bypass::port::mem::{MemConfig, MemPort, MemQueue};
 use bypass::port::{Port, PortInfo};
 use bypass::runtime::{self, RunConfig, Stop, TcpWorker, Worker};
+use bypass::stack::shard::{self, ShardConfig, Steering};
 use bypass::stack::{ListenOpts, Stack, StackConfig, TcpOpts};
 use bypass::time::{Clock, Instant, MonotonicClock};
 use bypass::{Error, Result};
@@ -183,10 +185,15 @@ impl Worker for Group {
 }
 
 /// Where ours runs: `cores[i]` hosts the sides listed in `roles[i]`
-/// (`(true, q)`: the server of wire `q`, `(false, q)`: its client).
+/// (`(true, q)`: the server on queue `q` of the wire, `(false, q)`: the
+/// client on queue `q` of the other end).
 pub struct Placement {
     cores: Vec<usize>,
     roles: Vec<Vec<(bool, usize)>>,
+    /// One stack sharded by RSS over the queues on each end (hardware
+    /// mode: the wire spreads flows by the same key and table); otherwise
+    /// queue `q` of one end talks to queue `q` of the other only.
+    sharded: bool,
 }
 
 impl Placement {
@@ -195,15 +202,20 @@ impl Placement {
         Placement {
             cores: vec![server, client],
             roles: vec![vec![(true, 0)], vec![(false, 0)]],
+            sharded: false,
         }
     }
-    /// Each core runs a whole pair (server and client of its own wire).
-    pub fn pairs(cores: &[usize]) -> Placement {
+    /// The server sharded by RSS over `cores`, and the client sharded the
+    /// same way: core `i` runs the server's shard `i` and the client's
+    /// shard `i` (whose local ports hash back to it, so its flows stay on
+    /// core `i` at both ends).
+    pub fn sharded(cores: &[usize]) -> Placement {
         Placement {
             cores: cores.to_vec(),
             roles: (0..cores.len())
                 .map(|q| vec![(true, q), (false, q)])
                 .collect(),
+            sharded: cores.len() > 1,
         }
     }
     fn wires(&self) -> usize {
@@ -270,6 +282,23 @@ pub fn run_ours(
         ..Default::default()
     })?;
     let (ia, ib) = (a.info().clone(), b.info().clone());
+    // Sharded: both ends spread flows by the symmetric key over `wires`
+    // queues, and each stack gets its shard (hardware mode: the wire did
+    // the spreading, nothing is steered between cores).
+    let (mut server_shards, mut client_shards) = (Vec::new(), Vec::new());
+    if place.sharded {
+        let rss = Rss::symmetric(wires)?;
+        if !(a.configure_rss(&rss)? && b.configure_rss(&rss)?) {
+            return Err(Error::Config("the mem wire refused the RSS table".into()));
+        }
+        let cfg = ShardConfig {
+            rss,
+            steering: Steering::Hardware,
+            ring_size: 1024,
+        };
+        server_shards = shard::shards(&cfg)?.into_iter().map(Some).collect();
+        client_shards = shard::shards(&cfg)?.into_iter().map(Some).collect();
+    }
     let mut qa: Vec<Option<MemQueue>> = a.take_queues().into_iter().map(Some).collect();
     let mut qb: Vec<Option<MemQueue>> = b.take_queues().into_iter().map(Some).collect();
     let clock = MonotonicClock::new();
@@ -288,7 +317,7 @@ pub fn run_ours(
                 let queue = qa[q]
                     .take()
                     .ok_or_else(|| Error::Config("a wire is served twice".into()))?;
-                let s = build_stack(
+                let mut s = build_stack(
                     Role::Server {
                         ports: ports_needed,
                     },
@@ -297,6 +326,9 @@ pub fn run_ours(
                     tcp,
                     clock.now(),
                 )?;
+                if let Some(sh) = server_shards.get_mut(q).and_then(Option::take) {
+                    s.set_shard(sh)?;
+                }
                 server_stats.push(s.stats().clone());
                 all_stats.push(s.stats().clone());
                 g.push(match kind {
@@ -310,7 +342,10 @@ pub fn run_ours(
                 let queue = qb[q]
                     .take()
                     .ok_or_else(|| Error::Config("a wire is loaded twice".into()))?;
-                let s = build_stack(Role::Client, queue, &ib, tcp, clock.now())?;
+                let mut s = build_stack(Role::Client, queue, &ib, tcp, clock.now())?;
+                if let Some(sh) = client_shards.get_mut(q).and_then(Option::take) {
+                    s.set_shard(sh)?;
+                }
                 all_stats.push(s.stats().clone());
                 let st = Arc::new(LoadStats::default());
                 load_stats.push(st.clone());

@@ -1,5 +1,14 @@
-//! `bench scale`: tcp-rr on our stack over 1 and 2 cores, at the same
-//! total load.
+//! `bench scale`: tcp-rr through the real multi-core path, on 1 core and
+//! then on 2, at the same total load.
+//!
+//! On N cores the server is one stack sharded by RSS over N queues of the
+//! mem wire, in hardware mode (the wire spreads flows by the same key and
+//! table, as a NIC does), and the load generator is sharded the same way
+//! on the other end: each core runs the server's shard and the client's
+//! shard for the flows RSS gives it. This machine has 2 cores, so the
+//! client cannot have cores of its own: each core also runs its share of
+//! the client, and the output says so. The figure is `speedup`: the
+//! 2-core rate over the 1-core rate, same total connections.
 
 use std::time::Duration;
 
@@ -7,7 +16,7 @@ use bypass::Result;
 
 use super::super::chart;
 use super::ours::{run_ours, Placement, ServerKind};
-use super::report::{emit, fmt_ratio, machine, ratio};
+use super::report::{emit, fmt_ratio, machine, ratio, SideRun};
 use super::rr::ours_side;
 use super::{load_args, load_config, TcpBenchArgs};
 use crate::cli::loadgen::ModeArg;
@@ -16,37 +25,32 @@ pub fn scale(a: TcpBenchArgs) -> Result<()> {
     let (dur, ramp) = a.secs()?;
     let tcp = a.tcp_opts(4096)?;
     let n = a.points(&[64])?[0];
+    let two = [a.server_core, a.client_core];
     a.say(&format!(
-        "scale: tcp-rr, {n} connections in total, {} B, on the userspace stack over mem wires; machine: {}. \
-         There are only 2 cores, so: \"1 core\" runs one server and one client in one thread; \
-         \"1 per side\" is the tcp-rr layout (server core {}, client core {}); \
-         \"2 per side\" runs two independent wires, each core running one server and one client \
-         (both sides share the 2 cores). Baseline: the 1-core figure of this run.",
+        "scale: tcp-rr, {n} connections in total, {} B, pipeline {}, on the userspace stack over the mem wire; machine: {}.\n\
+         N cores: the server is one stack sharded by RSS over N queues (hardware mode: the wire spreads flows \
+         by Toeplitz over the 4-tuple, nothing is steered between cores), and the load generator is sharded \
+         the same way on the other end, {n}/N connections per core. With only 2 cores, each core runs its \
+         server shard AND its client shard (the client shares the server's cores). \
+         1 core: core {}; 2 cores: cores {} and {}.",
         a.size,
+        a.pipeline.unwrap_or(1),
         machine(),
-        a.server_core,
-        a.client_core
+        two[0],
+        two[0],
+        two[1],
     ));
-    let la = load_args(ModeArg::Rr, n, a.size, a.pipeline.unwrap_or(1));
-    let mut rows = Vec::new();
-    let layouts: [(&str, Placement, usize); 3] = [
-        ("1 core", Placement::pairs(&[a.server_core]), 1),
-        (
-            "1 per side",
-            Placement::split(a.server_core, a.client_core),
-            1,
-        ),
-        (
-            "2 per side",
-            Placement::pairs(&[a.server_core, a.client_core]),
-            2,
-        ),
-    ];
-    for (name, place, wires) in layouts {
-        let mut la = la.clone();
-        la.connections = (n / wires).max(1);
+    if two[0] == two[1] {
+        return Err(bypass::Error::Config(
+            "scale needs two different cores: --server-core and --client-core".into(),
+        ));
+    }
+    let mut rows: Vec<(String, SideRun)> = Vec::new();
+    for cores in [&two[..1], &two[..]] {
+        let mut la = load_args(ModeArg::Rr, n, a.size, a.pipeline.unwrap_or(1));
+        la.connections = (n / cores.len()).max(1);
         let r = run_ours(
-            &place,
+            &Placement::sharded(cores),
             ServerKind::Echo,
             &load_config(&la)?,
             tcp,
@@ -54,50 +58,73 @@ pub fn scale(a: TcpBenchArgs) -> Result<()> {
             ramp,
             Duration::from_micros(a.idle_sleep_us),
         )?;
+        let name = if cores.len() == 1 {
+            "1 core".to_string()
+        } else {
+            format!("{} cores", cores.len())
+        };
         rows.push((name, ours_side(r)));
     }
-    let base = rows[0].1.rate();
+    let (one, two_cores) = (&rows[0].1, &rows[1].1);
+    let valid = one.invalid.is_none() && two_cores.invalid.is_none();
+    let speedup = if valid {
+        ratio(two_cores.rate(), one.rate())
+    } else {
+        None
+    };
     a.say(&format!(
-        "{:>12} {:>12} {:>10} {:>16} {:>6}",
-        "layout", "tx/s", "vs 1 core", "p50/p99 us", "wait"
+        "{:>8} {:>12} {:>16} {:>7} {:>7} {:>6}",
+        "cores", "tx/s", "p50/p99 us", "errors", "drops", "wait"
     ));
-    let mut json_rows = Vec::new();
-    for (name, side) in rows.iter() {
-        let (s, wait) = (&side.summary, side.cpu_wait_share);
-        let r = if side.invalid.is_none() && rows[0].1.invalid.is_none() {
-            ratio(s.tps, base)
-        } else {
-            None
-        };
+    for (name, s) in &rows {
         a.say(&format!(
-            "{:>12} {:>12.0} {:>10} {:>16} {:>5.0}%",
+            "{:>8} {:>12.0} {:>16} {:>7} {:>7} {:>5.0}%",
             name,
-            s.tps,
-            if r.is_none() {
-                "INVALID".to_string()
-            } else {
-                fmt_ratio(r)
-            },
-            format!("{}/{}", s.latency.p50_us, s.latency.p99_us),
-            wait * 100.0
+            s.rate(),
+            format!("{}/{}", s.summary.latency.p50_us, s.summary.latency.p99_us),
+            s.errors,
+            s.drops,
+            s.cpu_wait_share * 100.0
         ));
-        if let Some(w) = &side.invalid {
-            a.say(&format!("{:>12} no ratio: {w}", ""));
+        if let Some(w) = &s.invalid {
+            a.say(&format!("{:>8} INVALID: {w}", ""));
         }
-        json_rows.push(serde_json::json!({ "layout": name, "side": side, "ratio_vs_1_core": r }));
     }
+    a.say(&match speedup {
+        Some(r) => format!(
+            "speedup 2 cores / 1 core: {} (target >= 1.8x: {})",
+            fmt_ratio(Some(r)),
+            if r >= 1.8 { "met" } else { "MISSED" }
+        ),
+        None => {
+            "speedup 2 cores / 1 core: INVALID (a run had errors, stalls or a partial ramp)".into()
+        }
+    });
     if let Some(file) = &a.plot {
         chart::bar_chart(
             file.as_ref(),
-            "scale: tcp-rr transactions/s",
+            "scale: tcp-rr transactions/s, sharded by RSS",
             "transactions/s",
             &rows
                 .iter()
-                .map(|(n, s)| (n.to_string(), s.rate()))
+                .map(|(n, s)| (n.clone(), s.rate()))
                 .collect::<Vec<_>>(),
         )?;
         a.say(&format!("chart written to {file}"));
     }
-    emit(&a, "scale", serde_json::json!({ "rows": json_rows }));
+    let json_rows: Vec<_> = rows
+        .iter()
+        .map(|(name, side)| serde_json::json!({ "layout": name, "side": side }))
+        .collect();
+    emit(
+        &a,
+        "scale",
+        serde_json::json!({
+            "connections": n,
+            "rows": json_rows,
+            "speedup": speedup,
+            "client_shares_server_cores": true,
+        }),
+    );
     Ok(())
 }
