@@ -374,3 +374,44 @@ fn bench_scale_smoke_runs_the_sharded_path_on_both_cores() {
         }
     }
 }
+
+#[test]
+fn bench_all_leaves_json_charts_and_a_markdown_summary() {
+    let dir = std::env::temp_dir().join(format!("bypass-all-{}", std::process::id()));
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "all",
+            "--only",
+            "scale,cps",
+            "--time-scale",
+            "0.25",
+            "--out",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap_or_default();
+    let files: Vec<String> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in ["scale.json", "scale.svg", "cps.json", "cps.svg", "cps.txt"] {
+        assert!(files.iter().any(|x| x == f), "{f} missing: {files:?}");
+    }
+    assert!(
+        readme.contains("## cps") && readme.contains("## scale"),
+        "{readme}"
+    );
+    assert!(readme.contains("kernel-io_uring"), "{readme}");
+    assert!(readme.contains("speedup 2 cores / 1 core"), "{readme}");
+}

@@ -1,6 +1,7 @@
 //! `bypass bench SCENARIO`: bypass against a reference implementation, in
 //! one run, on the same machine and cores. One module per scenario.
 
+mod all;
 mod chart;
 mod epoll;
 mod fwd;
@@ -48,6 +49,9 @@ pub enum BenchCmd {
     /// (internal) the load generator over kernel sockets.
     #[command(hide = true)]
     KernelClient(tcp::KernelClientArgs),
+    /// Every scenario this machine supports, bounded in time (under 15
+    /// minutes): JSON, charts, tables and a Markdown summary in --out DIR.
+    All(all::AllArgs),
     /// Soak: HTTP request/response and connection churn between two stacks
     /// over an in-memory wire for a long time, sampling memory and
     /// counters for drift and errors.
@@ -68,5 +72,6 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
         BenchCmd::KernelServer(a) => tcp::kernel_server(a),
         BenchCmd::KernelClient(a) => tcp::kernel_client(a),
         BenchCmd::Soak(a) => soak::run(a),
+        BenchCmd::All(a) => all::run(a),
     }
 }
