@@ -132,6 +132,58 @@ impl Sched {
     }
 }
 
+const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
+
+fn meminfo(key: &str) -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Free 2 MiB hugepages for a peer process (testpmd), raised for the
+/// guard's life if there are too few. The machine's hugepages are shared:
+/// the count is only ever raised, and put back exactly to the value found
+/// when dropped.
+pub struct HugeGuard {
+    restore: Option<u64>,
+}
+
+impl HugeGuard {
+    /// Makes sure `pages` hugepages are free; `None` if that cannot be
+    /// done (not root, no memory), with nothing changed.
+    pub fn ensure_free(pages: u64) -> Option<HugeGuard> {
+        let free = meminfo("HugePages_Free:");
+        if free >= pages {
+            return Some(HugeGuard { restore: None });
+        }
+        let orig: u64 = std::fs::read_to_string(NR_HUGEPAGES)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        std::fs::write(NR_HUGEPAGES, (orig + pages - free).to_string()).ok()?;
+        let g = HugeGuard {
+            restore: Some(orig),
+        };
+        // Dropping `g` restores the count if the kernel fell short.
+        (meminfo("HugePages_Free:") >= pages).then_some(g)
+    }
+}
+
+impl Drop for HugeGuard {
+    fn drop(&mut self) {
+        if let Some(orig) = self.restore {
+            if std::fs::write(NR_HUGEPAGES, orig.to_string()).is_err() {
+                eprintln!("could not put {NR_HUGEPAGES} back to {orig}");
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -62,7 +62,10 @@ use bypass::port::xdp::{self, XdpConfig, XdpMode, XdpPort, XdpQueue, ZeroCopy};
 use bypass::port::{sys, MacAddr, Port, PortQueue};
 use bypass::{Error, Result};
 
-use super::proc::which;
+use super::proc::{which, HugeGuard};
+
+/// testpmd's memory (MiB).
+const TESTPMD_MB: u64 = 512;
 
 const RX_IF: &str = "bpx0";
 const GEN_IF: &str = "bpx1";
@@ -138,6 +141,8 @@ struct Side {
     side: &'static str,
     xdp_mode: String,
     copy_mode: String,
+    /// The packet memory: "hugepages" or "4 KiB pages".
+    memory: String,
     /// Frames the generator handed to the kernel during the window.
     offered: u64,
     /// Frames the receiver got.
@@ -391,6 +396,7 @@ fn run_ours(
         side: "bypass",
         xdp_mode: format!("{:?}", modes.attach).to_lowercase(),
         copy_mode: if modes.zerocopy { "zero-copy" } else { "copy" }.into(),
+        memory: memory_name(modes.hugepages).into(),
         rx: recv.rx.load(Ordering::Relaxed) - rx0,
         tx: recv.tx.load(Ordering::Relaxed) - tx0,
         ..Default::default()
@@ -434,13 +440,40 @@ fn wait_exit(child: &mut Child, secs: u64) -> bool {
     false
 }
 
+fn memory_name(huge: bool) -> &'static str {
+    if huge {
+        "hugepages"
+    } else {
+        "4 KiB pages"
+    }
+}
+
 fn run_testpmd(
     a: &XdpArgs,
     swap: bool,
     gen_q: XdpQueue,
     frame: &Arc<Vec<u8>>,
     ours_copy: &str,
+    ours_huge: bool,
 ) -> Result<(Side, XdpQueue)> {
+    // testpmd's packet memory matches ours: hugepages when our UMEM is on
+    // them (raising the machine's count for the run if needed), ordinary
+    // pages otherwise.
+    let huge = if ours_huge {
+        HugeGuard::ensure_free(TESTPMD_MB / 2)
+    } else {
+        None
+    };
+    let mem_args: Vec<String> = match &huge {
+        Some(_) => vec!["-m".into(), TESTPMD_MB.to_string(), "--in-memory".into()],
+        None => vec!["--no-huge".into(), "-m".into(), TESTPMD_MB.to_string()],
+    };
+    if ours_huge && huge.is_none() {
+        eprintln!(
+            "note: testpmd runs on 4 KiB pages while our UMEM is on hugepages: {} free hugepages could not be had",
+            TESTPMD_MB / 2
+        );
+    }
     let bin = which("dpdk-testpmd").ok_or_else(|| {
         Error::Config(
             "dpdk-testpmd is not installed (Debian: `apt-get install dpdk-dev`); use --no-testpmd to skip it"
@@ -475,9 +508,9 @@ fn run_testpmd(
             "--main-lcore",
             &a.gen_core.to_string(),
             "--no-pci",
-            "--no-huge",
-            "-m",
-            "512",
+        ])
+        .args(&mem_args)
+        .args([
             "--file-prefix",
             &prefix,
             "--log-level",
@@ -605,6 +638,7 @@ fn run_testpmd(
         side: "testpmd",
         xdp_mode: attached,
         copy_mode: format!("{ours_copy} (inferred)"),
+        memory: memory_name(huge.is_some()).into(),
         rx,
         tx,
         ..Default::default()
@@ -634,10 +668,11 @@ fn print_side(json: bool, s: &Side, swap: bool) {
     say(
         json,
         &format!(
-            "  {:<8} {:<7} {:<17} {:>8.3} {:>8.3} {:>8} {:>10.0} {:>6.0}% {:>9.0}  {}",
+            "  {:<8} {:<7} {:<17} {:<11} {:>8.3} {:>8.3} {:>8} {:>10.0} {:>6.0}% {:>9.0}  {}",
             s.side,
             s.xdp_mode,
             s.copy_mode,
+            s.memory,
             s.offered_mpps,
             s.rx_mpps,
             if swap {
@@ -745,9 +780,10 @@ pub fn run(a: XdpArgs) -> Result<()> {
             let (s, q) = run_ours(&a, swap, gen_q, &frame)?;
             gen_q = q;
             let copy = s.copy_mode.clone();
+            let huge = s.memory == memory_name(true);
             ours.push(s);
             if with_testpmd {
-                let (t, q) = run_testpmd(&a, swap, gen_q, &frame, &copy)?;
+                let (t, q) = run_testpmd(&a, swap, gen_q, &frame, &copy, huge)?;
                 gen_q = q;
                 theirs.push(t);
             }
@@ -778,10 +814,11 @@ pub fn run(a: XdpArgs) -> Result<()> {
     say(
         json,
         &format!(
-            "  {:<8} {:<7} {:<17} {:>8} {:>8} {:>8} {:>10} {:>7} {:>9}",
+            "  {:<8} {:<7} {:<17} {:<11} {:>8} {:>8} {:>8} {:>10} {:>7} {:>9}",
             "side",
             "xdp",
             "copy",
+            "memory",
             "offered",
             "rx Mpps",
             "tx Mpps",
