@@ -8,6 +8,8 @@ mod fwd;
 mod proc;
 mod soak;
 mod tcp;
+#[cfg(feature = "af-xdp")]
+mod testpmd;
 mod uring;
 #[cfg(feature = "af-xdp")]
 mod xdp;
