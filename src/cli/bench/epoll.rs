@@ -346,6 +346,34 @@ impl ConnOps for Kernel {
     }
 }
 
+/// Tells the application about the connections that failed to open and
+/// those that ended during the last callbacks (shared by the kernel
+/// baselines' workers).
+pub(super) fn settle<A: TcpApp>(
+    app: &mut A,
+    states: &mut [Option<A::Conn>],
+    failed: &mut Vec<ConnId>,
+    gone: &mut Vec<(ConnId, CloseReason)>,
+) {
+    for id in std::mem::take(failed) {
+        app.on_connect_failed(id);
+    }
+    while let Some((id, reason)) = gone.pop() {
+        if let Some(st) = states.get_mut(id.idx as usize).and_then(Option::take) {
+            app.on_close(st, reason);
+        }
+    }
+}
+
+/// Keeps a new connection's application state in its slot.
+pub(super) fn keep_state<C>(states: &mut Vec<Option<C>>, id: ConnId, st: C) {
+    let i = id.idx as usize;
+    if states.len() <= i {
+        states.resize_with(i + 1, || None);
+    }
+    states[i] = Some(st);
+}
+
 /// One core's application over kernel sockets.
 pub struct EpollWorker<A: TcpApp> {
     k: Kernel,
@@ -396,24 +424,18 @@ impl<A: TcpApp> EpollWorker<A> {
     }
 
     fn settle(&mut self) {
-        for id in std::mem::take(&mut self.k.failed) {
-            self.app.on_connect_failed(id);
-        }
-        while let Some((id, reason)) = self.k.gone.pop() {
-            if let Some(st) = self.states.get_mut(id.idx as usize).and_then(Option::take) {
-                self.app.on_close(st, reason);
-            }
-        }
+        settle(
+            &mut self.app,
+            &mut self.states,
+            &mut self.k.failed,
+            &mut self.k.gone,
+        );
         self.peak_open = self.peak_open.max(self.k.open);
     }
 
     fn opened(&mut self, id: ConnId, now: Instant) {
         let st = self.app.on_open(&mut Conn::new(&mut self.k, id, now));
-        let i = id.idx as usize;
-        if self.states.len() <= i {
-            self.states.resize_with(i + 1, || None);
-        }
-        self.states[i] = Some(st);
+        keep_state(&mut self.states, id, st);
     }
 
     fn accept(&mut self, now: Instant) -> usize {

@@ -34,7 +34,7 @@ use bypass::stack::{CloseReason, ConnId, UdpId};
 use bypass::time::Instant;
 use bypass::{Error, Result};
 
-use super::epoll::{os_err, set_linger_zero, sockaddr, tcp_socket};
+use super::epoll::{keep_state, os_err, set_linger_zero, settle, sockaddr, tcp_socket};
 
 /// Submission queue entries (the completion queue is twice as deep).
 const RING_ENTRIES: u32 = 4096;
@@ -481,23 +481,17 @@ impl<A: TcpApp> UringWorker<A> {
 
     fn opened(&mut self, id: ConnId, now: Instant) {
         let st = self.app.on_open(&mut Conn::new(&mut self.k, id, now));
-        let i = id.idx as usize;
-        if self.states.len() <= i {
-            self.states.resize_with(i + 1, || None);
-        }
-        self.states[i] = Some(st);
+        keep_state(&mut self.states, id, st);
         self.k.arm_recv(id);
     }
 
     fn settle(&mut self) {
-        for id in std::mem::take(&mut self.k.failed) {
-            self.app.on_connect_failed(id);
-        }
-        while let Some((id, reason)) = self.k.gone.pop() {
-            if let Some(st) = self.states.get_mut(id.idx as usize).and_then(Option::take) {
-                self.app.on_close(st, reason);
-            }
-        }
+        settle(
+            &mut self.app,
+            &mut self.states,
+            &mut self.k.failed,
+            &mut self.k.gone,
+        );
         self.peak_open = self.peak_open.max(self.k.open);
     }
 

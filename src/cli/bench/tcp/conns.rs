@@ -12,10 +12,10 @@ use bypass::{Error, Result};
 
 use super::super::{chart, epoll};
 use super::kernel::fd_limit;
-use super::ours::{run_ours, Placement, ServerKind};
+use super::ours::ServerKind;
 use super::report::{emit, fmt_ratio, machine, ratio};
 use super::rr::ours_side;
-use super::{load_args, load_config, TcpBenchArgs};
+use super::{load_args, run_ours_at, TcpBenchArgs};
 use crate::cli::loadgen::ModeArg;
 
 /// What the kernel spends per connection, measured with `pairs` loopback
@@ -91,7 +91,7 @@ fn kernel_mem(pairs: usize, size: usize) -> Result<KernelMem> {
 }
 
 pub fn conns(a: TcpBenchArgs) -> Result<()> {
-    let (dur, ramp) = a.secs()?;
+    a.secs()?;
     let tcp = a.tcp_opts(1024)?;
     let n = a.points(&[1_000_000])?[0];
     a.say(&format!(
@@ -103,15 +103,7 @@ pub fn conns(a: TcpBenchArgs) -> Result<()> {
     // At most this many requests in flight: the wire ring holds 8192
     // frames; beyond it frames would be dropped and retried after 1 s.
     la.max_inflight = Some(a.max_inflight.min(n));
-    let r = run_ours(
-        &Placement::split(a.server_core, a.client_core),
-        ServerKind::Echo,
-        &load_config(&la)?,
-        tcp,
-        dur,
-        ramp,
-        Duration::from_micros(a.idle_sleep_us),
-    )?;
+    let r = run_ours_at(&a, None, ServerKind::Echo, &la, tcp)?;
     let grown = r.rss_full.saturating_sub(r.rss_before);
     let per_conn = grown as f64 / n as f64;
     let per_end = per_conn / 2.0;

@@ -1,20 +1,16 @@
 //! `bench http`: `GET /plaintext`, pipelined: our HTTP server against
 //! nginx (one worker), both driven by our load generator.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
 use bypass::Result;
 
-use super::kernel::{fd_limit, run_kernel, Baseline, ServerProc};
-use super::ours::{run_ours, Placement, ServerKind};
+use super::kernel::{Baseline, ServerProc};
+use super::ours::ServerKind;
 use super::report::{emit, machine, plot, print_points, Point};
 use super::rr::ours_side;
-use super::{load_args, load_config, TcpBenchArgs};
+use super::{load_args, run_baselines, run_ours_at, TcpBenchArgs};
 use crate::cli::loadgen::ModeArg;
 
 pub fn http(a: TcpBenchArgs) -> Result<()> {
-    let (dur, ramp) = a.secs()?;
     let tcp = a.tcp_opts(4096)?;
     let pipeline = a.pipeline.unwrap_or(16);
     a.say(&format!(
@@ -28,28 +24,14 @@ pub fn http(a: TcpBenchArgs) -> Result<()> {
     let mut pts = Vec::new();
     for n in a.points(&[64])? {
         let la = load_args(ModeArg::Http, n, a.size, pipeline);
-        let ours = run_ours(
-            &Placement::split(a.server_core, a.client_core),
-            ServerKind::Http,
-            &load_config(&la)?,
-            tcp,
-            dur,
-            ramp,
-            Duration::from_micros(a.idle_sleep_us),
+        let ours = run_ours_at(&a, None, ServerKind::Http, &la, tcp)?;
+        let (baselines, not_run) = run_baselines(
+            &a,
+            n,
+            &la,
+            |_| ServerProc::nginx(a.server_core),
+            nginx_label,
         )?;
-        let mut baselines = BTreeMap::new();
-        let mut not_run = BTreeMap::new();
-        for &b in &a.baselines {
-            let name = nginx_label(b);
-            if a.no_kernel {
-                not_run.insert(name, "--no-kernel".to_string());
-            } else if n as u64 + 64 > fd_limit() {
-                not_run.insert(name, format!("{n} sockets exceed the descriptor limit"));
-            } else {
-                let server = ServerProc::nginx(a.server_core)?;
-                baselines.insert(name, run_kernel(b, server, a.client_core, &la, dur, ramp)?);
-            }
-        }
         pts.push(Point::new(n, ours_side(ours), baselines, not_run));
     }
     print_points(

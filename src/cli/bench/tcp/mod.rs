@@ -28,6 +28,7 @@ pub(super) mod report;
 mod rr;
 mod scale;
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
@@ -183,4 +184,54 @@ pub(super) fn load_args(mode: ModeArg, n: usize, size: usize, pipeline: usize) -
 
 pub(super) fn load_config(l: &LoadArgs) -> Result<LoadConfig> {
     l.config(vec![SocketAddrV4::new(SERVER_IP, BASE_PORT)])
+}
+
+/// Ours at one point, with this run's timings and cores: on
+/// `place` (None: server on `--server-core`, client on `--client-core`).
+fn run_ours_at(
+    a: &TcpBenchArgs,
+    place: Option<ours::Placement>,
+    kind: ours::ServerKind,
+    la: &LoadArgs,
+    tcp: TcpOpts,
+) -> Result<ours::OursRun> {
+    let (dur, ramp) = a.secs()?;
+    ours::run_ours(
+        &place.unwrap_or_else(|| ours::Placement::split(a.server_core, a.client_core)),
+        kind,
+        &load_config(la)?,
+        tcp,
+        dur,
+        ramp,
+        Duration::from_micros(a.idle_sleep_us),
+    )
+}
+
+/// Every kernel baseline of `--baselines` at one point of `n` connections
+/// (the server of each from `server(baseline)`, named `label(baseline)`):
+/// the ones that ran, and why the others did not.
+fn run_baselines(
+    a: &TcpBenchArgs,
+    n: usize,
+    la: &LoadArgs,
+    server: impl Fn(Baseline) -> Result<kernel::ServerProc>,
+    label: impl Fn(Baseline) -> String,
+) -> Result<(BTreeMap<String, report::SideRun>, BTreeMap<String, String>)> {
+    let (dur, ramp) = a.secs()?;
+    let limit = kernel::fd_limit();
+    let (mut ran, mut not_run) = (BTreeMap::new(), BTreeMap::new());
+    for &b in &a.baselines {
+        if a.no_kernel {
+            not_run.insert(label(b), "--no-kernel".to_string());
+        } else if n as u64 + 64 > limit {
+            not_run.insert(
+                label(b),
+                format!("{n} sockets per process exceed the descriptor limit ({limit}, ulimit -n)"),
+            );
+        } else {
+            let k = kernel::run_kernel(b, server(b)?, a.client_core, la, dur, ramp)?;
+            ran.insert(label(b), k);
+        }
+    }
+    Ok((ran, not_run))
 }

@@ -1,15 +1,12 @@
 //! `bench tcp-rr` and `bench cps`: sweeps over connection counts, ours
 //! against every kernel baseline at each point.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
 use bypass::Result;
 
-use super::kernel::{fd_limit, run_kernel, ServerProc};
-use super::ours::{run_ours, OursRun, Placement, ServerKind};
+use super::kernel::ServerProc;
+use super::ours::{OursRun, ServerKind};
 use super::report::{emit, machine, plot, print_points, Point, SideRun};
-use super::{load_args, load_config, TcpBenchArgs};
+use super::{load_args, run_baselines, run_ours_at, TcpBenchArgs};
 use crate::cli::loadgen::ModeArg;
 
 /// Ours' side of a point.
@@ -26,37 +23,18 @@ fn sweep(a: &TcpBenchArgs, mode: ModeArg) -> Result<Vec<Point>> {
         &[1, 64, 1024, 16384]
     };
     let tcp = a.tcp_opts(4096)?;
-    let limit = fd_limit();
+    let max_secs = (dur + ramp).as_secs_f64() + 30.0;
     let mut out = Vec::new();
     for n in a.points(default)? {
         let la = load_args(mode, n, a.size, a.pipeline.unwrap_or(1));
-        let ours = run_ours(
-            &Placement::split(a.server_core, a.client_core),
-            ServerKind::Echo,
-            &load_config(&la)?,
-            tcp,
-            dur,
-            ramp,
-            Duration::from_micros(a.idle_sleep_us),
+        let ours = run_ours_at(a, None, ServerKind::Echo, &la, tcp)?;
+        let (baselines, not_run) = run_baselines(
+            a,
+            n,
+            &la,
+            |b| ServerProc::echo(b, a.server_core, max_secs),
+            |b| b.label().to_string(),
         )?;
-        let mut baselines = BTreeMap::new();
-        let mut not_run = BTreeMap::new();
-        for &b in &a.baselines {
-            if a.no_kernel {
-                not_run.insert(b.label().to_string(), "--no-kernel".to_string());
-            } else if n as u64 + 64 > limit {
-                not_run.insert(
-                    b.label().to_string(),
-                    format!(
-                        "{n} sockets per process exceed the descriptor limit ({limit}, ulimit -n)"
-                    ),
-                );
-            } else {
-                let server = ServerProc::echo(b, a.server_core, (dur + ramp).as_secs_f64() + 30.0)?;
-                let k = run_kernel(b, server, a.client_core, &la, dur, ramp)?;
-                baselines.insert(b.label().to_string(), k);
-            }
-        }
         out.push(Point::new(n, ours_side(ours), baselines, not_run));
     }
     Ok(out)

@@ -10,19 +10,17 @@
 //! the client, and the output says so. The figure is `speedup`: the
 //! 2-core rate over the 1-core rate, same total connections.
 
-use std::time::Duration;
-
 use bypass::Result;
 
 use super::super::chart;
-use super::ours::{run_ours, Placement, ServerKind};
+use super::ours::{Placement, ServerKind};
 use super::report::{emit, fmt_ratio, machine, ratio, SideRun};
 use super::rr::ours_side;
-use super::{load_args, load_config, TcpBenchArgs};
+use super::{load_args, run_ours_at, TcpBenchArgs};
 use crate::cli::loadgen::ModeArg;
 
 pub fn scale(a: TcpBenchArgs) -> Result<()> {
-    let (dur, ramp) = a.secs()?;
+    a.secs()?;
     let tcp = a.tcp_opts(4096)?;
     let n = a.points(&[64])?[0];
     let two = [a.server_core, a.client_core];
@@ -49,14 +47,12 @@ pub fn scale(a: TcpBenchArgs) -> Result<()> {
     for cores in [&two[..1], &two[..]] {
         let mut la = load_args(ModeArg::Rr, n, a.size, a.pipeline.unwrap_or(1));
         la.connections = (n / cores.len()).max(1);
-        let r = run_ours(
-            &Placement::sharded(cores),
+        let r = run_ours_at(
+            &a,
+            Some(Placement::sharded(cores)),
             ServerKind::Echo,
-            &load_config(&la)?,
+            &la,
             tcp,
-            dur,
-            ramp,
-            Duration::from_micros(a.idle_sleep_us),
         )?;
         let name = if cores.len() == 1 {
             "1 core".to_string()
