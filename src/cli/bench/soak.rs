@@ -251,6 +251,11 @@ pub fn run(a: SoakArgs) -> Result<()> {
         },
     )?;
     let mut cc = StackConfig::new(CLIENT, 24);
+    // Every closed connection holds its local port in TIME-WAIT for 10 s
+    // (smoltcp's fixed value): at ~5,000 closes/s the default 28k-port
+    // range runs dry and the churn stalls until ports come back. The
+    // whole unprivileged range, as a churning client would configure.
+    cc.ephemeral = (1024, 65535);
     cc.connect = tcp;
     let c = Stack::new(qb, &ib, cc, now())?;
     let counters = Arc::new(HttpCounters::default());
