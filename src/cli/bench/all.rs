@@ -264,6 +264,29 @@ fn summarise(name: &str, j: &serde_json::Value, md: &mut String) {
                 j["rss_drift_bytes"]
             );
         }
+        "xdp" => {
+            let _ = writeln!(
+                md,
+                "| mode | bypass rx Mpps | testpmd rx Mpps | ratio | memory (ours / testpmd) |"
+            );
+            let _ = writeln!(md, "|---|---:|---:|---:|---|");
+            for r in j["results"].as_array().cloned().unwrap_or_default() {
+                let mpps =
+                    |v: &serde_json::Value| v.as_f64().map_or("-".into(), |x| format!("{x:.3}"));
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {} / {} |",
+                    r["mode"].as_str().unwrap_or_default(),
+                    mpps(&r["bypass"]["rx_mpps"]),
+                    mpps(&r["testpmd"]["rx_mpps"]),
+                    r["ratio"]
+                        .as_f64()
+                        .map_or("-".into(), |x| format!("{x:.2}x")),
+                    r["bypass"]["memory"].as_str().unwrap_or("-"),
+                    r["testpmd"]["memory"].as_str().unwrap_or("-"),
+                );
+            }
+        }
         _ => {
             let _ = writeln!(md, "See `{name}.json`.");
         }
