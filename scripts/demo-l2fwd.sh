@@ -2,14 +2,12 @@
 # The bypass demo: two private network namespaces whose kernels can reach
 # each other only through bypass, forwarding between two TAP ports in
 # userspace, with live stats. Installs and builds what it needs first.
-#   sudo ./scripts/demo-l2fwd.sh [SECONDS]
+#   ./scripts/demo-l2fwd.sh [SECONDS]
 set -euo pipefail
+. "$(dirname "$0")/as-root.sh"
+as_root "$@"
 cd "$(dirname "$0")/.."
 secs=${1:-15}
-if [ "$(id -u)" -ne 0 ]; then
-  echo "demo: it creates network namespaces and TAP devices; run it as root (sudo $0)" >&2
-  exit 1
-fi
 scripts/install-deps.sh >/dev/null
 cargo build --release --quiet
 P=bpdemo

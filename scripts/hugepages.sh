@@ -6,7 +6,8 @@
 set -euo pipefail
 NR=/proc/sys/vm/nr_hugepages
 usage() { echo "usage: $0 reserve N | release | show" >&2; exit 2; }
-need_root() { [ "$(id -u)" -eq 0 ] || { echo "hugepages: run as root (sudo $0 $*)" >&2; exit 1; }; }
+. "$(dirname "$0")/as-root.sh"
+need_root() { as_root "$@"; }
 
 case "${1:-show}" in
   reserve)

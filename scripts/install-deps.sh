@@ -4,6 +4,7 @@
 # iproute2 for namespaces, curl/iputils for kernel-side clients, nginx for the
 # http benchmark baseline, valgrind for instruction counts.
 set -euo pipefail
+. "$(dirname "$0")/as-root.sh"
 
 PKGS=(pkg-config libdpdk-dev dpdk dpdk-dev libclang-dev clang iproute2 iputils-ping curl wrk util-linux
       ethtool valgrind tshark nginx-light)
@@ -14,10 +15,7 @@ for p in "${PKGS[@]}"; do
 done
 
 if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "install-deps: missing packages (${missing[*]}); run this script as root (sudo $0)." >&2
-    exit 1
-  fi
+  as_root "$@"
   echo "install-deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

@@ -7,7 +7,8 @@
 # Addresses: 10.77.0.1/24 in -a, 10.77.0.2/24 in -b (inside the namespaces only).
 set -euo pipefail
 cmd=${1:-}; P=${2:-bp}
-[ "$(id -u)" -eq 0 ] || { echo "netns: run as root (sudo $0 $*)" >&2; exit 1; }
+. "$(dirname "$0")/as-root.sh"
+as_root "$@"
 case "$cmd" in
   up)
     for side in a b; do

@@ -206,6 +206,51 @@ impl FiveTuple {
     pub fn has_ports(&self) -> bool {
         matches!(self.proto, PROTO_TCP | PROTO_UDP)
     }
+
+    /// The flow of an Ethernet frame carrying IPv4, as a NIC's RSS sees it:
+    /// addresses and, for unfragmented TCP and UDP, ports (0 otherwise).
+    /// `None` for anything else (ARP, IPv6, frames that do not parse).
+    pub fn of_frame(frame: &[u8]) -> Option<FiveTuple> {
+        use smoltcp::wire::{
+            EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, TcpPacket, UdpPacket,
+        };
+        let eth = EthernetFrame::new_checked(frame).ok()?;
+        if eth.ethertype() != EthernetProtocol::Ipv4 {
+            return None;
+        }
+        let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+        let whole = !ip.more_frags() && ip.frag_offset() == 0;
+        let (proto, ports) = match ip.next_header() {
+            IpProtocol::Tcp => (
+                PROTO_TCP,
+                whole
+                    .then(|| TcpPacket::new_checked(ip.payload()).ok())
+                    .flatten()
+                    .map(|t| (t.src_port(), t.dst_port())),
+            ),
+            IpProtocol::Udp => (
+                PROTO_UDP,
+                whole
+                    .then(|| UdpPacket::new_checked(ip.payload()).ok())
+                    .flatten()
+                    .map(|u| (u.src_port(), u.dst_port())),
+            ),
+            p => (u8::from(p), None),
+        };
+        // Fragments and truncated segments hash on the addresses only.
+        let (src_port, dst_port, proto) = match ports {
+            Some((sp, dp)) => (sp, dp, proto),
+            None if proto == PROTO_TCP || proto == PROTO_UDP => (0, 0, 0),
+            None => (0, 0, proto),
+        };
+        Some(FiveTuple {
+            src: ip.src_addr(),
+            dst: ip.dst_addr(),
+            src_port,
+            dst_port,
+            proto,
+        })
+    }
 }
 
 /// A redirection table: hash -> core index (0-based, in the order of the
@@ -575,5 +620,30 @@ mod tests {
             )
             .unwrap();
         assert!((60990..=60999).contains(&got));
+    }
+
+    #[test]
+    fn of_frame_reads_the_flow_a_nic_hashes() {
+        use crate::testing::{emit_arp_request, emit_udp, syn, tcp_vec, Ends};
+        let e = Ends {
+            src_mac: [2, 0, 0, 0, 0, 2],
+            dst_mac: [2, 0, 0, 0, 0, 1],
+            src_ip: ip("10.0.0.2"),
+            dst_ip: ip("10.0.0.1"),
+        };
+        let f = tcp_vec(&e, &syn(40000, 80, 1));
+        assert_eq!(
+            FiveTuple::of_frame(&f),
+            Some(FiveTuple::tcp(ip("10.0.0.2"), 40000, ip("10.0.0.1"), 80))
+        );
+        let mut room = [0u8; 128];
+        let n = emit_udp(&mut room, &e, 53, 5353, b"x");
+        let u = FiveTuple::of_frame(&room[..n]).unwrap();
+        assert_eq!((u.src_port, u.dst_port, u.proto), (53, 5353, PROTO_UDP));
+        // Cut short: the IPv4 header's length no longer fits.
+        assert_eq!(FiveTuple::of_frame(&f[..14 + 20 + 4]), None);
+        let n = emit_arp_request(&mut room, e.src_mac, e.src_ip, e.dst_ip);
+        assert_eq!(FiveTuple::of_frame(&room[..n]), None);
+        assert_eq!(FiveTuple::of_frame(&[0u8; 10]), None);
     }
 }

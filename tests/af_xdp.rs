@@ -12,7 +12,7 @@ use bypass::port::xdp::{self, XdpConfig, XdpMode, XdpPort, XdpQueue, ZeroCopy};
 use bypass::port::{MacAddr, Port, PortQueue};
 use smoltcp::wire::{EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, UdpPacket};
 
-use common::{if_stat, private_netns, root_or_skip, sh, sh_out};
+use common::{if_stat, private_netns, sh, sh_out};
 
 const OUR_IP: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
 const KERNEL_IP: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 2);
@@ -100,10 +100,9 @@ fn assert_all_frames_home(q: &mut XdpQueue) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn kernel_frames_arrive_at_our_port() {
-    if !root_or_skip("kernel_frames_arrive_at_our_port") {
-        return;
-    }
+    common::require_root("kernel_frames_arrive_at_our_port");
     veth(1);
     let mut port = XdpPort::open(&XdpConfig::new("xa")).unwrap();
     assert_eq!(port.modes().attach, XdpMode::Native, "veth has native XDP");
@@ -133,10 +132,9 @@ fn kernel_frames_arrive_at_our_port() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn frames_we_send_arrive_on_the_kernel_side() {
-    if !root_or_skip("frames_we_send_arrive_on_the_kernel_side") {
-        return;
-    }
+    common::require_root("frames_we_send_arrive_on_the_kernel_side");
     let xa_mac = veth(1);
     let xb_mac = link_mac("xb");
     let sock = UdpSocket::bind((KERNEL_IP, 7777)).unwrap();
@@ -194,10 +192,9 @@ fn frames_we_send_arrive_on_the_kernel_side() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn one_socket_per_queue() {
-    if !root_or_skip("one_socket_per_queue") {
-        return;
-    }
+    common::require_root("one_socket_per_queue");
     veth(2);
     let mut cfg = XdpConfig::new("xa");
     cfg.queues = 2;
@@ -242,10 +239,9 @@ fn one_socket_per_queue() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn skb_mode_works_and_is_reported() {
-    if !root_or_skip("skb_mode_works_and_is_reported") {
-        return;
-    }
+    common::require_root("skb_mode_works_and_is_reported");
     veth(1);
     let mut cfg = XdpConfig::new("xa");
     cfg.mode = XdpMode::Skb;
@@ -272,10 +268,9 @@ fn skb_mode_works_and_is_reported() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn zero_copy_on_veth_is_refused_clearly() {
-    if !root_or_skip("zero_copy_on_veth_is_refused_clearly") {
-        return;
-    }
+    common::require_root("zero_copy_on_veth_is_refused_clearly");
     veth(1);
     let mut cfg = XdpConfig::new("xa");
     cfg.zerocopy = ZeroCopy::Require;
@@ -288,10 +283,9 @@ fn zero_copy_on_veth_is_refused_clearly() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn leftover_of_ours_is_replaced_and_foreign_program_is_kept() {
-    if !root_or_skip("leftover_of_ours_is_replaced_and_foreign_program_is_kept") {
-        return;
-    }
+    common::require_root("leftover_of_ours_is_replaced_and_foreign_program_is_kept");
     veth(1);
     // What a crashed run on a kernel without XDP links leaves: our program,
     // attached the legacy way, with nobody holding it.
@@ -331,10 +325,9 @@ fn leftover_of_ours_is_replaced_and_foreign_program_is_kept() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn user_errors_are_one_sentence() {
-    if !root_or_skip("user_errors_are_one_sentence") {
-        return;
-    }
+    common::require_root("user_errors_are_one_sentence");
     veth(1);
     let mut cfg = XdpConfig::new("xa");
     cfg.queues = 3;
@@ -361,10 +354,9 @@ fn user_errors_are_one_sentence() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn without_privileges_the_tool_says_so() {
-    if !root_or_skip("without_privileges_the_tool_says_so") {
-        return;
-    }
+    common::require_root("without_privileges_the_tool_says_so");
     veth(1);
     let out = std::process::Command::new("setpriv")
         .args([

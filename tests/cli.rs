@@ -54,10 +54,9 @@ fn bad_flags_are_usage_errors() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn missing_privilege_says_to_use_root() {
-    if !common::root_or_skip("missing_privilege_says_to_use_root") {
-        return;
-    }
+    common::require_root("missing_privilege_says_to_use_root");
     // Drop to nobody and try to create a TAP.
     let o = Command::new("setpriv")
         .args([
@@ -110,10 +109,9 @@ fn ns_stat(ns: &str, ifname: &str, col: usize) -> u64 {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn l2fwd_over_tap_carries_kernel_traffic_and_counts_it() {
-    if !common::root_or_skip("l2fwd_over_tap_carries_kernel_traffic_and_counts_it") {
-        return;
-    }
+    common::require_root("l2fwd_over_tap_carries_kernel_traffic_and_counts_it");
     let id = std::process::id();
     let (a, b) = (format!("bpt-{id}-a"), format!("bpt-{id}-b"));
     let mut topo = Topology {
@@ -236,10 +234,9 @@ fn curl(url: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn http_serves_curl_and_rejects_bad_requests() {
-    if !common::root_or_skip("http_serves_curl_and_rejects_bad_requests") {
-        return;
-    }
+    common::require_root("http_serves_curl_and_rejects_bad_requests");
     common::private_netns();
     let pcap = std::env::temp_dir().join(format!("bph-{}.pcap", std::process::id()));
     let pcap_arg = pcap.to_str().unwrap();
@@ -319,10 +316,9 @@ fn http_serves_curl_and_rejects_bad_requests() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn demo_serves_kernel_clients_and_leaves_nothing_behind() {
-    if !common::root_or_skip("demo_serves_kernel_clients_and_leaves_nothing_behind") {
-        return;
-    }
+    common::require_root("demo_serves_kernel_clients_and_leaves_nothing_behind");
     // The demo uses an unnamed namespace of its own; other tests of this
     // file create named `bpt-*` ones concurrently, so leave those out.
     let named = || -> String {
@@ -358,10 +354,9 @@ fn demo_serves_kernel_clients_and_leaves_nothing_behind() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn http_server_example_serves_its_own_route() {
-    if !common::root_or_skip("http_server_example_serves_its_own_route") {
-        return;
-    }
+    common::require_root("http_server_example_serves_its_own_route");
     common::private_netns();
     let exe = std::env::current_exe().unwrap();
     let example = exe
@@ -389,10 +384,9 @@ fn http_server_example_serves_its_own_route() {
 
 #[cfg(feature = "af-xdp")]
 #[test]
+#[ignore = "needs root"]
 fn http_over_af_xdp_serves_the_kernel_on_a_veth() {
-    if !common::root_or_skip("http_over_af_xdp_serves_the_kernel_on_a_veth") {
-        return;
-    }
+    common::require_root("http_over_af_xdp_serves_the_kernel_on_a_veth");
     common::private_netns();
     // bpv0 is ours (AF_XDP), bpv1 is the kernel's end with 10.45.0.1. The
     // kernel leaves TCP checksums partial on veth (offload) and AF_XDP
@@ -447,10 +441,9 @@ fn http_over_af_xdp_serves_the_kernel_on_a_veth() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn echo_serves_tcp_and_udp() {
-    if !common::root_or_skip("echo_serves_tcp_and_udp") {
-        return;
-    }
+    common::require_root("echo_serves_tcp_and_udp");
     common::private_netns();
     let child = start_server(
         env!("CARGO_BIN_EXE_bypass"),
@@ -517,10 +510,9 @@ fn echo_serves_tcp_and_udp() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn http_on_two_cores_shares_the_connections_out() {
-    if !common::root_or_skip("http_on_two_cores_shares_the_connections_out") {
-        return;
-    }
+    common::require_root("http_on_two_cores_shares_the_connections_out");
     common::private_netns();
     let child = start_server(
         env!("CARGO_BIN_EXE_bypass"),
@@ -568,10 +560,9 @@ fn http_on_two_cores_shares_the_connections_out() {
 
 #[cfg(feature = "dpdk")]
 #[test]
+#[ignore = "needs root"]
 fn http_over_dpdk_net_tap_serves_the_kernel() {
-    if !common::root_or_skip("http_over_dpdk_net_tap_serves_the_kernel") {
-        return;
-    }
+    common::require_root("http_over_dpdk_net_tap_serves_the_kernel");
     common::private_netns();
     common::sh("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1");
     // DPDK's net_tap PMD creates the kernel TAP `bpd0`; the userspace

@@ -23,10 +23,9 @@ fn last_json(stdout: &str) -> serde_json::Value {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn l2fwd_macswap_over_net_null() {
-    if !common::root_or_skip("l2fwd_macswap_over_net_null") {
-        return;
-    }
+    common::require_root("l2fwd_macswap_over_net_null");
     let prefix = format!("--file-prefix=bpt-{}-cli", std::process::id());
     let (ok, out, err) = run(&[
         "l2fwd",
@@ -59,10 +58,9 @@ fn l2fwd_macswap_over_net_null() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn bad_eal_arguments_are_one_sentence() {
-    if !common::root_or_skip("bad_eal_arguments_are_one_sentence") {
-        return;
-    }
+    common::require_root("bad_eal_arguments_are_one_sentence");
     let (ok, _out, err) = run(&[
         "l2fwd",
         "--port",
@@ -92,10 +90,9 @@ fn bad_eal_arguments_are_one_sentence() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn bench_fwd_reports_a_ratio_against_testpmd() {
-    if !common::root_or_skip("bench_fwd_reports_a_ratio_against_testpmd") {
-        return;
-    }
+    common::require_root("bench_fwd_reports_a_ratio_against_testpmd");
     let (ok, out, err) = run(&[
         "bench",
         "fwd",

@@ -14,17 +14,17 @@ use bypass::runtime::{self, ForwardWorker, RunConfig, Stats, Stop};
 use dpdk_util::Mem;
 
 #[test]
+#[ignore = "needs root"]
 fn null_macswap_no_huge() {
-    if common::root_or_skip("null_macswap_no_huge") {
-        dpdk_util::run_child("null_macswap_scenario", Mem::NoHuge);
-    }
+    common::require_root("null_macswap_no_huge");
+    dpdk_util::run_child("null_macswap_scenario", Mem::NoHuge);
 }
 
 #[test]
+#[ignore = "needs root"]
 fn null_macswap_hugepages() {
-    if common::root_or_skip("null_macswap_hugepages") {
-        dpdk_util::run_child("null_macswap_scenario", Mem::Huge);
-    }
+    common::require_root("null_macswap_hugepages");
+    dpdk_util::run_child("null_macswap_scenario", Mem::Huge);
 }
 
 #[test]

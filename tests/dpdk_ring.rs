@@ -13,17 +13,17 @@ use dpdk_util::Mem;
 use smoltcp::wire::{EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr};
 
 #[test]
+#[ignore = "needs root"]
 fn ring_rx_tx_no_huge() {
-    if common::root_or_skip("ring_rx_tx_no_huge") {
-        dpdk_util::run_child("ring_scenario", Mem::NoHuge);
-    }
+    common::require_root("ring_rx_tx_no_huge");
+    dpdk_util::run_child("ring_scenario", Mem::NoHuge);
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ring_rx_tx_hugepages() {
-    if common::root_or_skip("ring_rx_tx_hugepages") {
-        dpdk_util::run_child("ring_scenario", Mem::Huge);
-    }
+    common::require_root("ring_rx_tx_hugepages");
+    dpdk_util::run_child("ring_scenario", Mem::Huge);
 }
 
 /// A frame numbered `seq` for queue `q`: Ethernet header, then the number.

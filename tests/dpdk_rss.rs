@@ -16,17 +16,17 @@ use bypass::runtime::{self, ForwardWorker, RunConfig, Stats, Stop};
 use dpdk_util::Mem;
 
 #[test]
+#[ignore = "needs root"]
 fn rss_two_queues_no_huge() {
-    if common::root_or_skip("rss_two_queues_no_huge") {
-        dpdk_util::run_child("rss_scenario", Mem::NoHuge);
-    }
+    common::require_root("rss_two_queues_no_huge");
+    dpdk_util::run_child("rss_scenario", Mem::NoHuge);
 }
 
 #[test]
+#[ignore = "needs root"]
 fn rss_two_queues_hugepages() {
-    if common::root_or_skip("rss_two_queues_hugepages") {
-        dpdk_util::run_child("rss_scenario", Mem::Huge);
-    }
+    common::require_root("rss_two_queues_hugepages");
+    dpdk_util::run_child("rss_scenario", Mem::Huge);
 }
 
 #[test]

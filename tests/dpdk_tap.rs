@@ -25,17 +25,17 @@ const KERNEL_IP: Ipv4Address = Ipv4Address::new(10, 77, 0, 1);
 const OUR_IP: Ipv4Address = Ipv4Address::new(10, 77, 0, 2);
 
 #[test]
+#[ignore = "needs root"]
 fn tap_kernel_exchange_no_huge() {
-    if common::root_or_skip("tap_kernel_exchange_no_huge") {
-        dpdk_util::run_child("tap_scenario", Mem::NoHuge);
-    }
+    common::require_root("tap_kernel_exchange_no_huge");
+    dpdk_util::run_child("tap_scenario", Mem::NoHuge);
 }
 
 #[test]
+#[ignore = "needs root"]
 fn tap_kernel_exchange_hugepages() {
-    if common::root_or_skip("tap_kernel_exchange_hugepages") {
-        dpdk_util::run_child("tap_scenario", Mem::Huge);
-    }
+    common::require_root("tap_kernel_exchange_hugepages");
+    dpdk_util::run_child("tap_scenario", Mem::Huge);
 }
 
 #[test]

@@ -55,13 +55,29 @@ fn json_of(out: &Output) -> serde_json::Value {
     })
 }
 
-/// A server on TAP `srv` (10.45.1.2, kernel 10.45.1.1) and the load
-/// generator on TAP `cli` (10.45.2.2 via 10.45.2.1); the kernel forwards.
+/// A server on TAP `bpl0` (10.45.1.2, kernel 10.45.1.1) on core 0 and the
+/// load generator on TAP `bpl1` (10.45.2.2 via 10.45.2.1) on core 1; the
+/// kernel forwards.
 fn server_and_loadgen(server: &[&str], port: u16, load: &[&str]) -> serde_json::Value {
+    server_and_loadgen_on(server, "0", port, load, "1")
+}
+
+/// [`server_and_loadgen`] with each side on `cores` (one TAP queue per
+/// core).
+fn server_and_loadgen_on(
+    server: &[&str],
+    server_cores: &str,
+    port: u16,
+    load: &[&str],
+    load_cores: &str,
+) -> serde_json::Value {
     common::private_netns();
-    let mut args = vec!["--port", "tap:bpl0", "--ip", "10.45.1.2/24"];
+    let queues = |cores: &str| cores.split(',').count();
+    let srv_port = format!("tap:bpl0,queues={}", queues(server_cores));
+    let cli_port = format!("tap:bpl1,queues={}", queues(load_cores));
+    let mut args = vec!["--port", &srv_port, "--ip", "10.45.1.2/24"];
     args.extend_from_slice(&["--gateway", "10.45.1.1", "--duration", "8"]);
-    args.extend_from_slice(&["--idle-sleep-us", "50", "--cores", "0", "--json"]);
+    args.extend_from_slice(&["--idle-sleep-us", "50", "--cores", server_cores, "--json"]);
     let mut all: Vec<&str> = server.to_vec();
     all.extend_from_slice(&args);
     let mut kids = Kids(vec![spawn(&all)]);
@@ -71,10 +87,10 @@ fn server_and_loadgen(server: &[&str], port: u16, load: &[&str]) -> serde_json::
          ip addr add 10.45.1.1/24 dev bpl0",
     );
     let target = format!("10.45.1.2:{port}");
-    let mut largs = vec!["loadgen", "--port", "tap:bpl1", "--ip", "10.45.2.2/24"];
+    let mut largs = vec!["loadgen", "--port", &cli_port, "--ip", "10.45.2.2/24"];
     largs.extend_from_slice(&["--gateway", "10.45.2.1", "--target", &target]);
     largs.extend_from_slice(&["--duration", "3", "--idle-sleep-us", "50"]);
-    largs.extend_from_slice(&["--cores", "1", "--json"]);
+    largs.extend_from_slice(&["--cores", load_cores, "--json"]);
     largs.extend_from_slice(load);
     let lg = spawn(&largs);
     wait_tap("bpl1");
@@ -100,10 +116,9 @@ fn server_and_loadgen(server: &[&str], port: u16, load: &[&str]) -> serde_json::
 }
 
 #[test]
+#[ignore = "needs root"]
 fn loadgen_rr_against_bypass_echo_over_tap() {
-    if !common::root_or_skip("loadgen_rr_against_bypass_echo_over_tap") {
-        return;
-    }
+    common::require_root("loadgen_rr_against_bypass_echo_over_tap");
     let j = server_and_loadgen(
         &["echo", "--listen", "7"],
         7,
@@ -131,10 +146,41 @@ fn loadgen_rr_against_bypass_echo_over_tap() {
 }
 
 #[test]
-fn loadgen_http_against_bypass_http_over_tap() {
-    if !common::root_or_skip("loadgen_http_against_bypass_http_over_tap") {
-        return;
+#[ignore = "needs root"]
+fn loadgen_on_two_cores_against_http_on_two_cores_over_two_queue_taps() {
+    common::require_root("loadgen_on_two_cores_against_http_on_two_cores_over_two_queue_taps");
+    let j = server_and_loadgen_on(
+        &["http", "--listen", "80"],
+        "0,1",
+        80,
+        &["--mode", "http", "--connections", "16", "--pipeline", "4"],
+        "0,1",
+    );
+    assert_eq!(j["cores"], serde_json::json!([0, 1]), "{j}");
+    assert_eq!(j["opened"], 32, "16 per core: {j}");
+    assert_eq!(j["errors"], 0, "{j}");
+    assert_eq!(j["failed"], 0, "{j}");
+    assert_eq!(j["stalls"].as_array().unwrap().len(), 0, "{j}");
+    let per_core = j["per_core"].as_array().unwrap();
+    assert_eq!(per_core.len(), 2, "{j}");
+    for c in per_core {
+        assert!(
+            c["transactions"].as_u64().unwrap() > 0,
+            "both cores carry load: {j}"
+        );
     }
+    // The merged histogram holds every core's samples.
+    assert!(j["latency"]["count"].as_u64().unwrap() > 0, "{j}");
+    assert!(
+        j["latency"]["p50_us"].as_u64() <= j["latency"]["p99_us"].as_u64(),
+        "{j}"
+    );
+}
+
+#[test]
+#[ignore = "needs root"]
+fn loadgen_http_against_bypass_http_over_tap() {
+    common::require_root("loadgen_http_against_bypass_http_over_tap");
     let j = server_and_loadgen(
         &["http", "--listen", "80"],
         80,
@@ -147,10 +193,9 @@ fn loadgen_http_against_bypass_http_over_tap() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn loadgen_cps_and_hold_modes_over_tap() {
-    if !common::root_or_skip("loadgen_cps_and_hold_modes_over_tap") {
-        return;
-    }
+    common::require_root("loadgen_cps_and_hold_modes_over_tap");
     let j = server_and_loadgen(
         &["echo", "--listen", "7"],
         7,
@@ -216,6 +261,25 @@ fn bench(args: &[&str]) -> serde_json::Value {
     json_of(&out)
 }
 
+/// Every side of a point ran clean (no errors, no stalls, a full ramp)
+/// and the ratio against the best baseline is a figure.
+fn clean_on_every_side(p: &serde_json::Value, baselines: &[&str]) {
+    let mut sides = vec![("ours", &p["ours"])];
+    for b in baselines {
+        sides.push((b, &p["baselines"][b]));
+    }
+    for (name, s) in sides {
+        assert_eq!(s["errors"], 0, "{name}: {p}");
+        assert!(s["invalid"].is_null(), "{name}: {p}");
+        assert_eq!(s["stalls"].as_array().unwrap().len(), 0, "{name}: {p}");
+        assert!(s["summary"]["tps"].as_f64().unwrap() > 0.0, "{name}: {p}");
+    }
+    assert!(p["invalid"].is_null(), "{p}");
+    assert!(p["vs_best_kernel"].as_f64().unwrap() > 0.0, "{p}");
+    let best = p["best_kernel"].as_str().unwrap();
+    assert!(baselines.contains(&best), "{p}");
+}
+
 #[test]
 fn bench_tcp_rr_smoke() {
     let svg = std::env::temp_dir().join(format!("bypass-rr-{}.svg", std::process::id()));
@@ -233,11 +297,12 @@ fn bench_tcp_rr_smoke() {
     assert_eq!(j["scenario"], "tcp-rr");
     let p = &j["points"][0];
     assert_eq!(p["connections"], 64, "{j}");
-    assert_eq!(p["ours"]["open"], 64, "{j}");
-    assert!(p["ours"]["tps"].as_f64().unwrap() > 0.0, "{j}");
-    assert!(p["kernel"]["tps"].as_f64().unwrap() > 0.0, "{j}");
-    assert!(p["ratio_tps"].as_f64().unwrap() > 0.0, "{j}");
-    assert!(p["ours"]["latency"]["p99_us"].as_u64().unwrap() > 0, "{j}");
+    assert_eq!(p["ours"]["summary"]["open"], 64, "{j}");
+    assert!(
+        p["ours"]["summary"]["latency"]["p99_us"].as_u64().unwrap() > 0,
+        "{j}"
+    );
+    clean_on_every_side(p, &["kernel-epoll", "kernel-busypoll", "kernel-io_uring"]);
     let text = std::fs::read_to_string(&svg).unwrap();
     let _ = std::fs::remove_file(&svg);
     assert!(
@@ -251,8 +316,8 @@ fn bench_cps_and_conns_smoke() {
     let j = bench(&["cps", "--connections", "8", "--duration", "1", "--json"]);
     assert_eq!(j["scenario"], "cps");
     let p = &j["points"][0];
-    assert!(p["ours"]["cps"].as_f64().unwrap() > 0.0, "{j}");
-    assert!(p["ratio_tps"].as_f64().unwrap() > 0.0, "{j}");
+    assert!(p["ours"]["summary"]["cps"].as_f64().unwrap() > 0.0, "{j}");
+    clean_on_every_side(p, &["kernel-epoll", "kernel-busypoll", "kernel-io_uring"]);
     let j = bench(&[
         "conns",
         "--connections",
@@ -263,6 +328,90 @@ fn bench_cps_and_conns_smoke() {
     ]);
     assert_eq!(j["scenario"], "conns");
     assert_eq!(j["ours"]["load"]["open"], 2000, "{j}");
+    assert_eq!(j["side"]["errors"], 0, "{j}");
+    assert_eq!(j["side"]["stalls"].as_array().unwrap().len(), 0, "{j}");
     assert!(j["bytes_per_end"].as_f64().unwrap() > 0.0, "{j}");
     assert!(j["ours"]["load"]["tps"].as_f64().unwrap() > 0.0, "{j}");
+}
+
+#[test]
+fn bench_http_smoke_against_nginx() {
+    let j = bench(&[
+        "http",
+        "--connections",
+        "16",
+        "--duration",
+        "1",
+        "--baselines",
+        "epoll,io_uring",
+        "--json",
+    ]);
+    assert_eq!(j["scenario"], "http");
+    let p = &j["points"][0];
+    assert_eq!(p["ours"]["summary"]["open"], 16, "{j}");
+    clean_on_every_side(p, &["nginx<-kernel-epoll", "nginx<-kernel-io_uring"]);
+}
+
+#[test]
+fn bench_scale_smoke_runs_the_sharded_path_on_both_cores() {
+    let j = bench(&["scale", "--connections", "32", "--duration", "1", "--json"]);
+    assert_eq!(j["scenario"], "scale");
+    assert!(j["speedup"].as_f64().unwrap() > 0.0, "{j}");
+    let rows = j["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{j}");
+    for (row, cores) in rows.iter().zip([1, 2]) {
+        let side = &row["side"];
+        assert_eq!(side["errors"], 0, "{j}");
+        assert!(side["invalid"].is_null(), "{j}");
+        assert_eq!(side["summary"]["open"], 32, "same total load: {j}");
+        let per_core = side["summary"]["per_core"].as_array().unwrap();
+        assert_eq!(per_core.len(), cores, "{j}");
+        for c in per_core {
+            assert!(
+                c["transactions"].as_u64().unwrap() > 0,
+                "every core carries load: {j}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bench_all_leaves_json_charts_and_a_markdown_summary() {
+    let dir = std::env::temp_dir().join(format!("bypass-all-{}", std::process::id()));
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "all",
+            "--only",
+            "scale,cps",
+            "--time-scale",
+            "0.25",
+            "--out",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap_or_default();
+    let files: Vec<String> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in ["scale.json", "scale.svg", "cps.json", "cps.svg", "cps.txt"] {
+        assert!(files.iter().any(|x| x == f), "{f} missing: {files:?}");
+    }
+    assert!(
+        readme.contains("## cps") && readme.contains("## scale"),
+        "{readme}"
+    );
+    assert!(readme.contains("kernel-io_uring"), "{readme}");
+    assert!(readme.contains("speedup 2 cores / 1 core"), "{readme}");
 }

@@ -280,3 +280,73 @@ fn l2fwd_between_two_mem_ports_on_two_threads() {
         assert_eq!(q.pool_stats().in_use, 0, "every buffer back in its pool");
     }
 }
+
+/// Sends `frame` from queue `from` of B; returns the A queue it lands on.
+fn landing(a: &mut [MemQueue], b: &mut [MemQueue], from: usize, frame: &[u8]) -> usize {
+    let mut buf = b[from].alloc().expect("pool has room");
+    buf.room_mut()[..frame.len()].copy_from_slice(frame);
+    buf.set_len(frame.len());
+    let mut tx = Burst::new();
+    tx.push(buf);
+    assert_eq!(b[from].tx_burst(&mut tx), 1);
+    let mut hits = vec![];
+    for (i, q) in a.iter_mut().enumerate() {
+        let mut rx = Burst::new();
+        if q.rx_burst(&mut rx) > 0 {
+            hits.push(i);
+        }
+    }
+    assert_eq!(hits.len(), 1, "one copy, on one queue: {hits:?}");
+    hits[0]
+}
+
+#[test]
+fn rss_spreads_flows_over_the_receivers_queues_as_a_nic_does() {
+    use bypass::flow::{FiveTuple, Rss};
+    use bypass::testing::{emit_arp_request, syn, tcp_vec, Ends};
+    let (mut pa, mut pb) = MemPort::pair(&MemConfig {
+        queues: 4,
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(pa.info().caps.rss);
+    let mut a = pa.take_queues();
+    let mut b = pb.take_queues();
+    let e = Ends {
+        src_mac: [2, 0, 0, 0, 0, 2],
+        dst_mac: [2, 0, 0, 0, 0, 1],
+        src_ip: "10.0.0.2".parse().unwrap(),
+        dst_ip: "10.0.0.1".parse().unwrap(),
+    };
+    // Not configured: queue i of B reaches queue i of A, whatever the flow.
+    for q in 0..4 {
+        assert_eq!(
+            landing(&mut a, &mut b, q, &tcp_vec(&e, &syn(1000, 80, 1))),
+            q
+        );
+    }
+    // A table naming more queues than A has is refused.
+    assert!(!pa.configure_rss(&Rss::symmetric(8).unwrap()).unwrap());
+    let rss = Rss::symmetric(4).unwrap();
+    assert!(pa.configure_rss(&rss).unwrap());
+    assert!(
+        pa.configure_rss(&rss).unwrap(),
+        "the same table again: fine"
+    );
+    assert!(!pa.configure_rss(&Rss::symmetric(2).unwrap()).unwrap());
+    let mut seen = [false; 4];
+    for port in 1000..1064u16 {
+        let f = tcp_vec(&e, &syn(port, 80, 1));
+        let want = rss.core(&FiveTuple::of_frame(&f).unwrap());
+        // From any sending queue, the flow lands on the queue RSS names.
+        for from in [0, 3] {
+            assert_eq!(landing(&mut a, &mut b, from, &f), want, "port {port}");
+        }
+        seen[want] = true;
+    }
+    assert_eq!(seen, [true; 4], "64 flows reach every queue");
+    // No IPv4 flow (ARP): queue 0.
+    let mut room = [0u8; 64];
+    let n = emit_arp_request(&mut room, e.src_mac, e.src_ip, e.dst_ip);
+    assert_eq!(landing(&mut a, &mut b, 2, &room[..n]), 0);
+}

@@ -34,6 +34,7 @@ fn a_twenty_second_soak_has_no_errors_and_bounded_memory() {
     eprintln!("{stderr}");
     assert_eq!(v["errors"], 0, "{v}");
     assert_eq!(v["unfinished_conns"], 0, "{v}");
+    assert_eq!(v["stalls"].as_array().unwrap().len(), 0, "{v}");
     assert!(v["responses"].as_u64().unwrap() > 1000, "{v}");
     assert!(v["conns_closed"].as_u64().unwrap() > 10, "churned: {v}");
     let samples = v["samples"].as_array().unwrap();

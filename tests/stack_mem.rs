@@ -813,7 +813,7 @@ fn fault_matrix_on_a_real_clock_has_no_stalls() {
         });
         eprintln!(
             "{name}: {} MiB echoed in {:.1} ms, longest stall {:.1} ms, engine {}",
-            2 * TOTAL >> 20,
+            (2 * TOTAL) >> 20,
             took as f64 / 1e3,
             stall as f64 / 1e3,
             TcpOpts::default().engine

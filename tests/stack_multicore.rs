@@ -153,11 +153,15 @@ struct Net {
 struct Mode {
     steering: Steering,
     ring_size: usize,
+    /// Program each end of the wire with its stack's RSS
+    /// (`Port::configure_rss`), so the wire spreads flows as a NIC does.
+    wire_rss: bool,
 }
 
 const SOFTWARE: Mode = Mode {
     steering: Steering::Software,
     ring_size: 1024,
+    wire_rss: false,
 };
 
 fn sharded(
@@ -206,6 +210,10 @@ fn net_in(client_reta: Reta, per_core: usize, total: usize, faults: Faults, mode
     let (ia, ib) = (a.info().clone(), b.info().clone());
     let server_rss = Rss::new(RssKey::SYMMETRIC, Reta::spread(CORES).unwrap());
     let client_rss = Rss::new(RssKey::SYMMETRIC, client_reta);
+    if mode.wire_rss {
+        assert!(a.configure_rss(&server_rss).unwrap());
+        assert!(b.configure_rss(&client_rss).unwrap());
+    }
     let lopts = ListenOpts {
         tcp: TcpOpts {
             rx_buf: 8192,
@@ -506,6 +514,7 @@ fn hardware_mode_steers_nothing_and_still_shares_arp() {
     let mode = Mode {
         steering: Steering::Hardware,
         ring_size: 64,
+        wire_rss: false,
     };
     let mut n = net_in(
         Reta::spread(CORES).unwrap(),
@@ -530,6 +539,35 @@ fn hardware_mode_steers_nothing_and_still_shares_arp() {
 }
 
 #[test]
+fn rss_on_the_wire_puts_every_flow_on_its_owner_without_steering() {
+    // Crossed tables: with the wire cabling queue i to queue i, every TCP
+    // frame would arrive on the wrong core (see the test above). With each
+    // end of the wire programmed with its stack's RSS, the wire spreads
+    // flows as a NIC does, so the stacks run in hardware mode: nothing is
+    // steered, and everything arrives where it belongs.
+    let crossed = Reta::from_fn(CORES, |i| CORES - 1 - i % CORES).unwrap();
+    let mode = Mode {
+        steering: Steering::Hardware,
+        ring_size: 64,
+        wire_rss: true,
+    };
+    let mut n = net_in(crossed, 50, BYTES, Faults::default(), mode);
+    assert!(
+        n.drive(2_000_000, |n| n.clients.iter().all(|c| c.app().done == 50)
+            && n.all_closed())
+    );
+    for core in 0..CORES {
+        assert_eq!(n.server_stats(core).steered_out.get(), 0);
+        assert_eq!(n.client_stats(core).steered_out.get(), 0);
+        assert!(
+            n.server_stats(core).accepted.get() > 0,
+            "core {core} served"
+        );
+    }
+    n.check_clean(50);
+}
+
+#[test]
 fn full_steering_rings_drop_and_count_and_tcp_recovers() {
     // Rings of 8 frames with every frame steered: bursts overflow them.
     // The drops are counted, and TCP's retransmissions still get every
@@ -538,6 +576,7 @@ fn full_steering_rings_drop_and_count_and_tcp_recovers() {
     let mode = Mode {
         steering: Steering::Software,
         ring_size: 8,
+        wire_rss: false,
     };
     let mut n = net_in(reversed, 10, 50_000, Faults::default(), mode);
     // SYNs overflow the rings too, and all retransmit at once: a handshake

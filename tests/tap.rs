@@ -28,10 +28,9 @@ fn send(q: &mut bypass::port::tap::TapQueue, build: impl FnOnce(&mut [u8]) -> us
 }
 
 #[test]
+#[ignore = "needs root"]
 fn tap_exchanges_frames_with_the_kernel() {
-    if !common::root_or_skip("tap_exchanges_frames_with_the_kernel") {
-        return;
-    }
+    common::require_root("tap_exchanges_frames_with_the_kernel");
     common::private_netns();
     let our_mac = MacAddr([0x02, 0xbb, 0, 0, 0, 2]);
     let mut port = TapPort::open(&TapConfig {
@@ -173,10 +172,9 @@ fn tap_exchanges_frames_with_the_kernel() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn tap_multi_queue_and_existing_devices() {
-    if !common::root_or_skip("tap_multi_queue_and_existing_devices") {
-        return;
-    }
+    common::require_root("tap_multi_queue_and_existing_devices");
     common::private_netns();
     // A persistent multi-queue TAP made by iproute2 is attached to, with 2 queues.
     common::sh("ip tuntap add mode tap multi_queue name bpt1");

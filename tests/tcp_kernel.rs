@@ -114,10 +114,9 @@ fn connect() -> TcpStream {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn kernel_clients_are_echoed_and_closes_resets_refusals_behave() {
-    if !common::root_or_skip("kernel_clients_are_echoed_and_closes_resets_refusals_behave") {
-        return;
-    }
+    common::require_root("kernel_clients_are_echoed_and_closes_resets_refusals_behave");
     let (w, _port) = setup("bpk0", Echo, ListenOpts::default());
     let (w, ()) = with_running(w, || {
         // Echo, then orderly close from the client: we close too (EOF).
@@ -157,10 +156,9 @@ fn kernel_clients_are_echoed_and_closes_resets_refusals_behave() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_thousand_concurrent_kernel_connections_get_their_data_back() {
-    if !common::root_or_skip("a_thousand_concurrent_kernel_connections_get_their_data_back") {
-        return;
-    }
+    common::require_root("a_thousand_concurrent_kernel_connections_get_their_data_back");
     let lopts = ListenOpts {
         backlog: 2048,
         tcp: TcpOpts {
@@ -186,10 +184,9 @@ fn fnv(h: &mut u64, data: &[u8]) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn sixty_four_mebibytes_each_way_arrive_intact() {
-    if !common::root_or_skip("sixty_four_mebibytes_each_way_arrive_intact") {
-        return;
-    }
+    common::require_root("sixty_four_mebibytes_each_way_arrive_intact");
     let lopts = ListenOpts {
         tcp: TcpOpts {
             rx_buf: 256 * 1024,
@@ -276,10 +273,9 @@ impl TcpApp for Client {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn our_stack_connects_to_a_kernel_server() {
-    if !common::root_or_skip("our_stack_connects_to_a_kernel_server") {
-        return;
-    }
+    common::require_root("our_stack_connects_to_a_kernel_server");
     let client = Client {
         remote: SocketAddrV4::new(KERNEL, 9007),
         started: false,
@@ -307,10 +303,9 @@ fn our_stack_connects_to_a_kernel_server() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn syns_beyond_a_full_backlog_are_refused_and_counted() {
-    if !common::root_or_skip("syns_beyond_a_full_backlog_are_refused_and_counted") {
-        return;
-    }
+    common::require_root("syns_beyond_a_full_backlog_are_refused_and_counted");
     let lopts = ListenOpts {
         backlog: 4,
         on_full: BacklogFull::Reset,
@@ -482,10 +477,9 @@ fn stats_of<A: TcpApp>(ws: &[TcpWorker<TapQueue, A>]) -> Vec<&StackStats> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn two_cores_serve_many_kernel_connections_over_a_two_queue_tap() {
-    if !common::root_or_skip("two_cores_serve_many_kernel_connections_over_a_two_queue_tap") {
-        return;
-    }
+    common::require_root("two_cores_serve_many_kernel_connections_over_a_two_queue_tap");
     const N: usize = 400;
     let lopts = ListenOpts {
         backlog: 1024,
@@ -595,10 +589,9 @@ impl TcpApp for ManyClients {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn active_opens_on_two_cores_stay_on_their_core_over_a_two_queue_tap() {
-    if !common::root_or_skip("active_opens_on_two_cores_stay_on_their_core_over_a_two_queue_tap") {
-        return;
-    }
+    common::require_root("active_opens_on_two_cores_stay_on_their_core_over_a_two_queue_tap");
     const PER_CORE: usize = 100;
     let remote = SocketAddrV4::new(KERNEL, 9009);
     let (ws, _port) = setup_two_cores("bpk6", ListenOpts::default(), |_| ManyClients {

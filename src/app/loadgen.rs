@@ -873,6 +873,79 @@ pub fn empty_histogram() -> Histogram<u64> {
     histogram()
 }
 
+/// Watches a run's progress counter (transactions, connections opened,
+/// responses: anything that only grows while the run does work) and says
+/// when it stood still for a whole window: a stall. Sans-I/O: the caller
+/// samples the counter at times of its choosing, in seconds.
+#[derive(Debug, Clone)]
+pub struct StallWatch {
+    window: f64,
+    last: Option<(f64, u64)>,
+    stalls: Vec<Stall>,
+}
+
+/// A window in which the watched counter did not move.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Stall {
+    /// When the counter last moved (s).
+    pub from_s: f64,
+    /// When the stall was noticed (s): at least one window later.
+    pub to_s: f64,
+    /// The counter's value throughout.
+    pub at: u64,
+}
+
+impl StallWatch {
+    /// A watch that reports a stall once the counter has not moved for
+    /// `window_s` seconds.
+    pub fn new(window_s: f64) -> StallWatch {
+        StallWatch {
+            window: window_s,
+            last: None,
+            stalls: Vec::new(),
+        }
+    }
+
+    /// Takes a sample; returns true if this sample ends a stall (the
+    /// counter stood still since it last moved, a whole window ago). A
+    /// stall is reported once; the watch then waits for the counter to
+    /// move again.
+    pub fn sample(&mut self, t: f64, progress: u64) -> bool {
+        match self.last {
+            Some((_, v)) if progress != v => {
+                self.last = Some((t, progress));
+                false
+            }
+            Some((since, v)) if since.is_finite() && t - since >= self.window => {
+                self.stalls.push(Stall {
+                    from_s: since,
+                    to_s: t,
+                    at: v,
+                });
+                // Reported: no second stall until the counter moves.
+                self.last = Some((f64::INFINITY, v));
+                true
+            }
+            Some(_) => false,
+            None => {
+                self.last = Some((t, progress));
+                false
+            }
+        }
+    }
+
+    /// Forgets the last sample: the next one starts afresh (e.g. between
+    /// the ramp and the measured window).
+    pub fn restart(&mut self) {
+        self.last = None;
+    }
+
+    /// Every stall seen so far.
+    pub fn stalls(&self) -> &[Stall] {
+        &self.stalls
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1218,5 +1291,47 @@ mod tests {
         assert_eq!(p.p99_us, 990);
         assert_eq!(p.max_us, 1000);
         assert_eq!(Percentiles::of(&empty_histogram()).count, 0);
+    }
+
+    #[test]
+    fn stall_watch_reports_a_still_window_once() {
+        let mut w = StallWatch::new(1.0);
+        assert!(!w.sample(0.0, 0));
+        assert!(!w.sample(0.5, 10));
+        assert!(!w.sample(1.0, 10));
+        // Still at 10 since 0.5 s: a whole window at 1.5 s.
+        assert!(w.sample(1.5, 10));
+        assert!(!w.sample(2.5, 10), "reported once");
+        assert!(!w.sample(3.0, 11));
+        assert!(!w.sample(3.9, 12));
+        assert!(!w.sample(4.8, 12));
+        assert!(w.sample(4.9, 12));
+        assert_eq!(
+            w.stalls(),
+            &[
+                Stall {
+                    from_s: 0.5,
+                    to_s: 1.5,
+                    at: 10
+                },
+                Stall {
+                    from_s: 3.9,
+                    to_s: 4.9,
+                    at: 12
+                },
+            ]
+        );
+        w.restart();
+        assert!(!w.sample(10.0, 12));
+        assert!(!w.sample(10.5, 12));
+    }
+
+    #[test]
+    fn stall_watch_quiet_while_progressing() {
+        let mut w = StallWatch::new(0.1);
+        for i in 0..100u64 {
+            assert!(!w.sample(i as f64 * 0.05, i));
+        }
+        assert!(w.stalls().is_empty());
     }
 }

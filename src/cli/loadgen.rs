@@ -6,8 +6,11 @@ use std::sync::Arc;
 use std::time::Instant as StdInstant;
 
 use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use bypass::app::loadgen::{CloseWith, LoadConfig, LoadGen, LoadStats, LoadSummary, Mode};
+use bypass::app::loadgen::{
+    CloseWith, LoadConfig, LoadGen, LoadStats, LoadSummary, Mode, StallWatch,
+};
 use bypass::port::Port;
 use bypass::runtime::{self, RunConfig, Stop, TcpWorker};
 use bypass::stack::{Stack, StackStats};
@@ -15,7 +18,7 @@ use bypass::time::{Clock, MonotonicClock};
 use bypass::{Error, Result};
 
 use super::ports::{self, WithPorts};
-use super::serve::NetArgs;
+use super::serve::{shard_port, NetArgs};
 use super::{say, Common};
 
 /// `--mode`.
@@ -127,15 +130,19 @@ pub struct LoadgenArgs {
     target: SocketAddrV4,
 }
 
-/// A progress bar: `[#####.....]  512/1024`.
-pub fn progress_bar(done: u64, total: u64, width: usize) -> String {
-    let total = total.max(1);
-    let filled = ((done.min(total) as f64 / total as f64) * width as f64).round() as usize;
-    format!(
-        "[{}{}] {done:>8}/{total}",
-        "#".repeat(filled),
-        ".".repeat(width - filled)
-    )
+/// The ramp's progress bar (connections open of all asked for), drawn on
+/// a terminal only; hidden with `--json` or when stderr is not a terminal.
+pub fn ramp_bar(total: u64, json: bool) -> ProgressBar {
+    if json {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    pb.set_style(
+        ProgressStyle::with_template("ramp [{bar:30}] {pos:>8}/{len} open ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("#>."),
+    );
+    pb
 }
 
 /// Prints the summary table of a load run.
@@ -184,22 +191,33 @@ impl WithPorts for Run<'_> {
         if ports.len() != 1 {
             return Err(ports::count_error(ports.len(), "one --port"));
         }
-        if cfg.cores.len() != 1 {
-            return Err(Error::Config(
-                "`bypass loadgen` runs on one core per port in this version (--cores 0); \
-                 replies must come back to the opening core, which needs RSS steering"
-                    .into(),
-            ));
-        }
         let lcfg = a.load.config(vec![a.target])?;
         let scfg = a.net.stack_config()?;
         let clock = MonotonicClock::new();
         let info = ports[0].info().clone();
+        // One client stack per core, sharded by RSS like the server's, so
+        // each core's connections use local ports whose replies hash back
+        // to it.
+        let sharding = shard_port(&mut ports[0], cfg.cores.len())?;
+        let queues = ports[0].take_queues();
+        if queues.len() != cfg.cores.len() {
+            return Err(Error::Config(format!(
+                "port {} has {} queues for {} cores; give it one queue per core (e.g. tap:NAME,queues={})",
+                info.name,
+                queues.len(),
+                cfg.cores.len(),
+                cfg.cores.len()
+            )));
+        }
+        let mut shards = sharding.shards.into_iter();
         let mut workers = Vec::new();
         let mut stats: Vec<Arc<LoadStats>> = Vec::new();
         let mut sstats: Vec<Arc<StackStats>> = Vec::new();
-        for q in ports[0].take_queues() {
-            let stack = Stack::new(q, &info, scfg.clone(), clock.now())?;
+        for q in queues {
+            let mut stack = Stack::new(q, &info, scfg.clone(), clock.now())?;
+            if let Some(sh) = shards.next() {
+                stack.set_shard(sh)?;
+            }
             let st = Arc::new(LoadStats::default());
             stats.push(st.clone());
             sstats.push(stack.stats().clone());
@@ -210,8 +228,9 @@ impl WithPorts for Run<'_> {
         say(
             json,
             &format!(
-                "loadgen: {}/{} on {}:{} -> {} mode {:?}, {} connections, core {:?}; Ctrl-C stops",
-                scfg.ip, scfg.prefix, info.kind, info.name, a.target, lcfg.mode, total, cfg.cores
+                "loadgen: {}/{} on {}:{} -> {} mode {:?}, {} connections ({} per core), cores {:?} (steering: {}); Ctrl-C stops",
+                scfg.ip, scfg.prefix, info.kind, info.name, a.target, lcfg.mode, total,
+                lcfg.connections, cfg.cores, sharding.steering
             ),
         );
         let sum = |f: fn(&LoadStats) -> u64| stats.iter().map(|s| f(s)).sum::<u64>();
@@ -219,37 +238,47 @@ impl WithPorts for Run<'_> {
         let mut prev_conn = 0u64;
         let mut last = 0.0;
         let ramping = lcfg.mode != Mode::Cps;
+        let bar = ramp_bar(if ramping { total } else { 0 }, json || !ramping);
+        // A stall: no transaction and no new connection for a whole
+        // stats interval (at least 1 s); `hold` is exempt.
+        let window = cfg.stats_interval.map_or(1.0, |i| i.as_secs_f64()).max(1.0);
+        let mut watch = StallWatch::new(window);
         let start = StdInstant::now();
         let done = runtime::run(&cfg, workers, &self.1, |t| {
             let tx = sum(|s| s.transactions.get());
             let opened = sum(|s| s.opened.get());
             let open = sum(|s| s.open.get());
+            // `hold` opens its connections and then, by design, idles.
+            let stalled = lcfg.mode != Mode::Hold && watch.sample(t, tx + opened);
             let dt = (t - last).max(1e-6);
             let drops: u64 = sstats
                 .iter()
                 .map(|s| s.drops() + s.tx_full.get() + s.tx_no_buffer.get())
                 .sum();
             let full = stats.iter().all(|s| s.full_at_us.get() > 0);
-            let head = if ramping && !full {
-                format!("{} ", progress_bar(open, total, 30))
-            } else {
-                format!("open {open:>8} ")
-            };
-            say(
-                json,
-                &format!(
-                    "{t:>5.0}s  {head}conn/s {:>8.0}  tx/s {:>10.0}  failed {:>6} errors {:>6} drops {:>6}",
-                    (opened - prev_conn) as f64 / dt,
-                    (tx - prev_tx) as f64 / dt,
-                    sum(|s| s.failed.get()),
-                    sum(|s| s.errors.get()),
-                    drops,
-                ),
+            bar.set_position(open);
+            if full {
+                bar.finish_and_clear();
+            }
+            let line = format!(
+                "{t:>5.0}s  open {open:>8} conn/s {:>8.0}  tx/s {:>10.0}  failed {:>6} errors {:>6} drops {:>6}{}",
+                (opened - prev_conn) as f64 / dt,
+                (tx - prev_tx) as f64 / dt,
+                sum(|s| s.failed.get()),
+                sum(|s| s.errors.get()),
+                drops,
+                if stalled { "  STALL: no progress for a whole interval" } else { "" },
             );
+            if json || bar.is_hidden() || bar.is_finished() {
+                say(json, &line);
+            } else {
+                bar.println(line);
+            }
             prev_tx = tx;
             prev_conn = opened;
             last = t;
         })?;
+        bar.finish_and_clear();
         let secs = start.elapsed().as_secs_f64();
         let gens: Vec<&LoadGen> = done.iter().map(|w| w.app()).collect();
         let s = LoadSummary::of(&gens);
@@ -259,10 +288,20 @@ impl WithPorts for Run<'_> {
             v["duration_s"] = secs.into();
             v["target"] = a.target.to_string().into();
             v["port"] = serde_json::to_value(&info).unwrap_or_default();
+            v["cores"] = serde_json::to_value(&cfg.cores).unwrap_or_default();
+            v["steering"] = sharding.steering.into();
+            v["stalls"] = serde_json::to_value(watch.stalls()).unwrap_or_default();
             println!("{v}");
         } else {
             println!("--- summary after {secs:.1}s");
             print_summary(&s);
+        }
+        if let Some(st) = watch.stalls().first() {
+            return Err(Error::Config(format!(
+                "the load stalled {} time(s): nothing completed and nothing connected for {window:.0} s (first at {:.1} s)",
+                watch.stalls().len(),
+                st.from_s
+            )));
         }
         Ok(())
     }
@@ -288,12 +327,14 @@ pub fn run(a: LoadgenArgs) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::progress_bar;
+    use super::ramp_bar;
 
     #[test]
-    fn bar() {
-        assert_eq!(progress_bar(5, 10, 4), "[##..]        5/10");
-        assert_eq!(progress_bar(20, 10, 2), "[##]       20/10");
-        assert_eq!(progress_bar(0, 0, 2), "[..]        0/1");
+    fn ramp_bar_is_hidden_for_json() {
+        assert!(ramp_bar(10, true).is_hidden());
+        let b = ramp_bar(10, false);
+        b.set_position(4);
+        assert_eq!(b.position(), 4);
+        assert_eq!(b.length(), Some(10));
     }
 }

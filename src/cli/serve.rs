@@ -288,27 +288,7 @@ pub fn serve<P: Port, A: TcpApp>(
     }
     let info = ports[0].info().clone();
     let ncores = cfg.cores.len();
-    // More than one core: every core runs a stack over its own queue and
-    // owns the flows RSS gives it. A device that can spread flows by our
-    // key and table does; otherwise the cores steer in software.
-    let mut shards = Vec::new();
-    let mut steering = "none";
-    if ncores > 1 {
-        let rss = Rss::symmetric(ncores)?;
-        let hw = info.caps.rss && ports[0].configure_rss(&rss)?;
-        let mode = if hw {
-            steering = "hardware";
-            Steering::Hardware
-        } else {
-            steering = "software";
-            Steering::Software
-        };
-        shards = shard::shards(&ShardConfig {
-            rss,
-            steering: mode,
-            ring_size: 1024,
-        })?;
-    }
+    let sharding = shard_port(&mut ports[0], ncores)?;
     let queues = ports[0].take_queues();
     if queues.len() != ncores {
         return Err(Error::Config(format!(
@@ -317,7 +297,6 @@ pub fn serve<P: Port, A: TcpApp>(
             queues.len()
         )));
     }
-    let sharding = Sharding { shards, steering };
     match &s.common.pcap {
         Some(path) => {
             let cap = Capture::create(path, s.common.pcap_max)?;
@@ -338,9 +317,42 @@ pub fn serve<P: Port, A: TcpApp>(
 }
 
 /// The cores' shards and how flows reach them.
-struct Sharding<B: PacketBuf> {
-    shards: Vec<Shard<B>>,
-    steering: &'static str,
+pub struct Sharding<B: PacketBuf> {
+    /// One per core, in core order (none with one core).
+    pub shards: Vec<Shard<B>>,
+    /// "none", "hardware" or "software".
+    pub steering: &'static str,
+}
+
+/// With more than one core, every core runs a stack over its own queue of
+/// `port` and owns the flows RSS gives it: a device that can spread flows
+/// by our key and table does (hardware steering); otherwise the cores
+/// steer in software.
+pub fn shard_port<P: Port>(
+    port: &mut P,
+    ncores: usize,
+) -> Result<Sharding<<P::Queue as PortQueue>::Buf>> {
+    if ncores <= 1 {
+        return Ok(Sharding {
+            shards: Vec::new(),
+            steering: "none",
+        });
+    }
+    let rss = Rss::symmetric(ncores)?;
+    let hw = port.info().caps.rss && port.configure_rss(&rss)?;
+    let (mode, steering) = if hw {
+        (Steering::Hardware, "hardware")
+    } else {
+        (Steering::Software, "software")
+    };
+    Ok(Sharding {
+        shards: shard::shards(&ShardConfig {
+            rss,
+            steering: mode,
+            ring_size: 1024,
+        })?,
+        steering,
+    })
 }
 
 fn run_stacks<Q: PortQueue, A: TcpApp>(

@@ -8,6 +8,14 @@
 //! ends can live in one thread (deterministic tests) or in two pinned
 //! threads (benchmarks).
 //!
+//! **RSS.** Each end answers [`Port::configure_rss`]: from then on every
+//! frame sent towards it lands on the queue its [`Rss`] names for the
+//! frame's flow (Toeplitz over the IPv4 4-tuple, as a NIC does; frames
+//! without an IPv4 flow, such as ARP, on queue 0), instead of on the queue
+//! with the sender's number. The sharded stack then runs in hardware mode
+//! on the wire. The sending queue computes the hash (the work a NIC does
+//! in hardware), so it costs the sender a frame parse per frame.
+//!
 //! A seeded [`Faults`] injector can sit on each direction: loss,
 //! duplication, reordering, delay (counted in receive polls, so tests stay
 //! deterministic) and corruption (one byte flipped after the Ethernet
@@ -15,7 +23,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crossbeam_queue::ArrayQueue;
 
@@ -23,6 +31,7 @@ use super::{LinkStats, MacAddr, Port, PortCaps, PortInfo, PortQueue};
 use crate::buf::{Burst, HugePolicy, PacketBuf, Pool, PoolBuf, PoolConfig, PoolStats};
 use crate::counter::Counter;
 use crate::error::Result;
+use crate::flow::{FiveTuple, Rss};
 
 /// Fault mix for one direction of the wire. Probabilities are in [0, 1].
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -158,7 +167,10 @@ type Ring = ArrayQueue<(u64, PoolBuf)>;
 /// One queue of one end of the wire.
 pub struct MemQueue {
     id: u16,
-    tx: Arc<Ring>,
+    /// The rings towards every queue of the peer (ours is `id`).
+    peer_rx: Vec<Arc<Ring>>,
+    /// The peer's RSS, once it configured one: where our frames land.
+    peer_rss: Arc<OnceLock<Rss>>,
     rx: Arc<Ring>,
     tx_stats: Arc<WireStats>,
     rx_stats: Arc<WireStats>,
@@ -166,8 +178,8 @@ pub struct MemQueue {
     injector: Option<Injector>,
     /// Receive polls so far (the clock of the delay fault).
     polls: u64,
-    /// The peer's poll counter, read to stamp delayed frames.
-    peer_polls: Arc<AtomicU64>,
+    /// The peer queues' poll counters, read to stamp delayed frames.
+    peer_polls: Vec<Arc<AtomicU64>>,
     my_polls: Arc<AtomicU64>,
     pending: VecDeque<PoolBuf>,
     /// A received frame not yet due (delay fault).
@@ -175,15 +187,27 @@ pub struct MemQueue {
 }
 
 impl MemQueue {
+    /// The peer queue a frame lands on.
+    #[inline]
+    fn dest(&self, buf: &PoolBuf) -> usize {
+        match self.peer_rss.get() {
+            None => self.id as usize,
+            Some(rss) => {
+                FiveTuple::of_frame(buf.data()).map_or(0, |f| rss.core(&f) % self.peer_rx.len())
+            }
+        }
+    }
+
     fn push_wire(&mut self, buf: PoolBuf) -> std::result::Result<(), PoolBuf> {
+        let to = self.dest(&buf);
         let due = match &self.injector {
             Some(inj) if inj.faults.delay_polls > 0 => {
-                self.peer_polls.load(Ordering::Relaxed) + inj.faults.delay_polls as u64
+                self.peer_polls[to].load(Ordering::Relaxed) + inj.faults.delay_polls as u64
             }
             _ => 0,
         };
         let len = buf.len() as u64;
-        match self.tx.push((due, buf)) {
+        match self.peer_rx[to].push((due, buf)) {
             Ok(()) => {
                 self.tx_stats.tx.sent.add(1);
                 self.tx_stats.tx.sent_bytes.add(len);
@@ -342,6 +366,8 @@ impl PortQueue for MemQueue {
 pub struct MemPort {
     info: PortInfo,
     queues: Vec<MemQueue>,
+    /// How frames arriving here are spread (set by `configure_rss`).
+    rss_in: Arc<OnceLock<Rss>>,
     /// Per queue: this end's sending direction and its receiving one.
     stats: Vec<(Arc<WireStats>, Arc<WireStats>)>,
 }
@@ -349,17 +375,26 @@ pub struct MemPort {
 impl MemPort {
     /// Makes the two ends of a wire.
     pub fn pair(cfg: &MemConfig) -> Result<(MemPort, MemPort)> {
+        let n = cfg.queues.max(1) as usize;
+        let ring = || Arc::new(ArrayQueue::new(cfg.ring_size.max(2)));
+        // `ab[i]`: the ring into B's queue i; `ba[i]`: into A's.
+        let ab: Vec<Arc<Ring>> = (0..n).map(|_| ring()).collect();
+        let ba: Vec<Arc<Ring>> = (0..n).map(|_| ring()).collect();
+        let polls = || {
+            (0..n)
+                .map(|_| Arc::new(AtomicU64::new(0)))
+                .collect::<Vec<_>>()
+        };
+        let (polls_a, polls_b) = (polls(), polls());
+        let (rss_a, rss_b) = (Arc::new(OnceLock::new()), Arc::new(OnceLock::new()));
         let (mut qa, mut qb) = (Vec::new(), Vec::new());
         let (mut sa, mut sb) = (Vec::new(), Vec::new());
-        for q in 0..cfg.queues.max(1) {
+        for q in 0..n as u16 {
+            let i = q as usize;
             let ab_stats = Arc::new(WireStats::default());
             let ba_stats = Arc::new(WireStats::default());
             sa.push((ab_stats.clone(), ba_stats.clone()));
             sb.push((ba_stats.clone(), ab_stats.clone()));
-            let ab = Arc::new(ArrayQueue::new(cfg.ring_size.max(2)));
-            let ba = Arc::new(ArrayQueue::new(cfg.ring_size.max(2)));
-            let polls_a = Arc::new(AtomicU64::new(0));
-            let polls_b = Arc::new(AtomicU64::new(0));
             let pool = |end: &str| {
                 Pool::new(&PoolConfig {
                     frames: cfg.pool_frames,
@@ -378,29 +413,31 @@ impl MemPort {
             };
             qa.push(MemQueue {
                 id: q,
-                tx: ab.clone(),
-                rx: ba.clone(),
+                peer_rx: ab.clone(),
+                peer_rss: rss_b.clone(),
+                rx: ba[i].clone(),
                 tx_stats: ab_stats.clone(),
                 rx_stats: ba_stats.clone(),
                 pool: pool("a")?,
                 injector: injector(cfg.faults_ab, 2 * q as u64 + 1),
                 polls: 0,
                 peer_polls: polls_b.clone(),
-                my_polls: polls_a.clone(),
+                my_polls: polls_a[i].clone(),
                 pending: VecDeque::new(),
                 rx_head: None,
             });
             qb.push(MemQueue {
                 id: q,
-                tx: ba,
-                rx: ab,
+                peer_rx: ba.clone(),
+                peer_rss: rss_a.clone(),
+                rx: ab[i].clone(),
                 tx_stats: ba_stats.clone(),
                 rx_stats: ab_stats.clone(),
                 pool: pool("b")?,
                 injector: injector(cfg.faults_ba, 2 * q as u64 + 2),
                 polls: 0,
-                peer_polls: polls_a,
-                my_polls: polls_b,
+                peer_polls: polls_a.clone(),
+                my_polls: polls_b[i].clone(),
                 pending: VecDeque::new(),
                 rx_head: None,
             });
@@ -414,7 +451,7 @@ impl MemPort {
             caps: PortCaps {
                 rx_checksum: false,
                 tx_checksum: false,
-                rss: false,
+                rss: true,
                 max_queues: u16::MAX,
             },
         };
@@ -422,11 +459,13 @@ impl MemPort {
             MemPort {
                 info: info("a", 1),
                 queues: qa,
+                rss_in: rss_a,
                 stats: sa,
             },
             MemPort {
                 info: info("b", 2),
                 queues: qb,
+                rss_in: rss_b,
                 stats: sb,
             },
         ))
@@ -447,6 +486,22 @@ impl Port for MemPort {
 
     fn take_queues(&mut self) -> Vec<MemQueue> {
         std::mem::take(&mut self.queues)
+    }
+
+    /// Spreads the frames the peer sends here over this end's queues by
+    /// `rss` (its table must not name more queues than this end has).
+    /// Once set, it stays: a second call answers whether it is the same.
+    fn configure_rss(&mut self, rss: &Rss) -> Result<bool> {
+        if rss.cores() > self.info.queues as usize {
+            return Ok(false);
+        }
+        Ok(match self.rss_in.set(rss.clone()) {
+            Ok(()) => true,
+            Err(_) => self
+                .rss_in
+                .get()
+                .is_some_and(|r| r.key() == rss.key() && r.reta() == rss.reta()),
+        })
     }
 
     fn link_stats(&self) -> LinkStats {

@@ -3,10 +3,18 @@
 //! benchmarks run the very same server and load-generator state machines
 //! on both stacks.
 //!
-//! [`EpollWorker`] is a runtime [`Worker`]: one iteration waits on epoll
-//! (without blocking while there is work, up to 1 ms when idle, as an
-//! event loop that does not spin), accepts, connects, reads and writes,
-//! and calls the application exactly as `TcpWorker` does.
+//! [`EpollWorker`] is a runtime [`Worker`]: one iteration waits on epoll,
+//! accepts, connects, reads and writes, and calls the application exactly
+//! as `TcpWorker` does. How it waits is the baseline's [`Wait`]:
+//!
+//! - [`Wait::Block`] (`kernel-epoll`): without blocking while there is
+//!   work, up to 1 ms when idle, as an event loop that does not spin;
+//! - [`Wait::Spin`] (`kernel-busypoll`): `epoll_wait(…, 0)` always, so the
+//!   thread spins like ours, with `SO_BUSY_POLL` (50 µs) on every socket
+//!   (it only acts on devices with NAPI polling, so not on loopback).
+//!
+//! Timestamps handed to the application are taken *after* `epoll_wait`
+//! returns: a wait that blocked moves `now` forward by the time it slept.
 //!
 //! The system calls without a safe std equivalent (epoll, a nonblocking
 //! `connect`, `SO_LINGER`, a deeper listen backlog) are the only `unsafe`
@@ -28,8 +36,19 @@ const MAX_EVENTS: usize = 256;
 const READ_CHUNK: usize = 64 * 1024;
 /// Most accepts per iteration.
 const ACCEPT_BURST: usize = 256;
+/// `SO_BUSY_POLL` of [`Wait::Spin`], microseconds.
+const BUSY_POLL_US: i32 = 50;
 
-fn os_err(what: &str) -> Error {
+/// How an [`EpollWorker`] waits for events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Up to 1 ms in `epoll_wait` when the last iteration found no work.
+    Block,
+    /// Never block; `SO_BUSY_POLL` on every socket.
+    Spin,
+}
+
+pub(super) fn os_err(what: &str) -> Error {
     Error::io(what, std::io::Error::last_os_error())
 }
 
@@ -74,7 +93,7 @@ impl Epoll {
     }
 }
 
-fn set_int_opt(fd: RawFd, level: i32, name: i32, v: i32) -> Result<()> {
+pub(super) fn set_int_opt(fd: RawFd, level: i32, name: i32, v: i32) -> Result<()> {
     // SAFETY: the option value is a live i32 of the length passed.
     let r = unsafe {
         libc::setsockopt(
@@ -92,7 +111,7 @@ fn set_int_opt(fd: RawFd, level: i32, name: i32, v: i32) -> Result<()> {
 }
 
 /// Makes `close` send a RST (SO_LINGER with a zero timeout).
-fn set_linger_zero(fd: RawFd) {
+pub(super) fn set_linger_zero(fd: RawFd) {
     let l = libc::linger {
         l_onoff: 1,
         l_linger: 0,
@@ -109,8 +128,8 @@ fn set_linger_zero(fd: RawFd) {
     }
 }
 
-/// Starts a nonblocking connect to `to`.
-fn connect_nonblocking(to: SocketAddrV4) -> Result<TcpStream> {
+/// A fresh nonblocking TCP socket with `TCP_NODELAY`.
+pub(super) fn tcp_socket() -> Result<OwnedFd> {
     // SAFETY: socket() takes no pointers.
     let fd = unsafe {
         libc::socket(
@@ -125,14 +144,26 @@ fn connect_nonblocking(to: SocketAddrV4) -> Result<TcpStream> {
     // SAFETY: `fd` is a fresh descriptor we own; OwnedFd closes it on error.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
-    let sa = libc::sockaddr_in {
+    Ok(owned)
+}
+
+/// `to` as a `sockaddr_in`.
+pub(super) fn sockaddr(to: SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: to.port().to_be(),
         sin_addr: libc::in_addr {
             s_addr: u32::from(*to.ip()).to_be(),
         },
         sin_zero: [0; 8],
-    };
+    }
+}
+
+/// Starts a nonblocking connect to `to`.
+fn connect_nonblocking(to: SocketAddrV4) -> Result<TcpStream> {
+    let owned = tcp_socket()?;
+    let fd = owned.as_raw_fd();
+    let sa = sockaddr(to);
     // SAFETY: `sa` is a valid sockaddr_in of the length passed.
     let r = unsafe {
         libc::connect(
@@ -187,6 +218,7 @@ struct Kernel {
     gone: Vec<(ConnId, CloseReason)>,
     failed: Vec<ConnId>,
     open: usize,
+    wait: Wait,
 }
 
 impl Kernel {
@@ -209,6 +241,16 @@ impl Kernel {
         let gen = self.slots[idx as usize].gen;
         let token = ((idx as u64) << 32) | gen as u64;
         let ev = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+        if self.wait == Wait::Spin {
+            // Best effort: it needs CAP_NET_ADMIN above the sysctl default
+            // and acts only where the device polls with NAPI.
+            let _ = set_int_opt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_BUSY_POLL,
+                BUSY_POLL_US,
+            );
+        }
         if let Err(e) = self.ep.add(stream.as_raw_fd(), ev, token) {
             self.free.push(idx);
             return Err(e);
@@ -304,6 +346,34 @@ impl ConnOps for Kernel {
     }
 }
 
+/// Tells the application about the connections that failed to open and
+/// those that ended during the last callbacks (shared by the kernel
+/// baselines' workers).
+pub(super) fn settle<A: TcpApp>(
+    app: &mut A,
+    states: &mut [Option<A::Conn>],
+    failed: &mut Vec<ConnId>,
+    gone: &mut Vec<(ConnId, CloseReason)>,
+) {
+    for id in std::mem::take(failed) {
+        app.on_connect_failed(id);
+    }
+    while let Some((id, reason)) = gone.pop() {
+        if let Some(st) = states.get_mut(id.idx as usize).and_then(Option::take) {
+            app.on_close(st, reason);
+        }
+    }
+}
+
+/// Keeps a new connection's application state in its slot.
+pub(super) fn keep_state<C>(states: &mut Vec<Option<C>>, id: ConnId, st: C) {
+    let i = id.idx as usize;
+    if states.len() <= i {
+        states.resize_with(i + 1, || None);
+    }
+    states[i] = Some(st);
+}
+
 /// One core's application over kernel sockets.
 pub struct EpollWorker<A: TcpApp> {
     k: Kernel,
@@ -320,8 +390,9 @@ pub struct EpollWorker<A: TcpApp> {
 }
 
 impl<A: TcpApp> EpollWorker<A> {
-    /// A worker running `app`, accepting on `listener` if given.
-    pub fn new(app: A, listener: Option<TcpListener>) -> Result<Self> {
+    /// A worker running `app`, accepting on `listener` if given, waiting
+    /// as `wait` says.
+    pub fn new(app: A, listener: Option<TcpListener>, wait: Wait) -> Result<Self> {
         let ep = Epoll::new()?;
         if let Some(l) = &listener {
             ep.add(l.as_raw_fd(), libc::EPOLLIN as u32, LISTENER)?;
@@ -334,6 +405,7 @@ impl<A: TcpApp> EpollWorker<A> {
                 gone: Vec::new(),
                 failed: Vec::new(),
                 open: 0,
+                wait,
             },
             app,
             listener,
@@ -352,24 +424,18 @@ impl<A: TcpApp> EpollWorker<A> {
     }
 
     fn settle(&mut self) {
-        for id in std::mem::take(&mut self.k.failed) {
-            self.app.on_connect_failed(id);
-        }
-        while let Some((id, reason)) = self.k.gone.pop() {
-            if let Some(st) = self.states.get_mut(id.idx as usize).and_then(Option::take) {
-                self.app.on_close(st, reason);
-            }
-        }
+        settle(
+            &mut self.app,
+            &mut self.states,
+            &mut self.k.failed,
+            &mut self.k.gone,
+        );
         self.peak_open = self.peak_open.max(self.k.open);
     }
 
     fn opened(&mut self, id: ConnId, now: Instant) {
         let st = self.app.on_open(&mut Conn::new(&mut self.k, id, now));
-        let i = id.idx as usize;
-        if self.states.len() <= i {
-            self.states.resize_with(i + 1, || None);
-        }
-        self.states[i] = Some(st);
+        keep_state(&mut self.states, id, st);
     }
 
     fn accept(&mut self, now: Instant) -> usize {
@@ -500,8 +566,20 @@ impl<A: TcpApp> EpollWorker<A> {
 
 impl<A: TcpApp> Worker for EpollWorker<A> {
     fn poll(&mut self, now: Instant) -> usize {
-        let timeout = if self.idle { 1 } else { 0 };
+        let timeout = if self.idle && self.k.wait == Wait::Block {
+            1
+        } else {
+            0
+        };
+        let before = std::time::Instant::now();
         let n = self.k.ep.wait(&mut self.events, timeout);
+        // The runtime read `now` before this call; a wait that blocked
+        // would hand the application a time up to 1 ms stale.
+        let now = if timeout > 0 {
+            Instant(now.0 + before.elapsed().as_micros() as u64)
+        } else {
+            now
+        };
         let mut work = n;
         for i in 0..n {
             let (token, ev) = (self.events[i].u64, self.events[i].events);

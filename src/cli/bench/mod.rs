@@ -1,11 +1,16 @@
 //! `bypass bench SCENARIO`: bypass against a reference implementation, in
 //! one run, on the same machine and cores. One module per scenario.
 
+mod all;
+mod chart;
 mod epoll;
 mod fwd;
+mod proc;
 mod soak;
-mod svg;
 mod tcp;
+#[cfg(feature = "af-xdp")]
+mod testpmd;
+mod uring;
 #[cfg(feature = "af-xdp")]
 mod xdp;
 
@@ -25,8 +30,9 @@ pub enum BenchCmd {
     #[cfg(feature = "af-xdp")]
     Xdp(xdp::XdpArgs),
     /// Closed-loop TCP request/response (default 64 B) at 1, 64, 1024 and
-    /// 16384 connections: ours (mem wire, two pinned threads) against the
-    /// kernel (epoll, loopback, two processes): transactions/s, p50/p99.
+    /// 16384 connections: ours (mem wire, two pinned threads) against each
+    /// kernel baseline (loopback, two processes): transactions/s, p50/p99,
+    /// and the ratio against the best baseline.
     TcpRr(tcp::TcpBenchArgs),
     /// Connections set up and torn down per second, ours against the kernel.
     Cps(tcp::TcpBenchArgs),
@@ -45,6 +51,9 @@ pub enum BenchCmd {
     /// (internal) the load generator over kernel sockets.
     #[command(hide = true)]
     KernelClient(tcp::KernelClientArgs),
+    /// Every scenario this machine supports, bounded in time (under 15
+    /// minutes): JSON, charts, tables and a Markdown summary in --out DIR.
+    All(all::AllArgs),
     /// Soak: HTTP request/response and connection churn between two stacks
     /// over an in-memory wire for a long time, sampling memory and
     /// counters for drift and errors.
@@ -65,5 +74,6 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
         BenchCmd::KernelServer(a) => tcp::kernel_server(a),
         BenchCmd::KernelClient(a) => tcp::kernel_client(a),
         BenchCmd::Soak(a) => soak::run(a),
+        BenchCmd::All(a) => all::run(a),
     }
 }

@@ -9,7 +9,9 @@
 //! `--sample` seconds it prints the process's resident memory, the
 //! connection and buffer counts and the error counters; at the end, the
 //! drift from the first sample. Any error (a failed or reset connection,
-//! a bad response) makes the run fail.
+//! a bad response) makes the run fail, and so does a stall: progress
+//! (responses and closed connections) standing still for a whole sample
+//! window, watched every 100 ms.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use std::time::Duration;
 use clap::Args;
 
 use bypass::app::http::{HttpApp, HttpClient, HttpCounters, TechEmpower};
+use bypass::app::loadgen::StallWatch;
 use bypass::app::tcp::{Conn, Ctx, TcpApp};
 use bypass::port::mem::{Faults, MemConfig, MemPort, MemQueue};
 use bypass::port::{Port, PortQueue};
@@ -248,6 +251,11 @@ pub fn run(a: SoakArgs) -> Result<()> {
         },
     )?;
     let mut cc = StackConfig::new(CLIENT, 24);
+    // Every closed connection holds its local port in TIME-WAIT for 10 s
+    // (smoltcp's fixed value): at ~5,000 closes/s the default 28k-port
+    // range runs dry and the churn stalls until ports come back. The
+    // whole unprivileged range, as a churning client would configure.
+    cc.ephemeral = (1024, 65535);
     cc.connect = tcp;
     let c = Stack::new(qb, &ib, cc, now())?;
     let counters = Arc::new(HttpCounters::default());
@@ -300,11 +308,28 @@ pub fn run(a: SoakArgs) -> Result<()> {
         "     t  rss_MiB   responses/s  conns/s  srv_conns  cli_conns  bufs  errors",
     );
     let mut last = take(&server, &client);
+    let mut watch = StallWatch::new(a.sample);
+    let watch_every = Duration::from_millis(100);
+    let mut next_watch = watch_every;
     loop {
         let t = now();
         server.poll(t);
         client.poll(t);
         let el = start.elapsed();
+        if el >= next_watch {
+            let ch = client.app();
+            if watch.sample(el.as_secs_f64(), ch.responses + ch.closed) {
+                say(
+                    a.json,
+                    &format!(
+                        "STALL: no response and no closed connection for {:.1} s (since t={:.1} s)",
+                        a.sample,
+                        watch.stalls().last().map_or(0.0, |s| s.from_s)
+                    ),
+                );
+            }
+            next_watch += watch_every;
+        }
         if el >= next || el >= total {
             let s = take(&server, &client);
             let dt = (s.t - last.t).max(1e-9);
@@ -366,6 +391,7 @@ pub fn run(a: SoakArgs) -> Result<()> {
         "rss_end_bytes": end.rss_bytes,
         "rss_max_bytes": samples.iter().map(|s| s.rss_bytes).max().unwrap_or(end.rss_bytes),
         "rss_drift_bytes": drift,
+        "stalls": watch.stalls(),
         "server_requests": counters.requests.get(),
         "samples": samples,
     });
@@ -385,11 +411,13 @@ pub fn run(a: SoakArgs) -> Result<()> {
     if a.json {
         println!("{summary}");
     }
-    if end.errors > 0 || client.app().active > 0 {
+    if end.errors > 0 || client.app().active > 0 || !watch.stalls().is_empty() {
         return Err(Error::Config(format!(
-            "soak saw {} errors and {} connections that did not finish",
+            "soak saw {} errors, {} connections that did not finish and {} stalls (no progress for {} s)",
             end.errors,
-            client.app().active
+            client.app().active,
+            watch.stalls().len(),
+            a.sample
         )));
     }
     Ok(())

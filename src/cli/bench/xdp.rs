@@ -47,8 +47,7 @@
 //! busy-poll off by default (`--busy-poll` turns it on; on veth it adds
 //! system calls and no NAPI to steer).
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -61,6 +60,12 @@ use bypass::buf::{Burst, PacketBuf};
 use bypass::port::xdp::{self, XdpConfig, XdpMode, XdpPort, XdpQueue, ZeroCopy};
 use bypass::port::{sys, MacAddr, Port, PortQueue};
 use bypass::{Error, Result};
+
+use super::proc::HugeGuard;
+use super::testpmd::Testpmd;
+
+/// testpmd's memory (MiB).
+const TESTPMD_MB: u64 = 512;
 
 const RX_IF: &str = "bpx0";
 const GEN_IF: &str = "bpx1";
@@ -136,6 +141,8 @@ struct Side {
     side: &'static str,
     xdp_mode: String,
     copy_mode: String,
+    /// The packet memory: "hugepages" or "4 KiB pages".
+    memory: String,
     /// Frames the generator handed to the kernel during the window.
     offered: u64,
     /// Frames the receiver got.
@@ -389,6 +396,7 @@ fn run_ours(
         side: "bypass",
         xdp_mode: format!("{:?}", modes.attach).to_lowercase(),
         copy_mode: if modes.zerocopy { "zero-copy" } else { "copy" }.into(),
+        memory: memory_name(modes.hugepages).into(),
         rx: recv.rx.load(Ordering::Relaxed) - rx0,
         tx: recv.tx.load(Ordering::Relaxed) - tx0,
         ..Default::default()
@@ -411,32 +419,12 @@ fn run_ours(
     Ok((side, gen.q))
 }
 
-fn which(bin: &str) -> Option<String> {
-    std::env::var("PATH").ok()?.split(':').find_map(|d| {
-        let p = format!("{d}/{bin}");
-        std::path::Path::new(&p).exists().then_some(p)
-    })
-}
-
-/// Reads `RX-packets`/`TX-packets` from testpmd's accumulated statistics.
-fn parse_testpmd(out: &str) -> Option<(u64, u64)> {
-    let acc = &out[out.find("Accumulated forward statistics")?..];
-    let num = |key: &str| -> Option<u64> {
-        let i = acc.find(key)? + key.len();
-        acc[i..].split_whitespace().next()?.parse().ok()
-    };
-    Some((num("RX-packets:")?, num("TX-packets:")?))
-}
-
-fn wait_exit(child: &mut Child, secs: u64) -> bool {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < end {
-        if let Ok(Some(_)) = child.try_wait() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+fn memory_name(huge: bool) -> &'static str {
+    if huge {
+        "hugepages"
+    } else {
+        "4 KiB pages"
     }
-    false
 }
 
 fn run_testpmd(
@@ -445,173 +433,75 @@ fn run_testpmd(
     gen_q: XdpQueue,
     frame: &Arc<Vec<u8>>,
     ours_copy: &str,
+    ours_huge: bool,
 ) -> Result<(Side, XdpQueue)> {
-    let bin = which("dpdk-testpmd").ok_or_else(|| {
-        Error::Config(
-            "dpdk-testpmd is not installed (Debian: `apt-get install dpdk-dev`); use --no-testpmd to skip it"
-                .into(),
-        )
-    })?;
+    // testpmd's packet memory matches ours: hugepages when our UMEM is on
+    // them (raising the machine's count for the run if needed), ordinary
+    // pages otherwise.
+    let huge = if ours_huge {
+        HugeGuard::ensure_free(TESTPMD_MB / 2)
+    } else {
+        None
+    };
+    let mem_args: Vec<String> = match &huge {
+        Some(_) => vec!["-m".into(), TESTPMD_MB.to_string(), "--in-memory".into()],
+        None => vec!["--no-huge".into(), "-m".into(), TESTPMD_MB.to_string()],
+    };
+    if ours_huge && huge.is_none() {
+        eprintln!(
+            "note: testpmd runs on 4 KiB pages while our UMEM is on hugepages: {} free hugepages could not be had",
+            TESTPMD_MB / 2
+        );
+    }
     let prefix = format!("bypass-bench-xdp-{}", std::process::id());
-    // testpmd's runtime directory goes away on every path out of here.
-    struct RuntimeDir(String);
-    impl Drop for RuntimeDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", self.0));
-        }
-    }
-    let _runtime_dir = RuntimeDir(prefix.clone());
-    // testpmd's stdout is a pipe here, so make it line-buffered to see
-    // "Press enter to exit" when forwarding starts (stdbuf execs testpmd:
-    // the child's PID is testpmd's).
-    let stdbuf = which("stdbuf");
-    let mut cmd = match &stdbuf {
-        Some(sb) => {
-            let mut c = Command::new(sb);
-            c.arg("-oL").arg(&bin);
-            c
-        }
-        None => Command::new(&bin),
-    };
-    let mut child = cmd
-        .args([
-            "-l",
-            &format!("{},{}", a.rx_core, a.gen_core),
-            "--main-lcore",
-            &a.gen_core.to_string(),
-            "--no-pci",
-            "--no-huge",
-            "-m",
-            "512",
-            "--file-prefix",
-            &prefix,
-            "--log-level",
-            "pmd.net.af_xdp:info",
-            "--vdev",
-            &format!("net_af_xdp0,iface={RX_IF},start_queue=0,queue_count=1"),
-            "--",
-            "--no-mlockall",
-            &format!("--forward-mode={}", if swap { "macswap" } else { "rxonly" }),
-            "--total-num-mbufs=16384",
-            "--nb-cores=1",
-            "--rxq=1",
-            "--txq=1",
-            "--burst=32",
-            &format!("--rxd={}", a.ring),
-            &format!("--txd={}", a.ring),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::io(format!("starting {bin}"), e))?;
-    let pid = child.id();
-    let (line_tx, line_rx) = mpsc::channel::<String>();
-    let out = child.stdout.take();
-    let err = child.stderr.take();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        if let Some(o) = out {
-            for l in BufReader::new(o).lines().map_while(|l| l.ok()) {
-                let _ = line_tx.send(l.clone());
-                all.push_str(&l);
-                all.push('\n');
-            }
-        }
-        all
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(mut e) = err {
-            let _ = std::io::Read::read_to_string(&mut e, &mut s);
-        }
-        s
-    });
-    let give_up = |child: &mut Child, why: String| -> Error {
-        let _ = child.kill(); // our own child, by its handle (its PID)
-        let _ = child.wait();
-        Error::Config(why)
-    };
-    // Wait (bounded) until forwarding has started.
-    let end = Instant::now() + Duration::from_secs(60);
-    let mut started = false;
-    while Instant::now() < end {
-        match line_rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(l) if l.contains("Press enter to exit") => {
-                started = true;
-                break;
-            }
-            Ok(_) => {}
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-    }
-    if !started {
-        let _ = give_up(&mut child, String::new());
-        let out = reader.join().unwrap_or_default();
-        let err = err_reader.join().unwrap_or_default();
-        let tail: Vec<&str> = out.lines().chain(err.lines()).rev().take(15).collect();
-        return Err(Error::Config(format!(
-            "dpdk-testpmd did not start forwarding; its last lines:\n{}",
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        )));
-    }
-    let worker = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .ok()
-        .and_then(|d| {
-            d.filter_map(|e| e.ok()).find_map(|e| {
-                let tid = e.file_name().to_string_lossy().into_owned();
-                let comm = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).ok()?;
-                let comm = comm.trim();
-                (comm == format!("rte-worker-{}", a.rx_core)
-                    || comm == format!("lcore-worker-{}", a.rx_core))
-                .then(|| format!("{pid}/task/{tid}"))
-            })
-        });
-    let Some(worker) = worker else {
-        return Err(give_up(
-            &mut child,
-            "cannot find testpmd's forwarding thread (rte-worker-N) in /proc".into(),
-        ));
-    };
+    let mut eal: Vec<String> = [
+        "-l".to_string(),
+        format!("{},{}", a.rx_core, a.gen_core),
+        "--main-lcore".into(),
+        a.gen_core.to_string(),
+        "--no-pci".into(),
+    ]
+    .into();
+    eal.extend(mem_args);
+    eal.extend([
+        format!("--file-prefix={prefix}"),
+        "--log-level".into(),
+        "pmd.net.af_xdp:info".into(),
+        "--vdev".into(),
+        format!("net_af_xdp0,iface={RX_IF},start_queue=0,queue_count=1"),
+    ]);
+    let app: Vec<String> = vec![
+        "--no-mlockall".into(),
+        format!("--forward-mode={}", if swap { "macswap" } else { "rxonly" }),
+        "--total-num-mbufs=16384".into(),
+        "--nb-cores=1".into(),
+        "--rxq=1".into(),
+        "--txq=1".into(),
+        "--burst=32".into(),
+        format!("--rxd={}", a.ring),
+        format!("--txd={}", a.ring),
+    ];
+    let tp = Testpmd::start("dpdk-testpmd", &prefix, &eal, &app)
+        .map_err(|e| Error::Config(format!("{e} (use --no-testpmd to measure bypass only)")))?;
+    let worker = tp.worker_task(a.rx_core).ok_or_else(|| {
+        Error::Config("cannot find testpmd's forwarding thread (rte-worker-N) in /proc".into())
+    })?;
     let attached = xdp::attached_mode(RX_IF)
         .map(|m| format!("{m:?}").to_lowercase())
         .unwrap_or_else(|_| "?".into());
     std::thread::sleep(Duration::from_millis(200));
     let cpu0 = cpu_ns(&worker);
-    let gen = match generate(gen_q, a.gen_core, a.duration, frame.clone()) {
-        Ok(g) => g,
-        Err(e) => {
-            let _ = give_up(&mut child, String::new());
-            return Err(e);
-        }
-    };
+    let gen = generate(gen_q, a.gen_core, a.duration, frame.clone())?;
     let cpu = cpu_ns(&worker) - cpu0;
     std::thread::sleep(Duration::from_millis(200));
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(b"\n");
-    }
-    if !wait_exit(&mut child, 30) {
-        return Err(give_up(
-            &mut child,
-            "dpdk-testpmd did not exit within 30 s".into(),
-        ));
-    }
-    let out = reader.join().unwrap_or_default();
-    let _ = err_reader.join();
-    let (rx, tx) = parse_testpmd(&out).ok_or_else(|| {
-        Error::Config("could not read testpmd's final statistics from its output".into())
-    })?;
+    let st = tp.stop()?;
     let side = Side {
         side: "testpmd",
         xdp_mode: attached,
         copy_mode: format!("{ours_copy} (inferred)"),
-        rx,
-        tx,
+        memory: memory_name(huge.is_some()).into(),
+        rx: st.rx,
+        tx: st.tx,
         ..Default::default()
     };
     Ok((finish_side(side, &gen, cpu), gen.q))
@@ -639,10 +529,11 @@ fn print_side(json: bool, s: &Side, swap: bool) {
     say(
         json,
         &format!(
-            "  {:<8} {:<7} {:<17} {:>8.3} {:>8.3} {:>8} {:>10.0} {:>6.0}% {:>9.0}  {}",
+            "  {:<8} {:<7} {:<17} {:<11} {:>8.3} {:>8.3} {:>8} {:>10.0} {:>6.0}% {:>9.0}  {}",
             s.side,
             s.xdp_mode,
             s.copy_mode,
+            s.memory,
             s.offered_mpps,
             s.rx_mpps,
             if swap {
@@ -750,9 +641,10 @@ pub fn run(a: XdpArgs) -> Result<()> {
             let (s, q) = run_ours(&a, swap, gen_q, &frame)?;
             gen_q = q;
             let copy = s.copy_mode.clone();
+            let huge = s.memory == memory_name(true);
             ours.push(s);
             if with_testpmd {
-                let (t, q) = run_testpmd(&a, swap, gen_q, &frame, &copy)?;
+                let (t, q) = run_testpmd(&a, swap, gen_q, &frame, &copy, huge)?;
                 gen_q = q;
                 theirs.push(t);
             }
@@ -783,10 +675,11 @@ pub fn run(a: XdpArgs) -> Result<()> {
     say(
         json,
         &format!(
-            "  {:<8} {:<7} {:<17} {:>8} {:>8} {:>8} {:>10} {:>7} {:>9}",
+            "  {:<8} {:<7} {:<17} {:<11} {:>8} {:>8} {:>8} {:>10} {:>7} {:>9}",
             "side",
             "xdp",
             "copy",
+            "memory",
             "offered",
             "rx Mpps",
             "tx Mpps",
@@ -839,16 +732,6 @@ pub fn run(a: XdpArgs) -> Result<()> {
 mod tests {
     use super::*;
     use smoltcp::wire::{EthernetFrame, IpProtocol, Ipv4Packet};
-
-    #[test]
-    fn reads_testpmd_final_stats() {
-        let out = "  ---- Forward statistics for port 0 ----\n  RX-packets: 3 RX-dropped: 0\n\
-                   +++ Accumulated forward statistics for all ports+++\n  \
-                   RX-packets: 1234       RX-dropped: 0             RX-total: 1234\n  \
-                   TX-packets: 1200       TX-dropped: 34            TX-total: 1234\n";
-        assert_eq!(parse_testpmd(out), Some((1234, 1200)));
-        assert_eq!(parse_testpmd("nothing"), None);
-    }
 
     #[test]
     fn template_is_a_valid_udp_frame() {

@@ -1,0 +1,163 @@
+//! `bench tcp-rr` and `bench cps`: sweeps over connection counts, ours
+//! against every kernel baseline at each point.
+
+use bypass::Result;
+
+use super::kernel::ServerProc;
+use super::ours::{OursRun, ServerKind};
+use super::report::{emit, machine, plot, print_points, Point, SideRun};
+use super::{load_args, run_baselines, run_ours_at, TcpBenchArgs};
+use crate::cli::loadgen::ModeArg;
+
+/// Ours' side of a point.
+pub(super) fn ours_side(r: OursRun) -> SideRun {
+    SideRun::new(r.load, 0, r.drops, r.cpu_wait_share, r.stalls)
+}
+
+/// tcp-rr or cps: a sweep over connection counts.
+fn sweep(a: &TcpBenchArgs, mode: ModeArg) -> Result<Vec<Point>> {
+    let (dur, ramp) = a.secs()?;
+    let default: &[usize] = if mode == ModeArg::Cps {
+        &[1, 64]
+    } else {
+        &[1, 64, 1024, 16384]
+    };
+    let tcp = a.tcp_opts(4096)?;
+    let max_secs = (dur + ramp).as_secs_f64() + 30.0;
+    let mut out = Vec::new();
+    for n in a.points(default)? {
+        let la = load_args(mode, n, a.size, a.pipeline.unwrap_or(1));
+        let ours = run_ours_at(a, None, ServerKind::Echo, &la, tcp)?;
+        let (baselines, not_run) = run_baselines(
+            a,
+            n,
+            &la,
+            |b| ServerProc::echo(b, a.server_core, max_secs),
+            |b| b.label().to_string(),
+        )?;
+        out.push(Point::new(n, ours_side(ours), baselines, not_run));
+    }
+    Ok(out)
+}
+
+fn setup_line(a: &TcpBenchArgs, what: &str) {
+    a.say(&format!(
+        "{what}; machine: {}; server core {}, client core {}; {} s measured per point after the ramp. \
+         ours: our server and loadgen on the userspace stack over a mem wire between two pinned threads (spinning); \
+         kernel baselines ({}): the same apps over kernel sockets, loopback, two processes on the same cores.",
+        machine(),
+        a.server_core,
+        a.client_core,
+        a.duration,
+        a.baselines
+            .iter()
+            .map(|b| b.label())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+}
+
+pub fn tcp_rr(a: TcpBenchArgs) -> Result<()> {
+    setup_line(
+        &a,
+        &format!(
+            "tcp-rr: closed-loop {} B request/response, pipeline {}",
+            a.size,
+            a.pipeline.unwrap_or(1)
+        ),
+    );
+    let pts = sweep(&a, ModeArg::Rr)?;
+    print_points(&a, "transactions per second", "tx/s", &pts);
+    let targets = rr_targets(&pts);
+    for t in &targets {
+        a.say(t);
+    }
+    plot(&a, "tcp-rr: transactions/s", "transactions/s", &pts)?;
+    emit(
+        &a,
+        "tcp-rr",
+        serde_json::json!({ "points": pts, "targets": targets, "size": a.size }),
+    );
+    Ok(())
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "MISSED"
+    }
+}
+
+fn rr_targets(pts: &[Point]) -> Vec<String> {
+    let mut out = Vec::new();
+    let at = |n: usize| pts.iter().find(|p| p.connections == n);
+    if let Some(p) = at(64) {
+        out.push(match p.vs_best_kernel {
+            Some(r) => format!(
+                "target tx/s at 64 conns >= 10x the best kernel baseline ({}): {r:.2}x ({})",
+                p.best_kernel.as_deref().unwrap_or("-"),
+                met(r >= 10.0)
+            ),
+            None => {
+                "target tx/s at 64 conns >= 10x the best kernel baseline: no valid ratio".into()
+            }
+        });
+    }
+    if let Some(p) = at(1) {
+        if let (Some(r), Some(b)) = (p.p99_vs_best_kernel, &p.best_kernel) {
+            out.push(format!(
+                "target p99 at 1 conn <= 1/3 of the best kernel baseline's ({b}): kernel/ours {r:.2} ({})",
+                met(r >= 3.0)
+            ));
+        }
+    }
+    if let (Some(a), Some(b)) = (at(64), at(16384)) {
+        if a.ours.invalid.is_none() && b.ours.invalid.is_none() && a.ours.rate() > 0.0 {
+            let r = b.ours.rate() / a.ours.rate();
+            out.push(format!(
+                "target tx/s at 16384 conns >= 0.8x the figure at 64: {r:.2}x ({})",
+                met(r >= 0.8)
+            ));
+        }
+    }
+    out
+}
+
+pub fn cps(a: TcpBenchArgs) -> Result<()> {
+    setup_line(
+        &a,
+        &format!(
+            "cps: connect, one {} B request/response, close with RST (both sides, so neither keeps TIME-WAIT), N in flight",
+            a.size
+        ),
+    );
+    let pts = sweep(&a, ModeArg::Cps)?;
+    print_points(
+        &a,
+        "connections set up and torn down per second",
+        "conn/s",
+        &pts,
+    );
+    let mut targets = Vec::new();
+    if let Some(p) = pts.last() {
+        targets.push(match p.vs_best_kernel {
+            Some(r) => format!(
+                "target cps >= 10x the best kernel baseline ({}): {r:.2}x ({})",
+                p.best_kernel.as_deref().unwrap_or("-"),
+                met(r >= 10.0)
+            ),
+            None => "target cps >= 10x the best kernel baseline: no valid ratio".into(),
+        });
+    }
+    for t in &targets {
+        a.say(t);
+    }
+    plot(&a, "cps: connections/s", "connections/s", &pts)?;
+    emit(
+        &a,
+        "cps",
+        serde_json::json!({ "points": pts, "targets": targets }),
+    );
+    Ok(())
+}
