@@ -3,6 +3,7 @@
 
 mod epoll;
 mod fwd;
+mod lossy;
 mod soak;
 mod svg;
 mod tcp;
@@ -45,6 +46,11 @@ pub enum BenchCmd {
     /// (internal) the load generator over kernel sockets.
     #[command(hide = true)]
     KernelClient(tcp::KernelClientArgs),
+    /// The kernel and bypass echo servers behind a router namespace that
+    /// drops TCP frames at random and can shape with tbf: bulk goodput kept
+    /// under loss, request/response tails, two flows through a bottleneck,
+    /// and the longest stall of each (needs root and nftables).
+    Lossy(lossy::LossyArgs),
     /// Soak: HTTP request/response and connection churn between two stacks
     /// over an in-memory wire for a long time, sampling memory and
     /// counters for drift and errors.
@@ -64,6 +70,7 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
         BenchCmd::Scale(a) => tcp::scale(a),
         BenchCmd::KernelServer(a) => tcp::kernel_server(a),
         BenchCmd::KernelClient(a) => tcp::kernel_client(a),
+        BenchCmd::Lossy(a) => lossy::run(a),
         BenchCmd::Soak(a) => soak::run(a),
     }
 }
