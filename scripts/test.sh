@@ -40,8 +40,13 @@ if [ ${#filter[@]} -eq 0 ]; then
 fi
 echo "== cargo test (all features)"
 cargo test --workspace --all-features --no-fail-fast -- "${filter[@]}"
+# Privileged tests marked #[ignore = "needs root"]. Only these files: other
+# ignored tests are helpers run in a child process of their own (DPDK's EAL
+# starts once per process) or manual workloads.
+echo "== cargo test (needs root)"
+cargo test --all-features --no-fail-fast --test lossy_path -- --include-ignored "${filter[@]}"
 echo "== leftovers"
-left=$(ip netns list | grep -E '^bpt-' || true)
+left=$(ip netns list | grep -E '^(bpt|bpl)-' || true)
 if [ -n "$left" ]; then
   echo "test.sh: tests left namespaces behind: $left" >&2
   exit 1

@@ -29,8 +29,8 @@ use clap::{Args, ValueEnum};
 use bypass::runtime::Stop;
 use bypass::{Error, Result};
 
-use self::ours::{BypassConfig, LoadRun, Proc};
 use self::kernel::{End, Flow, FlowResult, KernelServer, RrResult};
+use self::ours::{BypassConfig, LoadRun, Proc};
 use self::topo::{Counters, Shaping, TapSlot, Topo, PPM_MOD};
 
 /// The echo port of every server.
@@ -51,7 +51,12 @@ pub enum Scenario {
 #[derive(Args, Debug)]
 pub struct LossyArgs {
     /// Scenarios to run, in order.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "bulk,rr,flows")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "bulk,rr,flows"
+    )]
     pub scenarios: Vec<Scenario>,
     /// Random TCP frame loss in each direction for the lossy bulk runs:
     /// `1%`, `0.1%`, `0`.
@@ -99,7 +104,12 @@ pub struct LossyArgs {
     #[arg(long = "bypass", value_name = "NAME=ARGS", allow_hyphen_values = true)]
     pub bypass: Vec<String>,
     /// Extra arguments of the bypass server when no --bypass is given.
-    #[arg(long, value_name = "ARGS", default_value = "", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "ARGS",
+        default_value = "",
+        allow_hyphen_values = true
+    )]
     pub bypass_args: String,
     /// Column name of that configuration.
     #[arg(long, value_name = "NAME", default_value = "smoltcp")]
@@ -214,7 +224,10 @@ impl LossyArgs {
         if self.rr_transactions == Some(0) {
             return bad("--rr-transactions must be at least 1");
         }
-        for (c, f) in [(self.server_core, "--server-core"), (self.client_core, "--client-core")] {
+        for (c, f) in [
+            (self.server_core, "--server-core"),
+            (self.client_core, "--client-core"),
+        ] {
             if !cores.contains(&c) {
                 return Err(Error::Config(format!(
                     "{f} {c} is not a core this process may use ({cores:?})"
@@ -240,7 +253,11 @@ impl LossyArgs {
 /// otherwise.
 fn with_core(c: &BypassConfig, core: usize) -> BypassConfig {
     let mut c = c.clone();
-    if !c.args.iter().any(|a| a == "--cores" || a.starts_with("--cores=")) {
+    if !c
+        .args
+        .iter()
+        .any(|a| a == "--cores" || a.starts_with("--cores="))
+    {
         c.args.extend(["--cores".to_string(), core.to_string()]);
     }
     c
@@ -420,7 +437,13 @@ impl Bench<'_> {
             let before = self.topo.counters()?;
             let s = kernel::connect_in(&self.topo.client, target, Duration::from_secs(10))?;
             let deadline = Instant::now() + Duration::from_secs_f64(self.a.timeout);
-            let f = Flow::start(s, 1 + i as u64, Some(self.a.bulk_bytes()), deadline, &self.stop)?;
+            let f = Flow::start(
+                s,
+                1 + i as u64,
+                Some(self.a.bulk_bytes()),
+                deadline,
+                &self.stop,
+            )?;
             let flow = f.finish();
             let loss = self.topo.counters()?.since(&before);
             let run = BulkRun { ppm, flow, loss };
@@ -503,9 +526,15 @@ impl Bench<'_> {
             }
         };
         sleep_until(t0 + total / 5);
-        let (w0, first) = (Instant::now(), flows.iter().map(Flow::back).collect::<Vec<_>>());
+        let (w0, first) = (
+            Instant::now(),
+            flows.iter().map(Flow::back).collect::<Vec<_>>(),
+        );
         sleep_until(t0 + total);
-        let (w1, last) = (Instant::now(), flows.iter().map(Flow::back).collect::<Vec<_>>());
+        let (w1, last) = (
+            Instant::now(),
+            flows.iter().map(Flow::back).collect::<Vec<_>>(),
+        );
         for f in &flows {
             f.stop();
         }
@@ -536,7 +565,8 @@ impl Bench<'_> {
                 Scenario::Rr => {
                     res.rr.push(self.rr_kernel_client(label, target)?);
                     if let Some((cfg, slot)) = client {
-                        res.rr.push(self.rr_bypass_client(cfg, slot, label, target)?);
+                        res.rr
+                            .push(self.rr_bypass_client(cfg, slot, label, target)?);
                         let kernel = SocketAddrV4::new(topo::SERVER_IP, ECHO_PORT);
                         res.rr
                             .push(self.rr_bypass_client(cfg, slot, "kernel", kernel)?);

@@ -567,10 +567,8 @@ mod tests {
         let mut other = vec![0u8; 100];
         fill_pattern(8, 3, &mut other);
         assert_ne!(whole, other);
-        // Shifted by one word: not the same bytes.
-        let mut shifted = vec![0u8; 100];
-        fill_pattern(7, 11, &mut shifted);
-        assert_ne!(whole[8..], shifted[..92]);
+        // Data one word out of place is caught: the stream is not periodic.
+        assert_ne!(whole[8..], whole[..92]);
     }
 
     #[test]

@@ -106,7 +106,13 @@ impl Proc {
                     let _ = r.join();
                 }
                 let lines = self.lines();
-                let last: Vec<&str> = lines.iter().rev().take(3).rev().map(|s| s.as_str()).collect();
+                let last: Vec<&str> = lines
+                    .iter()
+                    .rev()
+                    .take(3)
+                    .rev()
+                    .map(|s| s.as_str())
+                    .collect();
                 Some(Error::Config(format!(
                     "{} exited ({st}): {}",
                     self.what,
@@ -243,7 +249,13 @@ pub fn loadgen(
     }
     let lines = p.lines();
     if !status.success() {
-        let last: Vec<&str> = lines.iter().rev().take(3).rev().map(|s| s.as_str()).collect();
+        let last: Vec<&str> = lines
+            .iter()
+            .rev()
+            .take(3)
+            .rev()
+            .map(|s| s.as_str())
+            .collect();
         return Err(Error::Config(format!(
             "{what} failed ({status}): {}",
             last.join(" | ")

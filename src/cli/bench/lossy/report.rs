@@ -162,7 +162,8 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 }
 
 fn opt(v: Option<f64>, prec: usize) -> String {
-    v.map(|x| format!("{x:.prec$}")).unwrap_or_else(|| "-".into())
+    v.map(|x| format!("{x:.prec$}"))
+        .unwrap_or_else(|| "-".into())
 }
 
 fn yes(b: bool) -> &'static str {
@@ -212,9 +213,19 @@ impl Out<'_> {
         ));
         self.say(&format!(
             "{:<12} {:>12} {:>34} {:>6} {:>9} {:>8} {:>15} {:>22}",
-            "server", "lossless", "lossy", "kept", "vs kernel", ">= 0.8", "stall ms", "lossy: loss measured"
+            "server",
+            "lossless",
+            "lossy",
+            "kept",
+            "vs kernel",
+            ">= 0.8",
+            "stall ms",
+            "lossy: loss measured"
         ));
-        let kernel_kept = rows.iter().find(|r| r.server == "kernel").and_then(|r| r.kept());
+        let kernel_kept = rows
+            .iter()
+            .find(|r| r.server == "kernel")
+            .and_then(|r| r.kept());
         let mut servers = Vec::new();
         let mut stall_max = Duration::ZERO;
         for r in rows {
@@ -225,11 +236,17 @@ impl Out<'_> {
                 stall_max = stall_max.max(*d);
                 let what = format!("bulk {} at {:.2}%", r.server, pct(x.ppm) * 100.0);
                 if x.mbit().is_none() {
-                    self.failures.push(format!("{what}: {}", bulk_cell(x, false)));
+                    self.failures
+                        .push(format!("{what}: {}", bulk_cell(x, false)));
                 }
                 self.stall(&what, *d);
             }
-            let cell = |i: usize| r.runs.get(i).map(|x| bulk_cell(x, false)).unwrap_or_default();
+            let cell = |i: usize| {
+                r.runs
+                    .get(i)
+                    .map(|x| bulk_cell(x, false))
+                    .unwrap_or_default()
+            };
             self.say(&format!(
                 "{:<12} {:>12} {:>34} {:>6} {:>9} {:>8} {:>15} {:>22}",
                 r.server,
@@ -290,8 +307,18 @@ impl Out<'_> {
         ));
         self.say(&format!(
             "{:<10} {:<10} {:>10} {:>9} {:>9} {:>10} {:>10} {:>10} {:>10} {:>9} {:>7} {:>22}",
-            "client", "server", "tx/s", "p50 us", "p99 us", "p99.9 us", "max us", "stall ms",
-            "tx/s vs k", "p99.9<=20ms", "tx", "loss measured"
+            "client",
+            "server",
+            "tx/s",
+            "p50 us",
+            "p99 us",
+            "p99.9 us",
+            "max us",
+            "stall ms",
+            "tx/s vs k",
+            "p99.9<=20ms",
+            "tx",
+            "loss measured"
         ));
         let base = rows
             .iter()
@@ -369,7 +396,14 @@ impl Out<'_> {
         ));
         self.say(&format!(
             "{:<12} {:>10} {:>16} {:>11} {:>9} {:>12} {:>9} {:>22}",
-            "server", "together", "flows", "shares", ">= 90%", "each +-30%", "stall ms", "loss measured"
+            "server",
+            "together",
+            "flows",
+            "shares",
+            ">= 90%",
+            "each +-30%",
+            "stall ms",
+            "loss measured"
         ));
         let mut out = Vec::new();
         let mut stall_max = Duration::ZERO;
@@ -377,9 +411,7 @@ impl Out<'_> {
             let m = r.mbits();
             let sum: f64 = m.iter().sum();
             let sh = shares(r);
-            let fair = sh
-                .iter()
-                .all(|s| (s - 0.5).abs() <= FAIR_TOLERANCE * 0.5);
+            let fair = sh.iter().all(|s| (s - 0.5).abs() <= FAIR_TOLERANCE * 0.5);
             let what = format!("flows {}", r.server);
             for (i, f) in r.flows.iter().enumerate() {
                 if !f.intact {
@@ -390,7 +422,8 @@ impl Out<'_> {
                     ));
                 }
                 if let End::Failed(why) = &f.end {
-                    self.failures.push(format!("{what}: flow {} failed: {why}", i + 1));
+                    self.failures
+                        .push(format!("{what}: flow {} failed: {why}", i + 1));
                 }
             }
             self.stall(&what, r.stall());

@@ -98,7 +98,10 @@ impl Counters {
     /// Measured loss client→server and server→client (fractions).
     pub fn loss(&self) -> (f64, f64) {
         let f = |d: u64, a: u64| if a == 0 { 0.0 } else { d as f64 / a as f64 };
-        (f(self.up_drop, self.up_all), f(self.down_drop, self.down_all))
+        (
+            f(self.up_drop, self.up_all),
+            f(self.down_drop, self.down_all),
+        )
     }
 
     /// `1.02%/0.97% of 3012/2900`.
@@ -246,8 +249,14 @@ impl Topo {
         }
         let (r, c, s) = (t.router.clone(), t.client.clone(), t.server.clone());
         exec(&r, "sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
-        ip(&r, &format!("link add cv0 type veth peer name c0 netns {c}"))?;
-        ip(&r, &format!("link add sv0 type veth peer name s0 netns {s}"))?;
+        ip(
+            &r,
+            &format!("link add cv0 type veth peer name c0 netns {c}"),
+        )?;
+        ip(
+            &r,
+            &format!("link add sv0 type veth peer name s0 netns {s}"),
+        )?;
         ip(&r, "addr add 10.71.1.1/24 dev cv0")?;
         ip(&r, "addr add 10.71.2.1/24 dev sv0")?;
         ip(&c, &format!("addr add {CLIENT_IP}/24 dev c0"))?;
@@ -277,7 +286,11 @@ impl Topo {
     fn offloads_off(&mut self, ns: &str, dev: &str) -> Result<()> {
         // ethtool exits non-zero when some feature is fixed; what matters
         // is the state read back below.
-        let _ = exec(ns, "ethtool", &["-K", dev, "gro", "off", "gso", "off", "tso", "off"]);
+        let _ = exec(
+            ns,
+            "ethtool",
+            &["-K", dev, "gro", "off", "gso", "off", "tso", "off"],
+        );
         let k = exec(ns, "ethtool", &["-k", dev])?;
         let on: Vec<&str> = k
             .lines()
