@@ -485,7 +485,7 @@ fn rr_conn(
     let mut req = vec![0u8; size];
     let mut resp = vec![0u8; size];
     let mut n = 0u64;
-    'tx: loop {
+    loop {
         if abort.is_set() {
             c.error = Some("interrupted".into());
             break;
@@ -500,43 +500,10 @@ fn rr_conn(
         }
         fill_pattern(id, n * size as u64, &mut req);
         let t0 = Instant::now();
-        let mut done = 0;
-        while done < size {
-            match s.write(&req[done..]) {
-                Ok(0) => {
-                    c.error = Some("the server closed".into());
-                    break 'tx;
-                }
-                Ok(k) => done += k,
-                Err(e) if timed_out(&e) => {
-                    if Instant::now() >= end || abort.is_set() {
-                        break 'tx;
-                    }
-                }
-                Err(e) => {
-                    c.error = Some(format!("write: {e}"));
-                    break 'tx;
-                }
-            }
-        }
-        let mut got = 0;
-        while got < size {
-            match s.read(&mut resp[got..]) {
-                Ok(0) => {
-                    c.error = Some("the server closed".into());
-                    break 'tx;
-                }
-                Ok(k) => got += k,
-                Err(e) if timed_out(&e) => {
-                    if Instant::now() >= end || abort.is_set() {
-                        break 'tx;
-                    }
-                }
-                Err(e) => {
-                    c.error = Some(format!("read: {e}"));
-                    break 'tx;
-                }
-            }
+        let io = exchange(&mut s, &req, &mut resp, end, abort);
+        if let Err(why) = io {
+            c.error = why;
+            break;
         }
         let t1 = Instant::now();
         if resp != req {
@@ -549,6 +516,39 @@ fn rr_conn(
     c.ended_ns = (Instant::now().min(end).max(start) - start).as_nanos() as u64;
     let _ = s.shutdown(Shutdown::Both);
     c
+}
+
+/// Writes `req` and reads `resp.len()` bytes back. `Err(None)`: the time
+/// is up (or Ctrl-C); `Err(Some(why))`: the connection failed.
+fn exchange(
+    s: &mut TcpStream,
+    req: &[u8],
+    resp: &mut [u8],
+    end: Instant,
+    abort: &Stop,
+) -> std::result::Result<(), Option<String>> {
+    for writing in [true, false] {
+        let len = if writing { req.len() } else { resp.len() };
+        let mut done = 0;
+        while done < len {
+            let r = if writing {
+                s.write(&req[done..])
+            } else {
+                s.read(&mut resp[done..])
+            };
+            match r {
+                Ok(0) => return Err(Some("the server closed".into())),
+                Ok(k) => done += k,
+                Err(e) if timed_out(&e) => {
+                    if Instant::now() >= end || abort.is_set() {
+                        return Err(None);
+                    }
+                }
+                Err(e) => return Err(Some(e.to_string())),
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -98,6 +98,12 @@ impl Proc {
             .unwrap_or_default()
     }
 
+    /// Its last three lines of stderr, on one line.
+    fn last_words(&self) -> String {
+        let lines = self.lines();
+        lines[lines.len().saturating_sub(3)..].join(" | ")
+    }
+
     /// The error to give if it ended by itself: its exit and last words.
     fn died(&mut self) -> Option<Error> {
         match self.child.try_wait() {
@@ -105,18 +111,10 @@ impl Proc {
                 if let Some(r) = self.reader.take() {
                     let _ = r.join();
                 }
-                let lines = self.lines();
-                let last: Vec<&str> = lines
-                    .iter()
-                    .rev()
-                    .take(3)
-                    .rev()
-                    .map(|s| s.as_str())
-                    .collect();
                 Some(Error::Config(format!(
                     "{} exited ({st}): {}",
                     self.what,
-                    last.join(" | ")
+                    self.last_words()
                 )))
             }
             _ => None,
@@ -138,8 +136,18 @@ fn me() -> Result<std::path::PathBuf> {
     std::env::current_exe().map_err(|e| Error::io("find this executable", e))
 }
 
-fn port_spec(router: &str, slot: &TapSlot) -> String {
-    format!("tap:{},netns={router},mac={}", slot.name, slot.mac)
+/// `bypass SUB` on the TAP of `slot` (in namespace `router`) with its
+/// address and gateway.
+fn command(sub: &str, router: &str, slot: &TapSlot) -> Result<Command> {
+    let mut cmd = Command::new(me()?);
+    cmd.arg(sub)
+        .args([
+            "--port",
+            &format!("tap:{},netns={router},mac={}", slot.name, slot.mac),
+        ])
+        .args(["--ip", &format!("{}/24", slot.ip)])
+        .args(["--gateway", &slot.gw.to_string()]);
+    Ok(cmd)
 }
 
 /// Starts `bypass echo` on `slot` and waits until a kernel client in
@@ -152,12 +160,8 @@ pub fn start_echo(
     port: u16,
     abort: &Stop,
 ) -> Result<Proc> {
-    let mut cmd = Command::new(me()?);
-    cmd.arg("echo")
-        .args(["--port", &port_spec(router, slot)])
-        .args(["--ip", &format!("{}/24", slot.ip)])
-        .args(["--gateway", &slot.gw.to_string()])
-        .args(["--listen", &port.to_string()])
+    let mut cmd = command("echo", router, slot)?;
+    cmd.args(["--listen", &port.to_string()])
         .args(["--stats-interval", "0"])
         .args(&cfg.args)
         .stdout(Stdio::null());
@@ -209,12 +213,8 @@ pub fn loadgen(
     secs: f64,
     abort: &Stop,
 ) -> Result<LoadRun> {
-    let mut cmd = Command::new(me()?);
-    cmd.arg("loadgen")
-        .args(["--port", &port_spec(router, slot)])
-        .args(["--ip", &format!("{}/24", slot.ip)])
-        .args(["--gateway", &slot.gw.to_string()])
-        .args(["--target", &target.to_string()])
+    let mut cmd = command("loadgen", router, slot)?;
+    cmd.args(["--target", &target.to_string()])
         .args(["--mode", "rr"])
         .args(["--connections", &conns.to_string()])
         .args(["--size", &size.to_string()])
@@ -247,20 +247,13 @@ pub fn loadgen(
     if let Some(o) = out.as_mut() {
         let _ = o.read_to_string(&mut text);
     }
-    let lines = p.lines();
     if !status.success() {
-        let last: Vec<&str> = lines
-            .iter()
-            .rev()
-            .take(3)
-            .rev()
-            .map(|s| s.as_str())
-            .collect();
         return Err(Error::Config(format!(
             "{what} failed ({status}): {}",
-            last.join(" | ")
+            p.last_words()
         )));
     }
+    let lines = p.lines();
     let summary: LoadSummary = text
         .lines()
         .rev()
