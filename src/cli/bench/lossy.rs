@@ -627,7 +627,7 @@ pub fn run(mut a: LossyArgs) -> Result<()> {
             cfg.args.join(" "),
             slot.name
         ));
-        let _echo: Proc = ours::start_echo(
+        let mut echo: Proc = ours::start_echo(
             &b.topo.router,
             &b.topo.client,
             slot,
@@ -637,7 +637,12 @@ pub fn run(mut a: LossyArgs) -> Result<()> {
         )?;
         let target = SocketAddrV4::new(slot.ip, ECHO_PORT);
         let client = client_slot.as_ref().map(|s| (cfg, s));
-        b.server(&mut res, &cfg.label, target, client)?;
+        let r = b.server(&mut res, &cfg.label, target, client);
+        // If the server died, say so rather than what its absence caused.
+        if let Some(e) = echo.died() {
+            return Err(e);
+        }
+        r?;
     }
     let secs = started.elapsed().as_secs_f64();
     let failures = report::print(&a, &res, secs, &load_before, &report::loadavg());

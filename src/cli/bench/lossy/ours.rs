@@ -105,7 +105,7 @@ impl Proc {
     }
 
     /// The error to give if it ended by itself: its exit and last words.
-    fn died(&mut self) -> Option<Error> {
+    pub fn died(&mut self) -> Option<Error> {
         match self.child.try_wait() {
             Ok(Some(st)) => {
                 if let Some(r) = self.reader.take() {
