@@ -35,6 +35,8 @@ use self::topo::{Counters, Shaping, TapSlot, Topo, PPM_MOD};
 
 /// The echo port of every server.
 const ECHO_PORT: u16 = 7;
+/// A bulk cell stops repeating once its transfers took this long.
+const REPEAT_BUDGET: Duration = Duration::from_secs(2);
 
 /// A scenario of the run.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +80,10 @@ pub struct LossyArgs {
     /// MiB each bulk transfer sends (and gets back).
     #[arg(long, value_name = "MIB", default_value_t = 4.0)]
     pub mib: f64,
+    /// Bulk transfers per server and loss setting (the median is shown);
+    /// fewer when they take over 2 s in all.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub repeat: usize,
     /// Time bound of each bulk transfer; past it the transfer is a failure.
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     pub timeout: f64,
@@ -221,6 +227,9 @@ impl LossyArgs {
         if !(1..=65536).contains(&self.size) {
             return bad("--size must be between 1 and 65536 bytes");
         }
+        if !(1..=100).contains(&self.repeat) {
+            return bad("--repeat must be between 1 and 100");
+        }
         if self.rr_transactions == Some(0) {
             return bad("--rr-transactions must be at least 1");
         }
@@ -266,18 +275,60 @@ fn with_core(c: &BypassConfig, core: usize) -> BypassConfig {
 // ---- results ------------------------------------------------------------------
 
 /// One bulk transfer.
-pub struct BulkRun {
-    ppm: u32,
+pub struct Transfer {
     flow: FlowResult,
     loss: Counters,
 }
 
-impl BulkRun {
+impl Transfer {
     /// Goodput (both directions: 2 x N over the time), if it completed
     /// intact.
     fn mbit(&self) -> Option<f64> {
         (self.flow.end == End::Done && self.flow.intact && self.flow.secs > 0.0)
             .then(|| 2.0 * self.flow.back as f64 * 8.0 / self.flow.secs / 1e6)
+    }
+}
+
+/// The transfers of one server at one loss setting.
+pub struct BulkRun {
+    ppm: u32,
+    samples: Vec<Transfer>,
+}
+
+impl BulkRun {
+    /// The transfer shown: the first that failed, else the median.
+    fn shown(&self) -> &Transfer {
+        if let Some(bad) = self.samples.iter().find(|t| t.mbit().is_none()) {
+            return bad;
+        }
+        let mut v: Vec<&Transfer> = self.samples.iter().collect();
+        v.sort_by(|a, b| {
+            a.mbit()
+                .partial_cmp(&b.mbit())
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        v[v.len() / 2]
+    }
+
+    /// Median goodput, if every transfer completed intact.
+    fn mbit(&self) -> Option<f64> {
+        self.shown().mbit()
+    }
+
+    /// Longest stall of any transfer.
+    fn stall(&self) -> Duration {
+        self.samples
+            .iter()
+            .map(|t| t.flow.stall)
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// Frames counted over all transfers.
+    fn loss(&self) -> Counters {
+        self.samples
+            .iter()
+            .fold(Counters::default(), |acc, t| acc.plus(&t.loss))
     }
 }
 
@@ -431,28 +482,43 @@ impl Bench<'_> {
             server: server.to_string(),
             runs: Vec::new(),
         };
+        // Warm-up (ARP, first connection); not measured.
+        self.path(0, self.a.shaping(false))?;
+        let s = kernel::connect_in(&self.topo.client, target, Duration::from_secs(10))?;
+        let until = Instant::now() + Duration::from_secs_f64(self.a.timeout);
+        Flow::start(s, 99, Some(256 << 10), until, &self.stop)?.finish();
         for (i, ppm) in [0, self.a.loss].into_iter().enumerate() {
-            self.interrupted()?;
             self.path(ppm, self.a.shaping(false))?;
-            let before = self.topo.counters()?;
-            let s = kernel::connect_in(&self.topo.client, target, Duration::from_secs(10))?;
-            let deadline = Instant::now() + Duration::from_secs_f64(self.a.timeout);
-            let f = Flow::start(
-                s,
-                1 + i as u64,
-                Some(self.a.bulk_bytes()),
-                deadline,
-                &self.stop,
-            )?;
-            let flow = f.finish();
-            let loss = self.topo.counters()?.since(&before);
-            let run = BulkRun { ppm, flow, loss };
-            self.say(&format!(
-                "  bulk  {server:<10} loss {:>5.2}%: {} (measured loss {})",
-                pct(ppm) * 100.0,
-                report::bulk_cell(&run, true),
-                run.loss.describe()
-            ));
+            let mut run = BulkRun {
+                ppm,
+                samples: Vec::new(),
+            };
+            let t0 = Instant::now();
+            while run.samples.len() < self.a.repeat {
+                self.interrupted()?;
+                let before = self.topo.counters()?;
+                let s = kernel::connect_in(&self.topo.client, target, Duration::from_secs(10))?;
+                let deadline = Instant::now() + Duration::from_secs_f64(self.a.timeout);
+                let seed = 1 + (i * 16 + run.samples.len()) as u64;
+                let f = Flow::start(s, seed, Some(self.a.bulk_bytes()), deadline, &self.stop)?;
+                let flow = f.finish();
+                let t = Transfer {
+                    flow,
+                    loss: self.topo.counters()?.since(&before),
+                };
+                let failed = t.mbit().is_none();
+                self.say(&format!(
+                    "  bulk  {server:<10} loss {:>5.2}% #{}: {} (measured loss {})",
+                    pct(ppm) * 100.0,
+                    run.samples.len() + 1,
+                    report::transfer_text(&t, true),
+                    t.loss.describe()
+                ));
+                run.samples.push(t);
+                if failed || t0.elapsed() >= REPEAT_BUDGET {
+                    break;
+                }
+            }
             row.runs.push(run);
         }
         Ok(row)

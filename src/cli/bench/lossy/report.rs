@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::kernel::End;
 use super::ours::BypassConfig;
 use super::topo::{Counters, Shaping, Topo};
-use super::{pct, BulkRow, BulkRun, FlowsRow, LossyArgs, Results, RrRow, Scenario};
+use super::{pct, BulkRow, BulkRun, FlowsRow, LossyArgs, Results, RrRow, Scenario, Transfer};
 
 /// Kept-goodput ratio bypass must reach against the kernel (issue 10).
 const KEPT_TARGET: f64 = 0.8;
@@ -73,8 +73,13 @@ pub fn setup(a: &LossyArgs, t: &Topo, configs: &[BypassConfig], load: &str) -> S
     s
 }
 
-/// One bulk run in words.
-pub fn bulk_cell(r: &BulkRun, long: bool) -> String {
+/// One bulk cell (its median or failed transfer) in a table.
+pub fn bulk_cell(r: &BulkRun) -> String {
+    transfer_text(r.shown(), false)
+}
+
+/// One bulk transfer in words.
+pub fn transfer_text(r: &Transfer, long: bool) -> String {
     let f = &r.flow;
     let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
     let base = match (&f.end, f.intact, r.mbit()) {
@@ -207,8 +212,9 @@ impl Out<'_> {
         }
         let a = self.a;
         self.say(&format!(
-            "\nbulk echo: {} MiB each way, goodput = 2 x size / time (Mbit/s); loss {:.2}% each direction",
+            "\nbulk echo: {} MiB each way, goodput = 2 x size / time (Mbit/s, median of up to {}); loss {:.2}% each direction",
             a.mib,
+            a.repeat,
             pct(a.loss) * 100.0
         ));
         self.say(&format!(
@@ -231,22 +237,16 @@ impl Out<'_> {
         for r in rows {
             let kept = r.kept();
             let vs = ratio(kept, kernel_kept);
-            let stalls: Vec<Duration> = r.runs.iter().map(|x| x.flow.stall).collect();
+            let stalls: Vec<Duration> = r.runs.iter().map(BulkRun::stall).collect();
             for (x, d) in r.runs.iter().zip(&stalls) {
                 stall_max = stall_max.max(*d);
                 let what = format!("bulk {} at {:.2}%", r.server, pct(x.ppm) * 100.0);
                 if x.mbit().is_none() {
-                    self.failures
-                        .push(format!("{what}: {}", bulk_cell(x, false)));
+                    self.failures.push(format!("{what}: {}", bulk_cell(x)));
                 }
                 self.stall(&what, *d);
             }
-            let cell = |i: usize| {
-                r.runs
-                    .get(i)
-                    .map(|x| bulk_cell(x, false))
-                    .unwrap_or_default()
-            };
+            let cell = |i: usize| r.runs.get(i).map(bulk_cell).unwrap_or_default();
             self.say(&format!(
                 "{:<12} {:>12} {:>34} {:>6} {:>9} {:>8} {:>15} {:>22}",
                 r.server,
@@ -264,20 +264,27 @@ impl Out<'_> {
                     .map(|d| format!("{:.0}", ms(*d)))
                     .collect::<Vec<_>>()
                     .join(" / "),
-                r.runs.get(1).map(|x| x.loss.describe()).unwrap_or_default()
+                r.runs
+                    .get(1)
+                    .map(|x| x.loss().describe())
+                    .unwrap_or_default()
             ));
             servers.push(json!({
                 "server": r.server,
-                "runs": r.runs.iter().map(|x| json!({
-                    "loss_set": pct(x.ppm),
-                    "goodput_mbit": x.mbit(),
-                    "secs": x.flow.secs,
-                    "bytes_back": x.flow.back,
-                    "intact": x.flow.intact,
-                    "end": format!("{:?}", x.flow.end),
-                    "stall_ms": ms(x.flow.stall),
-                    "loss": loss_json(&x.loss),
-                })).collect::<Vec<_>>(),
+                "runs": r.runs.iter().map(|x| {
+                    let t = x.shown();
+                    json!({
+                        "loss_set": pct(x.ppm),
+                        "goodput_mbit": x.mbit(),
+                        "samples_mbit": x.samples.iter().map(Transfer::mbit).collect::<Vec<_>>(),
+                        "secs": t.flow.secs,
+                        "bytes_back": t.flow.back,
+                        "intact": x.samples.iter().all(|t| t.flow.intact),
+                        "end": format!("{:?}", t.flow.end),
+                        "stall_ms": ms(x.stall()),
+                        "loss": loss_json(&x.loss()),
+                    })
+                }).collect::<Vec<_>>(),
                 "kept": kept,
                 "kept_vs_kernel": vs,
             }));

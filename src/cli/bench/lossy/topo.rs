@@ -95,6 +95,16 @@ impl Counters {
         }
     }
 
+    /// The sum of two counts.
+    pub fn plus(&self, o: &Counters) -> Counters {
+        Counters {
+            up_all: self.up_all + o.up_all,
+            up_drop: self.up_drop + o.up_drop,
+            down_all: self.down_all + o.down_all,
+            down_drop: self.down_drop + o.down_drop,
+        }
+    }
+
     /// Measured loss client→server and server→client (fractions).
     pub fn loss(&self) -> (f64, f64) {
         let f = |d: u64, a: u64| if a == 0 { 0.0 } else { d as f64 / a as f64 };
