@@ -98,9 +98,17 @@ impl Proc {
             .unwrap_or_default()
     }
 
-    /// Its last three lines of stderr, on one line.
+    /// What it said last: its last `error` line, else its last three
+    /// non-empty lines of stderr, on one line.
     fn last_words(&self) -> String {
-        let lines = self.lines();
+        let lines: Vec<String> = self
+            .lines()
+            .into_iter()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        if let Some(e) = lines.iter().rev().find(|l| l.contains("error")) {
+            return e.clone();
+        }
         lines[lines.len().saturating_sub(3)..].join(" | ")
     }
 
