@@ -119,7 +119,9 @@ fn lossy_harness_measures_kernel_and_bypass_and_cleans_up() {
             .unwrap_or_else(|| panic!("no rr row {c} -> {s}: {rr}"))
     };
     assert_eq!(row("kernel", "kernel")["transactions"], 300, "{rr}");
-    assert_eq!(row("kernel", "smoltcp")["transactions"], 300, "{rr}");
+    // (bypass may sit out a 1 s RTO or two and reach the end of the time
+    // first.)
+    assert!(row("kernel", "smoltcp")["transactions"].as_u64().unwrap() <= 300);
     for r in rows {
         assert!(r["transactions"].as_u64().unwrap() > 0, "{r}");
         assert!(r["problems"].as_array().unwrap().is_empty(), "{r}");
@@ -150,11 +152,13 @@ fn lossy_bench_fails_on_a_stall_past_the_limit() {
         return;
     }
     common::private_netns();
-    // 20% loss each way makes the kernel's own retransmission timeouts
-    // (200 ms and up) certain within the run; a 50 ms limit must trip.
+    // 5% loss each way makes the kernel's own retransmission timeouts and
+    // tail-loss probes (200 ms and up with one segment in flight) certain
+    // within the run; a 50 ms limit must trip. (The handshake still gets
+    // through: a lost SYN is retried within the 10 s connect bound.)
     let out = Command::new(BIN)
         .args(["bench", "lossy", "--scenarios", "rr", "--no-bypass-client"])
-        .args(["--rr-loss", "20%", "--rr-secs", "2", "--max-stall-ms", "50"])
+        .args(["--rr-loss", "5%", "--rr-secs", "2", "--max-stall-ms", "50"])
         .args(["--bypass", "smoltcp="])
         .output()
         .expect("run the bench");
