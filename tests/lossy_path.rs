@@ -1,8 +1,8 @@
 //! The lossy-path harness (`bypass bench lossy`) checked on a short run:
 //! the namespaces come up and are removed, nftables drops about what it is
-//! told to, the kernel's rows are sane and bypass's rows complete intact.
-//! It checks the harness, not the engine: today's smoltcp engine does not
-//! reach issue 10's targets, and this test does not ask it to.
+//! told to, the kernel's rows are sane and the rows of both bypass engines
+//! (the default configurations) complete intact. It checks the harness,
+//! not issue 10's targets.
 #![cfg(feature = "tap")]
 
 mod common;
@@ -83,7 +83,7 @@ fn lossy_harness_measures_kernel_and_bypass_and_cleans_up() {
     // nft dropped nothing when told 0 and about 1% when told 1%.
     let bulk = scenario(&docs, "bulk");
     let (mut frames, mut drops) = (0u64, 0u64);
-    for name in ["kernel", "smoltcp"] {
+    for name in ["kernel", "bypass", "smoltcp"] {
         let srv = server(bulk, name);
         let lossless = assert_intact(srv, 0);
         assert_eq!(lossless["loss"]["up_dropped"], 0, "{srv}");
@@ -99,7 +99,7 @@ fn lossy_harness_measures_kernel_and_bypass_and_cleans_up() {
             drops += lossy["loss"][format!("{dir}_dropped")].as_u64().unwrap();
         }
     }
-    // ~3,000+ frames at 1%: ~30 drops; 0.4%..2% is well over 3 sigma.
+    // ~5,000+ frames at 1%: ~50 drops; 0.4%..2% is well over 4 sigma.
     let rate = drops as f64 / frames as f64;
     assert!(
         (0.004..0.02).contains(&rate),
@@ -119,9 +119,14 @@ fn lossy_harness_measures_kernel_and_bypass_and_cleans_up() {
             .unwrap_or_else(|| panic!("no rr row {c} -> {s}: {rr}"))
     };
     assert_eq!(row("kernel", "kernel")["transactions"], 300, "{rr}");
-    // (bypass may sit out a 1 s RTO or two and reach the end of the time
+    // (smoltcp may sit out a 1 s RTO or two and reach the end of the time
     // first.)
-    assert!(row("kernel", "smoltcp")["transactions"].as_u64().unwrap() <= 300);
+    for engine in ["bypass", "smoltcp"] {
+        assert!(row("kernel", engine)["transactions"].as_u64().unwrap() <= 300);
+        // Both ends on bypass, and bypass's client against the kernel.
+        row(engine, engine);
+        row(engine, "kernel");
+    }
     for r in rows {
         assert!(r["transactions"].as_u64().unwrap() > 0, "{r}");
         assert!(r["problems"].as_array().unwrap().is_empty(), "{r}");
@@ -129,12 +134,11 @@ fn lossy_harness_measures_kernel_and_bypass_and_cleans_up() {
         assert!(r["stall_ms"].as_f64().unwrap() >= r["max_us"].as_f64().unwrap() / 1e3 - 1.0);
         assert!(r["loss"]["up_frames"].as_u64().unwrap() > 0, "{r}");
     }
-    assert!(rows.iter().any(|r| r["client"] == "smoltcp"), "{rr}");
 
     // Two flows through the tbf: both move data, the kernel's aggregate
     // cannot beat the bottleneck.
     let flows = scenario(&docs, "flows");
-    for name in ["kernel", "smoltcp"] {
+    for name in ["kernel", "bypass", "smoltcp"] {
         let srv = server(flows, name);
         assert_eq!(srv["intact"], true, "{srv}");
         for f in srv["flows_mbit"].as_array().unwrap() {
@@ -159,7 +163,7 @@ fn lossy_bench_fails_on_a_stall_past_the_limit() {
     let out = Command::new(BIN)
         .args(["bench", "lossy", "--scenarios", "rr", "--no-bypass-client"])
         .args(["--rr-loss", "5%", "--rr-secs", "2", "--max-stall-ms", "50"])
-        .args(["--bypass", "smoltcp="])
+        .args(["--bypass", "smoltcp=--tcp smoltcp"])
         .output()
         .expect("run the bench");
     let text =

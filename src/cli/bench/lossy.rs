@@ -35,6 +35,8 @@ use self::topo::{Counters, Shaping, TapSlot, Topo, PPM_MOD};
 
 /// The echo port of every server.
 const ECHO_PORT: u16 = 7;
+/// The bypass configurations measured when none is named: both engines.
+const DEFAULT_CONFIGS: [&str; 2] = ["bypass=--tcp bypass", "smoltcp=--tcp smoltcp"];
 /// A bulk cell stops repeating once its transfers took this long.
 const REPEAT_BUDGET: Duration = Duration::from_secs(2);
 
@@ -105,21 +107,18 @@ pub struct LossyArgs {
     #[arg(long, value_name = "SECS", default_value_t = 6.0)]
     pub flows_secs: f64,
     /// A bypass configuration NAME=ARGS (repeatable): ARGS go to `bypass
-    /// echo` and `bypass loadgen`, e.g. `--bypass "big=--rx-buf 262144
-    /// --tx-buf 262144"` or `--bypass "new=--tcp bypass"`.
+    /// echo` and `bypass loadgen`, e.g. `--bypass "big=--rx-buf 262144"`.
+    /// Without --bypass, --bypass-args and --bypass-label: both engines,
+    /// `bypass=--tcp bypass` and `smoltcp=--tcp smoltcp`.
     #[arg(long = "bypass", value_name = "NAME=ARGS", allow_hyphen_values = true)]
     pub bypass: Vec<String>,
-    /// Extra arguments of the bypass server when no --bypass is given.
-    #[arg(
-        long,
-        value_name = "ARGS",
-        default_value = "",
-        allow_hyphen_values = true
-    )]
-    pub bypass_args: String,
-    /// Column name of that configuration.
-    #[arg(long, value_name = "NAME", default_value = "smoltcp")]
-    pub bypass_label: String,
+    /// Extra arguments of one more bypass configuration (named by
+    /// --bypass-label), e.g. "--tcp bypass --rx-buf 65536".
+    #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
+    pub bypass_args: Option<String>,
+    /// Column name of the --bypass-args configuration [default: bypass].
+    #[arg(long, value_name = "NAME")]
+    pub bypass_label: Option<String>,
     /// Core of `bypass echo` (unless its ARGS give --cores).
     #[arg(long, value_name = "CORE", default_value_t = 0)]
     pub server_core: usize,
@@ -181,14 +180,23 @@ fn pct(ppm: u32) -> f64 {
 
 impl LossyArgs {
     fn configs(&self) -> Result<Vec<BypassConfig>> {
-        let mut v = if self.bypass.is_empty() {
-            vec![BypassConfig::new(&self.bypass_label, &self.bypass_args)?]
-        } else {
-            self.bypass
+        let mut v = self
+            .bypass
+            .iter()
+            .map(|s| BypassConfig::parse(s))
+            .collect::<Result<Vec<_>>>()?;
+        if self.bypass_args.is_some() || self.bypass_label.is_some() {
+            v.push(BypassConfig::new(
+                self.bypass_label.as_deref().unwrap_or("bypass"),
+                self.bypass_args.as_deref().unwrap_or(""),
+            )?);
+        }
+        if v.is_empty() {
+            v = DEFAULT_CONFIGS
                 .iter()
                 .map(|s| BypassConfig::parse(s))
-                .collect::<Result<Vec<_>>>()?
-        };
+                .collect::<Result<Vec<_>>>()?;
+        }
         for (i, c) in v.iter().enumerate() {
             if v[..i].iter().any(|o| o.label == c.label) {
                 return Err(Error::Config(format!(
