@@ -304,7 +304,7 @@ pub struct BulkRun {
 }
 
 impl BulkRun {
-    /// The transfer shown: the first that failed, else the median.
+    /// The transfer shown: the first that failed, else the (lower) median.
     fn shown(&self) -> &Transfer {
         if let Some(bad) = self.samples.iter().find(|t| t.mbit().is_none()) {
             return bad;
@@ -315,7 +315,8 @@ impl BulkRun {
                 .partial_cmp(&b.mbit())
                 .unwrap_or(std::cmp::Ordering::Equal)
         });
-        v[v.len() / 2]
+        // The lower median: of two transfers, the slower.
+        v[(v.len() - 1) / 2]
     }
 
     /// Median goodput, if every transfer completed intact.
