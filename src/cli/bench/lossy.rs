@@ -84,7 +84,7 @@ pub struct LossyArgs {
     pub mib: f64,
     /// Bulk transfers per server and loss setting (the median is shown);
     /// fewer when they take over 2 s in all.
-    #[arg(long, value_name = "N", default_value_t = 3)]
+    #[arg(long, value_name = "N", default_value_t = 5)]
     pub repeat: usize,
     /// Time bound of each bulk transfer; past it the transfer is a failure.
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
