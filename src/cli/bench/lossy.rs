@@ -589,9 +589,11 @@ impl Bench<'_> {
         let before = self.topo.counters()?;
         let total = Duration::from_secs_f64(self.a.flows_secs);
         let deadline = Instant::now() + total + Duration::from_secs(10);
+        // Both connected first, then both started: neither gets a head start.
+        let connect = || kernel::connect_in(&self.topo.client, target, Duration::from_secs(10));
+        let conns = [connect()?, connect()?];
         let mut flows = Vec::new();
-        for seed in [11, 12] {
-            let s = kernel::connect_in(&self.topo.client, target, Duration::from_secs(10))?;
+        for (seed, s) in [11, 12].into_iter().zip(conns) {
             flows.push(Flow::start(s, seed, None, deadline, &self.stop)?);
         }
         let t0 = Instant::now();
