@@ -2,12 +2,13 @@
 # Installs what bypass needs to build and test, idempotently.
 # Debian/Ubuntu: DPDK (libdpdk-dev, dpdk, dpdk-dev for dpdk-testpmd), clang for bindgen,
 # iproute2 for namespaces, curl/iputils for kernel-side clients, nginx for the
-# http benchmark baseline, valgrind for instruction counts.
+# http benchmark baseline, valgrind for instruction counts, nftables and ethtool
+# for the lossy path of `bypass bench lossy` (tc comes with iproute2).
 set -euo pipefail
 . "$(dirname "$0")/as-root.sh"
 
 PKGS=(pkg-config libdpdk-dev dpdk dpdk-dev libclang-dev clang iproute2 iputils-ping curl wrk util-linux
-      ethtool valgrind tshark nginx-light)
+      ethtool valgrind tshark nginx-light nftables)
 
 missing=()
 for p in "${PKGS[@]}"; do

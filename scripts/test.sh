@@ -51,7 +51,7 @@ BYPASS_TCP_ENGINE=smoltcp cargo test --all-features --no-fail-fast \
   --test cli --test loadgen --test soak --test fuzz_replay -- --include-ignored \
   --skip steer_cost --skip fault_matrix_on_a_real_clock_has_no_stalls "${filter[@]}"
 echo "== leftovers"
-left=$(ip netns list | grep -E '^bpt-' || true)
+left=$(ip netns list | grep -E '^(bpt|bpl)-' || true)
 if [ -n "$left" ]; then
   echo "test.sh: tests left namespaces behind: $left" >&2
   exit 1

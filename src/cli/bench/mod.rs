@@ -6,6 +6,7 @@ mod chart;
 mod epoll;
 mod fwd;
 mod proc;
+mod lossy;
 mod soak;
 mod tcp;
 #[cfg(feature = "af-xdp")]
@@ -54,6 +55,11 @@ pub enum BenchCmd {
     /// Every scenario this machine supports, bounded in time (under 15
     /// minutes): JSON, charts, tables and a Markdown summary in --out DIR.
     All(all::AllArgs),
+    /// The kernel and bypass echo servers behind a router namespace that
+    /// drops TCP frames at random and can shape with tbf: bulk goodput kept
+    /// under loss, request/response tails, two flows through a bottleneck,
+    /// and the longest stall of each (needs root and nftables).
+    Lossy(lossy::LossyArgs),
     /// Soak: HTTP request/response and connection churn between two stacks
     /// over an in-memory wire for a long time, sampling memory and
     /// counters for drift and errors.
@@ -73,6 +79,7 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
         BenchCmd::Scale(a) => tcp::scale(a),
         BenchCmd::KernelServer(a) => tcp::kernel_server(a),
         BenchCmd::KernelClient(a) => tcp::kernel_client(a),
+        BenchCmd::Lossy(a) => lossy::run(a),
         BenchCmd::Soak(a) => soak::run(a),
         BenchCmd::All(a) => all::run(a),
     }
