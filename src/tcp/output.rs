@@ -93,7 +93,37 @@ impl Tcb {
         self.snd_queued - sent
     }
 
-    fn header(&mut self, env: &mut Env, seq_no: u32, control: TcpControl) -> TcpRepr<'static> {
+    /// SACK blocks waiting to be reported (D-SACK first), at most three.
+    fn sack_blocks_pending(&self) -> usize {
+        if self.flags & flag::SACK_OK == 0 {
+            return 0;
+        }
+        (self.dsack.is_some() as usize + self.ooo.len()).min(3)
+    }
+
+    /// Option bytes `n` SACK blocks add to a segment beyond what the MSS
+    /// already leaves for the timestamp option.
+    fn sack_bytes(&self, n: usize) -> u32 {
+        match (n, self.flags & flag::TS_OK != 0) {
+            (0, _) => 0,
+            // Timestamp (10) + SACK (2 + 8n) = 12 + 8n: the 12 are in the MSS.
+            (n, true) => 8 * n as u32,
+            // SACK alone: 2 + 8n, padded to 4.
+            (n, false) => 4 + 8 * n as u32,
+        }
+    }
+
+    /// The header of a segment carrying `payload` bytes. SACK blocks go in
+    /// as far as they fit in the MSS beside the payload (a full-sized
+    /// segment with blocks would exceed the path MTU and be dropped); if
+    /// any had to stay out, a pure ACK carrying them follows.
+    fn header(
+        &mut self,
+        env: &mut Env,
+        seq_no: u32,
+        control: TcpControl,
+        payload: u32,
+    ) -> TcpRepr<'static> {
         let now = env.now;
         let wnd = self.rcv_window(env.cfg);
         // Never shrink the right edge we advertised (RFC 9293 3.8.6.2.2).
@@ -109,7 +139,14 @@ impl Tcb {
         // counts.
         self.rcv_adv = seq::max(self.rcv_adv, self.rcv_nxt.wrapping_add(scaled << shift));
         let mut sack_ranges = [None; 3];
-        if self.flags & flag::SACK_OK != 0 {
+        let pending = self.sack_blocks_pending();
+        let room = (self.smss as u32).saturating_sub(payload);
+        let fit = (0..=pending)
+            .rev()
+            .find(|&n| self.sack_bytes(n) <= room)
+            .unwrap_or(0);
+        let omitted = fit < pending;
+        if fit > 0 {
             let mut n = 0;
             if let Some(d) = self.dsack.take() {
                 sack_ranges[0] = Some(d);
@@ -117,12 +154,14 @@ impl Tcb {
             }
             // The block that changed last first (RFC 2018 4), then the
             // others from the highest down.
-            if let Some(&r) = self.ooo.iter().find(|r| r.0 == self.ooo_last) {
-                sack_ranges[n] = Some(r);
-                n += 1;
+            if n < fit {
+                if let Some(&r) = self.ooo.iter().find(|r| r.0 == self.ooo_last) {
+                    sack_ranges[n] = Some(r);
+                    n += 1;
+                }
             }
             for &r in self.ooo.iter().rev() {
-                if n >= 3 {
+                if n >= fit {
                     break;
                 }
                 if r.0 != self.ooo_last {
@@ -134,6 +173,9 @@ impl Tcb {
         let timestamp = (self.flags & flag::TS_OK != 0)
             .then(|| TcpTimestampRepr::new(self.ts_val(now), self.ts_recent));
         self.flags &= !(flag::ACK_NOW | flag::WND_UPDATE);
+        if omitted {
+            self.flags |= flag::ACK_NOW;
+        }
         self.ack_at = NEVER;
         self.rcv_unacked = 0;
         TcpRepr {
@@ -249,7 +291,7 @@ impl Tcb {
 
     fn probe_seg(&mut self, env: &mut Env) -> Seg {
         let s = self.snd_una.wrapping_sub(1);
-        let h = self.header(env, s, TcpControl::None);
+        let h = self.header(env, s, TcpControl::None, 0);
         Self::seg(h, 0, 0)
     }
 
@@ -264,7 +306,7 @@ impl Tcb {
         if self.flags & (flag::ACK_NOW | flag::WND_UPDATE) == 0 {
             return None;
         }
-        let h = self.header(env, self.acceptable_seq(), TcpControl::None);
+        let h = self.header(env, self.acceptable_seq(), TcpControl::None, 0);
         Some(Self::seg(h, 0, 0))
     }
 
@@ -293,7 +335,7 @@ impl Tcb {
         } else {
             TcpControl::None
         };
-        let h = self.header(env, start, control);
+        let h = self.header(env, start, control, len);
         Self::seg(h, off, len)
     }
 
@@ -322,7 +364,6 @@ impl Tcb {
             let len = self.unsent().min(self.smss as u32).min(usable);
             let s = self.send_new(env, len);
             self.tlp_end = Some(self.snd_max);
-            self.tlp_retrans = false;
             self.arm_rto(env.now);
             return Some(s);
         }
@@ -333,7 +374,6 @@ impl Tcb {
         }
         self.retransmitted(env, k);
         self.tlp_end = Some(self.snd_max);
-        self.tlp_retrans = true;
         self.arm_rto(env.now);
         let fin = s.flags & sf::FIN != 0;
         Some(self.data_seg(env, s.start, s.end, fin))
@@ -374,7 +414,8 @@ impl Tcb {
         if pipe >= cwnd {
             return None;
         }
-        let mss = self.smss as u32;
+        // Room for the SACK blocks we owe, so they ride along.
+        let mss = (self.smss as u32 - self.sack_bytes(self.sack_blocks_pending())).max(64);
         let len = unsent.min(mss).min(usable).min(cwnd - pipe);
         if len < mss && len < unsent {
             // Sender silly-window avoidance (RFC 9293 3.8.6.2.1): wait for

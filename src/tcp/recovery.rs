@@ -189,16 +189,10 @@ impl Tcb {
 
         // The tail-loss probe's episode ends when its sequence is acked.
         if let Some(end) = self.tlp_end {
-            if dsack && self.tlp_retrans {
-                // The probe was needless: the original was only waiting
-                // for a delayed ACK. Wait longer before the next probe of
-                // a lone segment (the floor doubles, up to Linux's 200 ms
-                // minimum RTO, which exists for the same reason).
-                let pto = self.pto().max(self.rto_floor as u64);
-                let floor = (2 * pto).min(MAX_RTO_FLOOR_US);
-                self.rto_floor = self.rto_floor.max(floor as u32);
-                self.tlp_retrans = false;
-            }
+            // A D-SACK of the probe means the original had arrived: its
+            // ACK was lost or delayed. Either way no congestion response
+            // (below); the timer learns nothing, since an ACK lost at
+            // random says nothing about how late the next will be.
             if seq::ge(ack, end) {
                 self.tlp_end = None;
                 if !dsack && self.undo_marker.is_none() {

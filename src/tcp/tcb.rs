@@ -367,8 +367,6 @@ pub struct Tcb {
     pub(super) reo_wnd_mult: u8,
     /// End of the tail-loss probe's retransmission, if one is out.
     pub(super) tlp_end: Option<u32>,
-    /// The tail-loss probe out is a retransmission.
-    pub(super) tlp_retrans: bool,
     /// A floor under the RTO learnt from this peer's delayed ACKs (µs).
     pub(super) rto_floor: u32,
     /// Our timestamp when the first timeout of an episode fired, and the
@@ -459,7 +457,6 @@ impl Tcb {
             rack_rtt: 0,
             reo_wnd_mult: 1,
             tlp_end: None,
-            tlp_retrans: false,
             rto_floor: 0,
             rto_tsval: None,
             rto_orig_xmit: 0,

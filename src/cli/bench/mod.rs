@@ -5,8 +5,8 @@ mod all;
 mod chart;
 mod epoll;
 mod fwd;
-mod proc;
 mod lossy;
+mod proc;
 mod soak;
 mod tcp;
 #[cfg(feature = "af-xdp")]
