@@ -12,7 +12,7 @@
 mod pool;
 
 #[cfg_attr(not(feature = "af-xdp"), allow(unused_imports))]
-pub(crate) use pool::Mapping;
+pub(crate) use pool::{Home, HomeRef, Mapping, Returns};
 pub use pool::{HugePolicy, Pool, PoolBuf, PoolConfig, PoolStats};
 
 /// Packets per burst, in and out (DPDK's customary 32).

@@ -9,6 +9,13 @@
 //! and its cache lines stay there (this is the per-core cache: a pool per
 //! core rather than a shared pool with caches in front of it).
 //!
+//! Buffers find their pool through a plain pointer ([`Home`]), not a
+//! reference count: taking or returning a frame touches the free queue and
+//! nothing else (no shared counter bouncing between the core that allocates
+//! and the core that frees). The pool's memory outlives its buffers: the
+//! last [`Pool`] handle frees it only when every frame is back, and leaks it
+//! (once, with a warning) if a buffer is still out.
+//!
 //! Hugepages: `HugePolicy::Auto` maps with `MAP_HUGETLB` and falls back to
 //! ordinary 4 KiB pages with one warning line when none are reserved;
 //! `Require` fails with an error telling the user how to reserve them.
@@ -96,10 +103,115 @@ unsafe impl Sync for Mapping {}
 impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: base/len are exactly what mmap returned; no buffer outlives
-        // the mapping because every buffer holds an Arc to its owner.
+        // the mapping: its owner sits in a `Home`, which frees it only when
+        // every buffer is back.
         unsafe {
             libc::munmap(self.base.as_ptr().cast(), self.len);
         }
+    }
+}
+
+/// Something whose buffers hold a raw pointer to it: see [`Home`].
+pub(crate) trait Returns {
+    /// Called once by the last owner. Returns true only if every buffer
+    /// is back *and has finished touching `self`* (for a free queue: every
+    /// index was popped again, so each push is complete); then `self` is
+    /// freed. False leaks it.
+    fn all_back(&self) -> bool;
+    /// A name for the leak warning.
+    fn what(&self) -> &str;
+}
+
+/// An owner of a heap object that buffers reach through a [`HomeRef`] (a
+/// plain pointer, no reference count). The object is freed when the owner
+/// drops with every buffer back ([`Returns::all_back`]); otherwise it is
+/// leaked, so a buffer that outlives its owner still returns into live
+/// memory. Dropping buffers before their port or pool (what the runtime
+/// does) frees everything.
+pub(crate) struct Home<T: Returns> {
+    ptr: NonNull<T>,
+}
+
+// SAFETY: a Home is the unique owner of a boxed T (like Box<T>); sending or
+// sharing it is sound when T may be sent and shared (buffers on other
+// threads reach T through &T only).
+unsafe impl<T: Returns + Send + Sync> Send for Home<T> {}
+// SAFETY: as above: only &T is ever handed out.
+unsafe impl<T: Returns + Send + Sync> Sync for Home<T> {}
+
+impl<T: Returns> Home<T> {
+    /// Boxes `v`.
+    pub(crate) fn new(v: T) -> Home<T> {
+        Home {
+            ptr: NonNull::from(Box::leak(Box::new(v))),
+        }
+    }
+
+    /// A pointer for a buffer.
+    #[inline]
+    pub(crate) fn handle(&self) -> HomeRef<T> {
+        HomeRef { ptr: self.ptr }
+    }
+}
+
+impl<T: Returns> std::ops::Deref for Home<T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        // SAFETY: the box lives until this Home drops.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl<T: Returns> Drop for Home<T> {
+    fn drop(&mut self) {
+        if self.all_back() {
+            // SAFETY: the pointer came from Box::leak, this is the only
+            // owner, and no buffer will touch it again (all_back's contract).
+            drop(unsafe { Box::from_raw(self.ptr.as_ptr()) });
+        } else {
+            tracing::warn!(
+                "{}: buffers still out when it closed; its memory stays mapped for them",
+                self.what()
+            );
+        }
+    }
+}
+
+/// A buffer's pointer to its [`Home`]'s object: one word, copied into each
+/// buffer, no reference count.
+pub(crate) struct HomeRef<T> {
+    ptr: NonNull<T>,
+}
+
+impl<T> HomeRef<T> {
+    /// True if both point at the same object.
+    #[inline]
+    pub(crate) fn same(&self, other: &HomeRef<T>) -> bool {
+        self.ptr == other.ptr
+    }
+}
+
+impl<T> Clone for HomeRef<T> {
+    #[inline]
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for HomeRef<T> {}
+
+// SAFETY: a HomeRef only gives &T; T: Sync makes that sound from any thread.
+unsafe impl<T: Sync> Send for HomeRef<T> {}
+// SAFETY: as above.
+unsafe impl<T: Sync> Sync for HomeRef<T> {}
+
+impl<T> std::ops::Deref for HomeRef<T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        // SAFETY: a HomeRef is held only by a buffer that is out, and the
+        // Home frees the object only when every buffer is back.
+        unsafe { self.ptr.as_ref() }
     }
 }
 
@@ -114,10 +226,30 @@ struct Inner {
     name: String,
 }
 
-/// A pool of fixed-size packet frames. Cloning is cheap (a shared handle).
+impl Returns for Inner {
+    fn all_back(&self) -> bool {
+        // Pop every index: each pop that succeeds saw its push complete
+        // (the push's last write is the slot stamp the pop waits for).
+        let mut popped = Vec::with_capacity(self.frames as usize);
+        while let Some(i) = self.free.pop() {
+            popped.push(i);
+        }
+        let all = popped.len() == self.frames as usize;
+        for i in popped {
+            let _ = self.free.push(i);
+        }
+        all
+    }
+    fn what(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A pool of fixed-size packet frames. Cloning is cheap (a shared handle,
+/// counted per handle, never per buffer).
 #[derive(Clone)]
 pub struct Pool {
-    inner: Arc<Inner>,
+    inner: Arc<Home<Inner>>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -256,7 +388,7 @@ impl Pool {
             let _ = free.push(i);
         }
         Ok(Pool {
-            inner: Arc::new(Inner {
+            inner: Arc::new(Home::new(Inner {
                 map,
                 frame_size,
                 headroom: cfg.headroom as usize,
@@ -265,7 +397,7 @@ impl Pool {
                 alloc_failures: AtomicU64::new(0),
                 huge,
                 name: cfg.name.clone(),
-            }),
+            })),
         })
     }
 
@@ -275,7 +407,7 @@ impl Pool {
     pub fn alloc(&self) -> Option<PoolBuf> {
         match self.inner.free.pop() {
             Some(idx) => Some(PoolBuf {
-                pool: self.inner.clone(),
+                pool: self.inner.handle(),
                 idx,
                 len: 0,
             }),
@@ -306,7 +438,7 @@ impl Pool {
 
     /// The pool's counters now.
     pub fn stats(&self) -> PoolStats {
-        let i = &self.inner;
+        let i: &Inner = &self.inner;
         PoolStats {
             capacity: i.frames as u64,
             in_use: (i.frames as usize - i.free.len()) as u64,
@@ -333,7 +465,7 @@ impl Pool {
 
 /// A frame from a [`Pool`]; returns there when dropped.
 pub struct PoolBuf {
-    pool: Arc<Inner>,
+    pool: HomeRef<Inner>,
     idx: u32,
     len: u32,
 }
@@ -506,6 +638,52 @@ mod tests {
         .unwrap();
         let b = p.alloc().unwrap();
         assert_eq!(b.capacity(), 2048 - 128);
+    }
+
+    #[test]
+    fn a_buffer_may_outlive_its_pool() {
+        let p = small(4);
+        let mut b = p.alloc().unwrap();
+        assert!(b.copy_from(&[7; 50]));
+        drop(p); // the memory stays for `b`
+        assert_eq!(b.data(), &[7; 50][..]);
+        std::thread::spawn(move || drop(b)).join().unwrap();
+    }
+
+    struct Probe {
+        back: bool,
+        freed: Arc<std::sync::atomic::AtomicBool>,
+    }
+    impl Returns for Probe {
+        fn all_back(&self) -> bool {
+            self.back
+        }
+        fn what(&self) -> &str {
+            "probe"
+        }
+    }
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            self.freed.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn home_frees_only_when_everything_is_back() {
+        for back in [true, false] {
+            let freed = Arc::new(AtomicBool::new(false));
+            let h = Home::new(Probe {
+                back,
+                freed: freed.clone(),
+            });
+            let r = h.handle();
+            assert!(r.same(&h.handle()));
+            drop(h);
+            assert_eq!(freed.load(Ordering::SeqCst), back);
+            if !back {
+                assert_eq!(r.what(), "probe", "still readable through the handle");
+            }
+        }
     }
 
     #[test]

@@ -30,9 +30,9 @@ static HUGE_LOCK: Mutex<()> = Mutex::new(());
 
 /// Runs the `#[ignore]`d scenario test `child` of this binary in a child
 /// process with EAL memory `mem`; panics with its output if it fails or
-/// did not run. Returns false (and prints why) if the hugepage variant
-/// cannot reserve hugepages on this machine.
-pub fn run_child(child: &str, mem: Mem) -> bool {
+/// did not run. A hugepage variant that cannot reserve hugepages fails with
+/// the reason: it never passes without running.
+pub fn run_child(child: &str, mem: Mem) {
     // Unique per process, scenario and memory mode (the two modes of one
     // scenario run at the same time).
     let mode = match mem {
@@ -57,10 +57,10 @@ pub fn run_child(child: &str, mem: Mem) -> bool {
                     _huge = h;
                     a
                 }
-                Err(why) => {
-                    eprintln!("SKIPPED {child} with hugepages: {why}");
-                    return false;
-                }
+                Err(why) => panic!(
+                    "{child} with hugepages cannot run: {why}; free some memory or \
+                     reserve hugepages first (`sudo scripts/hugepages.sh reserve 256`)"
+                ),
             }
         }
     };
@@ -88,7 +88,6 @@ pub fn run_child(child: &str, mem: Mem) -> bool {
         text.contains("1 passed"),
         "{child} ({mem:?}) did not run:\n{text}"
     );
-    true
 }
 
 /// The EAL arguments for a scenario run by [`run_child`], with `vdevs`
