@@ -1,18 +1,38 @@
 //! The packet-handler loop: rx burst -> handler -> tx bursts, per core.
 
-use crate::app::{Frame, PacketHandler, Verdict};
+use crate::app::{Discard, Frame, PacketHandler, Verdict};
 use crate::buf::{Burst, PacketBuf, BURST};
 use crate::port::PortQueue;
 use crate::runtime::lcore::Worker;
 use crate::runtime::stats::{CoreRef, DropReason};
 use crate::time::Instant;
 
+/// The output port of a frame from port `p` (of `nports`), or why it is
+/// dropped.
+#[inline]
+fn route(v: Verdict, p: usize, nports: usize) -> Result<usize, DropReason> {
+    match v {
+        Verdict::Forward => Ok(if p + 1 == nports { 0 } else { p + 1 }),
+        Verdict::Reply => Ok(p),
+        Verdict::Out(k) if (k as usize) < nports => Ok(k as usize),
+        Verdict::Out(_) | Verdict::Drop => Err(DropReason::Handler),
+        Verdict::Discard(d) => Err(match d {
+            Discard::Malformed => DropReason::Malformed,
+            Discard::NotIpv4 => DropReason::NotForUs,
+            Discard::BadChecksum => DropReason::BadChecksum,
+            Discard::TtlExpired => DropReason::TtlExpired,
+            Discard::NoRoute => DropReason::NoRoute,
+        }),
+    }
+}
+
 /// One core's forwarding loop over one queue of each port.
 ///
 /// Each iteration receives a burst from every port, runs the handler on
 /// each frame in place, and batches the frames by output port: `Forward`
 /// goes to the next port (the other one of two; the same one when there is
-/// one), `Reply` back to the input port. Each output burst is flushed once
+/// one), `Reply` back to the input port, `Out(k)` to port `k`; drops are
+/// counted by their reason. Each output burst is flushed once
 /// per iteration (or when it fills up); frames the port does not accept
 /// are dropped and counted as `tx_full` (as DPDK's l2fwd does).
 pub struct ForwardWorker<Q: PortQueue, H: PacketHandler> {
@@ -92,10 +112,18 @@ impl<Q: PortQueue, H: PacketHandler> Worker for ForwardWorker<Q, H> {
             let mut verdicts = [Verdict::Drop; BURST];
             let (mut rx_bytes, mut out_bytes) = (0u64, 0u64);
             let mut mixed = false;
-            for (i, buf) in rx.iter_mut().enumerate() {
+            if let Some(b) = rx.first() {
+                b.prefetch();
+            }
+            for i in 0..n {
+                if i + 1 < n {
+                    rx[i + 1].prefetch();
+                }
+                let buf = &mut rx[i];
                 let len = buf.len();
                 rx_bytes += len as u64;
-                let mut frame = Frame::new(buf.room_mut(), len, p as u16);
+                let l3 = buf.rx_checksum().l3;
+                let mut frame = Frame::new(buf.room_mut(), len, p as u16).with_l3_checksum(l3);
                 let v = self.handler.handle(&mut frame);
                 let new_len = frame.len();
                 if new_len != len {
@@ -109,25 +137,21 @@ impl<Q: PortQueue, H: PacketHandler> Worker for ForwardWorker<Q, H> {
             let verdicts = &verdicts[..rx.len()];
             // Pass 2, fast path: the whole burst goes out of one port whose
             // output burst is empty: hand it over as it is.
-            if !mixed && verdicts[0] != Verdict::Drop {
-                let out = if verdicts[0] == Verdict::Reply {
-                    p
-                } else {
-                    (p + 1) % nports
-                };
-                if self.tx[out].is_empty() {
-                    self.tx[out] = rx;
-                    self.tx_bytes[out] = out_bytes;
-                    continue;
+            if !mixed {
+                if let Ok(out) = route(verdicts[0], p, nports) {
+                    if self.tx[out].is_empty() {
+                        self.tx[out] = rx;
+                        self.tx_bytes[out] = out_bytes;
+                        continue;
+                    }
                 }
             }
             // Pass 2, general case: frame by frame.
             for (buf, &verdict) in rx.drain(..).zip(verdicts.iter()) {
-                let out = match verdict {
-                    Verdict::Forward => (p + 1) % nports,
-                    Verdict::Reply => p,
-                    Verdict::Drop => {
-                        self.stats.ports[p].drop(DropReason::Handler, 1);
+                let out = match route(verdict, p, nports) {
+                    Ok(out) => out,
+                    Err(why) => {
+                        self.stats.ports[p].drop(why, 1);
                         continue;
                     }
                 };
@@ -183,6 +207,38 @@ mod tests {
                 Verdict::Drop
             }
         }
+    }
+
+    /// Sends frames by their first byte: 0 back out of port 0, 1 to a port
+    /// that does not exist, 2 dropped for want of a route.
+    struct ByFirst;
+    impl PacketHandler for ByFirst {
+        fn handle(&mut self, f: &mut Frame<'_>) -> Verdict {
+            match f.data()[0] {
+                0 => Verdict::Out(0),
+                1 => Verdict::Out(5),
+                _ => Verdict::Discard(Discard::NoRoute),
+            }
+        }
+    }
+
+    #[test]
+    fn out_verdicts_and_discard_reasons() {
+        let (mut a, mut b) = wire();
+        let qa = a.take_queues().pop().unwrap();
+        let mut qb = b.take_queues().pop().unwrap();
+        let stats = Stats::new(&[0], &["a".to_string()]);
+        let mut w = ForwardWorker::new(vec![qa], ByFirst, stats.core(0));
+        send(&mut qb, &[0, 1, 2, 0, 2], 64);
+        assert_eq!(w.poll(Instant(0)), 5);
+        assert_eq!(drain(&mut qb), vec![(0, 64), (0, 64)]);
+        let s = &stats.snapshot().ports[0];
+        assert_eq!(s.drops_by_reason["handler"], 1);
+        assert_eq!(s.drops_by_reason["no_route"], 2);
+        // A whole burst to one port is handed over as it is.
+        send(&mut qb, &[0, 0, 0], 64);
+        assert_eq!(w.poll(Instant(0)), 3);
+        assert_eq!(drain(&mut qb).len(), 3);
     }
 
     fn wire() -> (MemPort, MemPort) {

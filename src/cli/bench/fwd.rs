@@ -11,6 +11,13 @@
 //! Rates are forwarded (transmitted) frames per second: bypass's from its
 //! JSON summary, testpmd's from its final "Accumulated forward statistics"
 //! over the time between its "Press enter to exit" and our Enter.
+//!
+//! Memory: both sides run with their packet memory on hugepages
+//! (`--in-memory`) and then without (`--no-huge -m 512`), and the report
+//! gives a ratio for each. When fewer hugepages are free than the run needs
+//! and we are root, the bench raises `/proc/sys/vm/nr_hugepages` for the run
+//! and puts back exactly the value it found ([`HugeReserve`]). `--eal` with
+//! a memory option runs that one mode only.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
@@ -53,6 +60,111 @@ pub struct FwdArgs {
     /// Print a JSON summary as the last line of stdout.
     #[arg(long)]
     json: bool,
+}
+
+/// Free 2 MiB hugepages a hugepage run wants (both sides' pools with room).
+pub(super) const HUGE_PAGES_WANTED: u64 = 256;
+
+const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
+
+fn hugepages_free() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("HugePages_Free:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Hugepages the bench reserved for itself: `nr_hugepages` is only ever
+/// raised, and set back on drop to exactly the value found.
+pub(super) struct HugeReserve {
+    found: Option<u64>,
+}
+
+impl HugeReserve {
+    /// Makes sure `pages` hugepages are free, raising `nr_hugepages` if
+    /// needed (as root). Returns the guard and, when there are still too
+    /// few, why.
+    pub(super) fn ensure(pages: u64) -> (HugeReserve, Option<String>) {
+        let mut g = HugeReserve { found: None };
+        let free = hugepages_free();
+        if free >= pages {
+            return (g, None);
+        }
+        let found: Option<u64> = std::fs::read_to_string(NR_HUGEPAGES)
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        let Some(found) = found else {
+            return (g, Some(format!("cannot read {NR_HUGEPAGES}")));
+        };
+        if std::fs::write(NR_HUGEPAGES, (found + pages - free).to_string()).is_err() {
+            return (
+                g,
+                Some(format!(
+                    "{free} hugepages free and cannot reserve more (run as root, or `sudo scripts/hugepages.sh reserve {pages}`)"
+                )),
+            );
+        }
+        g.found = Some(found);
+        let now = hugepages_free();
+        if now < pages {
+            return (
+                g,
+                Some(format!(
+                    "the kernel reserved only {now} of {pages} hugepages (memory too fragmented?)"
+                )),
+            );
+        }
+        (g, None)
+    }
+}
+
+impl Drop for HugeReserve {
+    fn drop(&mut self) {
+        if let Some(found) = self.found {
+            if std::fs::write(NR_HUGEPAGES, found.to_string()).is_err() {
+                eprintln!("could not restore {NR_HUGEPAGES} to {found}; do it by hand");
+            }
+        }
+    }
+}
+
+/// The memory modes of a run: (label, EAL memory arguments). With a memory
+/// option in `user`, just that; otherwise hugepages (if they can be had)
+/// and then none. The guard keeps the hugepages reserved until dropped.
+pub(super) fn memory_modes(
+    user: &str,
+) -> (Vec<(String, Vec<String>)>, HugeReserve, Option<String>) {
+    if user_gives_memory(user) {
+        return (
+            vec![(user.trim().to_string(), Vec::new())],
+            HugeReserve { found: None },
+            None,
+        );
+    }
+    let (guard, why) = HugeReserve::ensure(HUGE_PAGES_WANTED);
+    let mut modes = Vec::new();
+    if why.is_none() && huge_ok() {
+        modes.push(("hugepages".to_string(), vec!["--in-memory".to_string()]));
+    }
+    modes.push((
+        "no hugepages".to_string(),
+        vec!["--no-huge".into(), "-m".into(), "512".into()],
+    ));
+    (modes, guard, why)
+}
+
+/// One memory mode's medians.
+#[derive(Debug, Clone, serde::Serialize)]
+struct ModeResult {
+    memory: String,
+    bypass: Vec<Side>,
+    testpmd: Vec<Side>,
+    bypass_mpps: f64,
+    testpmd_mpps: f64,
+    ratio: f64,
 }
 
 /// One side's result in one round.
@@ -109,46 +221,60 @@ pub fn run(a: FwdArgs) -> Result<()> {
             a.testpmd
         ))
     })?;
-    let mem = memory_args(&a.eal);
+    let (modes, _huge, huge_why) = memory_modes(&a.eal);
     let say = |l: &str| super::super::say(a.json, l);
+    if let Some(why) = &huge_why {
+        say(&format!("bench fwd: no hugepage run: {why}"));
+    }
     say(&format!(
-        "bench fwd: macswap on {} for {}s x {} round(s), forwarding core {core} (testpmd main lcore {main}), memory: {}",
+        "bench fwd: macswap on {} for {}s x {} round(s) per memory mode, forwarding core {core} (testpmd main lcore {main}), memory: {}",
         a.vdev,
         a.duration,
         a.rounds,
-        if mem.is_empty() { a.eal.clone() } else { mem.join(" ") }
+        modes.iter().map(|m| m.0.as_str()).collect::<Vec<_>>().join(", then ")
     ));
     let load_before = loadavg();
-    let mut ours = Vec::new();
-    let mut theirs = Vec::new();
-    for round in 0..a.rounds {
-        let b = run_bypass(&a, core, &mem, round)?;
-        say(&format!(
-            "round {}: bypass l2fwd  {:>8.2} Mpps ({} frames in {:.2}s)",
-            round + 1,
-            b.mpps,
-            b.packets,
-            b.secs
-        ));
-        let t = run_testpmd(&a, &testpmd, core, main, &mem, round)?;
-        say(&format!(
-            "round {}: dpdk-testpmd  {:>8.2} Mpps ({} frames in {:.2}s)",
-            round + 1,
-            t.mpps,
-            t.packets,
-            t.secs
-        ));
-        ours.push(b);
-        theirs.push(t);
+    let mut results = Vec::new();
+    for (label, mem) in &modes {
+        let mut ours = Vec::new();
+        let mut theirs = Vec::new();
+        for round in 0..a.rounds {
+            let b = run_bypass(&a, core, mem, round)?;
+            say(&format!(
+                "{label}, round {}: bypass l2fwd  {:>8.2} Mpps ({} frames in {:.2}s)",
+                round + 1,
+                b.mpps,
+                b.packets,
+                b.secs
+            ));
+            let t = run_testpmd(&a, &testpmd, core, main, mem, round)?;
+            say(&format!(
+                "{label}, round {}: dpdk-testpmd  {:>8.2} Mpps ({} frames in {:.2}s)",
+                round + 1,
+                t.mpps,
+                t.packets,
+                t.secs
+            ));
+            ours.push(b);
+            theirs.push(t);
+        }
+        let ours_m = median(ours.iter().map(|s| s.mpps).collect());
+        let theirs_m = median(theirs.iter().map(|s| s.mpps).collect());
+        results.push(ModeResult {
+            memory: label.clone(),
+            bypass: ours,
+            testpmd: theirs,
+            bypass_mpps: ours_m,
+            testpmd_mpps: theirs_m,
+            ratio: if theirs_m > 0.0 {
+                ours_m / theirs_m
+            } else {
+                0.0
+            },
+        });
     }
     let load_after = loadavg();
-    let ours_m = median(ours.iter().map(|s| s.mpps).collect());
-    let theirs_m = median(theirs.iter().map(|s| s.mpps).collect());
-    let ratio = if theirs_m > 0.0 {
-        ours_m / theirs_m
-    } else {
-        0.0
-    };
+    let first = &results[0];
     if a.json {
         let v = serde_json::json!({
             "bench": "fwd",
@@ -158,23 +284,28 @@ pub fn run(a: FwdArgs) -> Result<()> {
             "core": core,
             "main_lcore": main,
             "duration_s": a.duration,
-            "memory": if mem.is_empty() { a.eal.clone() } else { mem.join(" ") },
-            "bypass": ours,
-            "testpmd": theirs,
-            "bypass_mpps": ours_m,
-            "testpmd_mpps": theirs_m,
-            "ratio": ratio,
+            "memory": first.memory,
+            "bypass": first.bypass,
+            "testpmd": first.testpmd,
+            "bypass_mpps": first.bypass_mpps,
+            "testpmd_mpps": first.testpmd_mpps,
+            "ratio": first.ratio,
+            "modes": results,
+            "no_hugepages_because": huge_why,
             "loadavg_before": load_before,
             "loadavg_after": load_after,
         });
         println!("{v}");
     } else {
-        println!("bypass l2fwd : {ours_m:.2} Mpps");
-        println!("dpdk-testpmd : {theirs_m:.2} Mpps");
-        println!(
-            "ratio        : {ratio:.2}x (bypass / testpmd, median of {} round(s))",
-            a.rounds
-        );
+        for r in &results {
+            println!("[{}]", r.memory);
+            println!("  bypass l2fwd : {:.2} Mpps", r.bypass_mpps);
+            println!("  dpdk-testpmd : {:.2} Mpps", r.testpmd_mpps);
+            println!(
+                "  ratio        : {:.2}x (bypass / testpmd, median of {} round(s))",
+                r.ratio, a.rounds
+            );
+        }
         println!(
             "load average : {load_before:.2} before, {load_after:.2} after (other work on the machine skews both sides)"
         );
@@ -190,9 +321,9 @@ fn loadavg() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Memory options to add when the user gave none.
-fn memory_args(user: &str) -> Vec<String> {
-    let given = user.split_whitespace().any(|w| {
+/// True if `user` (extra EAL arguments) sets the memory mode itself.
+fn user_gives_memory(user: &str) -> bool {
+    user.split_whitespace().any(|w| {
         [
             "--no-huge",
             "--in-memory",
@@ -202,14 +333,7 @@ fn memory_args(user: &str) -> Vec<String> {
         ]
         .iter()
         .any(|m| w == *m || w.starts_with(&format!("{m}=")))
-    });
-    if given {
-        Vec::new()
-    } else if huge_ok() {
-        vec!["--in-memory".into()]
-    } else {
-        vec!["--no-huge".into(), "-m".into(), "512".into()]
-    }
+    })
 }
 
 #[cfg(feature = "dpdk")]
@@ -497,7 +621,10 @@ mod tests {
     fn medians_and_memory_defaults() {
         assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert!(memory_args("--no-huge -m 256").is_empty());
-        assert!(memory_args("--in-memory").is_empty());
+        assert!(user_gives_memory("--no-huge -m 256"));
+        assert!(user_gives_memory("--in-memory"));
+        assert!(!user_gives_memory("--log-level=5"));
+        let (modes, _g, _) = memory_modes("--no-huge -m 256");
+        assert_eq!(modes.len(), 1);
     }
 }

@@ -120,6 +120,11 @@ impl PacketBuf for Mbuf {
         // owned by us; &mut self makes it exclusive.
         unsafe { std::slice::from_raw_parts_mut(self.start(), cap) }
     }
+
+    #[inline]
+    fn prefetch(&self) {
+        crate::buf::prefetch_line(self.start());
+    }
 }
 
 impl Drop for Mbuf {

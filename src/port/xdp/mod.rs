@@ -387,6 +387,10 @@ impl PacketBuf for XdpBuf {
         // SAFETY: as in `data_mut`; the room ends at the frame's end.
         unsafe { std::slice::from_raw_parts_mut(self.umem.ptr(self.addr), cap) }
     }
+    #[inline]
+    fn prefetch(&self) {
+        crate::buf::prefetch_line(self.umem.ptr(self.addr));
+    }
 }
 
 impl Drop for XdpBuf {
