@@ -137,31 +137,43 @@ pub struct Table {
 }
 
 impl Table {
-    /// Builds the table from `routes`; `port_macs[i]` is the source MAC
-    /// of port `i`. Routes with the same port and next hop share an entry.
-    pub fn new(routes: &[Route], port_macs: &[MacAddr]) -> Result<Table, RouteError> {
+    /// Builds the table from `routes`, for `ports` ports whose source MACs
+    /// are all zero until [`set_port_macs`](Table::set_port_macs). Routes
+    /// with the same port and next hop share an entry.
+    pub fn new(routes: &[Route], ports: usize) -> Result<Table, RouteError> {
         let mut lpm = Lpm::new(1 << 16);
         let mut hops: Vec<Hop> = Vec::new();
         let mut ids = std::collections::HashMap::new();
         for (i, r) in routes.iter().enumerate() {
             let line = i + 1;
-            let src = *port_macs.get(r.port as usize).ok_or(RouteError::Line {
-                line,
-                why: format!("port {} does not exist", r.port),
-            })?;
-            let hop = Hop {
-                port: r.port,
-                dst: EthernetAddress(r.next_hop.0),
-                src: EthernetAddress(src.0),
-            };
+            if r.port as usize >= ports {
+                return Err(RouteError::Line {
+                    line,
+                    why: format!("port {} does not exist", r.port),
+                });
+            }
             let id = *ids.entry((r.port, r.next_hop.0)).or_insert_with(|| {
-                hops.push(hop);
+                hops.push(Hop {
+                    port: r.port,
+                    dst: EthernetAddress(r.next_hop.0),
+                    src: EthernetAddress([0; 6]),
+                });
                 hops.len() as u32 - 1
             });
             lpm.insert(u32::from(r.prefix), r.len, id)
                 .map_err(|source| RouteError::Table { line, source })?;
         }
         Ok(Table { lpm, hops })
+    }
+
+    /// Sets the source MAC of frames sent out of each port (`macs[i]` for
+    /// port `i`).
+    pub fn set_port_macs(&mut self, macs: &[MacAddr]) {
+        for h in &mut self.hops {
+            if let Some(m) = macs.get(h.port as usize) {
+                h.src = EthernetAddress(m.0);
+            }
+        }
     }
 
     /// The output port and next-hop MAC for `dst`, if a route covers it.
@@ -257,7 +269,9 @@ mod tests {
 
     fn table(text: &str) -> Arc<Table> {
         let routes = parse_routes(text, 2).unwrap();
-        Arc::new(Table::new(&routes, &[mac(0xa0), mac(0xa1)]).unwrap())
+        let mut t = Table::new(&routes, 2).unwrap();
+        t.set_port_macs(&[mac(0xa0), mac(0xa1)]);
+        Arc::new(t)
     }
 
     /// An Ethernet + IPv4 (+ 8 payload bytes) frame, built with smoltcp.

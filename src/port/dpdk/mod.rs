@@ -297,8 +297,11 @@ impl DpdkPort {
                 mtu,
                 queues: cfg.queues,
                 caps: PortCaps {
-                    // Checksum offloads need per-frame metadata the
-                    // PacketBuf contract does not carry yet: not enabled.
+                    // Checksum offloads are enabled where the device has
+                    // them (`offloads()`), but they are per frame: each
+                    // Mbuf says what was checked (rx_checksum) and carries
+                    // its own transmit requests (set_tx_offload). The port
+                    // as a whole promises neither.
                     rx_checksum: false,
                     tx_checksum: false,
                     rss: rss.is_some(),
@@ -310,6 +313,12 @@ impl DpdkPort {
             rss,
             desc: (rxd, txd),
         })
+    }
+
+    /// The receive and transmit offloads enabled on the device (checksums
+    /// and TSO where it has them).
+    pub fn offloads(&self) -> ethdev::Offloads {
+        self.shared.dev.offloads()
     }
 
     /// The DPDK port id.
