@@ -63,7 +63,7 @@ use crate::counter::Counter;
 use crate::error::{Error, Result};
 use crate::port::{PortInfo, PortQueue};
 use crate::time::Instant;
-use classify::{classify, tcp_key, Class, Reject};
+use classify::{classify_with, tcp_key, Class, Reject, Verify};
 use device::{OneFrame, TxPath};
 use shard::{Msg, Route, Shard};
 use timers::{Entry, Timers};
@@ -701,7 +701,8 @@ impl<Q: PortQueue> Stack<Q> {
     }
 
     fn ingress(&mut self, buf: Q::Buf) {
-        let class = classify(buf.data(), self.mac, self.ip, self.verify_checksums);
+        let verify = Verify::for_frame(buf.rx_checksum(), self.verify_checksums);
+        let class = classify_with(buf.data(), self.mac, self.ip, verify);
         match class {
             Err(r) => self.stats.reject(r),
             Ok(Class::Arp) => {
