@@ -175,7 +175,7 @@ struct Side {
     mpps: f64,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(super) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
     if n % 2 == 1 {
@@ -314,7 +314,7 @@ pub fn run(a: FwdArgs) -> Result<()> {
 }
 
 /// The 1-minute load average (0 if unknown).
-fn loadavg() -> f64 {
+pub(super) fn loadavg() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
@@ -346,7 +346,7 @@ fn huge_ok() -> bool {
     false
 }
 
-fn which(bin: &str) -> Option<String> {
+pub(super) fn which(bin: &str) -> Option<String> {
     if bin.contains('/') {
         return std::path::Path::new(bin).exists().then(|| bin.to_string());
     }
@@ -358,7 +358,7 @@ fn which(bin: &str) -> Option<String> {
 
 /// Removes hugepage files and the EAL runtime directory a child with
 /// `--file-prefix prefix` left behind.
-fn clean_hugepage_files(prefix: &str) {
+pub(super) fn clean_hugepage_files(prefix: &str) {
     #[cfg(feature = "dpdk")]
     let _ = std::fs::remove_dir_all(bypass::port::dpdk::eal::runtime_dir_for(prefix));
     let Ok(mounts) = std::fs::read_to_string("/proc/mounts") else {
@@ -382,7 +382,7 @@ fn clean_hugepage_files(prefix: &str) {
 }
 
 /// Waits for `child` up to `limit`; kills it (by its PID) past that.
-fn wait_bounded(
+pub(super) fn wait_bounded(
     child: &mut Child,
     limit: Duration,
     what: &str,
@@ -469,7 +469,7 @@ fn run_bypass(a: &FwdArgs, core: usize, mem: &[String], round: u32) -> Result<Si
     })
 }
 
-fn read_all<R: std::io::Read>(r: Option<R>) -> String {
+pub(super) fn read_all<R: std::io::Read>(r: Option<R>) -> String {
     let mut s = String::new();
     if let Some(mut r) = r {
         let _ = r.read_to_string(&mut s);
