@@ -1,22 +1,29 @@
 //! The packet-handler loop: rx burst -> handler -> tx bursts, per core.
 
 use crate::app::{Discard, Frame, PacketHandler, Verdict};
+
 use crate::buf::{Burst, PacketBuf, BURST};
 use crate::port::PortQueue;
 use crate::runtime::lcore::Worker;
-use crate::runtime::stats::{CoreRef, DropReason};
+use crate::runtime::stats::{CoreRef, DropReason, MAX_PORTS};
 use crate::time::Instant;
 
-/// The output port of a frame from port `p` (of `nports`), or why it is
-/// dropped.
-#[inline]
-fn route(v: Verdict, p: usize, nports: usize) -> Result<usize, DropReason> {
+/// A frame's fate in one byte: an output port index (below
+/// [`MAX_PORTS`]), or [`DROPPED`] plus the [`DropReason`] index.
+type Fate = u8;
+const DROPPED: Fate = 0x80;
+const _: () = assert!(MAX_PORTS < DROPPED as usize && DropReason::COUNT < DROPPED as usize);
+
+/// The fate of a frame from port `p` (of `nports`) that got verdict `v`.
+#[inline(always)]
+fn fate(v: Verdict, p: usize, nports: usize) -> Fate {
+    let drop = |why: DropReason| DROPPED | why as u8;
     match v {
-        Verdict::Forward => Ok(if p + 1 == nports { 0 } else { p + 1 }),
-        Verdict::Reply => Ok(p),
-        Verdict::Out(k) if (k as usize) < nports => Ok(k as usize),
-        Verdict::Out(_) | Verdict::Drop => Err(DropReason::Handler),
-        Verdict::Discard(d) => Err(match d {
+        Verdict::Forward => (if p + 1 == nports { 0 } else { p + 1 }) as Fate,
+        Verdict::Reply => p as Fate,
+        Verdict::Out(k) if (k as usize) < nports => k as Fate,
+        Verdict::Out(_) | Verdict::Drop => drop(DropReason::Handler),
+        Verdict::Discard(d) => drop(match d {
             Discard::Malformed => DropReason::Malformed,
             Discard::NotIpv4 => DropReason::NotForUs,
             Discard::BadChecksum => DropReason::BadChecksum,
@@ -68,20 +75,11 @@ impl<Q: PortQueue, H: PacketHandler> ForwardWorker<Q, H> {
     }
 
     fn flush(&mut self, p: usize) {
-        let burst = &mut self.tx[p];
-        if burst.is_empty() {
+        if self.tx[p].is_empty() {
             return;
         }
-        let n = self.queues[p].tx_burst(burst);
-        let mut bytes = std::mem::take(&mut self.tx_bytes[p]);
-        let pc = &self.stats.ports[p];
-        pc.tx_packets.add(n as u64);
-        if !burst.is_empty() {
-            bytes -= burst.iter().map(|b| b.len() as u64).sum::<u64>();
-            pc.drop(DropReason::TxFull, burst.len() as u64);
-            burst.clear();
-        }
-        pc.tx_bytes.add(bytes);
+        let bytes = std::mem::take(&mut self.tx_bytes[p]);
+        send(&mut self.queues[p], &self.stats, p, &mut self.tx[p], bytes);
     }
 
     fn update_gauges(&self) {
@@ -93,6 +91,22 @@ impl<Q: PortQueue, H: PacketHandler> ForwardWorker<Q, H> {
                 .set(s.alloc_failures);
         }
     }
+}
+
+/// Sends `burst` (holding `bytes` bytes) out of `q`, port `p`, now; what
+/// the port does not take is dropped and counted as `tx_full`.
+#[inline]
+fn send<Q: PortQueue>(q: &mut Q, stats: &CoreRef, p: usize, burst: &mut Burst<Q::Buf>, bytes: u64) {
+    let n = q.tx_burst(burst);
+    let pc = &stats.ports[p];
+    pc.tx_packets.add(n as u64);
+    let mut bytes = bytes;
+    if !burst.is_empty() {
+        bytes -= burst.iter().map(|b| b.len() as u64).sum::<u64>();
+        pc.drop(DropReason::TxFull, burst.len() as u64);
+        burst.clear();
+    }
+    pc.tx_bytes.add(bytes);
 }
 
 impl<Q: PortQueue, H: PacketHandler> Worker for ForwardWorker<Q, H> {
@@ -108,18 +122,19 @@ impl<Q: PortQueue, H: PacketHandler> Worker for ForwardWorker<Q, H> {
             total += n;
             self.stats.ports[p].rx_packets.add(n as u64);
             self.handler.begin_burst(now);
-            // Pass 1: the handler sees each frame in place.
-            let mut verdicts = [Verdict::Drop; BURST];
+            // Pass 1: the handler sees each frame in place; its verdict
+            // becomes a one-byte fate.
+            let mut fates = [0 as Fate; BURST];
             let (mut rx_bytes, mut out_bytes) = (0u64, 0u64);
-            let mut mixed = false;
-            if let Some(b) = rx.first() {
+            let bufs = rx.as_mut_slice();
+            if let Some(b) = bufs.first() {
                 b.prefetch();
             }
-            for i in 0..n {
-                if i + 1 < n {
-                    rx[i + 1].prefetch();
+            for i in 0..bufs.len() {
+                if let Some(next) = bufs.get(i + 1) {
+                    next.prefetch();
                 }
-                let buf = &mut rx[i];
+                let buf = &mut bufs[i];
                 let len = buf.len();
                 rx_bytes += len as u64;
                 let l3 = buf.rx_checksum().l3;
@@ -130,31 +145,28 @@ impl<Q: PortQueue, H: PacketHandler> Worker for ForwardWorker<Q, H> {
                     buf.set_len(new_len);
                 }
                 out_bytes += new_len as u64;
-                verdicts[i] = v;
-                mixed |= v != verdicts[0];
+                fates[i] = fate(v, p, nports);
             }
             self.stats.ports[p].rx_bytes.add(rx_bytes);
-            let verdicts = &verdicts[..rx.len()];
+            let fates = &fates[..n];
+            let first = fates[0];
             // Pass 2, fast path: the whole burst goes out of one port whose
-            // output burst is empty: hand it over as it is.
-            if !mixed {
-                if let Ok(out) = route(verdicts[0], p, nports) {
-                    if self.tx[out].is_empty() {
-                        self.tx[out] = rx;
-                        self.tx_bytes[out] = out_bytes;
-                        continue;
-                    }
+            // output burst is empty: send it as it is.
+            if first < DROPPED && fates.iter().all(|&f| f == first) {
+                let out = first as usize;
+                if self.tx[out].is_empty() {
+                    send(&mut self.queues[out], &self.stats, out, &mut rx, out_bytes);
+                    continue;
                 }
             }
             // Pass 2, general case: frame by frame.
-            for (buf, &verdict) in rx.drain(..).zip(verdicts.iter()) {
-                let out = match route(verdict, p, nports) {
-                    Ok(out) => out,
-                    Err(why) => {
-                        self.stats.ports[p].drop(why, 1);
-                        continue;
-                    }
-                };
+            for (buf, &f) in rx.drain(..).zip(fates.iter()) {
+                if f >= DROPPED {
+                    let why = DropReason::ALL[(f - DROPPED) as usize];
+                    self.stats.ports[p].drop(why, 1);
+                    continue;
+                }
+                let out = f as usize;
                 if self.tx[out].is_full() {
                     self.flush(out);
                 }

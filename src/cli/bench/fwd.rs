@@ -78,9 +78,20 @@ fn hugepages_free() -> u64 {
 }
 
 /// Hugepages the bench reserved for itself: `nr_hugepages` is only ever
-/// raised, and set back on drop to exactly the value found.
+/// raised, and set back on drop to exactly the value found; and a private
+/// hugetlbfs mount when none was mounted, unmounted on drop.
 pub(super) struct HugeReserve {
     found: Option<u64>,
+    mount: Option<std::path::PathBuf>,
+}
+
+fn hugetlbfs_mounted() -> bool {
+    std::fs::read_to_string("/proc/mounts")
+        .map(|m| {
+            m.lines()
+                .any(|l| l.split_whitespace().nth(2) == Some("hugetlbfs"))
+        })
+        .unwrap_or(false)
 }
 
 impl HugeReserve {
@@ -88,7 +99,29 @@ impl HugeReserve {
     /// needed (as root). Returns the guard and, when there are still too
     /// few, why.
     pub(super) fn ensure(pages: u64) -> (HugeReserve, Option<String>) {
-        let mut g = HugeReserve { found: None };
+        let mut g = HugeReserve {
+            found: None,
+            mount: None,
+        };
+        if !hugetlbfs_mounted() {
+            let dir =
+                std::env::temp_dir().join(format!("bypass-bench-huge-{}", std::process::id()));
+            let ok = std::fs::create_dir_all(&dir).is_ok()
+                && Command::new("mount")
+                    .args(["-t", "hugetlbfs", "-o", "pagesize=2M", "nodev"])
+                    .arg(&dir)
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success());
+            if !ok {
+                let _ = std::fs::remove_dir(&dir);
+                return (
+                    g,
+                    Some("no hugetlbfs is mounted and mounting one failed (run as root, or `sudo scripts/hugepages.sh reserve 256`)".into()),
+                );
+            }
+            g.mount = Some(dir);
+        }
         let free = hugepages_free();
         if free >= pages {
             return (g, None);
@@ -121,8 +154,22 @@ impl HugeReserve {
     }
 }
 
+impl HugeReserve {
+    /// EAL arguments naming the private mount, if the bench made one.
+    pub(super) fn eal_args(&self) -> Vec<String> {
+        match &self.mount {
+            Some(d) => vec!["--huge-dir".into(), d.display().to_string()],
+            None => Vec::new(),
+        }
+    }
+}
+
 impl Drop for HugeReserve {
     fn drop(&mut self) {
+        if let Some(dir) = self.mount.take() {
+            let _ = Command::new("umount").arg(&dir).status();
+            let _ = std::fs::remove_dir(&dir);
+        }
         if let Some(found) = self.found {
             if std::fs::write(NR_HUGEPAGES, found.to_string()).is_err() {
                 eprintln!("could not restore {NR_HUGEPAGES} to {found}; do it by hand");
@@ -140,14 +187,19 @@ pub(super) fn memory_modes(
     if user_gives_memory(user) {
         return (
             vec![(user.trim().to_string(), Vec::new())],
-            HugeReserve { found: None },
+            HugeReserve {
+                found: None,
+                mount: None,
+            },
             None,
         );
     }
     let (guard, why) = HugeReserve::ensure(HUGE_PAGES_WANTED);
     let mut modes = Vec::new();
     if why.is_none() && huge_ok() {
-        modes.push(("hugepages".to_string(), vec!["--in-memory".to_string()]));
+        let mut args = vec!["--in-memory".to_string()];
+        args.extend(guard.eal_args());
+        modes.push(("hugepages".to_string(), args));
     }
     modes.push((
         "no hugepages".to_string(),

@@ -550,6 +550,7 @@ fn run_dpdk(
         .map_err(|e| Error::io(format!("start {}", l3fwd.display()), e))?;
     let pid = child.id();
     let (tx, rx) = mpsc::channel::<String>();
+    let tx_err = tx.clone();
     let out = child.stdout.take();
     let out_t = std::thread::spawn(move || {
         let mut all = String::new();
@@ -564,8 +565,19 @@ fn run_dpdk(
         }
         all
     });
+    // DPDK logs (its "entering main loop" among them) go to stderr.
     let err_pipe = child.stderr.take();
-    let err_t = std::thread::spawn(move || read_all(err_pipe));
+    let err_t = std::thread::spawn(move || {
+        let mut all = String::new();
+        if let Some(e) = err_pipe {
+            for line in BufReader::new(e).lines().map_while(|l| l.ok()) {
+                let _ = tx_err.send(line.clone());
+                all.push_str(&line);
+                all.push('\n');
+            }
+        }
+        all
+    });
     let started = Instant::now();
     let mut ready = false;
     while started.elapsed() < Duration::from_secs(60) {
