@@ -12,7 +12,8 @@ use crate::time::Instant;
 /// [`MAX_PORTS`]), or [`DROPPED`] plus the [`DropReason`] index.
 type Fate = u8;
 const DROPPED: Fate = 0x80;
-const _: () = assert!(MAX_PORTS < DROPPED as usize && DropReason::COUNT < DROPPED as usize);
+const _: () = assert!(MAX_PORTS < DROPPED as usize);
+const _: () = assert!(DropReason::COUNT < DROPPED as usize);
 
 /// The fate of a frame from port `p` (of `nports`) that got verdict `v`.
 #[inline(always)]

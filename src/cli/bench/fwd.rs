@@ -178,12 +178,13 @@ impl Drop for HugeReserve {
     }
 }
 
+/// A memory mode: its label and its EAL memory arguments.
+pub(super) type MemMode = (String, Vec<String>);
+
 /// The memory modes of a run: (label, EAL memory arguments). With a memory
 /// option in `user`, just that; otherwise hugepages (if they can be had)
 /// and then none. The guard keeps the hugepages reserved until dropped.
-pub(super) fn memory_modes(
-    user: &str,
-) -> (Vec<(String, Vec<String>)>, HugeReserve, Option<String>) {
+pub(super) fn memory_modes(user: &str) -> (Vec<MemMode>, HugeReserve, Option<String>) {
     if user_gives_memory(user) {
         return (
             vec![(user.trim().to_string(), Vec::new())],
