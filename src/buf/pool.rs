@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
 
-use super::{Burst, PacketBuf};
+use super::{Burst, Checksum, L4Offload, PacketBuf, RxChecksum, TxOffload};
 use crate::error::{Error, Result};
 
 const HUGE_PAGE: usize = 2 << 20;
@@ -478,10 +478,43 @@ pub(crate) fn prefetch_line(p: *const u8) {
 }
 
 /// A frame from a [`Pool`]; returns there when dropped.
+///
+/// Besides its length, a buffer carries one byte of offload metadata (in
+/// the top bits of the length word, so the handle stays two words): the
+/// receive checksum status a backend found (the TAP's virtio-net header)
+/// and the checksums a frame to send asks the backend to fill in. A fresh
+/// buffer knows nothing and asks for nothing.
 pub struct PoolBuf {
     pool: HomeRef<Inner>,
     idx: u32,
+    /// Length (low 24 bits) and metadata (top 8 bits, see `META_*`).
     len: u32,
+}
+
+const LEN_MASK: u32 = (1 << 24) - 1;
+const META_SHIFT: u32 = 24;
+// Metadata bits: rx L3 and L4 status (2 bits each: 0 unknown, 1 good,
+// 2 bad), tx requests (IPv4 header checksum; L4 checksum: 0 none, 1 TCP,
+// 2 UDP).
+const RX_L3_SHIFT: u32 = 0;
+const RX_L4_SHIFT: u32 = 2;
+const TX_IP_BIT: u32 = 1 << 4;
+const TX_L4_SHIFT: u32 = 5;
+
+fn status_bits(c: Checksum) -> u32 {
+    match c {
+        Checksum::Unknown => 0,
+        Checksum::Good => 1,
+        Checksum::Bad => 2,
+    }
+}
+
+fn status_of(bits: u32) -> Checksum {
+    match bits & 3 {
+        1 => Checksum::Good,
+        2 => Checksum::Bad,
+        _ => Checksum::Unknown,
+    }
 }
 
 impl std::fmt::Debug for PoolBuf {
@@ -489,7 +522,9 @@ impl std::fmt::Debug for PoolBuf {
         write!(
             f,
             "PoolBuf({}#{}, len {})",
-            self.pool.name, self.idx, self.len
+            self.pool.name,
+            self.idx,
+            self.len & LEN_MASK
         )
     }
 }
@@ -509,8 +544,24 @@ impl PoolBuf {
             return false;
         }
         self.room_mut()[..bytes.len()].copy_from_slice(bytes);
-        self.len = bytes.len() as u32;
+        self.len = (self.len & !LEN_MASK) | bytes.len() as u32;
         true
+    }
+
+    #[inline]
+    fn meta(&self) -> u32 {
+        self.len >> META_SHIFT
+    }
+
+    #[inline]
+    fn set_meta(&mut self, m: u32) {
+        self.len = (self.len & LEN_MASK) | (m & 0xff) << META_SHIFT;
+    }
+
+    /// Records what a backend found checking the frame's checksums.
+    pub fn set_rx_checksum(&mut self, c: RxChecksum) {
+        let m = self.meta() & !(0xf);
+        self.set_meta(m | status_bits(c.l3) << RX_L3_SHIFT | status_bits(c.l4) << RX_L4_SHIFT);
     }
 }
 
@@ -519,16 +570,16 @@ impl PacketBuf for PoolBuf {
     fn data(&self) -> &[u8] {
         // SAFETY: this handle owns frame `idx` exclusively (it was popped
         // from the free queue) and len <= capacity.
-        unsafe { std::slice::from_raw_parts(self.room_ptr(), self.len as usize) }
+        unsafe { std::slice::from_raw_parts(self.room_ptr(), self.len()) }
     }
     #[inline]
     fn data_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in `data`, and `&mut self` makes the borrow unique.
-        unsafe { std::slice::from_raw_parts_mut(self.room_ptr(), self.len as usize) }
+        unsafe { std::slice::from_raw_parts_mut(self.room_ptr(), self.len()) }
     }
     #[inline]
     fn len(&self) -> usize {
-        self.len as usize
+        (self.len & LEN_MASK) as usize
     }
     #[inline]
     fn capacity(&self) -> usize {
@@ -539,7 +590,8 @@ impl PacketBuf for PoolBuf {
         if len > self.capacity() {
             return false;
         }
-        self.len = len as u32;
+        // capacity() < 2^17 (frame_size is checked at pool creation).
+        self.len = (self.len & !LEN_MASK) | len as u32;
         true
     }
     #[inline]
@@ -551,6 +603,43 @@ impl PacketBuf for PoolBuf {
     #[inline]
     fn prefetch(&self) {
         prefetch_line(self.room_ptr());
+    }
+    #[inline]
+    fn rx_checksum(&self) -> RxChecksum {
+        let m = self.meta();
+        RxChecksum {
+            l3: status_of(m >> RX_L3_SHIFT),
+            l4: status_of(m >> RX_L4_SHIFT),
+        }
+    }
+    /// Carries IPv4 and TCP/UDP checksum requests; not TSO (returns false
+    /// for a request with an MSS). Header lengths are not stored: the
+    /// backend finds the headers in the frame.
+    fn set_tx_offload(&mut self, req: TxOffload) -> bool {
+        if req.tso_mss != 0 {
+            return false;
+        }
+        let l4 = match req.l4_checksum {
+            L4Offload::None => 0,
+            L4Offload::Tcp => 1,
+            L4Offload::Udp => 2,
+        };
+        let ip = if req.ipv4_checksum { TX_IP_BIT } else { 0 };
+        let m = self.meta() & 0xf;
+        self.set_meta(m | ip | l4 << TX_L4_SHIFT);
+        true
+    }
+    fn tx_offload(&self) -> TxOffload {
+        let m = self.meta();
+        TxOffload {
+            ipv4_checksum: m & TX_IP_BIT != 0,
+            l4_checksum: match (m >> TX_L4_SHIFT) & 3 {
+                1 => L4Offload::Tcp,
+                2 => L4Offload::Udp,
+                _ => L4Offload::None,
+            },
+            ..TxOffload::default()
+        }
     }
 }
 
@@ -656,6 +745,42 @@ mod tests {
         .unwrap();
         let b = p.alloc().unwrap();
         assert_eq!(b.capacity(), 2048 - 128);
+    }
+
+    #[test]
+    fn metadata_rides_beside_the_length() {
+        let p = small(2);
+        let mut b = p.alloc().unwrap();
+        assert_eq!(b.rx_checksum(), RxChecksum::UNKNOWN);
+        assert!(b.tx_offload().is_none());
+        assert!(b.copy_from(&[1; 100]));
+        b.set_rx_checksum(RxChecksum {
+            l3: Checksum::Unknown,
+            l4: Checksum::Good,
+        });
+        let req = TxOffload {
+            ipv4_checksum: true,
+            l4_checksum: L4Offload::Udp,
+            ..Default::default()
+        };
+        assert!(b.set_tx_offload(req));
+        assert!(!b.set_tx_offload(TxOffload {
+            tso_mss: 1448,
+            ..req
+        }));
+        assert_eq!(b.len(), 100);
+        assert!(b.set_len(192));
+        assert_eq!(b.len(), 192);
+        assert_eq!(b.data().len(), 192);
+        assert_eq!(b.rx_checksum().l4, Checksum::Good);
+        assert_eq!(b.tx_offload(), req);
+        drop(b);
+        let b = p.alloc().unwrap();
+        let c = p.alloc().unwrap();
+        for x in [&b, &c] {
+            assert_eq!(x.rx_checksum(), RxChecksum::UNKNOWN, "fresh buffers know nothing");
+            assert_eq!(x.len(), 0);
+        }
     }
 
     #[test]
