@@ -251,8 +251,11 @@ fn tap_vnet_header_carries_checksums_both_ways() {
 
     // Kernel -> us: the kernel leaves the UDP checksum to us (TUN_F_CSUM)
     // or checks it; either way the buffer says it is good.
-    sock.send_to(b"from-kernel", (std::net::Ipv4Addr::from(our_ip.octets()), 9999))
-        .unwrap();
+    sock.send_to(
+        b"from-kernel",
+        (std::net::Ipv4Addr::from(our_ip.octets()), 9999),
+    )
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut seen = None;
     while seen.is_none() && Instant::now() < deadline {
@@ -262,7 +265,9 @@ fn tap_vnet_header_carries_checksums_both_ways() {
             continue;
         }
         for b in rx.iter() {
-            let Ok(eth) = EthernetFrame::new_checked(b.data()) else { continue };
+            let Ok(eth) = EthernetFrame::new_checked(b.data()) else {
+                continue;
+            };
             if eth.ethertype() != EthernetProtocol::Ipv4 {
                 continue;
             }
@@ -315,9 +320,15 @@ fn tap_vnet_header_carries_checksums_both_ways() {
         burst.push(b);
         assert_eq!(q.tx_burst(&mut burst), 1);
         let mut buf = [0u8; 64];
-        sock.recv_from(&mut buf).ok().map(|(n, _)| buf[..n].to_vec())
+        sock.recv_from(&mut buf)
+            .ok()
+            .map(|(n, _)| buf[..n].to_vec())
     };
     // Without the request the checksums are wrong: the kernel drops it.
-    assert_eq!(sent(false), None, "a datagram with partial checksums was accepted");
+    assert_eq!(
+        sent(false),
+        None,
+        "a datagram with partial checksums was accepted"
+    );
     assert_eq!(sent(true).as_deref(), Some(&payload[..]));
 }

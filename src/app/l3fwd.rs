@@ -281,7 +281,7 @@ impl PacketHandler for L3Fwd {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::lpm::tests::Rng;
+    use crate::testing::Rng;
     use smoltcp::wire::{EthernetRepr, IpProtocol, Ipv4Address, Ipv4Repr};
 
     fn mac(last: u8) -> MacAddr {
@@ -376,7 +376,7 @@ mod tests {
         for _ in 0..2000 {
             let (a, port, hop) = cases[rng.below(cases.len() as u64) as usize];
             let ttl = 2 + rng.below(254) as u8;
-            let mut b = frame(Ipv4Address::from(a), ttl, rng.next());
+            let mut b = frame(Ipv4Address::from(a), ttl, rng.next_u64());
             let before = b.clone();
             assert_eq!(run(&mut h, &mut b), Verdict::Out(port));
             let eth = EthernetFrame::new_checked(&b[..]).unwrap();
@@ -405,7 +405,7 @@ mod tests {
         let mut rng = Rng(99);
         for ttl in 2..=255u8 {
             for _ in 0..64 {
-                let mut b = frame(Ipv4Address::new(10, 0, 0, 1), ttl, rng.next());
+                let mut b = frame(Ipv4Address::new(10, 0, 0, 1), ttl, rng.next_u64());
                 let mut f = EthernetFrame::new_unchecked(&mut b[..]);
                 let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
                 let proto = u8::from(p.next_header()) as u16;
@@ -427,7 +427,7 @@ mod tests {
     fn fast_header_check_agrees_with_smoltcp() {
         let mut rng = Rng(5);
         for i in 0..20_000u64 {
-            let mut b = frame(Ipv4Address::new(10, 0, 0, 1), 64, rng.next());
+            let mut b = frame(Ipv4Address::new(10, 0, 0, 1), 64, rng.next_u64());
             if i % 2 == 1 {
                 let at = 14 + rng.below(20) as usize;
                 b[at] ^= 1 << rng.below(8);

@@ -163,22 +163,10 @@ impl Lpm {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
-    /// A small deterministic generator (xorshift64*), so failures replay.
-    pub struct Rng(pub u64);
-    impl Rng {
-        pub fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        pub fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
+    use crate::testing::Rng;
 
     /// Longest match the plain way: one exact-match map per prefix length,
     /// tried from /32 down to /0 (a later rule replaces an earlier one with
@@ -210,7 +198,7 @@ pub(crate) mod tests {
     /// Overlapping prefixes: a few base addresses, each with prefixes of
     /// many lengths nested inside one another, plus scattered ones.
     fn overlapping_rules(rng: &mut Rng, n: usize) -> Vec<(u32, u8, u32)> {
-        let bases: Vec<u32> = (0..40).map(|_| rng.next() as u32).collect();
+        let bases: Vec<u32> = (0..40).map(|_| rng.next_u64() as u32).collect();
         (0..n)
             .map(|i| {
                 // A few short prefixes (each covers up to 2^24 entries
@@ -221,10 +209,10 @@ pub(crate) mod tests {
                     _ => 20 + rng.below(13) as u8,
                 };
                 let base = if rng.below(5) == 0 {
-                    rng.next() as u32
+                    rng.next_u64() as u32
                 } else {
                     // Near a base: same top bits, random low bits.
-                    bases[rng.below(bases.len() as u64) as usize] ^ (rng.next() as u32 >> 20)
+                    bases[rng.below(bases.len() as u64) as usize] ^ (rng.next_u64() as u32 >> 20)
                 };
                 (base, len, i as u32 % 1000)
             })
@@ -244,9 +232,9 @@ pub(crate) mod tests {
         for i in 0..100_000u32 {
             let addr = if i % 2 == 0 {
                 let (p, _, _) = rules[rng.below(rules.len() as u64) as usize];
-                p ^ (rng.next() as u32 >> (rng.below(32) as u32))
+                p ^ (rng.next_u64() as u32 >> (rng.below(32) as u32))
             } else {
-                rng.next() as u32
+                rng.next_u64() as u32
             };
             assert_eq!(lpm.lookup(addr), naive.lookup(addr), "addr {addr:#010x}");
         }
@@ -268,7 +256,7 @@ pub(crate) mod tests {
             b.insert(p, l, nh).unwrap();
         }
         for _ in 0..50_000 {
-            let addr = rng.next() as u32;
+            let addr = rng.next_u64() as u32;
             assert_eq!(a.lookup(addr), b.lookup(addr));
         }
         assert_eq!(a.groups(), b.groups());

@@ -778,7 +778,11 @@ mod tests {
         let b = p.alloc().unwrap();
         let c = p.alloc().unwrap();
         for x in [&b, &c] {
-            assert_eq!(x.rx_checksum(), RxChecksum::UNKNOWN, "fresh buffers know nothing");
+            assert_eq!(
+                x.rx_checksum(),
+                RxChecksum::UNKNOWN,
+                "fresh buffers know nothing"
+            );
             assert_eq!(x.len(), 0);
         }
     }

@@ -247,7 +247,11 @@ impl PortQueue for TapQueue {
         let mut consumed = 0;
         let vnet = self.vnet;
         for b in burst.iter_mut() {
-            let hdr = if vnet { tx_header(b) } else { [0; VNET_HDR_LEN] };
+            let hdr = if vnet {
+                tx_header(b)
+            } else {
+                [0; VNET_HDR_LEN]
+            };
             let data = b.data();
             let r = if vnet {
                 let iov = [
@@ -344,8 +348,12 @@ fn open_queue(name: &str, multi: bool, vnet: bool) -> Result<OwnedFd> {
     })?;
     if vnet {
         let size: libc::c_int = VNET_HDR_LEN as libc::c_int;
-        syscall!(ioctl(fd.as_raw_fd(), TUNSETVNETHDRSZ, &size as *const libc::c_int))
-            .map_err(|e| Error::io(format!("TUNSETVNETHDRSZ {name}"), e))?;
+        syscall!(ioctl(
+            fd.as_raw_fd(),
+            TUNSETVNETHDRSZ,
+            &size as *const libc::c_int
+        ))
+        .map_err(|e| Error::io(format!("TUNSETVNETHDRSZ {name}"), e))?;
         syscall!(ioctl(fd.as_raw_fd(), TUNSETOFFLOAD, TUN_F_CSUM))
             .map_err(|e| Error::io(format!("TUNSETOFFLOAD {name}"), e))?;
     }

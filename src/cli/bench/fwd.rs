@@ -209,23 +209,108 @@ pub(super) fn memory_modes(user: &str) -> (Vec<MemMode>, HugeReserve, Option<Str
     (modes, guard, why)
 }
 
-/// One memory mode's medians.
+/// One memory mode's medians: ours against the baseline.
 #[derive(Debug, Clone, serde::Serialize)]
-struct ModeResult {
-    memory: String,
-    bypass: Vec<Side>,
-    testpmd: Vec<Side>,
-    bypass_mpps: f64,
-    testpmd_mpps: f64,
-    ratio: f64,
+pub(super) struct ModeResult {
+    pub(super) memory: String,
+    pub(super) bypass: Vec<Side>,
+    pub(super) baseline: Vec<Side>,
+    pub(super) bypass_mpps: f64,
+    pub(super) baseline_mpps: f64,
+    pub(super) ratio: f64,
 }
 
 /// One side's result in one round.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
-struct Side {
-    packets: u64,
-    secs: f64,
-    mpps: f64,
+pub(super) struct Side {
+    pub(super) packets: u64,
+    pub(super) secs: f64,
+    pub(super) mpps: f64,
+}
+
+impl Side {
+    /// `packets` sent in `secs` seconds.
+    pub(super) fn new(packets: u64, secs: f64) -> Side {
+        Side {
+            packets,
+            secs,
+            mpps: packets as f64 / secs / 1e6,
+        }
+    }
+}
+
+/// Runs `rounds` rounds of ours then the baseline in each memory mode and
+/// returns each mode's medians; `names` name the two sides in the lines
+/// `say` prints as it goes.
+pub(super) fn compare(
+    modes: &[MemMode],
+    rounds: u32,
+    names: (&str, &str),
+    say: &dyn Fn(&str),
+    mut ours: impl FnMut(&[String], u32) -> Result<Side>,
+    mut theirs: impl FnMut(&[String], u32) -> Result<Side>,
+) -> Result<Vec<ModeResult>> {
+    let mut results = Vec::new();
+    for (label, mem) in modes {
+        let (mut o, mut t) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            for (name, run, into) in [
+                (
+                    names.0,
+                    &mut ours as &mut dyn FnMut(&[String], u32) -> Result<Side>,
+                    &mut o,
+                ),
+                (
+                    names.1,
+                    &mut theirs as &mut dyn FnMut(&[String], u32) -> Result<Side>,
+                    &mut t,
+                ),
+            ] {
+                let side = run(mem, round)?;
+                say(&format!(
+                    "{label}, round {}: {name:<14} {:>8.2} Mpps ({} frames in {:.2}s)",
+                    round + 1,
+                    side.mpps,
+                    side.packets,
+                    side.secs
+                ));
+                into.push(side);
+            }
+        }
+        let om = median(o.iter().map(|s| s.mpps).collect());
+        let tm = median(t.iter().map(|s| s.mpps).collect());
+        results.push(ModeResult {
+            memory: label.clone(),
+            bypass: o,
+            baseline: t,
+            bypass_mpps: om,
+            baseline_mpps: tm,
+            ratio: if tm > 0.0 { om / tm } else { 0.0 },
+        });
+    }
+    Ok(results)
+}
+
+/// Prints each mode's medians and ratio, then the load average.
+pub(super) fn print_modes(
+    results: &[ModeResult],
+    rounds: u32,
+    names: (&str, &str),
+    load: (f64, f64),
+) {
+    for r in results {
+        println!("[{}]", r.memory);
+        println!("  {:<14}: {:.2} Mpps", names.0, r.bypass_mpps);
+        println!("  {:<14}: {:.2} Mpps", names.1, r.baseline_mpps);
+        println!(
+            "  ratio         : {:.2}x ({} / {}, median of {rounds} round(s))",
+            r.ratio, names.0, names.1
+        );
+    }
+    println!(
+        "load average    : {:.2} before, {:.2} after (other work on the machine skews both sides)",
+        load.0, load.1
+    );
 }
 
 pub(super) fn median(mut v: Vec<f64>) -> f64 {
@@ -250,20 +335,8 @@ pub fn run(a: FwdArgs) -> Result<()> {
             "--duration must be more than 0 seconds and --rounds at least 1".into(),
         ));
     }
-    let avail = bypass::runtime::available_cores();
-    let core = match a.core {
-        Some(c) if avail.contains(&c) => c,
-        Some(c) => {
-            return Err(Error::Core {
-                core: c,
-                why: format!("not usable by this process (usable: {avail:?})"),
-            })
-        }
-        None => *avail
-            .last()
-            .ok_or_else(|| Error::Config("this process may use no CPU core".into()))?,
-    };
-    let main = avail.iter().copied().find(|&c| c != core).ok_or_else(|| {
+    let (core, main) = pick_cores(a.core)?;
+    let main = main.ok_or_else(|| {
         Error::Config(
             "bench fwd needs two usable cores (EAL's main lcore and the forwarding core)".into(),
         )
@@ -287,45 +360,15 @@ pub fn run(a: FwdArgs) -> Result<()> {
         modes.iter().map(|m| m.0.as_str()).collect::<Vec<_>>().join(", then ")
     ));
     let load_before = loadavg();
-    let mut results = Vec::new();
-    for (label, mem) in &modes {
-        let mut ours = Vec::new();
-        let mut theirs = Vec::new();
-        for round in 0..a.rounds {
-            let b = run_bypass(&a, core, mem, round)?;
-            say(&format!(
-                "{label}, round {}: bypass l2fwd  {:>8.2} Mpps ({} frames in {:.2}s)",
-                round + 1,
-                b.mpps,
-                b.packets,
-                b.secs
-            ));
-            let t = run_testpmd(&a, &testpmd, core, main, mem, round)?;
-            say(&format!(
-                "{label}, round {}: dpdk-testpmd  {:>8.2} Mpps ({} frames in {:.2}s)",
-                round + 1,
-                t.mpps,
-                t.packets,
-                t.secs
-            ));
-            ours.push(b);
-            theirs.push(t);
-        }
-        let ours_m = median(ours.iter().map(|s| s.mpps).collect());
-        let theirs_m = median(theirs.iter().map(|s| s.mpps).collect());
-        results.push(ModeResult {
-            memory: label.clone(),
-            bypass: ours,
-            testpmd: theirs,
-            bypass_mpps: ours_m,
-            testpmd_mpps: theirs_m,
-            ratio: if theirs_m > 0.0 {
-                ours_m / theirs_m
-            } else {
-                0.0
-            },
-        });
-    }
+    let names = ("bypass l2fwd", "dpdk-testpmd");
+    let results = compare(
+        &modes,
+        a.rounds,
+        names,
+        &say,
+        |mem, round| run_bypass(&a, core, mem, round),
+        |mem, round| run_testpmd(&a, &testpmd, core, main, mem, round),
+    )?;
     let load_after = loadavg();
     let first = &results[0];
     if a.json {
@@ -339,9 +382,9 @@ pub fn run(a: FwdArgs) -> Result<()> {
             "duration_s": a.duration,
             "memory": first.memory,
             "bypass": first.bypass,
-            "testpmd": first.testpmd,
+            "testpmd": first.baseline,
             "bypass_mpps": first.bypass_mpps,
-            "testpmd_mpps": first.testpmd_mpps,
+            "testpmd_mpps": first.baseline_mpps,
             "ratio": first.ratio,
             "modes": results,
             "no_hugepages_because": huge_why,
@@ -350,18 +393,7 @@ pub fn run(a: FwdArgs) -> Result<()> {
         });
         println!("{v}");
     } else {
-        for r in &results {
-            println!("[{}]", r.memory);
-            println!("  bypass l2fwd : {:.2} Mpps", r.bypass_mpps);
-            println!("  dpdk-testpmd : {:.2} Mpps", r.testpmd_mpps);
-            println!(
-                "  ratio        : {:.2}x (bypass / testpmd, median of {} round(s))",
-                r.ratio, a.rounds
-            );
-        }
-        println!(
-            "load average : {load_before:.2} before, {load_after:.2} after (other work on the machine skews both sides)"
-        );
+        print_modes(&results, a.rounds, names, (load_before, load_after));
     }
     Ok(())
 }
@@ -460,24 +492,39 @@ pub(super) fn wait_bounded(
 }
 
 fn run_bypass(a: &FwdArgs, core: usize, mem: &[String], round: u32) -> Result<Side> {
-    let exe = std::env::current_exe().map_err(|e| Error::io("find the bypass binary", e))?;
     let prefix = format!("bpbench-{}-b{round}", std::process::id());
-    let eal = format!("{} --file-prefix={prefix} {}", mem.join(" "), a.eal);
+    let args: Vec<String> = ["l2fwd", "--mode", "macswap", "--port"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([format!("dpdk:{}", a.vdev)])
+        .collect();
+    let (packets, secs, _) = run_ours(&args, core, a.duration, mem, &a.eal, &prefix)?;
+    Ok(Side::new(packets, secs))
+}
+
+/// Runs this binary with `args` (a forwarding subcommand and its ports)
+/// plus `--json --stats-interval 0 --cores CORE --duration SECS --eal=...`
+/// (memory args `mem`, a `--file-prefix` of `prefix`, then `eal`), bounded
+/// in time. Returns the frames it sent, over how many seconds, and its
+/// frames dropped, from its JSON summary.
+pub(super) fn run_ours(
+    args: &[String],
+    core: usize,
+    duration: f64,
+    mem: &[String],
+    eal: &str,
+    prefix: &str,
+) -> Result<(u64, f64, u64)> {
+    let what = format!("bypass {}", args.first().map(String::as_str).unwrap_or(""));
+    let exe = std::env::current_exe().map_err(|e| Error::io("find the bypass binary", e))?;
+    let eal = format!("{} --file-prefix={prefix} {eal}", mem.join(" "));
     let mut child = Command::new(&exe)
-        .args([
-            "l2fwd",
-            "--mode",
-            "macswap",
-            "--json",
-            "--stats-interval",
-            "0",
-        ])
-        .arg("--port")
-        .arg(format!("dpdk:{}", a.vdev))
+        .args(args)
+        .args(["--json", "--stats-interval", "0"])
         .arg("--cores")
         .arg(core.to_string())
         .arg("--duration")
-        .arg(a.duration.to_string())
+        .arg(duration.to_string())
         .arg(format!("--eal={eal}"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -488,18 +535,14 @@ fn run_bypass(a: &FwdArgs, core: usize, mem: &[String], round: u32) -> Result<Si
     let err_pipe = child.stderr.take();
     let out_t = std::thread::spawn(move || read_all(out_pipe));
     let err_t = std::thread::spawn(move || read_all(err_pipe));
-    let st = wait_bounded(
-        &mut child,
-        Duration::from_secs_f64(a.duration + 60.0),
-        "bypass l2fwd",
-    );
-    clean_hugepage_files(&prefix);
+    let st = wait_bounded(&mut child, Duration::from_secs_f64(duration + 60.0), &what);
+    clean_hugepage_files(prefix);
     let st = st?;
     let out = out_t.join().unwrap_or_default();
     let err = err_t.join().unwrap_or_default();
     if !st.success() {
         return Err(Error::Config(format!(
-            "bypass l2fwd failed ({st}): {}",
+            "{what} failed ({st}): {}",
             err.trim()
         )));
     }
@@ -507,19 +550,75 @@ fn run_bypass(a: &FwdArgs, core: usize, mem: &[String], round: u32) -> Result<Si
         .lines()
         .last()
         .and_then(|l| serde_json::from_str(l).ok())
-        .ok_or_else(|| Error::Config(format!("bypass l2fwd printed no JSON summary: {out}")))?;
+        .ok_or_else(|| Error::Config(format!("{what} printed no JSON summary: {out}")))?;
     let packets = v["tx_packets"].as_u64().unwrap_or(0);
     let secs = v["duration_s"].as_f64().unwrap_or(0.0);
     if packets == 0 || secs <= 0.0 {
         return Err(Error::Config(format!(
-            "bypass l2fwd forwarded nothing: {out}\n{err}"
+            "{what} forwarded nothing: {out}\n{err}"
         )));
     }
-    Ok(Side {
-        packets,
-        secs,
-        mpps: packets as f64 / secs / 1e6,
+    Ok((packets, secs, v["drops"].as_u64().unwrap_or(0)))
+}
+
+/// The forwarding core (`want`, or the last usable core) and another
+/// usable core for a main lcore, if there is one.
+pub(super) fn pick_cores(want: Option<usize>) -> Result<(usize, Option<usize>)> {
+    let avail = bypass::runtime::available_cores();
+    let core = match want {
+        Some(c) if avail.contains(&c) => c,
+        Some(c) => {
+            return Err(Error::Core {
+                core: c,
+                why: format!("not usable by this process (usable: {avail:?})"),
+            })
+        }
+        None => *avail
+            .last()
+            .ok_or_else(|| Error::Config("this process may use no CPU core".into()))?,
+    };
+    Ok((core, avail.iter().copied().find(|&c| c != core)))
+}
+
+/// Reads `pipe` line by line on a thread of its own: every line goes to
+/// `tx` as it comes; the thread returns the lines `keep` accepts.
+pub(super) fn tee_lines<R: std::io::Read + Send + 'static>(
+    pipe: Option<R>,
+    tx: mpsc::Sender<String>,
+    keep: fn(&str) -> bool,
+) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut all = String::new();
+        if let Some(p) = pipe {
+            for line in BufReader::new(p).lines().map_while(|l| l.ok()) {
+                if keep(&line) {
+                    all.push_str(&line);
+                    all.push('\n');
+                }
+                let _ = tx.send(line);
+            }
+        }
+        all
     })
+}
+
+/// Waits (up to a minute) for a line containing `needle` on `rx`; false if
+/// `child` exits or the time runs out first.
+pub(super) fn wait_for_line(rx: &mpsc::Receiver<String>, child: &mut Child, needle: &str) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(l) if l.contains(needle) => return true,
+            Ok(_) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if child.try_wait().ok().flatten().is_some() {
+                    return false;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return false,
+        }
+    }
+    false
 }
 
 pub(super) fn read_all<R: std::io::Read>(r: Option<R>) -> String {
@@ -575,38 +674,11 @@ fn run_testpmd(
         .spawn()
         .map_err(|e| Error::io(format!("start {testpmd}"), e))?;
     let (tx, rx) = mpsc::channel::<String>();
-    let out = child.stdout.take();
-    let out_t = std::thread::spawn(move || {
-        let mut all = String::new();
-        if let Some(o) = out {
-            for line in BufReader::new(o).lines().map_while(|l| l.ok()) {
-                let _ = tx.send(line.clone());
-                all.push_str(&line);
-                all.push('\n');
-            }
-        }
-        all
-    });
+    let out_t = tee_lines(child.stdout.take(), tx, |_| true);
     let err_pipe = child.stderr.take();
     let err_t = std::thread::spawn(move || read_all(err_pipe));
     // Wait (bounded) for forwarding to start.
-    let started = Instant::now();
-    let mut ready = false;
-    while started.elapsed() < Duration::from_secs(60) {
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(l) if l.contains("Press enter to exit") => {
-                ready = true;
-                break;
-            }
-            Ok(_) => {}
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if child.try_wait().ok().flatten().is_some() {
-                    break;
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-    }
+    let ready = wait_for_line(&rx, &mut child, "Press enter to exit");
     if !ready {
         let _ = child.kill();
         let _ = child.wait();
@@ -635,11 +707,7 @@ fn run_testpmd(
             "no \"Accumulated forward statistics\" in testpmd's output: {out}"
         ))
     })?;
-    Ok(Side {
-        packets,
-        secs,
-        mpps: packets as f64 / secs / 1e6,
-    })
+    Ok(Side::new(packets, secs))
 }
 
 /// The `TX-packets` of testpmd's final "Accumulated forward statistics".

@@ -20,7 +20,7 @@
 //! with `--parse-ptype` (the vdevs do not classify packets) and `-l CORE`
 //! (one lcore, which is the forwarding one).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -32,7 +32,8 @@ use clap::Args;
 use bypass::{Error, Result};
 
 use super::fwd::{
-    clean_hugepage_files, loadavg, median, memory_modes, read_all, wait_bounded, which,
+    clean_hugepage_files, compare, loadavg, memory_modes, pick_cores, print_modes, read_all,
+    run_ours, tee_lines, wait_bounded, wait_for_line, which, Side,
 };
 
 /// `bypass bench l3fwd` flags.
@@ -69,25 +70,6 @@ pub struct L3fwdBenchArgs {
     json: bool,
 }
 
-/// One side's result in one round.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
-struct Side {
-    packets: u64,
-    secs: f64,
-    mpps: f64,
-}
-
-/// One memory mode's medians.
-#[derive(Debug, Clone, serde::Serialize)]
-struct ModeResult {
-    memory: String,
-    bypass: Vec<Side>,
-    dpdk: Vec<Side>,
-    bypass_mpps: f64,
-    dpdk_mpps: f64,
-    ratio: f64,
-}
-
 /// The next-hop MAC of each port in the route tables.
 const HOP_MAC: [[u8; 6]; 2] = [[2, 0, 0, 0, 1, 0], [2, 0, 0, 0, 1, 1]];
 
@@ -106,18 +88,6 @@ impl Drop for Inputs {
     }
 }
 
-/// A small deterministic generator (xorshift64*): the same table and
-/// frames in every run.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
 /// The route table: `n` prefixes inside 10.0.0.0/8 (mostly /24s, with
 /// /16s over them and /32s inside them, so matches overlap), each to port 0
 /// or 1; and 1024 frames to addresses inside them.
@@ -131,7 +101,8 @@ fn make_inputs(n: u32) -> Result<Inputs> {
         dpdk_v6: dir.join("routes.v6.cfg"),
         dir,
     };
-    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    // The same table and frames in every run.
+    let mut rng = bypass::testing::Rng(0x5eed_1234_abcd_0001);
     let mut routes: Vec<(Ipv4Addr, u8, usize)> = Vec::new();
     let n24 = n - n / 16 - n / 32;
     for i in 0..n24 {
@@ -145,7 +116,7 @@ fn make_inputs(n: u32) -> Result<Inputs> {
         ));
     }
     for i in 0..n / 32 {
-        let a = 10 << 24 | (rng.next() as u32 % n24) << 8 | (rng.next() as u32 & 0xff);
+        let a = 10 << 24 | (rng.next_u64() as u32 % n24) << 8 | (rng.next_u64() as u32 & 0xff);
         routes.push((Ipv4Addr::from(a), 32, (i % 2) as usize));
     }
     let mut ours = String::new();
@@ -169,7 +140,7 @@ fn make_inputs(n: u32) -> Result<Inputs> {
         .map_err(|e| Error::Config(format!("writing {}: {e}", inputs.pcap.display())))?;
     let mut room = [0u8; 128];
     for i in 0..1024u32 {
-        let dst = 10 << 24 | (rng.next() as u32 % n24) << 8 | (rng.next() as u32 & 0xff);
+        let dst = 10 << 24 | (rng.next_u64() as u32 % n24) << 8 | (rng.next_u64() as u32 & 0xff);
         let e = bypass::testing::Ends {
             src_mac: [2, 0, 0, 0, 2, 2],
             dst_mac: [2, 0, 0, 0, 3, 3],
@@ -292,19 +263,7 @@ pub fn run(a: L3fwdBenchArgs) -> Result<()> {
             "--routes must be 1000 to 65536 (the issue asks for at least 1,000 prefixes)".into(),
         ));
     }
-    let avail = bypass::runtime::available_cores();
-    let core = match a.core {
-        Some(c) if avail.contains(&c) => c,
-        Some(c) => {
-            return Err(Error::Core {
-                core: c,
-                why: format!("not usable by this process (usable: {avail:?})"),
-            })
-        }
-        None => *avail
-            .last()
-            .ok_or_else(|| Error::Config("this process may use no CPU core".into()))?,
-    };
+    let (core, _) = pick_cores(a.core)?;
     let telemetry = which("dpdk-telemetry.py").ok_or_else(|| {
         Error::Config(
             "`dpdk-telemetry.py` not found (it comes with Debian's `dpdk` package); it reads DPDK l3fwd's counters"
@@ -326,41 +285,15 @@ pub fn run(a: L3fwdBenchArgs) -> Result<()> {
         l3fwd.display()
     ));
     let load_before = loadavg();
-    let mut results = Vec::new();
-    for (label, mem) in &modes {
-        let mut ours = Vec::new();
-        let mut theirs = Vec::new();
-        for round in 0..a.rounds {
-            let b = run_bypass(&a, core, mem, round, &inputs)?;
-            say(&format!(
-                "{label}, round {}: bypass l3fwd {:>8.2} Mpps ({} frames in {:.2}s)",
-                round + 1,
-                b.mpps,
-                b.packets,
-                b.secs
-            ));
-            let t = run_dpdk(&a, &l3fwd, &telemetry, core, mem, round, &inputs)?;
-            say(&format!(
-                "{label}, round {}: DPDK l3fwd   {:>8.2} Mpps ({} frames in {:.2}s)",
-                round + 1,
-                t.mpps,
-                t.packets,
-                t.secs
-            ));
-            ours.push(b);
-            theirs.push(t);
-        }
-        let o = median(ours.iter().map(|s| s.mpps).collect());
-        let t = median(theirs.iter().map(|s| s.mpps).collect());
-        results.push(ModeResult {
-            memory: label.clone(),
-            bypass: ours,
-            dpdk: theirs,
-            bypass_mpps: o,
-            dpdk_mpps: t,
-            ratio: if t > 0.0 { o / t } else { 0.0 },
-        });
-    }
+    let names = ("bypass l3fwd", "DPDK l3fwd");
+    let results = compare(
+        &modes,
+        a.rounds,
+        names,
+        &say,
+        |mem, round| run_bypass(&a, core, mem, round, &inputs),
+        |mem, round| run_dpdk(&a, &l3fwd, &telemetry, core, mem, round, &inputs),
+    )?;
     let load_after = loadavg();
     if a.json {
         let first = &results[0];
@@ -374,7 +307,7 @@ pub fn run(a: L3fwdBenchArgs) -> Result<()> {
             "dpdk_l3fwd_change": format!("main.c: `{}` -> `{}`", PATCH_FROM.trim(), PATCH_TO.trim()),
             "memory": first.memory,
             "bypass_mpps": first.bypass_mpps,
-            "dpdk_mpps": first.dpdk_mpps,
+            "dpdk_mpps": first.baseline_mpps,
             "ratio": first.ratio,
             "modes": results,
             "no_hugepages_because": huge_why,
@@ -383,18 +316,7 @@ pub fn run(a: L3fwdBenchArgs) -> Result<()> {
         });
         println!("{v}");
     } else {
-        for r in &results {
-            println!("[{}]", r.memory);
-            println!("  bypass l3fwd : {:.2} Mpps", r.bypass_mpps);
-            println!("  DPDK l3fwd   : {:.2} Mpps", r.dpdk_mpps);
-            println!(
-                "  ratio        : {:.2}x (bypass / DPDK, median of {} round(s))",
-                r.ratio, a.rounds
-            );
-        }
-        println!(
-            "load average : {load_before:.2} before, {load_after:.2} after (other work on the machine skews both sides)"
-        );
+        print_modes(&results, a.rounds, names, (load_before, load_after));
     }
     Ok(())
 }
@@ -413,71 +335,25 @@ fn run_bypass(
     round: u32,
     inputs: &Inputs,
 ) -> Result<Side> {
-    let exe = std::env::current_exe().map_err(|e| Error::io("find the bypass binary", e))?;
     let prefix = format!("bpl3-{}-b{round}", std::process::id());
-    let eal = format!("{} --file-prefix={prefix} {}", mem.join(" "), a.eal);
     let [p0, p1] = vdevs(inputs);
-    let mut child = Command::new(&exe)
-        .args(["l3fwd", "--json", "--stats-interval", "0"])
-        .arg("--port")
-        .arg(format!("dpdk:{p0}"))
-        .arg("--port")
-        .arg(format!("dpdk:{p1}"))
-        .arg("--routes")
-        .arg(&inputs.routes)
-        .arg("--cores")
-        .arg(core.to_string())
-        .arg("--duration")
-        .arg(a.duration.to_string())
-        .arg(format!("--eal={eal}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::io(format!("start {}", exe.display()), e))?;
-    let out_pipe = child.stdout.take();
-    let err_pipe = child.stderr.take();
-    let out_t = std::thread::spawn(move || read_all(out_pipe));
-    let err_t = std::thread::spawn(move || read_all(err_pipe));
-    let st = wait_bounded(
-        &mut child,
-        Duration::from_secs_f64(a.duration + 60.0),
-        "bypass l3fwd",
-    );
-    clean_hugepage_files(&prefix);
-    let st = st?;
-    let out = out_t.join().unwrap_or_default();
-    let err = err_t.join().unwrap_or_default();
-    if !st.success() {
-        return Err(Error::Config(format!(
-            "bypass l3fwd failed ({st}): {}",
-            err.trim()
-        )));
-    }
-    let v: serde_json::Value = out
-        .lines()
-        .last()
-        .and_then(|l| serde_json::from_str(l).ok())
-        .ok_or_else(|| Error::Config(format!("bypass l3fwd printed no JSON summary: {out}")))?;
-    let packets = v["tx_packets"].as_u64().unwrap_or(0);
-    let secs = v["duration_s"].as_f64().unwrap_or(0.0);
-    let drops = v["drops"].as_u64().unwrap_or(0);
-    if packets == 0 || secs <= 0.0 {
-        return Err(Error::Config(format!(
-            "bypass l3fwd forwarded nothing: {out}\n{err}"
-        )));
-    }
+    let args = vec![
+        "l3fwd".to_string(),
+        "--port".into(),
+        format!("dpdk:{p0}"),
+        "--port".into(),
+        format!("dpdk:{p1}"),
+        "--routes".into(),
+        inputs.routes.display().to_string(),
+    ];
+    let (packets, secs, drops) = run_ours(&args, core, a.duration, mem, &a.eal, &prefix)?;
     if drops > packets / 100 {
         return Err(Error::Config(format!(
-            "bypass l3fwd dropped {drops} of {} frames: the route table does not match the frames: {out}",
+            "bypass l3fwd dropped {drops} of {} frames: the route table does not match the frames",
             packets + drops
         )));
     }
-    Ok(Side {
-        packets,
-        secs,
-        mpps: packets as f64 / secs / 1e6,
-    })
+    Ok(Side::new(packets, secs))
 }
 
 /// Frames sent by ports 0 and 1 of the DPDK process with `prefix`, read
@@ -550,51 +426,13 @@ fn run_dpdk(
         .map_err(|e| Error::io(format!("start {}", l3fwd.display()), e))?;
     let pid = child.id();
     let (tx, rx) = mpsc::channel::<String>();
-    let tx_err = tx.clone();
-    let out = child.stdout.take();
-    let out_t = std::thread::spawn(move || {
-        let mut all = String::new();
-        if let Some(o) = out {
-            for line in BufReader::new(o).lines().map_while(|l| l.ok()) {
-                let _ = tx.send(line.clone());
-                if !line.starts_with("LPM: Adding route") {
-                    all.push_str(&line);
-                    all.push('\n');
-                }
-            }
-        }
-        all
+    // Its route list is long: not kept for error messages.
+    let out_t = tee_lines(child.stdout.take(), tx.clone(), |l| {
+        !l.starts_with("LPM: Adding route")
     });
     // DPDK logs (its "entering main loop" among them) go to stderr.
-    let err_pipe = child.stderr.take();
-    let err_t = std::thread::spawn(move || {
-        let mut all = String::new();
-        if let Some(e) = err_pipe {
-            for line in BufReader::new(e).lines().map_while(|l| l.ok()) {
-                let _ = tx_err.send(line.clone());
-                all.push_str(&line);
-                all.push('\n');
-            }
-        }
-        all
-    });
-    let started = Instant::now();
-    let mut ready = false;
-    while started.elapsed() < Duration::from_secs(60) {
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(l) if l.contains("entering main loop") => {
-                ready = true;
-                break;
-            }
-            Ok(_) => {}
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if child.try_wait().ok().flatten().is_some() {
-                    break;
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-    }
+    let err_t = tee_lines(child.stderr.take(), tx, |_| true);
+    let ready = wait_for_line(&rx, &mut child, "entering main loop");
     let measured = if ready {
         // Let it settle, then count over the interval.
         std::thread::sleep(Duration::from_millis(500));
@@ -625,11 +463,7 @@ fn run_dpdk(
             err.trim()
         )));
     }
-    Ok(Side {
-        packets,
-        secs,
-        mpps: packets as f64 / secs / 1e6,
-    })
+    Ok(Side::new(packets, secs))
 }
 
 #[cfg(test)]
