@@ -291,6 +291,41 @@ pub(super) fn compare(
     Ok(results)
 }
 
+/// Reports a comparison: with `json`, `head` (the bench's own fields) plus
+/// the first mode's medians and ratio at the top level (`baseline_key`
+/// names the baseline's median there), every mode, why there was no
+/// hugepage run and the load averages, as one JSON line; otherwise the
+/// table of [`print_modes`].
+pub(super) fn report(
+    json: bool,
+    mut head: serde_json::Value,
+    (baseline_key, names): (&str, (&str, &str)),
+    results: &[ModeResult],
+    rounds: u32,
+    huge_why: Option<String>,
+    load: (f64, f64),
+) {
+    if !json {
+        print_modes(results, rounds, names, load);
+        return;
+    }
+    let first = &results[0];
+    let extra = serde_json::json!({
+        "memory": first.memory,
+        "bypass_mpps": first.bypass_mpps,
+        baseline_key: first.baseline_mpps,
+        "ratio": first.ratio,
+        "modes": results,
+        "no_hugepages_because": huge_why,
+        "loadavg_before": load.0,
+        "loadavg_after": load.1,
+    });
+    if let (Some(h), Some(e)) = (head.as_object_mut(), extra.as_object()) {
+        h.extend(e.clone());
+    }
+    println!("{head}");
+}
+
 /// Prints each mode's medians and ratio, then the load average.
 pub(super) fn print_modes(
     results: &[ModeResult],
@@ -371,30 +406,26 @@ pub fn run(a: FwdArgs) -> Result<()> {
     )?;
     let load_after = loadavg();
     let first = &results[0];
-    if a.json {
-        let v = serde_json::json!({
-            "bench": "fwd",
-            "mode": "macswap",
-            "vdev": a.vdev,
-            "frame_bytes": 64,
-            "core": core,
-            "main_lcore": main,
-            "duration_s": a.duration,
-            "memory": first.memory,
-            "bypass": first.bypass,
-            "testpmd": first.baseline,
-            "bypass_mpps": first.bypass_mpps,
-            "testpmd_mpps": first.baseline_mpps,
-            "ratio": first.ratio,
-            "modes": results,
-            "no_hugepages_because": huge_why,
-            "loadavg_before": load_before,
-            "loadavg_after": load_after,
-        });
-        println!("{v}");
-    } else {
-        print_modes(&results, a.rounds, names, (load_before, load_after));
-    }
+    let head = serde_json::json!({
+        "bench": "fwd",
+        "mode": "macswap",
+        "vdev": a.vdev,
+        "frame_bytes": 64,
+        "core": core,
+        "main_lcore": main,
+        "duration_s": a.duration,
+        "bypass": first.bypass,
+        "testpmd": first.baseline,
+    });
+    report(
+        a.json,
+        head,
+        ("testpmd_mpps", names),
+        &results,
+        a.rounds,
+        huge_why,
+        (load_before, load_after),
+    );
     Ok(())
 }
 

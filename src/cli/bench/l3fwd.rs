@@ -32,8 +32,8 @@ use clap::Args;
 use bypass::{Error, Result};
 
 use super::fwd::{
-    clean_hugepage_files, compare, loadavg, memory_modes, pick_cores, print_modes, read_all,
-    run_ours, tee_lines, wait_bounded, wait_for_line, which, Side,
+    clean_hugepage_files, compare, loadavg, memory_modes, pick_cores, read_all, report, run_ours,
+    tee_lines, wait_bounded, wait_for_line, which, Side,
 };
 
 /// `bypass bench l3fwd` flags.
@@ -295,29 +295,24 @@ pub fn run(a: L3fwdBenchArgs) -> Result<()> {
         |mem, round| run_dpdk(&a, &l3fwd, &telemetry, core, mem, round, &inputs),
     )?;
     let load_after = loadavg();
-    if a.json {
-        let first = &results[0];
-        let v = serde_json::json!({
-            "bench": "l3fwd",
-            "routes": a.routes,
-            "frame_bytes": 64,
-            "core": core,
-            "duration_s": a.duration,
-            "dpdk_l3fwd": l3fwd,
-            "dpdk_l3fwd_change": format!("main.c: `{}` -> `{}`", PATCH_FROM.trim(), PATCH_TO.trim()),
-            "memory": first.memory,
-            "bypass_mpps": first.bypass_mpps,
-            "dpdk_mpps": first.baseline_mpps,
-            "ratio": first.ratio,
-            "modes": results,
-            "no_hugepages_because": huge_why,
-            "loadavg_before": load_before,
-            "loadavg_after": load_after,
-        });
-        println!("{v}");
-    } else {
-        print_modes(&results, a.rounds, names, (load_before, load_after));
-    }
+    let head = serde_json::json!({
+        "bench": "l3fwd",
+        "routes": a.routes,
+        "frame_bytes": 64,
+        "core": core,
+        "duration_s": a.duration,
+        "dpdk_l3fwd": l3fwd,
+        "dpdk_l3fwd_change": format!("main.c: `{}` -> `{}`", PATCH_FROM.trim(), PATCH_TO.trim()),
+    });
+    report(
+        a.json,
+        head,
+        ("dpdk_mpps", names),
+        &results,
+        a.rounds,
+        huge_why,
+        (load_before, load_after),
+    );
     Ok(())
 }
 
