@@ -15,7 +15,8 @@
 //! ```
 //!
 //! A layer uses only the layers above it in this list. `unsafe` code lives
-//! in `buf::pool` and `port` only; everything else is safe Rust.
+//! in `buf::pool`, `port` and `time::tsc` (the `rdtsc`/`cpuid` intrinsics)
+//! only; everything else is safe Rust.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -1,6 +1,9 @@
 //! DPDK over `net_tap` inside a private network namespace: a UDP datagram
 //! from the kernel arrives in an mbuf, and a frame built in an mbuf reaches
-//! a kernel UDP socket. Nothing leaves the namespace.
+//! a kernel UDP socket. The tap PMD offers checksum offloads: received
+//! frames say their checksums were checked, and a frame sent with a zero
+//! IPv4 header checksum and a checksum request arrives intact. Nothing
+//! leaves the namespace.
 #![cfg(feature = "dpdk")]
 
 mod common;
@@ -9,7 +12,8 @@ mod dpdk_util;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use bypass::buf::{Burst, PacketBuf};
+use bypass::buf::{Burst, Checksum, PacketBuf, TxOffload};
+use bypass::port::dpdk::ethdev::{RX_OFFLOAD_CHECKSUM, TX_OFFLOAD_CHECKSUM};
 use bypass::port::dpdk::{eal, DpdkConfig, DpdkPort, Mbuf};
 use bypass::port::{MacAddr, Port, PortQueue};
 use dpdk_util::Mem;
@@ -50,6 +54,13 @@ fn tap_scenario() {
     let mut port = DpdkPort::open(&cfg).expect("open net_tap0");
     assert_eq!(port.driver(), "net_tap");
     let baseline = port.pools_in_use();
+    let off = port.offloads();
+    assert_eq!(
+        off.rx & RX_OFFLOAD_CHECKSUM,
+        RX_OFFLOAD_CHECKSUM,
+        "net_tap offers rx checksum offloads: {off:?}"
+    );
+    assert_ne!(off.tx & TX_OFFLOAD_CHECKSUM, 0, "{off:?}");
     let mut q = port.take_queues().pop().expect("one queue");
 
     // The PMD gives the kernel side its own MAC; the kernel reaches us
@@ -96,6 +107,9 @@ fn tap_scenario() {
                 assert_eq!(eth.src_addr(), EthernetAddress(kernel_mac));
                 assert_eq!(ip.src_addr(), KERNEL_IP);
                 assert_eq!(udp.payload(), b"hello-dpdk");
+                // The PMD checked both checksums (the kernel's are right).
+                let c = m.rx_checksum();
+                assert_eq!((c.l3, c.l4), (Checksum::Good, Checksum::Good), "{c:?}");
                 found = true;
             }
         }
@@ -137,6 +151,17 @@ fn tap_scenario() {
         |b| b.copy_from_slice(payload),
         &caps,
     );
+    // Leave the IPv4 header checksum to the device: the kernel drops a
+    // datagram whose header checksum is wrong, so its arrival shows the
+    // request was honoured.
+    ipp.set_checksum(0);
+    assert!(m.set_tx_offload(TxOffload {
+        l2_len: 14,
+        l3_len: 20,
+        ipv4_checksum: true,
+        ..Default::default()
+    }));
+    assert!(m.tx_offload().ipv4_checksum);
     let mut tx: Burst<Mbuf> = Burst::new();
     tx.push(m);
     assert_eq!(q.tx_burst(&mut tx), 1);

@@ -207,3 +207,125 @@ fn tap_multi_queue_and_existing_devices() {
         .to_string();
     assert!(e.contains("not a valid interface name"), "{e}");
 }
+
+/// The sum (folded, not complemented) of the IPv4 pseudo-header of a UDP
+/// datagram of `udp_len` bytes: what a checksum field left for the device
+/// holds.
+fn pseudo_header_sum(src: Ipv4Address, dst: Ipv4Address, udp_len: u16) -> u16 {
+    let mut sum = 17u32 + udp_len as u32;
+    for a in [src.octets(), dst.octets()] {
+        sum += u16::from_be_bytes([a[0], a[1]]) as u32 + u16::from_be_bytes([a[2], a[3]]) as u32;
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+#[test]
+#[ignore = "needs root"]
+fn tap_vnet_header_carries_checksums_both_ways() {
+    use bypass::buf::{Checksum, L4Offload, TxOffload};
+    common::require_root("tap_vnet_header_carries_checksums_both_ways");
+    common::private_netns();
+    let kernel_ip = Ipv4Address::new(10, 98, 0, 1);
+    let our_ip = Ipv4Address::new(10, 98, 0, 2);
+    let our_mac = MacAddr([0x02, 0xbb, 0, 0, 0, 3]);
+    let mut port = TapPort::open(&TapConfig {
+        mac: Some(our_mac),
+        vnet: true,
+        ..TapConfig::new("bpt2")
+    })
+    .unwrap();
+    common::sh(&format!(
+        "sysctl -qw net.ipv6.conf.all.disable_ipv6=1; ip addr add {kernel_ip}/24 dev bpt2 && \
+         ip neigh replace {our_ip} lladdr {our_mac} dev bpt2 nud permanent"
+    ));
+    let kernel_mac = bypass::port::sys::get_mac("bpt2").unwrap();
+    let mut q = port.take_queues().pop().unwrap();
+    let sock = UdpSocket::bind((std::net::Ipv4Addr::from(kernel_ip.octets()), 7777)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+
+    // Kernel -> us: the kernel leaves the UDP checksum to us (TUN_F_CSUM)
+    // or checks it; either way the buffer says it is good.
+    sock.send_to(
+        b"from-kernel",
+        (std::net::Ipv4Addr::from(our_ip.octets()), 9999),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut seen = None;
+    while seen.is_none() && Instant::now() < deadline {
+        let mut rx = Burst::new();
+        if q.rx_burst(&mut rx) == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
+        for b in rx.iter() {
+            let Ok(eth) = EthernetFrame::new_checked(b.data()) else {
+                continue;
+            };
+            if eth.ethertype() != EthernetProtocol::Ipv4 {
+                continue;
+            }
+            let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+            if ip.next_header() != IpProtocol::Udp {
+                continue;
+            }
+            let udp = UdpPacket::new_checked(ip.payload()).unwrap();
+            if udp.dst_port() == 9999 {
+                assert_eq!(udp.payload(), b"from-kernel");
+                seen = Some(b.rx_checksum());
+            }
+        }
+    }
+    let c = seen.expect("the kernel's datagram reached the port");
+    assert_eq!(c.l4, Checksum::Good, "{c:?}");
+
+    // Us -> kernel: a datagram whose IPv4 header checksum is zero and whose
+    // UDP checksum field holds only the pseudo-header sum. The kernel drops
+    // it unless the vnet header asks it to finish the checksum.
+    let payload = b"to-kernel";
+    let build = |room: &mut [u8]| -> usize {
+        let e = bypass::testing::Ends {
+            src_mac: our_mac.0,
+            dst_mac: kernel_mac,
+            src_ip: std::net::Ipv4Addr::from(our_ip.octets()),
+            dst_ip: std::net::Ipv4Addr::from(kernel_ip.octets()),
+        };
+        let n = bypass::testing::emit_udp(room, &e, 9999, 7777, payload);
+        let mut f = EthernetFrame::new_unchecked(&mut room[..n]);
+        let mut ip = Ipv4Packet::new_unchecked(f.payload_mut());
+        ip.set_checksum(0);
+        let mut udp = UdpPacket::new_unchecked(ip.payload_mut());
+        let len = udp.len();
+        udp.set_checksum(pseudo_header_sum(our_ip, kernel_ip, len));
+        n
+    };
+    let mut sent = |offload: bool| {
+        let mut b = q.alloc().unwrap();
+        let n = build(b.room_mut());
+        b.set_len(n);
+        if offload {
+            assert!(b.set_tx_offload(TxOffload {
+                ipv4_checksum: true,
+                l4_checksum: L4Offload::Udp,
+                ..Default::default()
+            }));
+        }
+        let mut burst = Burst::new();
+        burst.push(b);
+        assert_eq!(q.tx_burst(&mut burst), 1);
+        let mut buf = [0u8; 64];
+        sock.recv_from(&mut buf)
+            .ok()
+            .map(|(n, _)| buf[..n].to_vec())
+    };
+    // Without the request the checksums are wrong: the kernel drops it.
+    assert_eq!(
+        sent(false),
+        None,
+        "a datagram with partial checksums was accepted"
+    );
+    assert_eq!(sent(true).as_deref(), Some(&payload[..]));
+}

@@ -22,11 +22,14 @@
 //! ```
 
 pub mod http;
+pub mod l3fwd;
 pub mod loadgen;
+pub mod lpm;
 pub mod tcp;
 
 use smoltcp::wire::EthernetFrame;
 
+pub use crate::buf::Checksum;
 use crate::time::Instant;
 
 /// What to do with a frame.
@@ -38,6 +41,26 @@ pub enum Verdict {
     Reply,
     /// Free it (counted as dropped by the handler).
     Drop,
+    /// Out of the port with this index (order of `--port` flags). An index
+    /// past the last port drops the frame (counted as a handler drop).
+    Out(u16),
+    /// Free it, counted under this reason.
+    Discard(Discard),
+}
+
+/// Why a handler dropped a frame, for the drop counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Discard {
+    /// Headers that do not parse.
+    Malformed,
+    /// Not IPv4 (an IPv4-only appliance).
+    NotIpv4,
+    /// A checksum is wrong.
+    BadChecksum,
+    /// The TTL would reach zero.
+    TtlExpired,
+    /// No route covers the destination.
+    NoRoute,
 }
 
 /// A received frame, in place in its buffer.
@@ -45,6 +68,7 @@ pub struct Frame<'a> {
     room: &'a mut [u8],
     len: usize,
     port: u16,
+    l3: Checksum,
 }
 
 impl<'a> Frame<'a> {
@@ -53,7 +77,25 @@ impl<'a> Frame<'a> {
     #[inline]
     pub fn new(room: &'a mut [u8], len: usize, port: u16) -> Frame<'a> {
         debug_assert!(len <= room.len());
-        Frame { room, len, port }
+        Frame {
+            room,
+            len,
+            port,
+            l3: Checksum::Unknown,
+        }
+    }
+    /// The same frame, with what the device found checking its IPv4
+    /// header checksum (see [`crate::buf::PacketBuf::rx_checksum`]).
+    #[inline]
+    pub fn with_l3_checksum(mut self, c: Checksum) -> Frame<'a> {
+        self.l3 = c;
+        self
+    }
+    /// What the device found checking the IPv4 header checksum
+    /// (`Unknown` unless it said).
+    #[inline]
+    pub fn l3_checksum(&self) -> Checksum {
+        self.l3
     }
     /// The frame's bytes.
     #[inline]

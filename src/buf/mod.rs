@@ -9,10 +9,12 @@
 //! Buffers travel in [`Burst`]es of up to [`BURST`] (32) with no heap
 //! allocation.
 
+mod meta;
 mod pool;
 
+pub use meta::{Checksum, L3Type, L4Offload, L4Type, PacketType, RxChecksum, TxOffload};
 #[cfg_attr(not(feature = "af-xdp"), allow(unused_imports))]
-pub(crate) use pool::Mapping;
+pub(crate) use pool::{prefetch_line, Home, HomeRef, Mapping, Returns};
 pub use pool::{HugePolicy, Pool, PoolBuf, PoolConfig, PoolStats};
 
 /// Packets per burst, in and out (DPDK's customary 32).
@@ -42,4 +44,39 @@ pub trait PacketBuf: Send {
     /// The whole room of the buffer from the data start (`capacity()` bytes),
     /// for writing a frame before [`set_len`](PacketBuf::set_len).
     fn room_mut(&mut self) -> &mut [u8];
+    /// Hints the CPU to bring the frame's first cache line in (a loop calls
+    /// it for frame `i + 1` while it works on frame `i`). The default does
+    /// nothing.
+    #[inline]
+    fn prefetch(&self) {}
+
+    /// What the device found checking the frame's checksums (receive).
+    #[inline]
+    fn rx_checksum(&self) -> RxChecksum {
+        RxChecksum::UNKNOWN
+    }
+    /// The flow hash the device computed (receive), if it gave one.
+    #[inline]
+    fn rss_hash(&self) -> Option<u32> {
+        None
+    }
+    /// The packet type the device classified (receive).
+    #[inline]
+    fn packet_type(&self) -> PacketType {
+        PacketType::UNKNOWN
+    }
+    /// Asks the device to do `req` for this frame when it is sent. Returns
+    /// false if this buffer cannot carry the request (the caller then
+    /// computes checksums and segments itself); true only means it is
+    /// recorded: whether the port honours it is in its
+    /// [`PortCaps`](crate::port::PortCaps).
+    #[inline]
+    fn set_tx_offload(&mut self, _req: TxOffload) -> bool {
+        false
+    }
+    /// The request recorded by [`set_tx_offload`](PacketBuf::set_tx_offload).
+    #[inline]
+    fn tx_offload(&self) -> TxOffload {
+        TxOffload::default()
+    }
 }

@@ -9,6 +9,13 @@
 //! and its cache lines stay there (this is the per-core cache: a pool per
 //! core rather than a shared pool with caches in front of it).
 //!
+//! Buffers find their pool through a plain pointer ([`Home`]), not a
+//! reference count: taking or returning a frame touches the free queue and
+//! nothing else (no shared counter bouncing between the core that allocates
+//! and the core that frees). The pool's memory outlives its buffers: the
+//! last [`Pool`] handle frees it only when every frame is back, and leaks it
+//! (once, with a warning) if a buffer is still out.
+//!
 //! Hugepages: `HugePolicy::Auto` maps with `MAP_HUGETLB` and falls back to
 //! ordinary 4 KiB pages with one warning line when none are reserved;
 //! `Require` fails with an error telling the user how to reserve them.
@@ -20,7 +27,7 @@ use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
 
-use super::{Burst, PacketBuf};
+use super::{Burst, Checksum, L4Offload, PacketBuf, RxChecksum, TxOffload};
 use crate::error::{Error, Result};
 
 const HUGE_PAGE: usize = 2 << 20;
@@ -96,10 +103,115 @@ unsafe impl Sync for Mapping {}
 impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: base/len are exactly what mmap returned; no buffer outlives
-        // the mapping because every buffer holds an Arc to its owner.
+        // the mapping: its owner sits in a `Home`, which frees it only when
+        // every buffer is back.
         unsafe {
             libc::munmap(self.base.as_ptr().cast(), self.len);
         }
+    }
+}
+
+/// Something whose buffers hold a raw pointer to it: see [`Home`].
+pub(crate) trait Returns {
+    /// Called once by the last owner. Returns true only if every buffer
+    /// is back *and has finished touching `self`* (for a free queue: every
+    /// index was popped again, so each push is complete); then `self` is
+    /// freed. False leaks it.
+    fn all_back(&self) -> bool;
+    /// A name for the leak warning.
+    fn what(&self) -> &str;
+}
+
+/// An owner of a heap object that buffers reach through a [`HomeRef`] (a
+/// plain pointer, no reference count). The object is freed when the owner
+/// drops with every buffer back ([`Returns::all_back`]); otherwise it is
+/// leaked, so a buffer that outlives its owner still returns into live
+/// memory. Dropping buffers before their port or pool (what the runtime
+/// does) frees everything.
+pub(crate) struct Home<T: Returns> {
+    ptr: NonNull<T>,
+}
+
+// SAFETY: a Home is the unique owner of a boxed T (like Box<T>); sending or
+// sharing it is sound when T may be sent and shared (buffers on other
+// threads reach T through &T only).
+unsafe impl<T: Returns + Send + Sync> Send for Home<T> {}
+// SAFETY: as above: only &T is ever handed out.
+unsafe impl<T: Returns + Send + Sync> Sync for Home<T> {}
+
+impl<T: Returns> Home<T> {
+    /// Boxes `v`.
+    pub(crate) fn new(v: T) -> Home<T> {
+        Home {
+            ptr: NonNull::from(Box::leak(Box::new(v))),
+        }
+    }
+
+    /// A pointer for a buffer.
+    #[inline]
+    pub(crate) fn handle(&self) -> HomeRef<T> {
+        HomeRef { ptr: self.ptr }
+    }
+}
+
+impl<T: Returns> std::ops::Deref for Home<T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        // SAFETY: the box lives until this Home drops.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl<T: Returns> Drop for Home<T> {
+    fn drop(&mut self) {
+        if self.all_back() {
+            // SAFETY: the pointer came from Box::leak, this is the only
+            // owner, and no buffer will touch it again (all_back's contract).
+            drop(unsafe { Box::from_raw(self.ptr.as_ptr()) });
+        } else {
+            tracing::warn!(
+                "{}: buffers still out when it closed; its memory stays mapped for them",
+                self.what()
+            );
+        }
+    }
+}
+
+/// A buffer's pointer to its [`Home`]'s object: one word, copied into each
+/// buffer, no reference count.
+pub(crate) struct HomeRef<T> {
+    ptr: NonNull<T>,
+}
+
+impl<T> HomeRef<T> {
+    /// True if both point at the same object.
+    #[inline]
+    pub(crate) fn same(&self, other: &HomeRef<T>) -> bool {
+        self.ptr == other.ptr
+    }
+}
+
+impl<T> Clone for HomeRef<T> {
+    #[inline]
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for HomeRef<T> {}
+
+// SAFETY: a HomeRef only gives &T; T: Sync makes that sound from any thread.
+unsafe impl<T: Sync> Send for HomeRef<T> {}
+// SAFETY: as above.
+unsafe impl<T: Sync> Sync for HomeRef<T> {}
+
+impl<T> std::ops::Deref for HomeRef<T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        // SAFETY: a HomeRef is held only by a buffer that is out, and the
+        // Home frees the object only when every buffer is back.
+        unsafe { self.ptr.as_ref() }
     }
 }
 
@@ -114,10 +226,30 @@ struct Inner {
     name: String,
 }
 
-/// A pool of fixed-size packet frames. Cloning is cheap (a shared handle).
+impl Returns for Inner {
+    fn all_back(&self) -> bool {
+        // Pop every index: each pop that succeeds saw its push complete
+        // (the push's last write is the slot stamp the pop waits for).
+        let mut popped = Vec::with_capacity(self.frames as usize);
+        while let Some(i) = self.free.pop() {
+            popped.push(i);
+        }
+        let all = popped.len() == self.frames as usize;
+        for i in popped {
+            let _ = self.free.push(i);
+        }
+        all
+    }
+    fn what(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A pool of fixed-size packet frames. Cloning is cheap (a shared handle,
+/// counted per handle, never per buffer).
 #[derive(Clone)]
 pub struct Pool {
-    inner: Arc<Inner>,
+    inner: Arc<Home<Inner>>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -256,7 +388,7 @@ impl Pool {
             let _ = free.push(i);
         }
         Ok(Pool {
-            inner: Arc::new(Inner {
+            inner: Arc::new(Home::new(Inner {
                 map,
                 frame_size,
                 headroom: cfg.headroom as usize,
@@ -265,7 +397,7 @@ impl Pool {
                 alloc_failures: AtomicU64::new(0),
                 huge,
                 name: cfg.name.clone(),
-            }),
+            })),
         })
     }
 
@@ -275,7 +407,7 @@ impl Pool {
     pub fn alloc(&self) -> Option<PoolBuf> {
         match self.inner.free.pop() {
             Some(idx) => Some(PoolBuf {
-                pool: self.inner.clone(),
+                pool: self.inner.handle(),
                 idx,
                 len: 0,
             }),
@@ -306,7 +438,7 @@ impl Pool {
 
     /// The pool's counters now.
     pub fn stats(&self) -> PoolStats {
-        let i = &self.inner;
+        let i: &Inner = &self.inner;
         PoolStats {
             capacity: i.frames as u64,
             in_use: (i.frames as usize - i.free.len()) as u64,
@@ -331,11 +463,58 @@ impl Pool {
     }
 }
 
+/// Hints the CPU to load the cache line at `p` (no effect on other
+/// architectures). A prefetch never faults, whatever the address.
+#[inline]
+pub(crate) fn prefetch_line(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetcht0 is a hint: it does not fault and has no effect on
+    // program state, for any address.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch(p.cast(), core::arch::x86_64::_MM_HINT_T0);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// A frame from a [`Pool`]; returns there when dropped.
+///
+/// Besides its length, a buffer carries one byte of offload metadata (in
+/// the top bits of the length word, so the handle stays two words): the
+/// receive checksum status a backend found (the TAP's virtio-net header)
+/// and the checksums a frame to send asks the backend to fill in. A fresh
+/// buffer knows nothing and asks for nothing.
 pub struct PoolBuf {
-    pool: Arc<Inner>,
+    pool: HomeRef<Inner>,
     idx: u32,
+    /// Length (low 24 bits) and metadata (top 8 bits, see `META_*`).
     len: u32,
+}
+
+const LEN_MASK: u32 = (1 << 24) - 1;
+const META_SHIFT: u32 = 24;
+// Metadata bits: rx L3 and L4 status (2 bits each: 0 unknown, 1 good,
+// 2 bad), tx requests (IPv4 header checksum; L4 checksum: 0 none, 1 TCP,
+// 2 UDP).
+const RX_L3_SHIFT: u32 = 0;
+const RX_L4_SHIFT: u32 = 2;
+const TX_IP_BIT: u32 = 1 << 4;
+const TX_L4_SHIFT: u32 = 5;
+
+fn status_bits(c: Checksum) -> u32 {
+    match c {
+        Checksum::Unknown => 0,
+        Checksum::Good => 1,
+        Checksum::Bad => 2,
+    }
+}
+
+fn status_of(bits: u32) -> Checksum {
+    match bits & 3 {
+        1 => Checksum::Good,
+        2 => Checksum::Bad,
+        _ => Checksum::Unknown,
+    }
 }
 
 impl std::fmt::Debug for PoolBuf {
@@ -343,7 +522,9 @@ impl std::fmt::Debug for PoolBuf {
         write!(
             f,
             "PoolBuf({}#{}, len {})",
-            self.pool.name, self.idx, self.len
+            self.pool.name,
+            self.idx,
+            self.len & LEN_MASK
         )
     }
 }
@@ -363,8 +544,24 @@ impl PoolBuf {
             return false;
         }
         self.room_mut()[..bytes.len()].copy_from_slice(bytes);
-        self.len = bytes.len() as u32;
+        self.len = (self.len & !LEN_MASK) | bytes.len() as u32;
         true
+    }
+
+    #[inline]
+    fn meta(&self) -> u32 {
+        self.len >> META_SHIFT
+    }
+
+    #[inline]
+    fn set_meta(&mut self, m: u32) {
+        self.len = (self.len & LEN_MASK) | (m & 0xff) << META_SHIFT;
+    }
+
+    /// Records what a backend found checking the frame's checksums.
+    pub fn set_rx_checksum(&mut self, c: RxChecksum) {
+        let m = self.meta() & !(0xf);
+        self.set_meta(m | status_bits(c.l3) << RX_L3_SHIFT | status_bits(c.l4) << RX_L4_SHIFT);
     }
 }
 
@@ -373,16 +570,16 @@ impl PacketBuf for PoolBuf {
     fn data(&self) -> &[u8] {
         // SAFETY: this handle owns frame `idx` exclusively (it was popped
         // from the free queue) and len <= capacity.
-        unsafe { std::slice::from_raw_parts(self.room_ptr(), self.len as usize) }
+        unsafe { std::slice::from_raw_parts(self.room_ptr(), self.len()) }
     }
     #[inline]
     fn data_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in `data`, and `&mut self` makes the borrow unique.
-        unsafe { std::slice::from_raw_parts_mut(self.room_ptr(), self.len as usize) }
+        unsafe { std::slice::from_raw_parts_mut(self.room_ptr(), self.len()) }
     }
     #[inline]
     fn len(&self) -> usize {
-        self.len as usize
+        (self.len & LEN_MASK) as usize
     }
     #[inline]
     fn capacity(&self) -> usize {
@@ -393,7 +590,8 @@ impl PacketBuf for PoolBuf {
         if len > self.capacity() {
             return false;
         }
-        self.len = len as u32;
+        // capacity() < 2^17 (frame_size is checked at pool creation).
+        self.len = (self.len & !LEN_MASK) | len as u32;
         true
     }
     #[inline]
@@ -401,6 +599,47 @@ impl PacketBuf for PoolBuf {
         let cap = self.capacity();
         // SAFETY: as in `data_mut`; the room lies inside this frame.
         unsafe { std::slice::from_raw_parts_mut(self.room_ptr(), cap) }
+    }
+    #[inline]
+    fn prefetch(&self) {
+        prefetch_line(self.room_ptr());
+    }
+    #[inline]
+    fn rx_checksum(&self) -> RxChecksum {
+        let m = self.meta();
+        RxChecksum {
+            l3: status_of(m >> RX_L3_SHIFT),
+            l4: status_of(m >> RX_L4_SHIFT),
+        }
+    }
+    /// Carries IPv4 and TCP/UDP checksum requests; not TSO (returns false
+    /// for a request with an MSS). Header lengths are not stored: the
+    /// backend finds the headers in the frame.
+    fn set_tx_offload(&mut self, req: TxOffload) -> bool {
+        if req.tso_mss != 0 {
+            return false;
+        }
+        let l4 = match req.l4_checksum {
+            L4Offload::None => 0,
+            L4Offload::Tcp => 1,
+            L4Offload::Udp => 2,
+        };
+        let ip = if req.ipv4_checksum { TX_IP_BIT } else { 0 };
+        let m = self.meta() & 0xf;
+        self.set_meta(m | ip | l4 << TX_L4_SHIFT);
+        true
+    }
+    fn tx_offload(&self) -> TxOffload {
+        let m = self.meta();
+        TxOffload {
+            ipv4_checksum: m & TX_IP_BIT != 0,
+            l4_checksum: match (m >> TX_L4_SHIFT) & 3 {
+                1 => L4Offload::Tcp,
+                2 => L4Offload::Udp,
+                _ => L4Offload::None,
+            },
+            ..TxOffload::default()
+        }
     }
 }
 
@@ -506,6 +745,92 @@ mod tests {
         .unwrap();
         let b = p.alloc().unwrap();
         assert_eq!(b.capacity(), 2048 - 128);
+    }
+
+    #[test]
+    fn metadata_rides_beside_the_length() {
+        let p = small(2);
+        let mut b = p.alloc().unwrap();
+        assert_eq!(b.rx_checksum(), RxChecksum::UNKNOWN);
+        assert!(b.tx_offload().is_none());
+        assert!(b.copy_from(&[1; 100]));
+        b.set_rx_checksum(RxChecksum {
+            l3: Checksum::Unknown,
+            l4: Checksum::Good,
+        });
+        let req = TxOffload {
+            ipv4_checksum: true,
+            l4_checksum: L4Offload::Udp,
+            ..Default::default()
+        };
+        assert!(b.set_tx_offload(req));
+        assert!(!b.set_tx_offload(TxOffload {
+            tso_mss: 1448,
+            ..req
+        }));
+        assert_eq!(b.len(), 100);
+        assert!(b.set_len(192));
+        assert_eq!(b.len(), 192);
+        assert_eq!(b.data().len(), 192);
+        assert_eq!(b.rx_checksum().l4, Checksum::Good);
+        assert_eq!(b.tx_offload(), req);
+        drop(b);
+        let b = p.alloc().unwrap();
+        let c = p.alloc().unwrap();
+        for x in [&b, &c] {
+            assert_eq!(
+                x.rx_checksum(),
+                RxChecksum::UNKNOWN,
+                "fresh buffers know nothing"
+            );
+            assert_eq!(x.len(), 0);
+        }
+    }
+
+    #[test]
+    fn a_buffer_may_outlive_its_pool() {
+        let p = small(4);
+        let mut b = p.alloc().unwrap();
+        assert!(b.copy_from(&[7; 50]));
+        drop(p); // the memory stays for `b`
+        assert_eq!(b.data(), &[7; 50][..]);
+        std::thread::spawn(move || drop(b)).join().unwrap();
+    }
+
+    struct Probe {
+        back: bool,
+        freed: Arc<std::sync::atomic::AtomicBool>,
+    }
+    impl Returns for Probe {
+        fn all_back(&self) -> bool {
+            self.back
+        }
+        fn what(&self) -> &str {
+            "probe"
+        }
+    }
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            self.freed.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn home_frees_only_when_everything_is_back() {
+        for back in [true, false] {
+            let freed = Arc::new(AtomicBool::new(false));
+            let h = Home::new(Probe {
+                back,
+                freed: freed.clone(),
+            });
+            let r = h.handle();
+            assert!(r.same(&h.handle()));
+            drop(h);
+            assert_eq!(freed.load(Ordering::SeqCst), back);
+            if !back {
+                assert_eq!(r.what(), "probe", "still readable through the handle");
+            }
+        }
     }
 
     #[test]

@@ -45,13 +45,13 @@ pub fn run(a: L2fwdArgs) -> Result<()> {
     match ports::open_with_eal(&a.common.ports, cfg.cores.len() as u16, &a.common.eal)? {
         #[cfg(feature = "tap")]
         Ports::Tap(p) => match mode {
-            Mode::Wire => drive(&a.common, cfg, p, || Wire, &stop),
-            Mode::Macswap => drive(&a.common, cfg, p, || MacSwap, &stop),
+            Mode::Wire => drive("l2fwd", &a.common, cfg, p, || Wire, &stop),
+            Mode::Macswap => drive("l2fwd", &a.common, cfg, p, || MacSwap, &stop),
         },
         #[cfg(feature = "dpdk")]
         Ports::Dpdk(p) => match mode {
-            Mode::Wire => drive(&a.common, cfg, p, || Wire, &stop),
-            Mode::Macswap => drive(&a.common, cfg, p, || MacSwap, &stop),
+            Mode::Wire => drive("l2fwd", &a.common, cfg, p, || Wire, &stop),
+            Mode::Macswap => drive("l2fwd", &a.common, cfg, p, || MacSwap, &stop),
         },
         #[cfg(feature = "af-xdp")]
         Ports::Xdp(p) => {
@@ -62,8 +62,8 @@ pub fn run(a: L2fwdArgs) -> Result<()> {
                 );
             }
             match mode {
-                Mode::Wire => drive(&a.common, cfg, p, || Wire, &stop),
-                Mode::Macswap => drive(&a.common, cfg, p, || MacSwap, &stop),
+                Mode::Wire => drive("l2fwd", &a.common, cfg, p, || Wire, &stop),
+                Mode::Macswap => drive("l2fwd", &a.common, cfg, p, || MacSwap, &stop),
             }
         }
     }
@@ -105,6 +105,7 @@ fn forward<Q: PortQueue, H: PacketHandler>(
 
 /// Runs the forwarding loop over `ports` with one handler per core.
 pub fn drive<P: Port, H: PacketHandler>(
+    command: &str,
     common: &Common,
     cfg: runtime::RunConfig,
     mut ports: Vec<P>,
@@ -165,7 +166,7 @@ pub fn drive<P: Port, H: PacketHandler>(
     let snap = stats.snapshot();
     if json {
         let v = serde_json::json!({
-            "command": "l2fwd",
+            "command": command,
             "duration_s": secs,
             "cores": cfg.cores,
             "ports": snap.ports.iter().zip(&ports).map(|(s, p)| {

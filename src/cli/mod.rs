@@ -5,6 +5,7 @@ mod demo;
 pub mod echo;
 mod http;
 mod l2fwd;
+mod l3fwd;
 pub mod loadgen;
 mod ports;
 mod serve;
@@ -36,6 +37,9 @@ enum Cmd {
     Demo(demo::DemoArgs),
     /// Forward frames between two ports, or MAC-swap them back out of one.
     L2fwd(l2fwd::L2fwdArgs),
+    /// Route IPv4 between ports by longest-prefix match (DIR-24-8) from a
+    /// routes file, decrementing the TTL; drops counted by reason.
+    L3fwd(l3fwd::L3fwdArgs),
     /// TCP (and UDP) echo server on the userspace stack.
     Echo(echo::EchoArgs),
     /// HTTP/1.1 server (TechEmpower /plaintext and /json) on the userspace stack.
@@ -145,6 +149,7 @@ pub fn main() -> i32 {
     let res = match cli.cmd {
         Cmd::Demo(a) => demo::run(a),
         Cmd::L2fwd(a) => l2fwd::run(a),
+        Cmd::L3fwd(a) => l3fwd::run(a),
         Cmd::Echo(a) => echo::run(a),
         Cmd::Http(a) => http::run(a),
         Cmd::Loadgen(a) => loadgen::run(a),

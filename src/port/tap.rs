@@ -11,7 +11,20 @@
 //! stopped by `EAGAIN`. Expect about 0.1 Mpps per core: this backend is for
 //! the demo, interop tests and development, not for speed.
 //!
-//! Options: `tap:NAME[,queues=N][,mtu=M][,mac=02:..][,netns=NS][,frames=F]`.
+//! With `vnet`, every frame is preceded by a virtio-net header
+//! (`IFF_VNET_HDR`, 10 bytes, read and written with the frame in one
+//! `readv`/`writev`), and the kernel is told we accept frames whose TCP/UDP
+//! checksum it left for us (`TUNSETOFFLOAD` with `TUN_F_CSUM`): it then
+//! skips computing checksums for what it sends us, and each received
+//! buffer says whether its transport checksum was checked or left partial
+//! by the local kernel (both count as good). On transmit, a buffer whose
+//! [`TxOffload`] asks for a TCP/UDP checksum goes out with
+//! `VIRTIO_NET_HDR_F_NEEDS_CSUM` (its checksum field must hold the
+//! pseudo-header sum, as for a NIC) and the kernel finishes it; an IPv4
+//! header checksum request is done here in software (the header has no
+//! such offload). Segmentation offload (TSO/GSO) is not used.
+//!
+//! Options: `tap:NAME[,queues=N][,mtu=M][,mac=02:..][,netns=NS][,frames=F][,vnet]`.
 //! `netns=NS` opens (or creates) the TAP inside the network namespace `NS`
 //! (`/run/netns/NS`); its queues work from any thread afterwards.
 #![allow(unsafe_code)]
@@ -21,7 +34,10 @@ use std::sync::Arc;
 
 use super::sys;
 use super::{LinkStats, MacAddr, Port, PortCaps, PortInfo, PortQueue, PortSpec, QueueCounters};
-use crate::buf::{Burst, HugePolicy, PacketBuf, Pool, PoolBuf, PoolConfig, PoolStats};
+use crate::buf::{
+    Burst, Checksum, HugePolicy, L4Offload, PacketBuf, Pool, PoolBuf, PoolConfig, PoolStats,
+    RxChecksum,
+};
 use crate::error::{Error, Result};
 use crate::syscall;
 
@@ -29,6 +45,16 @@ const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
 const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
+const IFF_VNET_HDR: libc::c_short = 0x4000;
+// _IOW('T', 216, int) and _IOW('T', 208, unsigned int).
+const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+const TUN_F_CSUM: libc::c_uint = 0x01;
+/// `struct virtio_net_hdr`: flags, gso_type, hdr_len, gso_size,
+/// csum_start, csum_offset (little-endian on the hosts we run on).
+const VNET_HDR_LEN: usize = 10;
+const VNET_F_NEEDS_CSUM: u8 = 1;
+const VNET_F_DATA_VALID: u8 = 2;
 
 /// How to open a TAP port.
 #[derive(Debug, Clone)]
@@ -47,6 +73,8 @@ pub struct TapConfig {
     pub frames: u32,
     /// Hugepage policy of the pools.
     pub huge: HugePolicy,
+    /// Use virtio-net headers (checksum offload both ways).
+    pub vnet: bool,
 }
 
 impl TapConfig {
@@ -60,6 +88,7 @@ impl TapConfig {
             netns: None,
             frames: 4096,
             huge: HugePolicy::Auto,
+            vnet: false,
         }
     }
 
@@ -71,7 +100,8 @@ impl TapConfig {
         c.mac = spec.take("mac")?;
         c.netns = spec.take("netns")?;
         c.frames = spec.take("frames")?.unwrap_or(c.frames);
-        spec.finish(&["queues", "mtu", "mac", "netns", "frames"])?;
+        c.vnet = spec.take_flag("vnet")?;
+        spec.finish(&["queues", "mtu", "mac", "netns", "frames", "vnet"])?;
         if c.queues == 0 || c.queues > 256 {
             return Err(spec.err("queues must be 1..=256"));
         }
@@ -91,6 +121,57 @@ pub struct TapQueue {
     pool: Pool,
     spare: Option<PoolBuf>,
     counters: Arc<QueueCounters>,
+    vnet: bool,
+}
+
+/// What a received virtio-net header says about the frame's checksums.
+fn rx_status(hdr: &[u8; VNET_HDR_LEN]) -> RxChecksum {
+    let f = hdr[0];
+    RxChecksum {
+        // The kernel always fills in IPv4 header checksums itself; the
+        // header says nothing about them.
+        l3: Checksum::Unknown,
+        // Partial (from this host's own stack, never on a wire) or
+        // verified by the kernel.
+        l4: if f & (VNET_F_NEEDS_CSUM | VNET_F_DATA_VALID) != 0 {
+            Checksum::Good
+        } else {
+            Checksum::Unknown
+        },
+    }
+}
+
+/// The virtio-net header for sending `buf`, filling the IPv4 header
+/// checksum in place if asked (the header cannot ask the kernel for it).
+fn tx_header(buf: &mut PoolBuf) -> [u8; VNET_HDR_LEN] {
+    use smoltcp::wire::{EthernetFrame, EthernetProtocol, Ipv4Packet};
+    let mut h = [0u8; VNET_HDR_LEN];
+    let req = buf.tx_offload();
+    if req.is_none() {
+        return h;
+    }
+    let Ok(mut eth) = EthernetFrame::new_checked(buf.data_mut()) else {
+        return h;
+    };
+    if eth.ethertype() != EthernetProtocol::Ipv4 {
+        return h;
+    }
+    let Ok(mut ip) = Ipv4Packet::new_checked(eth.payload_mut()) else {
+        return h;
+    };
+    if req.ipv4_checksum {
+        ip.fill_checksum();
+    }
+    let offset: u16 = match req.l4_checksum {
+        L4Offload::None => return h,
+        L4Offload::Tcp => 16,
+        L4Offload::Udp => 6,
+    };
+    let start = 14 + ip.header_len() as u16;
+    h[0] = VNET_F_NEEDS_CSUM;
+    h[6..8].copy_from_slice(&start.to_le_bytes());
+    h[8..10].copy_from_slice(&offset.to_le_bytes());
+    h
 }
 
 impl PortQueue for TapQueue {
@@ -103,11 +184,40 @@ impl PortQueue for TapQueue {
             let Some(mut buf) = self.spare.take().or_else(|| self.pool.alloc()) else {
                 break; // pool dry: counted by the pool; the kernel queues or drops
             };
+            let mut hdr = [0u8; VNET_HDR_LEN];
             let room = buf.room_mut();
-            // SAFETY: reads at most room.len() bytes into the buffer's room.
-            let r = unsafe { libc::read(fd, room.as_mut_ptr().cast(), room.len()) };
+            let r = if self.vnet {
+                let iov = [
+                    libc::iovec {
+                        iov_base: hdr.as_mut_ptr().cast(),
+                        iov_len: VNET_HDR_LEN,
+                    },
+                    libc::iovec {
+                        iov_base: room.as_mut_ptr().cast(),
+                        iov_len: room.len(),
+                    },
+                ];
+                // SAFETY: both iovecs describe live, writable memory of
+                // their stated lengths (the header array, the buffer room).
+                let r = unsafe { libc::readv(fd, iov.as_ptr(), 2) };
+                if r > 0 && (r as usize) <= VNET_HDR_LEN {
+                    self.counters.rx_errors.add(1); // a header and no frame
+                    continue;
+                }
+                if r > 0 {
+                    r - VNET_HDR_LEN as isize
+                } else {
+                    r
+                }
+            } else {
+                // SAFETY: reads at most room.len() bytes into the room.
+                unsafe { libc::read(fd, room.as_mut_ptr().cast(), room.len()) }
+            };
             if r > 0 {
                 buf.set_len(r as usize);
+                if self.vnet {
+                    buf.set_rx_checksum(rx_status(&hdr));
+                }
                 bytes += r as u64;
                 n += 1;
                 burst.push(buf);
@@ -135,10 +245,32 @@ impl PortQueue for TapQueue {
         let fd = self.fd.as_raw_fd();
         let (mut sent, mut bytes, mut errors) = (0u64, 0u64, 0u64);
         let mut consumed = 0;
-        for b in burst.iter() {
+        let vnet = self.vnet;
+        for b in burst.iter_mut() {
+            let hdr = if vnet {
+                tx_header(b)
+            } else {
+                [0; VNET_HDR_LEN]
+            };
             let data = b.data();
-            // SAFETY: writes data.len() bytes from a live slice.
-            let r = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+            let r = if vnet {
+                let iov = [
+                    libc::iovec {
+                        iov_base: hdr.as_ptr() as *mut libc::c_void,
+                        iov_len: VNET_HDR_LEN,
+                    },
+                    libc::iovec {
+                        iov_base: data.as_ptr() as *mut libc::c_void,
+                        iov_len: data.len(),
+                    },
+                ];
+                // SAFETY: both iovecs describe live memory of their stated
+                // lengths; writev only reads them.
+                unsafe { libc::writev(fd, iov.as_ptr(), 2) }
+            } else {
+                // SAFETY: writes data.len() bytes from a live slice.
+                unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) }
+            };
             if r >= 0 {
                 sent += 1;
                 bytes += data.len() as u64;
@@ -182,7 +314,7 @@ pub struct TapPort {
     counters: Vec<Arc<QueueCounters>>,
 }
 
-fn open_queue(name: &str, multi: bool) -> Result<OwnedFd> {
+fn open_queue(name: &str, multi: bool, vnet: bool) -> Result<OwnedFd> {
     let path = c"/dev/net/tun";
     let fd = syscall!(open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC)).map_err(|e| match e
         .raw_os_error()
@@ -195,7 +327,10 @@ fn open_queue(name: &str, multi: bool) -> Result<OwnedFd> {
     // SAFETY: fd was just returned by open() and is owned by nobody else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let mut ifr = sys::ifreq(name)?;
-    ifr.ifr_ifru.ifru_flags = IFF_TAP | IFF_NO_PI | if multi { IFF_MULTI_QUEUE } else { 0 };
+    ifr.ifr_ifru.ifru_flags = IFF_TAP
+        | IFF_NO_PI
+        | if multi { IFF_MULTI_QUEUE } else { 0 }
+        | if vnet { IFF_VNET_HDR } else { 0 };
     syscall!(ioctl(fd.as_raw_fd(), TUNSETIFF, &mut ifr as *mut libc::ifreq)).map_err(|e| {
         match e.raw_os_error() {
             Some(libc::EPERM) | Some(libc::EACCES) => Error::Privilege {
@@ -211,6 +346,17 @@ fn open_queue(name: &str, multi: bool) -> Result<OwnedFd> {
             _ => Error::io(format!("TUNSETIFF {name}"), e),
         }
     })?;
+    if vnet {
+        let size: libc::c_int = VNET_HDR_LEN as libc::c_int;
+        syscall!(ioctl(
+            fd.as_raw_fd(),
+            TUNSETVNETHDRSZ,
+            &size as *const libc::c_int
+        ))
+        .map_err(|e| Error::io(format!("TUNSETVNETHDRSZ {name}"), e))?;
+        syscall!(ioctl(fd.as_raw_fd(), TUNSETOFFLOAD, TUN_F_CSUM))
+            .map_err(|e| Error::io(format!("TUNSETOFFLOAD {name}"), e))?;
+    }
     sys::set_nonblocking(fd.as_raw_fd()).map_err(|e| Error::io("O_NONBLOCK on tap", e))?;
     Ok(fd)
 }
@@ -233,7 +379,7 @@ impl TapPort {
     fn open_here(cfg: &TapConfig) -> Result<TapPort> {
         let mut fds = Vec::with_capacity(cfg.queues as usize);
         for _ in 0..cfg.queues {
-            fds.push(open_queue(&cfg.name, true)?);
+            fds.push(open_queue(&cfg.name, true, cfg.vnet)?);
         }
         if let Some(mtu) = cfg.mtu {
             sys::set_mtu(&cfg.name, mtu)?;
@@ -258,6 +404,7 @@ impl TapPort {
                 })?,
                 spare: None,
                 counters: c,
+                vnet: cfg.vnet,
             });
         }
         Ok(TapPort {

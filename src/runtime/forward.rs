@@ -1,18 +1,46 @@
 //! The packet-handler loop: rx burst -> handler -> tx bursts, per core.
 
-use crate::app::{Frame, PacketHandler, Verdict};
+use crate::app::{Discard, Frame, PacketHandler, Verdict};
+
 use crate::buf::{Burst, PacketBuf, BURST};
 use crate::port::PortQueue;
 use crate::runtime::lcore::Worker;
-use crate::runtime::stats::{CoreRef, DropReason};
+use crate::runtime::stats::{CoreRef, DropReason, MAX_PORTS};
 use crate::time::Instant;
+
+/// A frame's fate in one byte: an output port index (below
+/// [`MAX_PORTS`]), or [`DROPPED`] plus the [`DropReason`] index.
+type Fate = u8;
+const DROPPED: Fate = 0x80;
+const _: () = assert!(MAX_PORTS < DROPPED as usize);
+const _: () = assert!(DropReason::COUNT < DROPPED as usize);
+
+/// The fate of a frame from port `p` (of `nports`) that got verdict `v`.
+#[inline(always)]
+fn fate(v: Verdict, p: usize, nports: usize) -> Fate {
+    let drop = |why: DropReason| DROPPED | why as u8;
+    match v {
+        Verdict::Forward => (if p + 1 == nports { 0 } else { p + 1 }) as Fate,
+        Verdict::Reply => p as Fate,
+        Verdict::Out(k) if (k as usize) < nports => k as Fate,
+        Verdict::Out(_) | Verdict::Drop => drop(DropReason::Handler),
+        Verdict::Discard(d) => drop(match d {
+            Discard::Malformed => DropReason::Malformed,
+            Discard::NotIpv4 => DropReason::NotForUs,
+            Discard::BadChecksum => DropReason::BadChecksum,
+            Discard::TtlExpired => DropReason::TtlExpired,
+            Discard::NoRoute => DropReason::NoRoute,
+        }),
+    }
+}
 
 /// One core's forwarding loop over one queue of each port.
 ///
 /// Each iteration receives a burst from every port, runs the handler on
 /// each frame in place, and batches the frames by output port: `Forward`
 /// goes to the next port (the other one of two; the same one when there is
-/// one), `Reply` back to the input port. Each output burst is flushed once
+/// one), `Reply` back to the input port, `Out(k)` to port `k`; drops are
+/// counted by their reason. Each output burst is flushed once
 /// per iteration (or when it fills up); frames the port does not accept
 /// are dropped and counted as `tx_full` (as DPDK's l2fwd does).
 pub struct ForwardWorker<Q: PortQueue, H: PacketHandler> {
@@ -48,20 +76,11 @@ impl<Q: PortQueue, H: PacketHandler> ForwardWorker<Q, H> {
     }
 
     fn flush(&mut self, p: usize) {
-        let burst = &mut self.tx[p];
-        if burst.is_empty() {
+        if self.tx[p].is_empty() {
             return;
         }
-        let n = self.queues[p].tx_burst(burst);
-        let mut bytes = std::mem::take(&mut self.tx_bytes[p]);
-        let pc = &self.stats.ports[p];
-        pc.tx_packets.add(n as u64);
-        if !burst.is_empty() {
-            bytes -= burst.iter().map(|b| b.len() as u64).sum::<u64>();
-            pc.drop(DropReason::TxFull, burst.len() as u64);
-            burst.clear();
-        }
-        pc.tx_bytes.add(bytes);
+        let bytes = std::mem::take(&mut self.tx_bytes[p]);
+        send(&mut self.queues[p], &self.stats, p, &mut self.tx[p], bytes);
     }
 
     fn update_gauges(&self) {
@@ -73,6 +92,22 @@ impl<Q: PortQueue, H: PacketHandler> ForwardWorker<Q, H> {
                 .set(s.alloc_failures);
         }
     }
+}
+
+/// Sends `burst` (holding `bytes` bytes) out of `q`, port `p`, now; what
+/// the port does not take is dropped and counted as `tx_full`.
+#[inline]
+fn send<Q: PortQueue>(q: &mut Q, stats: &CoreRef, p: usize, burst: &mut Burst<Q::Buf>, bytes: u64) {
+    let n = q.tx_burst(burst);
+    let pc = &stats.ports[p];
+    pc.tx_packets.add(n as u64);
+    let mut bytes = bytes;
+    if !burst.is_empty() {
+        bytes -= burst.iter().map(|b| b.len() as u64).sum::<u64>();
+        pc.drop(DropReason::TxFull, burst.len() as u64);
+        burst.clear();
+    }
+    pc.tx_bytes.add(bytes);
 }
 
 impl<Q: PortQueue, H: PacketHandler> Worker for ForwardWorker<Q, H> {
@@ -88,49 +123,51 @@ impl<Q: PortQueue, H: PacketHandler> Worker for ForwardWorker<Q, H> {
             total += n;
             self.stats.ports[p].rx_packets.add(n as u64);
             self.handler.begin_burst(now);
-            // Pass 1: the handler sees each frame in place.
-            let mut verdicts = [Verdict::Drop; BURST];
+            // Pass 1: the handler sees each frame in place; its verdict
+            // becomes a one-byte fate.
+            let mut fates = [0 as Fate; BURST];
             let (mut rx_bytes, mut out_bytes) = (0u64, 0u64);
-            let mut mixed = false;
-            for (i, buf) in rx.iter_mut().enumerate() {
+            let bufs = rx.as_mut_slice();
+            if let Some(b) = bufs.first() {
+                b.prefetch();
+            }
+            for i in 0..bufs.len() {
+                if let Some(next) = bufs.get(i + 1) {
+                    next.prefetch();
+                }
+                let buf = &mut bufs[i];
                 let len = buf.len();
                 rx_bytes += len as u64;
-                let mut frame = Frame::new(buf.room_mut(), len, p as u16);
+                let l3 = buf.rx_checksum().l3;
+                let mut frame = Frame::new(buf.room_mut(), len, p as u16).with_l3_checksum(l3);
                 let v = self.handler.handle(&mut frame);
                 let new_len = frame.len();
                 if new_len != len {
                     buf.set_len(new_len);
                 }
                 out_bytes += new_len as u64;
-                verdicts[i] = v;
-                mixed |= v != verdicts[0];
+                fates[i] = fate(v, p, nports);
             }
             self.stats.ports[p].rx_bytes.add(rx_bytes);
-            let verdicts = &verdicts[..rx.len()];
+            let fates = &fates[..n];
+            let first = fates[0];
             // Pass 2, fast path: the whole burst goes out of one port whose
-            // output burst is empty: hand it over as it is.
-            if !mixed && verdicts[0] != Verdict::Drop {
-                let out = if verdicts[0] == Verdict::Reply {
-                    p
-                } else {
-                    (p + 1) % nports
-                };
+            // output burst is empty: send it as it is.
+            if first < DROPPED && fates.iter().all(|&f| f == first) {
+                let out = first as usize;
                 if self.tx[out].is_empty() {
-                    self.tx[out] = rx;
-                    self.tx_bytes[out] = out_bytes;
+                    send(&mut self.queues[out], &self.stats, out, &mut rx, out_bytes);
                     continue;
                 }
             }
             // Pass 2, general case: frame by frame.
-            for (buf, &verdict) in rx.drain(..).zip(verdicts.iter()) {
-                let out = match verdict {
-                    Verdict::Forward => (p + 1) % nports,
-                    Verdict::Reply => p,
-                    Verdict::Drop => {
-                        self.stats.ports[p].drop(DropReason::Handler, 1);
-                        continue;
-                    }
-                };
+            for (buf, &f) in rx.drain(..).zip(fates.iter()) {
+                if f >= DROPPED {
+                    let why = DropReason::ALL[(f - DROPPED) as usize];
+                    self.stats.ports[p].drop(why, 1);
+                    continue;
+                }
+                let out = f as usize;
                 if self.tx[out].is_full() {
                     self.flush(out);
                 }
@@ -183,6 +220,38 @@ mod tests {
                 Verdict::Drop
             }
         }
+    }
+
+    /// Sends frames by their first byte: 0 back out of port 0, 1 to a port
+    /// that does not exist, 2 dropped for want of a route.
+    struct ByFirst;
+    impl PacketHandler for ByFirst {
+        fn handle(&mut self, f: &mut Frame<'_>) -> Verdict {
+            match f.data()[0] {
+                0 => Verdict::Out(0),
+                1 => Verdict::Out(5),
+                _ => Verdict::Discard(Discard::NoRoute),
+            }
+        }
+    }
+
+    #[test]
+    fn out_verdicts_and_discard_reasons() {
+        let (mut a, mut b) = wire();
+        let qa = a.take_queues().pop().unwrap();
+        let mut qb = b.take_queues().pop().unwrap();
+        let stats = Stats::new(&[0], &["a".to_string()]);
+        let mut w = ForwardWorker::new(vec![qa], ByFirst, stats.core(0));
+        send(&mut qb, &[0, 1, 2, 0, 2], 64);
+        assert_eq!(w.poll(Instant(0)), 5);
+        assert_eq!(drain(&mut qb), vec![(0, 64), (0, 64)]);
+        let s = &stats.snapshot().ports[0];
+        assert_eq!(s.drops_by_reason["handler"], 1);
+        assert_eq!(s.drops_by_reason["no_route"], 2);
+        // A whole burst to one port is handed over as it is.
+        send(&mut qb, &[0, 0, 0], 64);
+        assert_eq!(w.poll(Instant(0)), 3);
+        assert_eq!(drain(&mut qb).len(), 3);
     }
 
     fn wire() -> (MemPort, MemPort) {

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant as StdInstant};
 
 use crate::error::{Error, Result};
-use crate::time::{Clock, Instant, MonotonicClock};
+use crate::time::{Clock, FastClock, Instant};
 
 static SIGNALLED: AtomicBool = AtomicBool::new(false);
 static HANDLER: OnceLock<std::result::Result<(), String>> = OnceLock::new();
@@ -91,11 +91,7 @@ impl Default for RunConfig {
 
 /// The cores this process may run on (its affinity mask).
 pub fn available_cores() -> Vec<usize> {
-    core_affinity::get_core_ids()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| c.id)
-        .collect()
+    crate::port::sys::allowed_cpus()
 }
 
 /// Highest core id plus one that a core list may name (glibc's
@@ -272,7 +268,7 @@ fn core_loop<W: Worker>(
     }
     let _ = ready.send(Ok(()));
     drop(ready);
-    let clock = MonotonicClock::new();
+    let clock = FastClock::new();
     let mut idle = 0u32;
     while !stop.is_set() {
         if w.poll(clock.now()) == 0 {

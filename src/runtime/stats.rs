@@ -28,11 +28,17 @@ pub enum DropReason {
     Malformed,
     /// Not for us (another MAC or IP, a protocol we do not speak).
     NotForUs,
+    /// A checksum was wrong.
+    BadChecksum,
+    /// The TTL would have reached zero (a router).
+    TtlExpired,
+    /// No route covered the destination (a router).
+    NoRoute,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 8;
     /// All reasons, in index order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Handler,
@@ -40,6 +46,9 @@ impl DropReason {
         DropReason::NoBuffer,
         DropReason::Malformed,
         DropReason::NotForUs,
+        DropReason::BadChecksum,
+        DropReason::TtlExpired,
+        DropReason::NoRoute,
     ];
     /// The name used in JSON.
     pub fn name(self) -> &'static str {
@@ -49,6 +58,9 @@ impl DropReason {
             DropReason::NoBuffer => "no_buffer",
             DropReason::Malformed => "malformed",
             DropReason::NotForUs => "not_for_us",
+            DropReason::BadChecksum => "bad_checksum",
+            DropReason::TtlExpired => "ttl_expired",
+            DropReason::NoRoute => "no_route",
         }
     }
 }

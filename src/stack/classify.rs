@@ -4,9 +4,11 @@
 //! then ARP or IPv4, then TCP/UDP/ICMP headers. The result says where the
 //! frame goes (the connection table key for TCP, the port for UDP, the
 //! interface itself for ARP and ICMP) or why it is dropped. Checksums are
-//! verified here, once, unless the device did it; smoltcp is then told not
-//! to verify them again.
+//! verified here, once, unless the device did it (for the whole port, or
+//! for this frame: [`Verify::for_frame`] reads the buffer's receive
+//! checksum status); smoltcp is then told not to verify them again.
 
+use crate::buf::{Checksum, RxChecksum};
 use smoltcp::wire::{
     ArpPacket, EthernetAddress, EthernetFrame, EthernetProtocol, Icmpv4Packet, IpProtocol,
     Ipv4Address, Ipv4Packet, TcpPacket, TcpRepr, UdpPacket,
@@ -59,12 +61,72 @@ pub fn tcp_key(remote: Ipv4Address, remote_port: u16, local_port: u16) -> u64 {
     (u32::from(remote) as u64) << 32 | (remote_port as u64) << 16 | local_port as u64
 }
 
-/// Classifies one frame addressed to `mac`/`ip`.
+/// What to do about one checksum of a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// Verify it in software.
+    Software,
+    /// The device checked it and it is right (or nobody asked).
+    Skip,
+    /// The device checked it and it is wrong.
+    Reject,
+}
+
+impl Check {
+    fn new(device: Checksum, verify: bool) -> Check {
+        match device {
+            Checksum::Good => Check::Skip,
+            Checksum::Bad => Check::Reject,
+            Checksum::Unknown if verify => Check::Software,
+            Checksum::Unknown => Check::Skip,
+        }
+    }
+}
+
+/// Which checksums of one frame to verify in software.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verify {
+    l3: Check,
+    l4: Check,
+    icmp: bool,
+}
+
+impl Verify {
+    /// Every checksum (`true`) or none (`false`).
+    pub fn all(verify: bool) -> Verify {
+        Verify::for_frame(RxChecksum::UNKNOWN, verify)
+    }
+
+    /// For a frame whose device reported `rx`: what it found good is not
+    /// checked again, what it found bad is rejected, and the rest is
+    /// verified if `verify` (the port does not check checksums itself).
+    pub fn for_frame(rx: RxChecksum, verify: bool) -> Verify {
+        Verify {
+            l3: Check::new(rx.l3, verify),
+            l4: Check::new(rx.l4, verify),
+            icmp: verify,
+        }
+    }
+}
+
+/// Classifies one frame addressed to `mac`/`ip`, verifying every checksum
+/// if `verify`.
 pub fn classify(
     frame: &[u8],
     mac: EthernetAddress,
     ip: Ipv4Address,
     verify: bool,
+) -> Result<Class, Reject> {
+    classify_with(frame, mac, ip, Verify::all(verify))
+}
+
+/// Classifies one frame addressed to `mac`/`ip`, verifying the checksums
+/// `verify` says.
+pub fn classify_with(
+    frame: &[u8],
+    mac: EthernetAddress,
+    ip: Ipv4Address,
+    verify: Verify,
 ) -> Result<Class, Reject> {
     let eth = EthernetFrame::new_checked(frame).map_err(|_| Reject::Malformed)?;
     let dst = eth.dst_addr();
@@ -81,14 +143,23 @@ pub fn classify(
     }
 }
 
-fn ipv4(bytes: &[u8], ours: Ipv4Address, verify: bool) -> Result<Class, Reject> {
+/// Applies `check` to a checksum that `ok` verifies in software.
+#[inline]
+fn checked(check: Check, ok: impl FnOnce() -> bool) -> Result<(), Reject> {
+    match check {
+        Check::Skip => Ok(()),
+        Check::Reject => Err(Reject::BadChecksum),
+        Check::Software if ok() => Ok(()),
+        Check::Software => Err(Reject::BadChecksum),
+    }
+}
+
+fn ipv4(bytes: &[u8], ours: Ipv4Address, verify: Verify) -> Result<Class, Reject> {
     let ip = Ipv4Packet::new_checked(bytes).map_err(|_| Reject::Malformed)?;
     if ip.version() != 4 {
         return Err(Reject::Malformed);
     }
-    if verify && !ip.verify_checksum() {
-        return Err(Reject::BadChecksum);
-    }
+    checked(verify.l3, || ip.verify_checksum())?;
     if ip.dst_addr() != ours {
         return Err(Reject::NotForUs);
     }
@@ -103,9 +174,7 @@ fn ipv4(bytes: &[u8], ours: Ipv4Address, verify: bool) -> Result<Class, Reject> 
     match ip.next_header() {
         IpProtocol::Tcp => {
             let tcp = TcpPacket::new_checked(payload).map_err(|_| Reject::Malformed)?;
-            if verify && !tcp.verify_checksum(&src.into(), &dst.into()) {
-                return Err(Reject::BadChecksum);
-            }
+            checked(verify.l4, || tcp.verify_checksum(&src.into(), &dst.into()))?;
             if tcp.header_len() > 20 {
                 // Options: make sure smoltcp will accept them, so that a
                 // garbage option is counted here rather than dropped
@@ -126,16 +195,16 @@ fn ipv4(bytes: &[u8], ours: Ipv4Address, verify: bool) -> Result<Class, Reject> 
         }
         IpProtocol::Udp => {
             let udp = UdpPacket::new_checked(payload).map_err(|_| Reject::Malformed)?;
-            if verify && udp.checksum() != 0 && !udp.verify_checksum(&src.into(), &dst.into()) {
-                return Err(Reject::BadChecksum);
-            }
+            checked(verify.l4, || {
+                udp.checksum() == 0 || udp.verify_checksum(&src.into(), &dst.into())
+            })?;
             Ok(Class::Udp {
                 dst_port: udp.dst_port(),
             })
         }
         IpProtocol::Icmp => {
             let icmp = Icmpv4Packet::new_checked(payload).map_err(|_| Reject::Malformed)?;
-            if verify && !icmp.verify_checksum() {
+            if verify.icmp && !icmp.verify_checksum() {
                 return Err(Reject::BadChecksum);
             }
             Ok(Class::Icmp)
@@ -192,6 +261,23 @@ mod tests {
         let mut bad = good.clone();
         *bad.last_mut().unwrap() ^= 1;
         assert_eq!(classify(&bad, MAC, IP, true), Err(Reject::BadChecksum));
+        // The device's word per frame: good is not checked again, bad is
+        // rejected even where nothing would be verified.
+        let said = |l3, l4| RxChecksum { l3, l4 };
+        let (g, b, u) = (Checksum::Good, Checksum::Bad, Checksum::Unknown);
+        assert!(classify_with(&bad, MAC, IP, Verify::for_frame(said(g, g), true)).is_ok());
+        assert_eq!(
+            classify_with(&good, MAC, IP, Verify::for_frame(said(g, b), false)),
+            Err(Reject::BadChecksum)
+        );
+        assert_eq!(
+            classify_with(&good, MAC, IP, Verify::for_frame(said(b, u), false)),
+            Err(Reject::BadChecksum)
+        );
+        assert_eq!(
+            classify_with(&bad, MAC, IP, Verify::for_frame(said(u, u), true)),
+            Err(Reject::BadChecksum)
+        );
         assert!(
             classify(&bad, MAC, IP, false).is_ok(),
             "device verified: not re-checked"

@@ -72,7 +72,7 @@ use crate::buf::PacketBuf;
 use crate::error::{Error, Result};
 use crate::port::{PortInfo, PortQueue};
 use crate::time::Instant;
-use classify::{classify, Class};
+use classify::{classify_with, Class, Verify};
 use conn::{Eng, Slot};
 use device::{OneFrame, TxPath};
 use listen::Listener;
@@ -429,7 +429,8 @@ impl<Q: PortQueue> Stack<Q> {
     }
 
     fn ingress(&mut self, buf: Q::Buf) {
-        let class = classify(buf.data(), self.mac, self.ip, self.verify_checksums);
+        let verify = Verify::for_frame(buf.rx_checksum(), self.verify_checksums);
+        let class = classify_with(buf.data(), self.mac, self.ip, verify);
         match class {
             Err(r) => self.stats.reject(r),
             Ok(Class::Arp) => {

@@ -30,8 +30,8 @@ static HUGE_LOCK: Mutex<()> = Mutex::new(());
 
 /// Runs the `#[ignore]`d scenario test `child` of this binary in a child
 /// process with EAL memory `mem`; panics with its output if it fails or
-/// did not run, and also if the hugepage variant cannot reserve hugepages
-/// (a test that cannot run must not pass).
+/// did not run. A hugepage variant that cannot reserve hugepages fails with
+/// the reason: it never passes without running.
 pub fn run_child(child: &str, mem: Mem) {
     // Unique per process, scenario and memory mode (the two modes of one
     // scenario run at the same time).
@@ -58,8 +58,8 @@ pub fn run_child(child: &str, mem: Mem) {
                     a
                 }
                 Err(why) => panic!(
-                    "{child} with hugepages: cannot reserve 128 hugepages ({why}); \
-                     run as root with free memory (scripts/test.sh reserves them)"
+                    "{child} with hugepages cannot run: {why}; free some memory or \
+                     reserve hugepages first (`sudo scripts/hugepages.sh reserve 256`)"
                 ),
             }
         }

@@ -7,6 +7,7 @@ mod epoll;
 mod fwd;
 mod lossy;
 mod proc;
+mod l3fwd;
 mod soak;
 mod tcp;
 #[cfg(feature = "af-xdp")]
@@ -25,6 +26,10 @@ pub enum BenchCmd {
     /// L2 MAC-swap forwarding over a DPDK virtual device: bypass l2fwd
     /// against dpdk-testpmd --forward-mode=macswap (needs --features dpdk).
     Fwd(fwd::FwdArgs),
+    /// IPv4 LPM forwarding: bypass l3fwd against DPDK's l3fwd example
+    /// (built from dpdk-doc's sources), same vdevs, core and routes (needs
+    /// --features dpdk).
+    L3fwd(l3fwd::L3fwdBenchArgs),
     /// AF_XDP receive (rx-only, MAC-swap) on a veth pair in a private
     /// network namespace: bypass's xdp port against dpdk-testpmd with
     /// net_af_xdp, same interface, core and generator.
@@ -70,6 +75,7 @@ pub enum BenchCmd {
 pub fn run(cmd: BenchCmd) -> Result<()> {
     match cmd {
         BenchCmd::Fwd(a) => fwd::run(a),
+        BenchCmd::L3fwd(a) => l3fwd::run(a),
         #[cfg(feature = "af-xdp")]
         BenchCmd::Xdp(a) => xdp::run(a),
         BenchCmd::TcpRr(a) => tcp::tcp_rr(a),

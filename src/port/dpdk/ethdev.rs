@@ -46,6 +46,31 @@ pub const RSS_HF: u64 = RSS_IPV4
     | RSS_NONFRAG_IPV6_UDP
     | RSS_NONFRAG_IPV6_OTHER;
 const RX_OFFLOAD_RSS_HASH: u64 = 1 << 19;
+// Checksum and segmentation offloads (RTE_BIT64 macros), from rte_ethdev.h.
+const RX_OFFLOAD_IPV4_CKSUM: u64 = 1 << 1;
+const RX_OFFLOAD_UDP_CKSUM: u64 = 1 << 2;
+const RX_OFFLOAD_TCP_CKSUM: u64 = 1 << 3;
+/// The receive checksum offloads we enable when the device has them.
+pub const RX_OFFLOAD_CHECKSUM: u64 =
+    RX_OFFLOAD_IPV4_CKSUM | RX_OFFLOAD_UDP_CKSUM | RX_OFFLOAD_TCP_CKSUM;
+const TX_OFFLOAD_IPV4_CKSUM: u64 = 1 << 1;
+const TX_OFFLOAD_UDP_CKSUM: u64 = 1 << 2;
+const TX_OFFLOAD_TCP_CKSUM: u64 = 1 << 3;
+/// TCP segmentation offload.
+pub const TX_OFFLOAD_TCP_TSO: u64 = 1 << 5;
+/// The transmit checksum offloads we enable when the device has them.
+pub const TX_OFFLOAD_CHECKSUM: u64 =
+    TX_OFFLOAD_IPV4_CKSUM | TX_OFFLOAD_UDP_CKSUM | TX_OFFLOAD_TCP_CKSUM;
+
+/// The offloads in force after [`EthDev::start`] (`RTE_ETH_*_OFFLOAD_*`
+/// bits).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Offloads {
+    /// Receive offloads.
+    pub rx: u64,
+    /// Transmit offloads.
+    pub tx: u64,
+}
 /// The hash types of `crate::flow::Rss`: the IPv4 TCP/UDP 4-tuple, the two
 /// addresses for other IPv4 packets.
 pub const RSS_HF_FLOW: u64 = RSS_IPV4 | RSS_NONFRAG_IPV4_TCP | RSS_NONFRAG_IPV4_UDP;
@@ -113,6 +138,7 @@ pub struct EthDev {
     name: String,
     device: *mut sys::rte_device,
     started: bool,
+    offloads: Offloads,
 }
 
 // SAFETY: the ethdev control API may be called from any thread (one at a
@@ -180,6 +206,7 @@ impl EthDev {
             name,
             device: std::ptr::null_mut(),
             started: false,
+            offloads: Offloads::default(),
         };
         dev.device = dev.raw_info()?.device;
         Ok(dev)
@@ -203,6 +230,11 @@ impl EthDev {
             format!("rte_eth_dev_info_get({})", self.name),
         )?;
         Ok(info)
+    }
+
+    /// The offloads enabled by [`start`](EthDev::start).
+    pub fn offloads(&self) -> Offloads {
+        self.offloads
     }
 
     /// What the device can do.
@@ -268,6 +300,15 @@ impl EthDev {
                 facts.driver
             );
         }
+        // Checksum offloads (and TSO) where the device has them: each
+        // buffer then says what the device checked (Mbuf::rx_checksum) and
+        // may ask for checksums and segmentation on transmit.
+        conf.rxmode.offloads |= info.rx_offload_capa & RX_OFFLOAD_CHECKSUM;
+        conf.txmode.offloads |= info.tx_offload_capa & (TX_OFFLOAD_CHECKSUM | TX_OFFLOAD_TCP_TSO);
+        self.offloads = Offloads {
+            rx: conf.rxmode.offloads,
+            tx: conf.txmode.offloads,
+        };
         // SAFETY: valid port id; conf (and the key it points to) outlive the
         // call, which copies them.
         check(

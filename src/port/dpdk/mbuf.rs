@@ -11,7 +11,9 @@ use std::ptr::NonNull;
 
 use bypass_dpdk_sys as sys;
 
-use crate::buf::PacketBuf;
+use crate::buf::{
+    Checksum, L3Type, L4Offload, L4Type, PacketBuf, PacketType, RxChecksum, TxOffload,
+};
 
 /// An owned, single-segment packet mbuf.
 #[repr(transparent)]
@@ -75,6 +77,27 @@ impl Mbuf {
     }
 }
 
+/// Receive checksum status from the `RTE_MBUF_F_RX_*_CKSUM_*` bits.
+#[inline]
+fn checksum(flags: u64, mask: u32, good: u32, bad: u32) -> Checksum {
+    let v = flags as u32 & mask;
+    if v == good {
+        Checksum::Good
+    } else if v == bad {
+        Checksum::Bad
+    } else {
+        // UNKNOWN (not checked) or NONE (the checksum in the packet is
+        // not known right, e.g. not computed by the sender).
+        Checksum::Unknown
+    }
+}
+
+// Transmit request bits (u64 in DPDK; RTE_MBUF_F_TX_*).
+const TX_REQUEST_BITS: u64 = sys::RTE_MBUF_F_TX_IPV4
+    | sys::RTE_MBUF_F_TX_IP_CKSUM
+    | sys::RTE_MBUF_F_TX_L4_MASK
+    | sys::RTE_MBUF_F_TX_TCP_SEG;
+
 impl PacketBuf for Mbuf {
     #[inline]
     fn data(&self) -> &[u8] {
@@ -119,6 +142,119 @@ impl PacketBuf for Mbuf {
         // SAFETY: [data start, buffer end) is inside the mbuf's buffer and
         // owned by us; &mut self makes it exclusive.
         unsafe { std::slice::from_raw_parts_mut(self.start(), cap) }
+    }
+
+    #[inline]
+    fn prefetch(&self) {
+        crate::buf::prefetch_line(self.start());
+    }
+
+    #[inline]
+    fn rx_checksum(&self) -> RxChecksum {
+        let f = self.m().ol_flags;
+        RxChecksum {
+            l3: checksum(
+                f,
+                sys::RTE_MBUF_F_RX_IP_CKSUM_MASK,
+                sys::RTE_MBUF_F_RX_IP_CKSUM_GOOD,
+                sys::RTE_MBUF_F_RX_IP_CKSUM_BAD,
+            ),
+            l4: checksum(
+                f,
+                sys::RTE_MBUF_F_RX_L4_CKSUM_MASK,
+                sys::RTE_MBUF_F_RX_L4_CKSUM_GOOD,
+                sys::RTE_MBUF_F_RX_L4_CKSUM_BAD,
+            ),
+        }
+    }
+
+    #[inline]
+    fn rss_hash(&self) -> Option<u32> {
+        (self.m().ol_flags & sys::RTE_MBUF_F_RX_RSS_HASH as u64 != 0).then(|| Mbuf::rss_hash(self))
+    }
+
+    #[inline]
+    fn packet_type(&self) -> PacketType {
+        // SAFETY: packet_type is a plain u32 of an owned mbuf (0 when the
+        // driver does not classify).
+        let t = unsafe { self.m().__bindgen_anon_1.packet_type };
+        let l3 = match t & sys::RTE_PTYPE_L3_MASK {
+            0 => L3Type::Unknown,
+            // IPV4, IPV4_EXT, IPV4_EXT_UNKNOWN
+            0x10 | 0x30 | 0x90 => L3Type::Ipv4,
+            // IPV6, IPV6_EXT, IPV6_EXT_UNKNOWN
+            0x40 | 0x50 | 0xe0 => L3Type::Ipv6,
+            _ => L3Type::Other,
+        };
+        let l4 = match t & sys::RTE_PTYPE_L4_MASK {
+            0 => L4Type::Unknown,
+            sys::RTE_PTYPE_L4_TCP => L4Type::Tcp,
+            sys::RTE_PTYPE_L4_UDP => L4Type::Udp,
+            sys::RTE_PTYPE_L4_ICMP => L4Type::Icmp,
+            sys::RTE_PTYPE_L4_FRAG => L4Type::Fragment,
+            _ => L4Type::Other,
+        };
+        PacketType { l3, l4 }
+    }
+
+    /// Records `req` in `ol_flags` and `tx_offload`, as DPDK's transmit
+    /// offloads read them. The port must have enabled the matching offload
+    /// ([`super::DpdkPort::offloads`]); a TCP/UDP checksum request needs the
+    /// pseudo-header sum in the checksum field, as for any NIC.
+    #[inline]
+    fn set_tx_offload(&mut self, req: TxOffload) -> bool {
+        let mut flags = 0u64;
+        if req.ipv4_checksum || req.l4_checksum != L4Offload::None || req.tso_mss != 0 {
+            flags |= sys::RTE_MBUF_F_TX_IPV4;
+        }
+        if req.ipv4_checksum || req.tso_mss != 0 {
+            flags |= sys::RTE_MBUF_F_TX_IP_CKSUM;
+        }
+        if req.tso_mss != 0 {
+            flags |= sys::RTE_MBUF_F_TX_TCP_SEG | sys::RTE_MBUF_F_TX_TCP_CKSUM;
+        } else {
+            match req.l4_checksum {
+                L4Offload::None => {}
+                L4Offload::Tcp => flags |= sys::RTE_MBUF_F_TX_TCP_CKSUM,
+                L4Offload::Udp => flags |= sys::RTE_MBUF_F_TX_UDP_CKSUM,
+            }
+        }
+        // tx_offload bit layout: l2_len 7, l3_len 9, l4_len 8, tso_segsz 16.
+        let lens = (req.l2_len as u64 & 0x7f)
+            | (req.l3_len as u64) << 7
+            | (req.l4_len as u64) << 16
+            | (req.tso_mss as u64) << 24;
+        // SAFETY: we own the mbuf exclusively (&mut self); both fields are
+        // plain integers.
+        let m = unsafe { self.0.as_mut() };
+        m.ol_flags = (m.ol_flags & !TX_REQUEST_BITS) | flags;
+        m.__bindgen_anon_3.tx_offload = lens;
+        true
+    }
+
+    #[inline]
+    fn tx_offload(&self) -> TxOffload {
+        let m = self.m();
+        let f = m.ol_flags;
+        // SAFETY: a plain u64 of an owned mbuf.
+        let lens = unsafe { m.__bindgen_anon_3.tx_offload };
+        let seg = f & sys::RTE_MBUF_F_TX_TCP_SEG != 0;
+        TxOffload {
+            l2_len: (lens & 0x7f) as u8,
+            l3_len: ((lens >> 7) & 0x1ff) as u8,
+            l4_len: ((lens >> 16) & 0xff) as u8,
+            ipv4_checksum: f & sys::RTE_MBUF_F_TX_IP_CKSUM != 0 && !seg,
+            l4_checksum: if seg {
+                L4Offload::None
+            } else {
+                match f & sys::RTE_MBUF_F_TX_L4_MASK {
+                    sys::RTE_MBUF_F_TX_TCP_CKSUM => L4Offload::Tcp,
+                    sys::RTE_MBUF_F_TX_UDP_CKSUM => L4Offload::Udp,
+                    _ => L4Offload::None,
+                }
+            },
+            tso_mss: if seg { (lens >> 24) as u16 } else { 0 },
+        }
     }
 }
 

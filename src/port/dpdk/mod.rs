@@ -65,6 +65,10 @@ pub struct DpdkConfig {
     pub mbufs: u32,
     /// How long to wait for the link at start.
     pub link_wait: Duration,
+    /// The CPUs EAL may run its main lcore on, if this open is what starts
+    /// EAL (the caller's core list, passed down; empty: every CPU this
+    /// process may use). Ignored when EAL is already running.
+    pub eal_cpus: Vec<usize>,
 }
 
 impl DpdkConfig {
@@ -80,6 +84,7 @@ impl DpdkConfig {
             mtu: None,
             mbufs: 0,
             link_wait: Duration::from_secs(5),
+            eal_cpus: Vec::new(),
         }
     }
 
@@ -229,7 +234,11 @@ impl DpdkPort {
     /// its queues and pools, starts it and waits for its link.
     pub fn open(cfg: &DpdkConfig) -> Result<DpdkPort> {
         if !eal::is_initialized() {
-            let cpus = crate::runtime::available_cores();
+            let cpus = if cfg.eal_cpus.is_empty() {
+                super::sys::allowed_cpus()
+            } else {
+                cfg.eal_cpus.clone()
+            };
             eal::init(&EalArgs::new("").device(&cfg.devargs).cpus(&cpus).build())?;
         }
         let hugepages = !eal::init_args().is_some_and(|a| a.iter().any(|x| x == "--no-huge"));
@@ -288,8 +297,11 @@ impl DpdkPort {
                 mtu,
                 queues: cfg.queues,
                 caps: PortCaps {
-                    // Checksum offloads need per-frame metadata the
-                    // PacketBuf contract does not carry yet: not enabled.
+                    // Checksum offloads are enabled where the device has
+                    // them (`offloads()`), but they are per frame: each
+                    // Mbuf says what was checked (rx_checksum) and carries
+                    // its own transmit requests (set_tx_offload). The port
+                    // as a whole promises neither.
                     rx_checksum: false,
                     tx_checksum: false,
                     rss: rss.is_some(),
@@ -301,6 +313,12 @@ impl DpdkPort {
             rss,
             desc: (rxd, txd),
         })
+    }
+
+    /// The receive and transmit offloads enabled on the device (checksums
+    /// and TSO where it has them).
+    pub fn offloads(&self) -> ethdev::Offloads {
+        self.shared.dev.offloads()
     }
 
     /// The DPDK port id.

@@ -80,7 +80,6 @@ pub mod bpf;
 pub mod netlink;
 mod ring;
 
-use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
@@ -91,7 +90,7 @@ use self::netlink::Attached;
 use self::ring::{Ring, XdpDesc};
 use super::sys;
 use super::{LinkStats, MacAddr, Port, PortCaps, PortInfo, PortQueue, PortSpec, QueueCounters};
-use crate::buf::{Burst, HugePolicy, Mapping, PacketBuf, PoolStats, BURST};
+use crate::buf::{Burst, Home, HomeRef, HugePolicy, Mapping, PacketBuf, PoolStats, Returns, BURST};
 use crate::error::{Error, Result};
 use crate::syscall;
 
@@ -281,13 +280,33 @@ impl std::fmt::Display for XdpModes {
 
 // ---------------------------------------------------------------- UMEM
 
-/// A queue's packet memory, shared by the queue and every `XdpBuf` from it.
+/// A queue's packet memory, owned by the queue (in a [`Home`]) and reached
+/// by every `XdpBuf` from it through a plain pointer.
 struct Umem {
     map: Mapping,
     frame_size: u64,
     frames: u32,
     /// Base addresses of frames whose `XdpBuf` was dropped (any thread).
     returned: ArrayQueue<u64>,
+    /// Set once by the queue as it closes: how many `XdpBuf`s were out and
+    /// not yet in `returned`'s count then (see `XdpQueue::drop`).
+    out_at_close: std::sync::atomic::AtomicU64,
+    name: String,
+}
+
+impl Returns for Umem {
+    fn all_back(&self) -> bool {
+        // Every buffer out at close must have pushed its frame, and each
+        // pop that succeeds saw its push complete.
+        let mut n = 0;
+        while self.returned.pop().is_some() {
+            n += 1;
+        }
+        n == self.out_at_close.load(std::sync::atomic::Ordering::Acquire)
+    }
+    fn what(&self) -> &str {
+        &self.name
+    }
 }
 
 impl Umem {
@@ -308,7 +327,7 @@ impl Umem {
 /// A UMEM frame holding one packet. Dropping it returns the frame to its
 /// queue's free list, on any thread.
 pub struct XdpBuf {
-    umem: Arc<Umem>,
+    umem: HomeRef<Umem>,
     /// UMEM offset of the packet's first byte.
     addr: u64,
     len: u32,
@@ -325,10 +344,7 @@ impl XdpBuf {
     /// returning the frame (it now belongs to a ring).
     #[inline]
     fn into_desc(self) -> XdpDesc {
-        let me = ManuallyDrop::new(self);
-        // SAFETY: `me` is never used or dropped again; this moves the Arc
-        // out exactly once so its count is released.
-        drop(unsafe { std::ptr::read(&me.umem) });
+        let me = std::mem::ManuallyDrop::new(self);
         XdpDesc {
             addr: me.addr,
             len: me.len,
@@ -370,6 +386,10 @@ impl PacketBuf for XdpBuf {
         let cap = self.capacity();
         // SAFETY: as in `data_mut`; the room ends at the frame's end.
         unsafe { std::slice::from_raw_parts_mut(self.umem.ptr(self.addr), cap) }
+    }
+    #[inline]
+    fn prefetch(&self) {
+        crate::buf::prefetch_line(self.umem.ptr(self.addr));
     }
 }
 
@@ -465,7 +485,7 @@ pub struct XdpQueue {
     id: u16,
     dev_queue: u32,
     sock: Arc<OwnedFd>,
-    umem: Arc<Umem>,
+    umem: Home<Umem>,
     fill: Ring<u64>,
     comp: Ring<u64>,
     rx: Ring<XdpDesc>,
@@ -677,6 +697,22 @@ impl XdpQueue {
     }
 }
 
+impl Drop for XdpQueue {
+    fn drop(&mut self) {
+        // The buffers out now: handed out, minus the ones sent as they were
+        // (their frames went to a ring), minus the ones already counted
+        // back. The UMEM is freed after this only if that many frames come
+        // back through `returned` (see `Umem::all_back`).
+        let out = self
+            .handed_out
+            .wrapping_sub(self.tx_taken)
+            .wrapping_sub(self.returned_popped);
+        self.umem
+            .out_at_close
+            .store(out, std::sync::atomic::Ordering::Release);
+    }
+}
+
 impl PortQueue for XdpQueue {
     type Buf = XdpBuf;
 
@@ -700,7 +736,7 @@ impl PortQueue for XdpQueue {
             let d = self.rx.cons_read();
             bytes += d.len as u64;
             burst.push(XdpBuf {
-                umem: self.umem.clone(),
+                umem: self.umem.handle(),
                 addr: d.addr,
                 len: d.len,
             });
@@ -733,7 +769,7 @@ impl PortQueue for XdpQueue {
         let mut errors = 0u64;
         while n < want {
             let buf = &burst[n];
-            if !Arc::ptr_eq(&buf.umem, &self.umem) {
+            if !buf.umem.same(&self.umem.handle()) {
                 // Another UMEM's frame: copy it into one of ours.
                 let Some(base) = self.take_free() else { break };
                 let src = buf.data();
@@ -777,7 +813,7 @@ impl PortQueue for XdpQueue {
         // Own frames now belong to the ring: release their handles without
         // returning them; foreign frames go home through their Drop.
         for b in burst.drain(..n) {
-            if Arc::ptr_eq(&b.umem, &self.umem) {
+            if b.umem.same(&self.umem.handle()) {
                 let _ = b.into_desc();
             }
         }
@@ -800,7 +836,7 @@ impl PortQueue for XdpQueue {
             Some(base) => {
                 self.handed_out += 1;
                 Some(XdpBuf {
-                    umem: self.umem.clone(),
+                    umem: self.umem.handle(),
                     addr: base + FRAME_HEADROOM as u64,
                     len: 0,
                 })
@@ -1192,11 +1228,13 @@ impl XdpPort {
             )
             .map_err(Error::Pool)?;
             huge &= mapping.is_huge();
-            let umem = Arc::new(Umem {
+            let umem = Home::new(Umem {
                 map: mapping,
                 frame_size: cfg.frame_size as u64,
                 frames: cfg.frames,
                 returned: ArrayQueue::new(cfg.frames as usize),
+                out_at_close: Default::default(),
+                name: format!("xdp:{name}.q{dev_queue} umem"),
             });
             let attempts: &[u16] = match cfg.zerocopy {
                 ZeroCopy::Auto => &[libc::XDP_ZEROCOPY, libc::XDP_COPY],

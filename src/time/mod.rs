@@ -2,8 +2,12 @@
 //! nothing below the runtime reads a clock itself, so tests can drive time
 //! with a [`ManualClock`].
 
+mod tsc;
+
 use std::cell::Cell;
 use std::time::Instant as StdInstant;
+
+pub use tsc::TscClock;
 
 /// A point in time, in microseconds since the clock's origin. This is the
 /// unit smoltcp uses, so stack code converts without loss.
@@ -65,6 +69,42 @@ impl Clock for MonotonicClock {
     #[inline]
     fn now(&self) -> Instant {
         Instant(self.origin.elapsed().as_micros() as u64)
+    }
+}
+
+/// The run loops' clock: the TSC where it is invariant, `CLOCK_MONOTONIC`
+/// otherwise.
+#[derive(Debug, Clone, Copy)]
+pub enum FastClock {
+    /// The invariant TSC.
+    Tsc(TscClock),
+    /// The monotonic clock.
+    Monotonic(MonotonicClock),
+}
+
+impl FastClock {
+    /// The TSC if it is invariant here, else the monotonic clock.
+    pub fn new() -> FastClock {
+        match TscClock::new() {
+            Some(t) => FastClock::Tsc(t),
+            None => FastClock::Monotonic(MonotonicClock::new()),
+        }
+    }
+}
+
+impl Default for FastClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for FastClock {
+    #[inline]
+    fn now(&self) -> Instant {
+        match self {
+            FastClock::Tsc(c) => c.now(),
+            FastClock::Monotonic(c) => c.now(),
+        }
     }
 }
 
