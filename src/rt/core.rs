@@ -33,6 +33,8 @@ pub(crate) trait Net {
     fn close(&mut self, id: ConnId);
     fn abort(&mut self, id: ConnId);
     fn endpoints(&mut self, id: ConnId) -> Option<(SocketAddrV4, SocketAddrV4)>;
+    /// The peer has sent its FIN (all its data has arrived).
+    fn peer_fin(&mut self, id: ConnId) -> bool;
     fn udp_bind(&mut self, port: u16, slots: usize, max_len: usize) -> Result<UdpId>;
     fn udp_recv(&mut self, id: UdpId, out: &mut [u8]) -> Option<(usize, SocketAddrV4)>;
     fn udp_send(&mut self, id: UdpId, to: SocketAddrV4, data: &[u8]) -> bool;
@@ -80,6 +82,17 @@ impl<Q: PortQueue> Net for Stack<Q> {
     }
     fn endpoints(&mut self, id: ConnId) -> Option<(SocketAddrV4, SocketAddrV4)> {
         Stack::endpoints(self, id)
+    }
+    fn peer_fin(&mut self, id: ConnId) -> bool {
+        use smoltcp::socket::tcp::State::*;
+        // `Event::PeerClosed` is not raised when the FIN came while data
+        // was still unread and the reader drains it later (the stack
+        // re-checks a connection only on a state change), so the reader
+        // asks.
+        matches!(
+            Stack::state(self, id),
+            Some(CloseWait | LastAck | Closing | TimeWait | Closed)
+        )
     }
     fn udp_bind(&mut self, port: u16, slots: usize, max_len: usize) -> Result<UdpId> {
         Stack::udp_bind(self, port, slots, max_len)

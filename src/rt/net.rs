@@ -279,6 +279,9 @@ impl TcpStream {
         if n > 0 {
             return Poll::Ready(Ok(n));
         }
+        if core.net.borrow_mut().peer_fin(self.id) {
+            core.with_conn(self.id, |s| s.peer_closed = true);
+        }
         let st = core.with_conn(self.id, |s| {
             if s.closed.is_none() && !s.peer_closed && s.phase == Phase::Open {
                 s.reader = Some(cx.waker().clone());
