@@ -559,3 +559,111 @@ fn accept_on_two_cores() {
     assert_eq!(a0 + a1, 100);
     assert!(a0 > 10 && a1 > 10, "both cores accepted: {a0} and {a1}");
 }
+
+/// tokio's traits: hyper and friends drive the stream only through them.
+#[cfg(feature = "tokio")]
+#[test]
+fn tokio_read_write_traits_carry_a_stream() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut w = World::pair(TcpOpts::default());
+    w.server().spawn(async {
+        let l = TcpListener::bind(server_addr(7)).await.unwrap();
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut all = Vec::new();
+        s.read_to_end(&mut all).await.unwrap();
+        let sum: u64 = all.iter().map(|&b| u64::from(b)).sum();
+        s.write_all(format!("{} {sum}", all.len()).as_bytes()).await.unwrap();
+        s.shutdown().await.unwrap();
+    });
+    let h = w.client().spawn(async {
+        let mut s = TcpStream::connect(server_addr(7)).await.unwrap();
+        let data: Vec<u8> = (0..200_000).map(|i| pattern(i, 1)).collect();
+        AsyncWriteExt::write_all(&mut s, &data).await.unwrap();
+        AsyncWriteExt::shutdown(&mut s).await.unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).await.unwrap();
+        let sum: u64 = data.iter().map(|&b| u64::from(b)).sum();
+        (answer, format!("200000 {sum}"))
+    });
+    w.run_until(200_000, || h.is_finished());
+    let (got, want) = take(h);
+    assert_eq!(got, want);
+}
+
+/// futures-io's traits, driven by hand (no futures-util here).
+#[cfg(feature = "futures-io")]
+#[test]
+fn futures_io_traits_carry_a_stream() {
+    use futures_io::{AsyncRead, AsyncWrite};
+    let mut w = World::pair(TcpOpts::default());
+    w.server().spawn(echo_server(7));
+    let h = w.client().spawn(async {
+        let mut s = TcpStream::connect(server_addr(7)).await.unwrap();
+        let msg = b"through futures-io";
+        let mut sent = 0;
+        while sent < msg.len() {
+            sent += std::future::poll_fn(|cx| Pin::new(&mut s).poll_write(cx, &msg[sent..]))
+                .await
+                .unwrap();
+        }
+        std::future::poll_fn(|cx| Pin::new(&mut s).poll_close(cx)).await.unwrap();
+        let mut back = Vec::new();
+        let mut b = [0u8; 64];
+        loop {
+            let n = std::future::poll_fn(|cx| Pin::new(&mut s).poll_read(cx, &mut b))
+                .await
+                .unwrap();
+            if n == 0 {
+                break;
+            }
+            back.extend_from_slice(&b[..n]);
+        }
+        back
+    });
+    w.run_until(100_000, || h.is_finished());
+    assert_eq!(take(h), b"through futures-io");
+}
+
+/// `Runtime::builder()` end to end on real threads: a server runtime and
+/// a client runtime on the two ends of a mem wire.
+#[test]
+fn builder_runs_a_core_per_thread_over_a_port() {
+    use bypass::rt::Runtime;
+    use bypass::runtime::Stop;
+    let (a, b) = MemPort::pair(&MemConfig::default()).unwrap();
+    let stop = Stop::new();
+    let results = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    std::thread::scope(|s| {
+        let st = stop.clone();
+        let server = s.spawn(move || {
+            Runtime::builder()
+                .ip("10.0.0.1/24")
+                .no_pin(true)
+                .idle_sleep(Duration::from_micros(50))
+                .duration(Duration::from_secs(60))
+                .stop(st)
+                .run_ports(vec![a], |_| echo_server(7))
+        });
+        let r = results.clone();
+        let client = Runtime::builder()
+            .ip("10.0.0.2/24")
+            .no_pin(true)
+            .idle_sleep(Duration::from_micros(50))
+            .duration(Duration::from_secs(60))
+            .stop(Stop::new())
+            .run_ports(vec![b], move |_| {
+                let r = r.clone();
+                async move {
+                    for salt in 0..3 {
+                        let n = echo_client(salt, 50_000).await;
+                        r.lock().unwrap().push(n.map_err(|e| e.to_string()));
+                    }
+                }
+            });
+        stop.set();
+        client.unwrap();
+        server.join().unwrap().unwrap();
+    });
+    let r = results.lock().unwrap();
+    assert_eq!(*r, vec![Ok(50_000), Ok(50_000), Ok(50_000)]);
+}
