@@ -39,27 +39,24 @@ fn main() -> bypass::Result<()> {
         eprintln!("usage: axum_json PORTSPEC ADDR/PREFIX");
         std::process::exit(2);
     };
-    Runtime::builder()
-        .port(port)
-        .ip(ip)
-        .run(|core| async move {
-            let listener = match TcpListener::bind(([0, 0, 0, 0], 80)).await {
-                Ok(l) => l,
-                Err(e) => return eprintln!("bind: {e}"),
+    Runtime::builder().port(port).ip(ip).run(|core| async move {
+        let listener = match TcpListener::bind(([0, 0, 0, 0], 80)).await {
+            Ok(l) => l,
+            Err(e) => return eprintln!("bind: {e}"),
+        };
+        println!("core {}: listening on {}:80", core.index, core.ip);
+        let app = router();
+        loop {
+            let Ok((stream, _peer)) = listener.accept().await else {
+                continue;
             };
-            println!("core {}: listening on {}:80", core.index, core.ip);
-            let app = router();
-            loop {
-                let Ok((stream, _peer)) = listener.accept().await else {
-                    continue;
-                };
-                let svc = TowerToHyperService::new(app.clone());
-                spawn_local(async move {
-                    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
-                    if let Err(e) = conn.await {
-                        eprintln!("connection: {e}");
-                    }
-                });
-            }
-        })
+            let svc = TowerToHyperService::new(app.clone());
+            spawn_local(async move {
+                let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+                if let Err(e) = conn.await {
+                    eprintln!("connection: {e}");
+                }
+            });
+        }
+    })
 }

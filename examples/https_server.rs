@@ -60,34 +60,31 @@ fn main() -> bypass::Result<()> {
             std::process::exit(1);
         }
     };
-    Runtime::builder()
-        .port(port)
-        .ip(ip)
-        .run(|core| {
-            let acceptor = TlsAcceptor::from(cfg.clone());
-            async move {
-                let listener = match TcpListener::bind(([0, 0, 0, 0], 443)).await {
-                    Ok(l) => l,
-                    Err(e) => return eprintln!("bind: {e}"),
+    Runtime::builder().port(port).ip(ip).run(|core| {
+        let acceptor = TlsAcceptor::from(cfg.clone());
+        async move {
+            let listener = match TcpListener::bind(([0, 0, 0, 0], 443)).await {
+                Ok(l) => l,
+                Err(e) => return eprintln!("bind: {e}"),
+            };
+            println!("core {}: listening on {}:443", core.index, core.ip);
+            loop {
+                let Ok((stream, _peer)) = listener.accept().await else {
+                    continue;
                 };
-                println!("core {}: listening on {}:443", core.index, core.ip);
-                loop {
-                    let Ok((stream, _peer)) = listener.accept().await else {
-                        continue;
+                let acceptor = acceptor.clone();
+                spawn_local(async move {
+                    let tls = match acceptor.accept(stream).await {
+                        Ok(t) => t,
+                        Err(e) => return eprintln!("TLS handshake: {e}"),
                     };
-                    let acceptor = acceptor.clone();
-                    spawn_local(async move {
-                        let tls = match acceptor.accept(stream).await {
-                            Ok(t) => t,
-                            Err(e) => return eprintln!("TLS handshake: {e}"),
-                        };
-                        let conn = http1::Builder::new()
-                            .serve_connection(TokioIo::new(tls), service_fn(hello));
-                        if let Err(e) = conn.await {
-                            eprintln!("connection: {e}");
-                        }
-                    });
-                }
+                    let conn = http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), service_fn(hello));
+                    if let Err(e) = conn.await {
+                        eprintln!("connection: {e}");
+                    }
+                });
             }
-        })
+        }
+    })
 }

@@ -68,16 +68,13 @@ fn main() -> bypass::Result<()> {
         }
     };
     let result = Arc::new(Mutex::new(Err("not run".to_string())));
-    Runtime::builder()
-        .port(port)
-        .ip(ip)
-        .run(|_core| {
-            let (url, result) = (url.clone(), result.clone());
-            async move {
-                let r = fetch(&url).await;
-                *result.lock().unwrap_or_else(|e| e.into_inner()) = r;
-            }
-        })?;
+    Runtime::builder().port(port).ip(ip).run(|_core| {
+        let (url, result) = (url.clone(), result.clone());
+        async move {
+            let r = fetch(&url).await;
+            *result.lock().unwrap_or_else(|e| e.into_inner()) = r;
+        }
+    })?;
     let r = std::mem::replace(
         &mut *result.lock().unwrap_or_else(|e| e.into_inner()),
         Err(String::new()),

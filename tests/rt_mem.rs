@@ -99,7 +99,11 @@ impl World {
                 c.turn(Instant(self.now));
             }
         }
-        assert!(done(), "not done after {max} turns ({} ms)", max as u64 * STEP / 1000);
+        assert!(
+            done(),
+            "not done after {max} turns ({} ms)",
+            max as u64 * STEP / 1000
+        );
         max
     }
 
@@ -267,7 +271,11 @@ fn a_waiting_reader_sleeps_until_data_wakes_it() {
     send.set(true);
     w.run_until(5_000, || server.is_finished());
     assert_eq!(&got.borrow()[..], b"wake up");
-    assert!(polls.get() <= parked + 2, "one wake, one poll: {}", polls.get());
+    assert!(
+        polls.get() <= parked + 2,
+        "one wake, one poll: {}",
+        polls.get()
+    );
 }
 
 #[test]
@@ -280,21 +288,23 @@ fn sleep_and_timeout_follow_the_loop_clock() {
         // A future that finishes in time, and one that never does.
         let fast = timeout(Duration::from_millis(10), sleep(Duration::from_millis(1))).await;
         let t1 = bypass::rt::now();
-        let slow = timeout(
-            Duration::from_millis(3),
-            std::future::pending::<()>(),
-        )
-        .await;
+        let slow = timeout(Duration::from_millis(3), std::future::pending::<()>()).await;
         let waited = bypass::rt::now().since(t1);
         (slept, fast.is_ok(), slow, waited)
     });
     w.run_until(10_000, || h.is_finished());
     let (slept, fast, slow, waited) = take(h);
-    assert!((5_000..5_000 + 3 * STEP).contains(&slept), "slept {slept} us");
+    assert!(
+        (5_000..5_000 + 3 * STEP).contains(&slept),
+        "slept {slept} us"
+    );
     assert!(fast);
     let e: std::io::Error = slow.unwrap_err().into();
     assert_eq!(e.kind(), ErrorKind::TimedOut);
-    assert!((3_000..3_000 + 3 * STEP).contains(&waited), "waited {waited} us");
+    assert!(
+        (3_000..3_000 + 3 * STEP).contains(&waited),
+        "waited {waited} us"
+    );
 }
 
 #[test]
@@ -390,7 +400,11 @@ fn a_thousand_concurrent_streams_echo_intact() {
         });
     }
     let turns = w.run_until(400_000, || ok.get() + bad.borrow().len() == 1000);
-    assert!(bad.borrow().is_empty(), "{:?}", &bad.borrow()[..bad.borrow().len().min(5)]);
+    assert!(
+        bad.borrow().is_empty(),
+        "{:?}",
+        &bad.borrow()[..bad.borrow().len().min(5)]
+    );
     assert_eq!(ok.get(), 1000, "after {turns} turns");
 }
 
@@ -413,13 +427,11 @@ fn failures_are_the_io_errors_std_uses() {
             .unwrap_err()
             .kind();
         // Nobody has this address: no ARP answer, no handshake.
-        let silent = TcpStream::connect_timeout(
-            "10.0.0.77:7".parse().unwrap(),
-            Duration::from_millis(50),
-        )
-        .await
-        .unwrap_err()
-        .kind();
+        let silent =
+            TcpStream::connect_timeout("10.0.0.77:7".parse().unwrap(), Duration::from_millis(50))
+                .await
+                .unwrap_err()
+                .kind();
         let mut s = TcpStream::connect(server_addr(7)).await.unwrap();
         let mut b = [0u8; 8];
         let reset = s.read(&mut b).await.unwrap_err().kind();
@@ -447,8 +459,12 @@ fn udp_datagrams_echo() {
         }
     });
     let h = w.client().spawn(async {
-        let u = UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], 5353))).await.unwrap();
-        let dup = UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], 5353))).await.unwrap_err();
+        let u = UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], 5353)))
+            .await
+            .unwrap();
+        let dup = UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], 5353)))
+            .await
+            .unwrap_err();
         assert_eq!(dup.kind(), ErrorKind::AddrInUse);
         let mut out = Vec::new();
         let mut b = [0u8; 1500];
@@ -458,13 +474,19 @@ fn udp_datagrams_echo() {
         let mut answered = false;
         for _try in 0..5 {
             u.send_to(b"warm", server_addr(53)).await.unwrap();
-            if timeout(Duration::from_millis(20), u.recv_from(&mut b)).await.is_ok() {
+            if timeout(Duration::from_millis(20), u.recv_from(&mut b))
+                .await
+                .is_ok()
+            {
                 answered = true;
                 break;
             }
         }
         assert!(answered, "no answer to the warm-up");
-        while timeout(Duration::from_millis(20), u.recv_from(&mut b)).await.is_ok() {}
+        while timeout(Duration::from_millis(20), u.recv_from(&mut b))
+            .await
+            .is_ok()
+        {}
         for i in 0..20u8 {
             u.send_to(&[i; 100], server_addr(53)).await.unwrap();
             let (n, from) = timeout(Duration::from_millis(20), u.recv_from(&mut b))
@@ -572,7 +594,9 @@ fn tokio_read_write_traits_carry_a_stream() {
         let mut all = Vec::new();
         s.read_to_end(&mut all).await.unwrap();
         let sum: u64 = all.iter().map(|&b| u64::from(b)).sum();
-        s.write_all(format!("{} {sum}", all.len()).as_bytes()).await.unwrap();
+        s.write_all(format!("{} {sum}", all.len()).as_bytes())
+            .await
+            .unwrap();
         s.shutdown().await.unwrap();
     });
     let h = w.client().spawn(async {
@@ -606,7 +630,9 @@ fn futures_io_traits_carry_a_stream() {
                 .await
                 .unwrap();
         }
-        std::future::poll_fn(|cx| Pin::new(&mut s).poll_close(cx)).await.unwrap();
+        std::future::poll_fn(|cx| Pin::new(&mut s).poll_close(cx))
+            .await
+            .unwrap();
         let mut back = Vec::new();
         let mut b = [0u8; 64];
         loop {

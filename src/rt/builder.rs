@@ -344,7 +344,9 @@ impl Builder {
             let mut res = Ok(());
             for h in handles {
                 let r = h.join().unwrap_or_else(|_| {
-                    Err(Error::Config("a runtime core panicked; see the message above".into()))
+                    Err(Error::Config(
+                        "a runtime core panicked; see the message above".into(),
+                    ))
                 });
                 if res.is_ok() {
                     res = r;
@@ -379,8 +381,8 @@ impl Builder {
                 break;
             }
             if main.is_finished() {
-                let until = *linger_until
-                    .get_or_insert(now.plus_micros(self.linger.as_micros() as u64));
+                let until =
+                    *linger_until.get_or_insert(now.plus_micros(self.linger.as_micros() as u64));
                 if core.tasks() == 0 || now >= until {
                     break;
                 }

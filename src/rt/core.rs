@@ -208,14 +208,12 @@ thread_local! {
 
 /// The core whose tasks run on this thread now.
 pub(crate) fn current() -> std::io::Result<Rc<Shared>> {
-    CURRENT
-        .with(|c| c.borrow().clone())
-        .ok_or_else(|| {
-            std::io::Error::other(
-                "no bypass runtime on this thread: call this from a task of Runtime::builder().run \
+    CURRENT.with(|c| c.borrow().clone()).ok_or_else(|| {
+        std::io::Error::other(
+            "no bypass runtime on this thread: call this from a task of Runtime::builder().run \
                  or inside Core::enter",
-            )
-        })
+        )
+    })
 }
 
 /// Runs `f` with `shared` as the current core, restoring the previous one.

@@ -136,7 +136,10 @@ impl Executor {
             };
             w.queued.store(false, Ordering::Release);
             let waker = Waker::from(w);
-            let done = task.as_mut().poll(&mut Context::from_waker(&waker)).is_ready();
+            let done = task
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_ready();
             let mut slots = self.slots.borrow_mut();
             let slot = &mut slots[idx as usize];
             if done {

@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 
 use crate::stack::{CloseReason, ConnId, UdpId};
 
-use super::core::{current, Phase, ListenSlot, Shared, UdpSlot};
+use super::core::{current, ListenSlot, Phase, Shared, UdpSlot};
 use super::time::timeout;
 
 fn v4(addr: SocketAddr) -> io::Result<SocketAddrV4> {
@@ -190,9 +190,11 @@ impl TcpStream {
     ) -> io::Result<TcpStream> {
         let a = v4(addr)?;
         let core = current()?;
-        let id = core.net.borrow_mut().connect(a).map_err(|e| {
-            io::Error::new(ErrorKind::AddrNotAvailable, e.to_string())
-        })?;
+        let id = core
+            .net
+            .borrow_mut()
+            .connect(a)
+            .map_err(|e| io::Error::new(ErrorKind::AddrNotAvailable, e.to_string()))?;
         core.track(id, Phase::Connecting, true);
         let stream = TcpStream::new(core.clone(), id);
         let started = core.now.get();
@@ -220,7 +222,10 @@ impl TcpStream {
                 Err(if waited + 100_000 >= limit {
                     io::Error::new(ErrorKind::TimedOut, format!("connect to {a} timed out"))
                 } else {
-                    io::Error::new(ErrorKind::ConnectionRefused, format!("connect to {a} refused"))
+                    io::Error::new(
+                        ErrorKind::ConnectionRefused,
+                        format!("connect to {a} refused"),
+                    )
                 })
             }
             Err(_) => {
@@ -265,7 +270,11 @@ impl TcpStream {
 
     /// Reads into the start of `buf` (one copy from the stack's buffer).
     /// `Ok(0)` is the end of the stream (or an empty `buf`).
-    pub fn poll_read_into(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    pub fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
@@ -306,7 +315,11 @@ impl TcpStream {
 
     /// Queues bytes from `data` to send; `Pending` while the send buffer
     /// is full (back-pressure), until the stack reports room.
-    pub fn poll_write_from(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    pub fn poll_write_from(
+        &mut self,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }
@@ -333,9 +346,7 @@ impl TcpStream {
             ))),
             Some(Some(CloseReason::Reset)) => Poll::Ready(Err(reset())),
             // Full buffer: `Writable` follows when there is room.
-            Some(None) => {
-                Poll::Pending
-            }
+            Some(None) => Poll::Pending,
         }
     }
 
@@ -406,7 +417,9 @@ pub struct UdpSocket {
 
 impl std::fmt::Debug for UdpSocket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UdpSocket").field("port", &self.port).finish()
+        f.debug_struct("UdpSocket")
+            .field("port", &self.port)
+            .finish()
     }
 }
 

@@ -38,7 +38,9 @@ pub struct Sleep {
 
 impl std::fmt::Debug for Sleep {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sleep").field("until_us", &self.until).finish()
+        f.debug_struct("Sleep")
+            .field("until_us", &self.until)
+            .finish()
     }
 }
 
@@ -138,7 +140,9 @@ pub struct Timeout<F> {
 
 impl<F> std::fmt::Debug for Timeout<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Timeout").field("sleep", &self.sleep).finish()
+        f.debug_struct("Timeout")
+            .field("sleep", &self.sleep)
+            .finish()
     }
 }
 
