@@ -3,6 +3,8 @@
 
 mod epoll;
 mod fwd;
+#[cfg(feature = "bench-hyper")]
+mod hyper;
 mod soak;
 mod svg;
 mod tcp;
@@ -45,6 +47,12 @@ pub enum BenchCmd {
     /// (internal) the load generator over kernel sockets.
     #[command(hide = true)]
     KernelClient(tcp::KernelClientArgs),
+    /// hyper `GET /plaintext` on bypass's async runtime against hyper on a
+    /// tokio current_thread runtime over kernel sockets and against the
+    /// TcpApp event API, at 64 and 16,384 connections (needs --features
+    /// bench-hyper).
+    #[cfg(feature = "bench-hyper")]
+    Hyper(hyper::HyperArgs),
     /// Soak: HTTP request/response and connection churn between two stacks
     /// over an in-memory wire for a long time, sampling memory and
     /// counters for drift and errors.
@@ -65,5 +73,7 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
         BenchCmd::KernelServer(a) => tcp::kernel_server(a),
         BenchCmd::KernelClient(a) => tcp::kernel_client(a),
         BenchCmd::Soak(a) => soak::run(a),
+        #[cfg(feature = "bench-hyper")]
+        BenchCmd::Hyper(a) => hyper::run(a),
     }
 }

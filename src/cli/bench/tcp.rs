@@ -162,7 +162,7 @@ impl TcpBenchArgs {
 /// ramp after `ramp_timeout`. `at` runs on this thread with `true` once
 /// when the table is full and with `false` once when the run stops (before
 /// the workers' `finish`).
-fn timed_run<W: Worker>(
+pub(super) fn timed_run<W: Worker>(
     cores: Vec<usize>,
     workers: Vec<W>,
     load: &[Arc<LoadStats>],
@@ -595,7 +595,7 @@ fn start_kernel_server(core: usize, max_secs: f64) -> Result<(Reaped, u16)> {
 
 /// Runs the kernel client against `target`; returns its summary (with
 /// `peak_open`, `sys_errors`).
-fn run_kernel_client(
+pub(super) fn run_kernel_client(
     core: usize,
     target: SocketAddrV4,
     load: &LoadArgs,
@@ -738,7 +738,7 @@ fn print_points(a: &TcpBenchArgs, title: &str, unit: &str, pts: &[Point]) {
     }
 }
 
-fn load_args(mode: ModeArg, n: usize, size: usize, pipeline: usize) -> LoadArgs {
+pub(super) fn load_args(mode: ModeArg, n: usize, size: usize, pipeline: usize) -> LoadArgs {
     LoadArgs {
         connections: n,
         mode,
