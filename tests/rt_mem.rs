@@ -211,9 +211,13 @@ fn echo_round_trip_and_addresses() {
 
 /// The output of a finished task.
 fn take<T>(h: JoinHandle<T>) -> T {
+    struct Noop;
+    impl std::task::Wake for Noop {
+        fn wake(self: std::sync::Arc<Self>) {}
+    }
     let mut h = Box::pin(h);
-    let waker = std::task::Waker::noop();
-    match h.as_mut().poll(&mut Context::from_waker(waker)) {
+    let waker = std::task::Waker::from(std::sync::Arc::new(Noop));
+    match h.as_mut().poll(&mut Context::from_waker(&waker)) {
         Poll::Ready(v) => v,
         Poll::Pending => panic!("task not finished"),
     }

@@ -256,13 +256,6 @@ impl TcpStream {
             .ok_or_else(|| io::Error::new(ErrorKind::NotConnected, "the connection is closed"))
     }
 
-    /// Nagle is set per listener / connect (`TcpOpts::nagle`); this
-    /// reports that setting's effect only for symmetry with std: always
-    /// `Ok(())`, as the stack's connections are configured at open.
-    pub fn set_nodelay(&self, _nodelay: bool) -> io::Result<()> {
-        Ok(())
-    }
-
     /// Bytes waiting to be read now.
     pub fn readable_bytes(&self) -> usize {
         self.core.net.borrow_mut().readable(self.id)
