@@ -9,6 +9,7 @@ use std::net::SocketAddrV4;
 use std::rc::Rc;
 use std::task::Waker;
 
+use crate::app::tcp::ConnOps;
 use crate::error::Result;
 use crate::port::PortQueue;
 use crate::stack::{CloseReason, ConnId, Event, ListenOpts, Stack, UdpId};
@@ -16,28 +17,23 @@ use crate::time::Instant;
 
 use super::exec::{self, Executor, JoinHandle};
 
-/// The stack operations the runtime uses, object-safe so that streams and
-/// listeners do not carry the port's queue type.
-pub(crate) trait Net {
+/// The stack operations the runtime uses beyond the connection handle's
+/// ([`ConnOps`]), object-safe so that streams and listeners do not carry
+/// the port's queue type.
+pub(crate) trait Net: ConnOps {
     fn poll_rx(&mut self, now: Instant) -> usize;
     fn poll_tx(&mut self, now: Instant) -> usize;
     fn take_events(&mut self) -> Vec<Event>;
     fn recycle_events(&mut self, v: Vec<Event>);
     fn next_timer(&self) -> Option<u64>;
     fn listen(&mut self, port: u16, opts: ListenOpts) -> Result<()>;
-    fn connect(&mut self, remote: SocketAddrV4) -> Result<ConnId>;
     fn peek(&mut self, id: ConnId, out: &mut [u8]) -> usize;
     fn consume(&mut self, id: ConnId, n: usize);
     fn readable(&mut self, id: ConnId) -> usize;
-    fn send(&mut self, id: ConnId, data: &[u8]) -> usize;
-    fn close(&mut self, id: ConnId);
-    fn abort(&mut self, id: ConnId);
-    fn endpoints(&mut self, id: ConnId) -> Option<(SocketAddrV4, SocketAddrV4)>;
     /// The peer has sent its FIN (all its data has arrived).
     fn peer_fin(&mut self, id: ConnId) -> bool;
     fn udp_bind(&mut self, port: u16, slots: usize, max_len: usize) -> Result<UdpId>;
     fn udp_recv(&mut self, id: UdpId, out: &mut [u8]) -> Option<(usize, SocketAddrV4)>;
-    fn udp_send(&mut self, id: UdpId, to: SocketAddrV4, data: &[u8]) -> bool;
 }
 
 impl<Q: PortQueue> Net for Stack<Q> {
@@ -59,9 +55,6 @@ impl<Q: PortQueue> Net for Stack<Q> {
     fn listen(&mut self, port: u16, opts: ListenOpts) -> Result<()> {
         Stack::listen(self, port, opts)
     }
-    fn connect(&mut self, remote: SocketAddrV4) -> Result<ConnId> {
-        Stack::connect(self, remote)
-    }
     fn peek(&mut self, id: ConnId, out: &mut [u8]) -> usize {
         Stack::peek(self, id, out)
     }
@@ -70,18 +63,6 @@ impl<Q: PortQueue> Net for Stack<Q> {
     }
     fn readable(&mut self, id: ConnId) -> usize {
         Stack::readable(self, id)
-    }
-    fn send(&mut self, id: ConnId, data: &[u8]) -> usize {
-        Stack::send(self, id, data)
-    }
-    fn close(&mut self, id: ConnId) {
-        Stack::close(self, id)
-    }
-    fn abort(&mut self, id: ConnId) {
-        Stack::abort(self, id)
-    }
-    fn endpoints(&mut self, id: ConnId) -> Option<(SocketAddrV4, SocketAddrV4)> {
-        Stack::endpoints(self, id)
     }
     fn peer_fin(&mut self, id: ConnId) -> bool {
         use smoltcp::socket::tcp::State::*;
@@ -99,9 +80,6 @@ impl<Q: PortQueue> Net for Stack<Q> {
     }
     fn udp_recv(&mut self, id: UdpId, out: &mut [u8]) -> Option<(usize, SocketAddrV4)> {
         Stack::udp_recv(self, id, out)
-    }
-    fn udp_send(&mut self, id: UdpId, to: SocketAddrV4, data: &[u8]) -> bool {
-        Stack::udp_send(self, id, to, data)
     }
 }
 
