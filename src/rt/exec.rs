@@ -233,3 +233,57 @@ pub(crate) fn task<F: Future + 'static>(fut: F) -> (Task, JoinHandle<F::Output>)
     });
     (t, JoinHandle { inner })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[test]
+    fn woken_tasks_run_once_per_wake_and_join_handles_get_outputs() {
+        let ex = Executor::new();
+        let polls = Rc::new(Cell::new(0));
+        let slot: Rc<RefCell<Option<Waker>>> = Rc::default();
+        let (p, s) = (polls.clone(), slot.clone());
+        let (t, h) = task(std::future::poll_fn(move |cx| {
+            p.set(p.get() + 1);
+            if p.get() < 3 {
+                *s.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            } else {
+                Poll::Ready(42)
+            }
+        }));
+        ex.spawn(t);
+        assert_eq!(ex.run_ready(), 1);
+        assert_eq!(ex.run_ready(), 0, "not woken: not polled");
+        // Many wakes before the next turn (one from another thread): one poll.
+        let w = slot.borrow_mut().take().unwrap();
+        let w2 = w.clone();
+        std::thread::spawn(move || w2.wake()).join().unwrap();
+        w.wake_by_ref();
+        w.wake();
+        assert_eq!(ex.run_ready(), 1);
+        assert_eq!(polls.get(), 2);
+        let old = slot.borrow_mut().take().unwrap();
+        old.wake_by_ref();
+        ex.run_ready();
+        assert!(h.is_finished());
+        assert_eq!(ex.live(), 0);
+        // A stale waker of the finished task, whose slot the next task
+        // reuses, does not poll the new task.
+        let new_polls = Rc::new(Cell::new(0));
+        let np = new_polls.clone();
+        let (t2, _h2) = task(std::future::poll_fn(move |_cx| {
+            np.set(np.get() + 1);
+            Poll::<()>::Pending
+        }));
+        ex.spawn(t2);
+        ex.run_ready();
+        assert_eq!((ex.live(), new_polls.get()), (1, 1));
+        old.wake();
+        ex.run_ready();
+        assert_eq!(new_polls.get(), 1, "a stale wake polled another task");
+        assert_eq!(polls.get(), 3);
+    }
+}
