@@ -18,19 +18,7 @@ impl tokio::io::AsyncRead for TcpStream {
         cx: &mut Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        // Straight from the stack's buffer into the caller's: the unfilled
-        // part is zeroed once (tokio's rule for uninitialised memory) and
-        // then written by the one copy.
-        let room = buf.initialize_unfilled();
-        match this.poll_read_into(cx, room) {
-            Poll::Ready(Ok(n)) => {
-                buf.advance(n);
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        }
+        self.get_mut().poll_read_buf(cx, buf)
     }
 }
 

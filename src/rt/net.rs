@@ -261,23 +261,12 @@ impl TcpStream {
         self.core.net.borrow_mut().readable(self.id)
     }
 
-    /// Reads into the start of `buf` (one copy from the stack's buffer).
-    /// `Ok(0)` is the end of the stream (or an empty `buf`).
-    pub fn poll_read_into(
-        &mut self,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        if buf.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
+    /// Waits until there is something to read: `Ok(n)` with `n > 0` bytes
+    /// readable now, `Ok(0)` at the end of the stream, an error if the
+    /// connection was reset.
+    pub fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let core = &self.core;
-        let n = {
-            let mut net = core.net.borrow_mut();
-            let n = net.peek(self.id, buf);
-            net.consume(self.id, n);
-            n
-        };
+        let n = core.net.borrow_mut().readable(self.id);
         if n > 0 {
             return Poll::Ready(Ok(n));
         }
@@ -298,6 +287,57 @@ impl TcpStream {
                 Poll::Ready(Err(reset()))
             }
             Some(_) => Poll::Pending,
+        }
+    }
+
+    /// Copies what is readable now into the start of `buf` and consumes
+    /// it: one copy, from the stack's receive buffer into `buf`.
+    fn take_into(&mut self, buf: &mut [u8]) -> usize {
+        let mut net = self.core.net.borrow_mut();
+        let n = net.peek(self.id, buf);
+        net.consume(self.id, n);
+        n
+    }
+
+    /// Reads into the start of `buf` (one copy from the stack's buffer).
+    /// `Ok(0)` is the end of the stream (or an empty `buf`).
+    pub fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        match self.poll_readable(cx) {
+            Poll::Ready(Ok(0)) => Poll::Ready(Ok(0)),
+            Poll::Ready(Ok(_)) => Poll::Ready(Ok(self.take_into(buf))),
+            other => other,
+        }
+    }
+
+    /// Reads into tokio's `ReadBuf`, whose memory may be uninitialised.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn poll_read_buf(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        match self.poll_readable(cx) {
+            Poll::Ready(Ok(0)) => Poll::Ready(Ok(())),
+            Poll::Ready(Ok(avail)) => {
+                // Initialise only what will be written, not the whole
+                // (possibly large) unfilled part, then one copy into it.
+                let room = buf.initialize_unfilled_to(avail.min(buf.remaining()));
+                let n = self.take_into(room);
+                buf.advance(n);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
         }
     }
 

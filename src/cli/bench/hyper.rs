@@ -5,6 +5,8 @@
 //! - **async**: hyper on `bypass::rt` (our async runtime on the userspace
 //!   stack), server core <- our load generator on the userspace stack,
 //!   client core, over a mem wire, in this process;
+//! - **raw**: a hand-written responder (no hyper) on `bypass::rt`, same
+//!   wire and cores: what the runtime costs without hyper;
 //! - **event**: the same workload on the `TcpApp` event API (`bypass
 //!   http`'s `HttpApp`), same wire and cores, so the async overhead shows;
 //! - **tokio**: hyper on a tokio `current_thread` runtime over kernel
@@ -86,6 +88,8 @@ pub struct HyperPoint {
     pub connections: usize,
     /// hyper on bypass::rt.
     pub async_rt: LoadSummary,
+    /// A hand-written responder (no hyper) on bypass::rt.
+    pub raw: LoadSummary,
     /// HttpApp on the TcpApp event API.
     pub event: LoadSummary,
     /// hyper on tokio current_thread, kernel sockets (None: not run).
@@ -121,6 +125,44 @@ async fn serve_async() {
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(s), service_fn(plaintext))
                 .await;
+        });
+    }
+}
+
+/// The same response without hyper: a hand-written loop on bypass::rt that
+/// answers each request head it reads (GETs: no body), to tell the
+/// runtime's share of the cost from hyper's.
+async fn serve_raw() {
+    const RESPONSE: &[u8] =
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 13\r\n\r\nHello, World!";
+    let Ok(l) = TcpListener::bind(SocketAddrV4::new(SERVER_IP, PORT)).await else {
+        return eprintln!("bench hyper: cannot listen on {PORT}");
+    };
+    while let Ok((mut s, _)) = l.accept().await {
+        rt::spawn_local(async move {
+            let mut buf = vec![0u8; 4096];
+            let mut have = 0;
+            let mut out = Vec::with_capacity(4 * RESPONSE.len());
+            loop {
+                if have == buf.len() {
+                    return; // a request head larger than 4 KiB: not ours
+                }
+                match s.read(&mut buf[have..]).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => have += n,
+                }
+                let mut done = 0;
+                while let Some(i) = buf[done..have].windows(4).position(|w| w == b"\r\n\r\n") {
+                    done += i + 4;
+                    out.extend_from_slice(RESPONSE);
+                }
+                buf.copy_within(done..have, 0);
+                have -= done;
+                if s.write_all(&out).await.is_err() {
+                    return;
+                }
+                out.clear();
+            }
         });
     }
 }
@@ -165,6 +207,7 @@ fn serve_tokio(listener: std::net::TcpListener, core: usize, stop: Stop) -> Resu
 #[derive(Clone, Copy)]
 enum Ours {
     Async,
+    Raw,
     Event,
 }
 
@@ -209,6 +252,14 @@ fn run_ours(a: &HyperArgs, which: Ours, n: usize, tcp: TcpOpts) -> Result<LoadSu
                     .stop(server_stop)
                     .linger(Duration::ZERO)
                     .run_ports(vec![sp], |_| serve_async()),
+                Ours::Raw => Runtime::builder()
+                    .ip(&format!("{SERVER_IP}/24"))
+                    .cores(&[a.server_core])
+                    .tcp(tcp)
+                    .listen_opts(lopts)
+                    .stop(server_stop)
+                    .linger(Duration::ZERO)
+                    .run_ports(vec![sp], |_| serve_raw()),
                 Ours::Event => {
                     let si = sp.info().clone();
                     let mut stack = Stack::new(
@@ -337,6 +388,7 @@ pub fn run(a: HyperArgs) -> Result<()> {
     say(&format!(
         "hyper: GET /plaintext, pipeline {}, our load generator in http mode for all three; machine: {}.\n\
          async: hyper 1 on bypass::rt (core {}) <- loadgen on the userspace stack (core {}), mem wire.\n\
+         raw: a hand-written responder on bypass::rt (no hyper), same wire and cores.\n\
          event: HttpApp on the TcpApp event API, same wire and cores.\n\
          tokio: hyper 1 on tokio current_thread, kernel sockets, 127.0.0.1 (core {}) <- the loadgen over epoll (core {}, another process).",
         a.pipeline, machine(), a.server_core, a.client_core, a.server_core, a.client_core
@@ -344,6 +396,7 @@ pub fn run(a: HyperArgs) -> Result<()> {
     let mut pts = Vec::new();
     for &n in &counts {
         let async_rt = run_ours(&a, Ours::Async, n, tcp)?;
+        let raw = run_ours(&a, Ours::Raw, n, tcp)?;
         let event = run_ours(&a, Ours::Event, n, tcp)?;
         let tokio = if a.no_kernel {
             None
@@ -355,27 +408,38 @@ pub fn run(a: HyperArgs) -> Result<()> {
             ratio_tokio: tokio.as_ref().and_then(|t| ratio(async_rt.tps, t.tps)),
             ratio_event: ratio(async_rt.tps, event.tps),
             async_rt,
+            raw,
             event,
             tokio,
         });
     }
     say("req/s (p50/p99 us)");
     say(&format!(
-        "{:>8} {:>26} {:>26} {:>26} {:>10} {:>10}",
-        "conns", "async (bypass::rt)", "event (TcpApp)", "tokio (kernel)", "async/tok", "async/evt"
+        "{:>8} {:>24} {:>24} {:>24} {:>24} {:>9} {:>9}",
+        "conns",
+        "async hyper (bypass::rt)",
+        "async raw (no hyper)",
+        "event (TcpApp)",
+        "tokio hyper (kernel)",
+        "async/tok",
+        "async/evt"
     ));
     let r = |v: Option<f64>| v.map_or("n/a".into(), |v| format!("{v:.2}x"));
     for p in &pts {
         say(&format!(
-            "{:>8} {:>26} {:>26} {:>26} {:>10} {:>10}",
+            "{:>8} {:>24} {:>24} {:>24} {:>24} {:>9} {:>9}",
             p.connections,
             fmt(Some(&p.async_rt)),
+            fmt(Some(&p.raw)),
             fmt(Some(&p.event)),
             fmt(p.tokio.as_ref()),
             r(p.ratio_tokio),
             r(p.ratio_event)
         ));
-        let errs = p.async_rt.errors + p.event.errors + p.tokio.as_ref().map_or(0, |t| t.errors);
+        let errs = p.async_rt.errors
+            + p.raw.errors
+            + p.event.errors
+            + p.tokio.as_ref().map_or(0, |t| t.errors);
         if errs > 0 {
             say(&format!(
                 "{:>8} {errs} responses were errors or non-2xx",
