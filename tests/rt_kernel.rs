@@ -147,6 +147,46 @@ fn kernel_curl_gets_hello_from_the_hyper_example() {
     );
 }
 
+/// Two cores, each with its own listener on port 80 (RSS-sharded, steered
+/// in software over a multi-queue TAP): connections from many source ports
+/// are all answered, whichever core the flow lands on.
+#[test]
+fn the_hyper_example_serves_from_two_cores() {
+    if !common::root_or_skip("the_hyper_example_serves_from_two_cores") {
+        return;
+    }
+    let cores = bypass::runtime::available_cores();
+    if cores.len() < 2 {
+        eprintln!("SKIPPED the_hyper_example_serves_from_two_cores: one core here");
+        return;
+    }
+    common::private_netns();
+    let list = format!("{},{}", cores[0], cores[1]);
+    let server = start("hyper_server", "bprt4", &[&list]);
+    let first = curl(&format!("http://{US}/plaintext"));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    // 40 connections, each from a new source port.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "for i in $(seq 1 40); do curl -sS --max-time 5 -o /dev/null -w '%{{http_code}}\\n' http://{US}/plaintext; done"
+        ))
+        .output()
+        .unwrap();
+    let codes = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        codes.lines().filter(|l| *l == "200").count(),
+        40,
+        "{codes}\n{}\nserver: {}",
+        String::from_utf8_lossy(&out.stderr),
+        server.stderr()
+    );
+}
+
 #[test]
 fn kernel_curl_gets_json_from_the_axum_example() {
     if !common::root_or_skip("kernel_curl_gets_json_from_the_axum_example") {
