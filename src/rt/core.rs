@@ -444,6 +444,14 @@ impl std::fmt::Debug for Core {
     }
 }
 
+impl Drop for Core {
+    fn drop(&mut self) {
+        // Tasks hold streams, which hold the core: drop the tasks to break
+        // the cycle (their streams close as they go).
+        with_current(&self.shared, || self.shared.exec.clear());
+    }
+}
+
 impl Core {
     /// A runtime over `stack` (already sharded and configured), core index
     /// `core`, starting at `now`.
