@@ -244,22 +244,19 @@ fn run_ours(a: &HyperArgs, which: Ours, n: usize, tcp: TcpOpts) -> Result<LoadSu
         let server_stop = stop.clone();
         let server = s.spawn(move || -> Result<()> {
             match which {
-                Ours::Async => Runtime::builder()
-                    .ip(&format!("{SERVER_IP}/24"))
-                    .cores(&[a.server_core])
-                    .tcp(tcp)
-                    .listen_opts(lopts)
-                    .stop(server_stop)
-                    .linger(Duration::ZERO)
-                    .run_ports(vec![sp], |_| serve_async()),
-                Ours::Raw => Runtime::builder()
-                    .ip(&format!("{SERVER_IP}/24"))
-                    .cores(&[a.server_core])
-                    .tcp(tcp)
-                    .listen_opts(lopts)
-                    .stop(server_stop)
-                    .linger(Duration::ZERO)
-                    .run_ports(vec![sp], |_| serve_raw()),
+                Ours::Async | Ours::Raw => {
+                    let rt = Runtime::builder()
+                        .ip(&format!("{SERVER_IP}/24"))
+                        .cores(&[a.server_core])
+                        .tcp(tcp)
+                        .listen_opts(lopts)
+                        .stop(server_stop)
+                        .linger(Duration::ZERO);
+                    match which {
+                        Ours::Raw => rt.run_ports(vec![sp], |_| serve_raw()),
+                        _ => rt.run_ports(vec![sp], |_| serve_async()),
+                    }
+                }
                 Ours::Event => {
                     let si = sp.info().clone();
                     let mut stack = Stack::new(
