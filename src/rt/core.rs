@@ -495,10 +495,21 @@ impl Core {
             let mut work = sh.net.borrow_mut().poll_rx(now);
             work += sh.dispatch();
             work += sh.fire_timers(now.micros());
-            work += sh.exec.run_ready();
+            // Tasks woken by tasks (a connection task woken by its
+            // handshake, a task that yielded) run in this turn too, so what
+            // they write leaves with this turn's transmit; bounded, so a
+            // task that always wakes itself cannot starve the stack.
+            for _ in 0..4 {
+                let n = sh.exec.run_ready();
+                work += n;
+                if n == 0 {
+                    break;
+                }
+            }
             work += sh.net.borrow_mut().poll_tx(now);
+            // Events from egress and timers (closes, room to write) wake
+            // their tasks for the next turn.
             work += sh.dispatch();
-            work += sh.exec.run_ready();
             work
         })
     }
