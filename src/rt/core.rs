@@ -154,6 +154,8 @@ pub(crate) struct Shared {
     pub(crate) opts: CoreOpts,
     pub(crate) stats: Cell<RtStats>,
     pub(crate) core: usize,
+    /// Wakers to wake after a pass (kept to reuse its allocation).
+    wake: RefCell<Vec<Waker>>,
 }
 
 /// Settings of one core's runtime.
@@ -286,7 +288,7 @@ impl Shared {
     }
 
     fn fire_timers(&self, now: u64) -> usize {
-        let mut fired = Vec::new();
+        let mut fired = std::mem::take(&mut *self.wake.borrow_mut());
         {
             let mut t = self.timers.borrow_mut();
             while let Some(Reverse((at, key))) = t.heap.peek().copied() {
@@ -300,9 +302,10 @@ impl Shared {
             }
         }
         let n = fired.len();
-        for w in fired {
+        for w in fired.drain(..) {
             w.wake();
         }
+        *self.wake.borrow_mut() = fired;
         n
     }
 
@@ -320,7 +323,11 @@ impl Shared {
     fn dispatch(&self) -> usize {
         let events = self.net.borrow_mut().take_events();
         let n = events.len();
-        let mut wake: Vec<Waker> = Vec::new();
+        if n == 0 {
+            self.net.borrow_mut().recycle_events(events);
+            return 0;
+        }
+        let mut wake = std::mem::take(&mut *self.wake.borrow_mut());
         for &ev in &events {
             match ev {
                 Event::Open(id) => self.on_open(id, &mut wake),
@@ -380,9 +387,10 @@ impl Shared {
             }
         }
         self.net.borrow_mut().recycle_events(events);
-        for w in wake {
+        for w in wake.drain(..) {
             w.wake();
         }
+        *self.wake.borrow_mut() = wake;
         n
     }
 
@@ -469,6 +477,7 @@ impl Core {
                 opts,
                 stats: Cell::new(RtStats::default()),
                 core,
+                wake: RefCell::new(Vec::new()),
             }),
         }
     }
