@@ -12,6 +12,7 @@
 //!           └─ stack the TCP/IP stack on smoltcp: O(1) demux, backlog, timers
 //!               └─ app   what applications implement: packet and TCP handlers
 //!                   └─ runtime   pinned per-core loops, stats, clean stop
+//!                       └─ rt    async runtime: per-core executors on the stack loop
 //! ```
 //!
 //! A layer uses only the layers above it in this list. `unsafe` code lives
@@ -26,6 +27,7 @@ pub mod counter;
 pub mod error;
 pub mod flow;
 pub mod port;
+pub mod rt;
 pub mod runtime;
 pub mod stack;
 pub mod tcp;

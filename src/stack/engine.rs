@@ -374,9 +374,17 @@ impl<Q: PortQueue> Stack<Q> {
                 // with it; a RST was sent before it closed.
                 self.reap(idx);
             }
-            State::TimeWait => {
+            // Data the application has not read yet keeps the connection
+            // (and its id) until it is read or TIME-WAIT ends; then the
+            // compact record takes over.
+            State::TimeWait if readable == 0 => {
                 self.ended(idx, true);
                 self.enter_time_wait_record(idx);
+            }
+            State::TimeWait => {
+                if touch {
+                    self.touch(idx);
+                }
             }
             _ => {
                 if touch {

@@ -44,6 +44,9 @@ impl Tcb {
         }
         self.irs = seg.seq_number.0 as u32;
         self.rcv_nxt = self.irs.wrapping_add(1);
+        // The right edge starts here (it only ever moves right from now:
+        // it must not be compared with a value from before the SYN).
+        self.rcv_adv = self.rcv_nxt;
         self.last_rcv = env.now;
         self.take_syn_options(env, seg);
         if self.flags & flag::WS_OK == 0 {
@@ -295,7 +298,12 @@ impl Tcb {
 
     fn enter_time_wait(&mut self, env: &mut Env) {
         self.state = State::TimeWait;
-        self.release(env.slab);
+        // Everything we sent is acknowledged; what we received stays
+        // readable until the application has taken it.
+        self.snd_buf.clear(env.slab);
+        self.snd_queued = 0;
+        self.sent = std::collections::VecDeque::new();
+        self.ooo = Vec::new();
         self.rtx = Rtx::None;
         self.rtx_at = NEVER;
         self.tw_until = env.now.saturating_add(env.cfg.time_wait_us);

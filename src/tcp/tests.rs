@@ -866,3 +866,59 @@ fn rfc8985_a_peers_delayed_acks_cost_needless_probes_but_no_congestion_response(
         "the window was not cut"
     );
 }
+
+#[test]
+fn rfc9293_3_8_6_the_windows_bound_what_a_sender_takes_from_its_application() {
+    // A reader that does not read: the sender takes at most its own send
+    // queue plus the reader's window from the application; the rest waits
+    // in the application (back-pressure), never in the stack.
+    let small = Config {
+        rcv_wnd: 8192,
+        snd_buf: 8192,
+        ..Config::default()
+    };
+    let mut n = Net::open(small, small, 50);
+    n.ends[1].reading = false;
+    n.send(0, &pattern(1 << 20, 4));
+    let t0 = n.now;
+    n.run_until(|n| n.now - t0 > 100_000);
+    let taken = (1 << 20) - n.to_send[0].len();
+    assert!(taken <= 8192 + 8192, "the sender took {taken} bytes");
+    assert!(n.ends[1].tcb().readable() <= 8192);
+}
+
+#[test]
+fn rfc9293_3_8_6_an_active_opener_offers_no_more_than_its_window_whatever_the_peer_isn() {
+    // The receive window's right edge must start at the peer's ISN + 1;
+    // compared with a stale value it wrapped for half of all ISNs and the
+    // active opener accepted (and buffered) without limit.
+    for iss in [5_000_000u32, 0x9000_0000, 0xffff_f000] {
+        let small = Config {
+            rcv_wnd: 8192,
+            ..Config::default()
+        };
+        let mut n = Net::new(small, cfg(), 50);
+        let now = n.now;
+        let (mut env, slot) = n.ends[0].env(now);
+        *slot = Some(Tcb::connect(&mut env, 40000, 80, 1, 7));
+        // The passive side's ISN comes from the harness's accept: vary it
+        // through the first SYN-ACK instead.
+        n.run_until(|n| n.ends[1].tcb.is_some());
+        let b = n.ends[1].tcb.as_mut().unwrap();
+        b.iss = iss;
+        b.snd_una = iss;
+        b.snd_nxt = iss;
+        b.snd_max = iss;
+        b.snd_base = iss.wrapping_add(1);
+        n.run_until(|n| n.ends[0].tcb().state() == State::Established);
+        n.ends[0].reading = false;
+        n.send(1, &pattern(200_000, 6));
+        let t0 = n.now;
+        n.run_until(|n| n.now - t0 > 50_000);
+        let r = n.ends[0].tcb().readable();
+        assert!(
+            r <= 8192,
+            "ISN {iss:#x}: {r} bytes taken beyond an 8 KiB window"
+        );
+    }
+}

@@ -5,9 +5,11 @@ mod all;
 mod chart;
 mod epoll;
 mod fwd;
+#[cfg(feature = "bench-hyper")]
+mod hyper;
+mod l3fwd;
 mod lossy;
 mod proc;
-mod l3fwd;
 mod soak;
 mod tcp;
 #[cfg(feature = "af-xdp")]
@@ -65,6 +67,12 @@ pub enum BenchCmd {
     /// under loss, request/response tails, two flows through a bottleneck,
     /// and the longest stall of each (needs root and nftables).
     Lossy(lossy::LossyArgs),
+    /// hyper `GET /plaintext` on bypass's async runtime against hyper on a
+    /// tokio current_thread runtime over kernel sockets and against the
+    /// TcpApp event API, at 64 and 16,384 connections (needs --features
+    /// bench-hyper).
+    #[cfg(feature = "bench-hyper")]
+    Hyper(hyper::HyperArgs),
     /// Soak: HTTP request/response and connection churn between two stacks
     /// over an in-memory wire for a long time, sampling memory and
     /// counters for drift and errors.
@@ -88,5 +96,7 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
         BenchCmd::Lossy(a) => lossy::run(a),
         BenchCmd::Soak(a) => soak::run(a),
         BenchCmd::All(a) => all::run(a),
+        #[cfg(feature = "bench-hyper")]
+        BenchCmd::Hyper(a) => hyper::run(a),
     }
 }

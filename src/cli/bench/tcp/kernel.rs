@@ -419,6 +419,38 @@ pub fn run_kernel(
     let target = SocketAddrV4::new(Ipv4Addr::LOCALHOST, server.port);
     let s0 = server.sched();
     let loss0 = kernel_loss_counters();
+    let client = run_kernel_client(baseline, core, target, load, duration, ramp_timeout);
+    let s1 = server.sched();
+    let loss = kernel_loss_counters().saturating_sub(loss0);
+    let server_errors = server.stop()?;
+    let (summary, v) = client?;
+    let stalls: Vec<Stall> = serde_json::from_value(v["stalls"].clone()).unwrap_or_default();
+    let sys_errors = v["sys_errors"].as_u64().unwrap_or(0);
+    let run = v["sched_run_ns"].as_u64().unwrap_or(0) + s1.run_ns.saturating_sub(s0.run_ns);
+    let wait = v["sched_wait_ns"].as_u64().unwrap_or(0) + s1.wait_ns.saturating_sub(s0.wait_ns);
+    Ok(SideRun::new(
+        summary,
+        sys_errors + server_errors,
+        loss,
+        if run + wait > 0 {
+            wait as f64 / (run + wait) as f64
+        } else {
+            0.0
+        },
+        stalls,
+    ))
+}
+
+/// Runs the kernel client (under `baseline`, pinned to `core`) against
+/// `target` in a child process; returns its summary and its whole JSON.
+pub fn run_kernel_client(
+    baseline: Baseline,
+    core: usize,
+    target: SocketAddrV4,
+    load: &LoadArgs,
+    duration: Duration,
+    ramp_timeout: Duration,
+) -> Result<(LoadSummary, serde_json::Value)> {
     let mut cmd = Command::new(me()?);
     cmd.args(["bench", "kernel-client", "--core", &core.to_string()])
         .args(["--baseline", baseline.flag()])
@@ -466,27 +498,10 @@ pub fn run_kernel(
         "the kernel client",
     )?;
     let out = reader.join().unwrap_or_default();
-    let s1 = server.sched();
-    let loss = kernel_loss_counters().saturating_sub(loss0);
-    let server_errors = server.stop()?;
     let line = out.lines().last().unwrap_or_default();
     let v: serde_json::Value = serde_json::from_str(line)
         .map_err(|_| Error::Config(format!("the kernel client printed `{}`", out.trim())))?;
     let summary: LoadSummary = serde_json::from_value(v.clone())
         .map_err(|e| Error::Config(format!("the kernel client's summary: {e}")))?;
-    let stalls: Vec<Stall> = serde_json::from_value(v["stalls"].clone()).unwrap_or_default();
-    let sys_errors = v["sys_errors"].as_u64().unwrap_or(0);
-    let run = v["sched_run_ns"].as_u64().unwrap_or(0) + s1.run_ns.saturating_sub(s0.run_ns);
-    let wait = v["sched_wait_ns"].as_u64().unwrap_or(0) + s1.wait_ns.saturating_sub(s0.wait_ns);
-    Ok(SideRun::new(
-        summary,
-        sys_errors + server_errors,
-        loss,
-        if run + wait > 0 {
-            wait as f64 / (run + wait) as f64
-        } else {
-            0.0
-        },
-        stalls,
-    ))
+    Ok((summary, v))
 }

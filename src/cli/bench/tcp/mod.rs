@@ -41,7 +41,11 @@ use bypass::{Error, Result};
 use crate::cli::loadgen::{LoadArgs, ModeArg};
 pub use conns::conns;
 pub use http::http;
-pub use kernel::{kernel_client, kernel_server, Baseline, KernelClientArgs, KernelServerArgs};
+pub use kernel::{
+    kernel_client, kernel_server, run_kernel_client, Baseline, KernelClientArgs, KernelServerArgs,
+};
+pub use ours::timed_run;
+pub use report::machine;
 pub use rr::{cps, tcp_rr};
 pub use scale::scale;
 
