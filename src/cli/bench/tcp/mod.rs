@@ -41,13 +41,12 @@ use bypass::{Error, Result};
 use crate::cli::loadgen::{LoadArgs, ModeArg};
 pub use conns::conns;
 pub use http::http;
-pub use kernel::{
-    kernel_client, kernel_server, run_kernel_client, Baseline, KernelClientArgs, KernelServerArgs,
-};
-pub use ours::timed_run;
-pub use report::machine;
+pub use kernel::{kernel_client, kernel_server, Baseline, KernelClientArgs, KernelServerArgs};
+// For `bench hyper`.
 pub use rr::{cps, tcp_rr};
 pub use scale::scale;
+#[cfg(feature = "bench-hyper")]
+pub use {kernel::run_kernel_client, ours::timed_run, report::machine};
 
 const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
