@@ -77,3 +77,68 @@ pub fn if_stat(ifname: &str, counter: &str) -> u64 {
     }
     panic!("no interface {ifname} in this namespace");
 }
+
+/// A raw AF_PACKET socket bound to an interface, for injecting crafted
+/// frames onto its wire from the kernel's side (e.g. a SYN flood from
+/// addresses that do not exist).
+pub struct RawSender {
+    fd: i32,
+}
+
+impl RawSender {
+    /// Opens one on `ifname` (in the current namespace).
+    pub fn open(ifname: &str) -> RawSender {
+        let name = std::ffi::CString::new(ifname).unwrap();
+        // SAFETY: plain system calls with valid arguments; the name is a
+        // NUL-terminated string that outlives the call.
+        let idx = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        assert!(idx != 0, "no interface {ifname}");
+        // SAFETY: socket(2) with constant arguments.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW,
+                (libc::ETH_P_ALL as u16).to_be() as i32,
+            )
+        };
+        assert!(
+            fd >= 0,
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: an all-zero sockaddr_ll is valid; the fields set next
+        // make it a bind address for the interface.
+        let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sa.sll_family = libc::AF_PACKET as u16;
+        sa.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+        sa.sll_ifindex = idx as i32;
+        // SAFETY: `sa` is a valid sockaddr_ll of the length given.
+        let r = unsafe {
+            libc::bind(
+                fd,
+                &sa as *const libc::sockaddr_ll as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        assert!(
+            r == 0,
+            "bind AF_PACKET: {}",
+            std::io::Error::last_os_error()
+        );
+        RawSender { fd }
+    }
+
+    /// Sends one whole Ethernet frame; false if the kernel refused it.
+    pub fn send(&self, frame: &[u8]) -> bool {
+        // SAFETY: the buffer is valid for its length.
+        let n = unsafe { libc::send(self.fd, frame.as_ptr().cast(), frame.len(), 0) };
+        n == frame.len() as isize
+    }
+}
+
+impl Drop for RawSender {
+    fn drop(&mut self) {
+        // SAFETY: the fd is ours and closed once.
+        unsafe { libc::close(self.fd) };
+    }
+}
