@@ -834,3 +834,80 @@ fn fault_matrix_on_a_real_clock_has_no_stalls() {
         assert!(took < 10_000_000, "{name}: took {took} µs");
     }
 }
+
+/// Request/response on `conns` connections until `total` transactions:
+/// each connection sends 64 bytes and waits for them back.
+struct Rr {
+    conns: usize,
+    opened: usize,
+    total: usize,
+    done: usize,
+}
+
+impl TcpApp for Rr {
+    type Conn = usize;
+    fn on_open(&mut self, c: &mut Conn<'_>) -> usize {
+        c.send(&[7; 64]);
+        0
+    }
+    fn on_data(&mut self, got: &mut usize, c: &mut Conn<'_>, d: &[u8]) -> usize {
+        *got += d.len();
+        while *got >= 64 {
+            *got -= 64;
+            self.done += 1;
+            if self.done < self.total {
+                c.send(&[7; 64]);
+            }
+        }
+        d.len()
+    }
+    fn poll(&mut self, ctx: &mut Ctx<'_>) -> usize {
+        let mut n = 0;
+        while self.opened < self.conns {
+            ctx.connect(SocketAddrV4::new(SERVER, 7)).unwrap();
+            self.opened += 1;
+            n += 1;
+        }
+        n
+    }
+}
+
+/// A cost measurement, run by hand: `BYPASS_TCP_ENGINE=E valgrind
+/// --tool=callgrind target/release/deps/stack_mem-* --ignored
+/// rr_cost_on_a_manual_clock` gives the instructions per transaction of an
+/// engine (the clock is manual, so timers and instruction counts repeat).
+#[test]
+#[ignore = "a cost measurement, run by hand"]
+fn rr_cost_on_a_manual_clock() {
+    let app = Rr {
+        conns: 64,
+        opened: 0,
+        total: 200_000,
+        done: 0,
+    };
+    let o = TcpOpts {
+        rx_buf: 16 * 1024,
+        tx_buf: 16 * 1024,
+        ..TcpOpts::default()
+    };
+    let lopts = ListenOpts {
+        tcp: o,
+        ..Default::default()
+    };
+    let mut n = net(Faults::default(), Echo::default(), app, lopts, o);
+    for _ in 0..10_000_000 {
+        if n.client.app().done >= 200_000 {
+            break;
+        }
+        n.now += 5;
+        n.server.poll(Instant(n.now));
+        n.client.poll(Instant(n.now));
+    }
+    eprintln!(
+        "{} transactions in {} µs of manual time, engine {}",
+        n.client.app().done,
+        n.now,
+        o.engine
+    );
+    assert!(n.client.app().done >= 200_000);
+}

@@ -15,6 +15,8 @@ use std::collections::VecDeque;
 
 /// Bytes per chunk.
 pub const CHUNK: usize = 2048;
+/// Block-list capacity kept by an emptied queue.
+const KEEP_BLOCKS: usize = 4;
 const NONE: u32 = u32::MAX;
 
 /// The chunks of one core.
@@ -87,7 +89,7 @@ pub struct ChunkBuf {
 }
 
 impl ChunkBuf {
-    /// True when the queue holds no chunk (and no heap memory).
+    /// True when the queue holds no chunk.
     pub fn is_empty(&self) -> bool {
         self.blocks.is_empty()
     }
@@ -137,7 +139,6 @@ impl ChunkBuf {
             self.blocks.pop_back();
         }
         if self.blocks.is_empty() {
-            self.blocks = VecDeque::new();
             self.head = 0;
         }
     }
@@ -205,12 +206,16 @@ impl ChunkBuf {
         }
     }
 
-    /// Gives every chunk back.
+    /// Gives every chunk back. A short block list keeps its (tiny)
+    /// allocation, so a connection that exchanges small messages does not
+    /// allocate and free it on every one; a long one is freed.
     pub fn clear(&mut self, slab: &mut Slab) {
         for c in self.blocks.drain(..) {
             slab.release(c);
         }
-        self.blocks = VecDeque::new();
+        if self.blocks.capacity() > KEEP_BLOCKS {
+            self.blocks = VecDeque::new();
+        }
         self.head = 0;
     }
 }
