@@ -43,6 +43,25 @@ pub(super) struct Slot {
     pub conn: Option<Conn>,
 }
 
+/// The live connection `id` names, if it is still there (a stale id, of a
+/// connection that went, names nothing).
+pub(super) fn live(slots: &mut [Slot], id: ConnId) -> Option<&mut Conn> {
+    let s = slots.get_mut(id.idx as usize)?;
+    if s.gen != id.gen {
+        return None;
+    }
+    s.conn.as_mut()
+}
+
+/// [`live`], shared.
+pub(super) fn live_ref(slots: &[Slot], id: ConnId) -> Option<&Conn> {
+    let s = slots.get(id.idx as usize)?;
+    if s.gen != id.gen {
+        return None;
+    }
+    s.conn.as_ref()
+}
+
 impl<Q: PortQueue> Stack<Q> {
     pub(super) fn insert(
         &mut self,
@@ -112,11 +131,7 @@ impl<Q: PortQueue> Stack<Q> {
     }
 
     pub(super) fn live_mut(&mut self, idx: u32, gen: u32) -> Option<&mut Conn> {
-        let s = self.slots.get_mut(idx as usize)?;
-        if s.gen != gen {
-            return None;
-        }
-        s.conn.as_mut()
+        live(&mut self.slots, ConnId { idx, gen })
     }
 
     pub(super) fn id(&self, idx: u32) -> ConnId {

@@ -528,12 +528,7 @@ impl<Q: PortQueue> Stack<Q> {
     /// the receive buffer) without consuming them; returns how many.
     pub fn peek(&mut self, id: ConnId, out: &mut [u8]) -> usize {
         let slab = &self.own.slab;
-        let Some(c) = self
-            .slots
-            .get_mut(id.idx as usize)
-            .filter(|s| s.gen == id.gen)
-            .and_then(|s| s.conn.as_mut())
-        else {
+        let Some(c) = conn::live(&mut self.slots, id) else {
             return 0;
         };
         match &mut c.eng {
@@ -597,12 +592,7 @@ impl<Q: PortQueue> Stack<Q> {
 
     /// Free bytes in the send buffer.
     pub fn send_room(&mut self, id: ConnId) -> usize {
-        let Some(c) = self
-            .slots
-            .get(id.idx as usize)
-            .filter(|s| s.gen == id.gen)
-            .and_then(|s| s.conn.as_ref())
-        else {
+        let Some(c) = conn::live_ref(&self.slots, id) else {
             return 0;
         };
         match &c.eng {
@@ -624,12 +614,7 @@ impl<Q: PortQueue> Stack<Q> {
     /// Resets the connection (RST), dropping queued data.
     pub fn abort(&mut self, id: ConnId) {
         let slab = &mut self.own.slab;
-        let Some(c) = self
-            .slots
-            .get_mut(id.idx as usize)
-            .filter(|s| s.gen == id.gen)
-            .and_then(|s| s.conn.as_mut())
-        else {
+        let Some(c) = conn::live(&mut self.slots, id) else {
             return;
         };
         match &mut c.eng {
