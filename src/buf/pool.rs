@@ -187,6 +187,7 @@ pub(crate) struct HomeRef<T> {
 impl<T> HomeRef<T> {
     /// True if both point at the same object.
     #[inline]
+    #[cfg_attr(not(feature = "af-xdp"), allow(dead_code))]
     pub(crate) fn same(&self, other: &HomeRef<T>) -> bool {
         self.ptr == other.ptr
     }

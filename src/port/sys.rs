@@ -210,6 +210,7 @@ pub fn is_root() -> bool {
 }
 
 /// Sets a file descriptor non-blocking.
+#[cfg_attr(not(feature = "tap"), allow(dead_code))]
 pub(crate) fn set_nonblocking(fd: libc::c_int) -> io::Result<()> {
     let fl = syscall!(fcntl(fd, libc::F_GETFL))?;
     syscall!(fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK)).map(drop)

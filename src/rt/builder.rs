@@ -171,6 +171,11 @@ impl Builder {
     /// Opens the port named by [`Builder::port`] with one queue per core
     /// and runs `factory(core)` on every core until each core's future has
     /// finished or the run stops.
+    // Without any port backend only the error paths are left.
+    #[cfg_attr(
+        not(any(feature = "tap", feature = "af-xdp", feature = "dpdk")),
+        allow(unused_variables, unused_mut)
+    )]
     pub fn run<F, Fut>(self, factory: F) -> Result<()>
     where
         F: Fn(CoreCtx) -> Fut + Sync,
