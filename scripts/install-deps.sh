@@ -8,7 +8,7 @@ set -euo pipefail
 . "$(dirname "$0")/as-root.sh"
 
 PKGS=(pkg-config libdpdk-dev dpdk dpdk-dev libclang-dev clang iproute2 iputils-ping curl wrk util-linux
-      ethtool valgrind tshark nginx-light nftables)
+      ethtool valgrind tshark nginx-light nftables dpdk-doc make)
 
 missing=()
 for p in "${PKGS[@]}"; do
