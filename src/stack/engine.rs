@@ -235,7 +235,7 @@ impl<Q: PortQueue> Stack<Q> {
         let mut env = self.own.env(&self.stats.tcp, 0, now);
         let tcb = Tcb::connect(&mut env, lport, remote.port(), iss, tso);
         let rip: Ipv4Address = *remote.ip();
-        let mac = self.own.arp.lookup(self.next_hop(rip), now);
+        let mac = self.own.arp.lookup(next_hop(&self.cfg, rip), now);
         let conn = OwnConn {
             tcb,
             cfg: 0,
@@ -249,18 +249,6 @@ impl<Q: PortQueue> Stack<Q> {
             None,
             true,
         )
-    }
-
-    /// Where frames to `ip` go first: itself on our subnet, else the
-    /// gateway.
-    fn next_hop(&self, ip: Ipv4Address) -> Ipv4Address {
-        let p = self.cfg.prefix as u32;
-        let mask = if p == 0 { 0 } else { u32::MAX << (32 - p) };
-        let on_link = u32::from(ip) & mask == u32::from(self.ip) & mask;
-        match self.cfg.gateway {
-            Some(gw) if !on_link => gw,
-            _ => ip,
-        }
     }
 
     /// A segment for a bypass-engine connection.
@@ -291,32 +279,17 @@ impl<Q: PortQueue> Stack<Q> {
             return;
         };
         let Eng::Own(o) = &mut c.eng else { return };
-        let at = o.tcb.poll_at(&self.own.cfgs[o.cfg as usize]);
-        if at > now {
-            if at != crate::tcp::tcb::NEVER {
-                c.timer = at;
-                self.timers.push(Entry {
-                    at,
-                    idx: e.idx,
-                    gen: e.gen,
-                });
-            }
-            return;
+        if o.tcb.poll_at(&self.own.cfgs[o.cfg as usize]) > now {
+            // The deadline moved on since this entry was pushed.
+            return self.own_schedule(e.idx);
         }
         // Another connection to this peer may have learnt that its ACKs
         // come later than this timer thinks: then wait.
         let floor = self.own.floor(o.remote, now);
         if o.tcb.share_rto_floor(floor) {
             o.floor_seen = floor;
-            let at = o.tcb.poll_at(&self.own.cfgs[o.cfg as usize]);
-            if at > now && at != crate::tcp::tcb::NEVER {
-                c.timer = at;
-                self.timers.push(Entry {
-                    at,
-                    idx: e.idx,
-                    gen: e.gen,
-                });
-                return;
+            if o.tcb.poll_at(&self.own.cfgs[o.cfg as usize]) > now {
+                return self.own_schedule(e.idx);
             }
         }
         self.stats.timer_fires.inc();
@@ -441,22 +414,32 @@ impl<Q: PortQueue> Stack<Q> {
         };
         c.touched = false;
         self.stats.conn_polls.inc();
-        if !self.own_send_segments(idx) {
-            return 1;
+        let sent = self.own_send_segments(idx);
+        // Waiting for the next hop's MAC, the connection is tried again
+        // when an ARP frame arrives or at its own deadline.
+        self.own_schedule(idx);
+        if sent {
+            self.own_after(idx, false);
         }
-        let now = self.now_us;
-        let gen = self.slots[idx as usize].gen;
-        if let Some(c) = self.slots[idx as usize].conn.as_mut() {
-            if let Eng::Own(o) = &c.eng {
-                let at = o.tcb.poll_at(&self.own.cfgs[o.cfg as usize]).max(now);
-                if at < c.timer && at != crate::tcp::tcb::NEVER {
-                    c.timer = at;
-                    self.timers.push(Entry { at, idx, gen });
-                }
-            }
-        }
-        self.own_after(idx, false);
         1
+    }
+
+    /// Puts the connection's next deadline in the timer heap, unless an
+    /// entry at least as early is there already (see [`super::timers`]).
+    fn own_schedule(&mut self, idx: u32) {
+        let gen = self.slots[idx as usize].gen;
+        let Some(c) = self.slots[idx as usize].conn.as_mut() else {
+            return;
+        };
+        let Eng::Own(o) = &c.eng else { return };
+        let at = o
+            .tcb
+            .poll_at(&self.own.cfgs[o.cfg as usize])
+            .max(self.now_us);
+        if at < c.timer && at != crate::tcp::tcb::NEVER {
+            c.timer = at;
+            self.timers.push(Entry { at, idx, gen });
+        }
     }
 
     /// Builds and queues the connection's segments. False if it waits for
@@ -471,15 +454,7 @@ impl<Q: PortQueue> Stack<Q> {
             return false;
         };
         if o.mac.is_none() {
-            let hop = {
-                let p = self.cfg.prefix as u32;
-                let mask = if p == 0 { 0 } else { u32::MAX << (32 - p) };
-                let on_link = u32::from(o.remote) & mask == u32::from(self.ip) & mask;
-                match self.cfg.gateway {
-                    Some(gw) if !on_link => gw,
-                    _ => o.remote,
-                }
-            };
+            let hop = next_hop(&self.cfg, o.remote);
             o.mac = self.own.arp.lookup(hop, now);
             if o.mac.is_none() {
                 if !c.arp_wait {
@@ -493,13 +468,6 @@ impl<Q: PortQueue> Stack<Q> {
                         self.stats.arp_requests_tx.inc();
                         self.tx.push(b);
                     }
-                }
-                // Try again when the next ARP frame arrives, or at the
-                // engine's own deadline (the handshake timeout).
-                let at = o.tcb.poll_at(&self.own.cfgs[o.cfg as usize]).max(now);
-                if at < c.timer && at != crate::tcp::tcb::NEVER {
-                    c.timer = at;
-                    self.timers.push(Entry { at, idx, gen });
                 }
                 return false;
             }
@@ -701,6 +669,17 @@ impl<Q: PortQueue> Stack<Q> {
     }
 }
 
+/// Where frames to `ip` go first: itself on our subnet, else the gateway.
+fn next_hop(cfg: &StackConfig, ip: Ipv4Address) -> Ipv4Address {
+    let p = cfg.prefix as u32;
+    let mask = if p == 0 { 0 } else { u32::MAX << (32 - p) };
+    let on_link = u32::from(ip) & mask == u32::from(cfg.ip) & mask;
+    match cfg.gateway {
+        Some(gw) if !on_link => gw,
+        _ => ip,
+    }
+}
+
 /// Builds Ethernet, IPv4 and TCP headers for `repr` plus `len` payload
 /// bytes written by `fill`, into `b`. False if the buffer is too small.
 #[allow(clippy::too_many_arguments)]
@@ -746,9 +725,7 @@ fn build<B: PacketBuf>(
         &dst_ip.into(),
         &ChecksumCapabilities::ignored(),
     );
-    let hl = repr.header_len();
     fill(&mut t.payload_mut()[..len]);
-    let _ = hl;
     if csum.tcp.tx() {
         t.fill_checksum(&src_ip.into(), &dst_ip.into());
     }

@@ -8,7 +8,7 @@ use smoltcp::wire::{TcpControl, TcpRepr, TcpSeqNumber, TcpTimestampRepr};
 
 use super::recovery::{sf, Sent};
 use super::seq;
-use super::tcb::{ev, flag, Env, Rtx, Seg, State, Tcb, NEVER};
+use super::tcb::{flag, Env, Rtx, Seg, State, Tcb, NEVER};
 
 impl Tcb {
     /// The next segment to send now, if any. Call until `None` (the stack
@@ -478,6 +478,5 @@ impl Tcb {
         if self.rtx == Rtx::None || self.rtx == Rtx::Persist {
             self.arm_loss_timer(now);
         }
-        let _ = ev::OPEN;
     }
 }

@@ -219,16 +219,8 @@ impl Tcb {
                     self.flags &= !flag::AFTER_RTO;
                     self.undo_marker = None;
                 }
-                self.cc.on_ack(
-                    acked_data.max(seq::dist(self.snd_una, ack)),
-                    flight_before,
-                    app_limited,
-                    newest_rtt,
-                    now,
-                );
-                if acked_data == 0 {
-                    // SYN or FIN acknowledged only: nothing to grow on.
-                }
+                self.cc
+                    .on_ack(acked_data, flight_before, app_limited, newest_rtt, now);
             }
         } else if self.flags & flag::SACK_OK == 0
             && self.snd_una != self.snd_max
