@@ -302,7 +302,7 @@ impl Tcb {
         // readable until the application has taken it.
         self.snd_buf.clear(env.slab);
         self.snd_queued = 0;
-        self.sent = std::collections::VecDeque::new();
+        self.sent.clear();
         self.ooo = Vec::new();
         self.rtx = Rtx::None;
         self.rtx_at = NEVER;

@@ -24,6 +24,7 @@
 
 pub mod buf;
 pub mod cc;
+pub mod flight;
 mod input;
 pub mod isn;
 mod output;

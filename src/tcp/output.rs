@@ -6,7 +6,7 @@
 
 use smoltcp::wire::{TcpControl, TcpRepr, TcpSeqNumber, TcpTimestampRepr};
 
-use super::recovery::{sf, Sent};
+use super::flight::{sf, Sent};
 use super::seq;
 use super::tcb::{flag, Env, Rtx, Seg, State, Tcb, NEVER};
 
@@ -342,7 +342,7 @@ impl Tcb {
     /// A lost record, if the pipe leaves room for it.
     fn retransmission(&mut self, env: &mut Env) -> Option<Seg> {
         let k = self.next_lost()?;
-        let s = self.sent[k];
+        let s = self.sent.get(k);
         let len = seq::dist(s.start, s.end);
         let pipe = self.pipe();
         if pipe > 0 && pipe.saturating_add(len) > self.cc.cwnd().max(self.smss as u32) {
@@ -368,7 +368,7 @@ impl Tcb {
             return Some(s);
         }
         let k = self.sent.len().checked_sub(1)?;
-        let s = self.sent[k];
+        let s = self.sent.get(k);
         if s.flags & sf::SACKED != 0 {
             return None;
         }
@@ -467,7 +467,7 @@ impl Tcb {
         if fin {
             self.flags |= flag::FIN_SENT;
         }
-        self.sent.push_back(Sent {
+        self.sent.push(Sent {
             start,
             end,
             xmit: now,

@@ -21,33 +21,9 @@
 
 use smoltcp::wire::TcpRepr;
 
+use super::flight::{sf, Sent};
 use super::seq;
 use super::tcb::{flag, Env, Rtx, State, Tcb};
-
-/// A segment in flight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sent {
-    /// First sequence number.
-    pub start: u32,
-    /// One past the last (a FIN counts one).
-    pub end: u32,
-    /// When it was last (re)transmitted, µs.
-    pub xmit: u64,
-    /// Bits of [`sf`].
-    pub flags: u8,
-}
-
-/// [`Sent`] flags.
-pub mod sf {
-    /// Selectively acknowledged.
-    pub const SACKED: u8 = 1;
-    /// Deemed lost and not retransmitted since.
-    pub const LOST: u8 = 2;
-    /// Retransmitted at least once.
-    pub const RETRANS: u8 = 4;
-    /// Carries our FIN (its last sequence number).
-    pub const FIN: u8 = 8;
-}
 
 /// Duplicate ACKs that mean loss without SACK (RFC 5681).
 const DUPTHRESH: u8 = 3;
@@ -60,13 +36,7 @@ const MAX_RTO_FLOOR_US: u64 = 200_000;
 impl Tcb {
     /// Bytes in flight as RFC 6675 counts them.
     pub(super) fn pipe(&self) -> u32 {
-        let mut p = 0;
-        for s in &self.sent {
-            if s.flags & (sf::SACKED | sf::LOST) == 0 {
-                p += seq::dist(s.start, s.end);
-            }
-        }
-        p
+        self.sent.pipe()
     }
 
     /// True in fast recovery.
@@ -107,13 +77,16 @@ impl Tcb {
                 if !seq::gt(r, self.snd_una) || seq::gt(r, self.snd_max) {
                     continue;
                 }
-                for k in 0..self.sent.len() {
-                    let s = self.sent[k];
-                    if seq::ge(s.start, l) && seq::le(s.end, r) && s.flags & sf::SACKED == 0 {
-                        self.sent[k].flags = (s.flags | sf::SACKED) & !sf::LOST;
+                // The records are in sequence order: start at the block.
+                let mut k = self.sent.first_from(l);
+                while k < self.sent.len() && seq::le(self.sent.get(k).end, r) {
+                    let s = self.sent.get(k);
+                    if s.flags & sf::SACKED == 0 {
+                        self.sent.set_flags(k, (s.flags | sf::SACKED) & !sf::LOST);
                         delivered_any = true;
                         self.rack_update(now, &s, &mut newest_rtt);
                     }
+                    k += 1;
                 }
             }
         }
@@ -121,20 +94,14 @@ impl Tcb {
         // Cumulative ACK: drop what it covers.
         let mut acked_data = 0;
         if advanced {
-            while let Some(&s) = self.sent.front() {
-                if seq::le(s.end, ack) {
-                    self.sent.pop_front();
-                    if s.flags & sf::SACKED == 0 {
-                        self.rack_update(now, &s, &mut newest_rtt);
-                    }
-                    delivered_any = true;
-                } else {
-                    if seq::lt(s.start, ack) {
-                        self.sent[0].start = ack;
-                    }
-                    break;
+            let mut flight = std::mem::take(&mut self.sent);
+            flight.ack(ack, |s| {
+                if s.flags & sf::SACKED == 0 {
+                    self.rack_update(now, s, &mut newest_rtt);
                 }
-            }
+                delivered_any = true;
+            });
+            self.sent = flight;
             // Free the acknowledged bytes of the send queue (the SYN and
             // FIN take sequence space but no queue bytes).
             let data_end = self.snd_base.wrapping_add(self.snd_queued);
@@ -235,8 +202,12 @@ impl Tcb {
         }
 
         // RACK loss detection (RFC 8985 6.2) on every ACK that delivered
-        // something.
-        if delivered_any && self.flags & flag::SACK_OK != 0 {
+        // something. A record can only have been sent before one delivered
+        // if something was SACKed or retransmitted: otherwise everything
+        // delivered was acknowledged cumulatively, and what is left was
+        // sent after it, so the walk is skipped (the lossless case).
+        let suspects = self.sent.sacked() + self.sent.retransmitted() > 0;
+        if delivered_any && suspects && self.flags & flag::SACK_OK != 0 {
             self.rack_detect(env);
         }
         self.enter_recovery_if_lost(env);
@@ -274,12 +245,7 @@ impl Tcb {
             if self.in_recovery() {
                 return 0;
             }
-            let sacked = self
-                .sent
-                .iter()
-                .filter(|s| s.flags & sf::SACKED != 0)
-                .count();
-            if sacked >= DUPTHRESH as usize {
+            if self.sent.sacked() >= DUPTHRESH as u32 {
                 return 0;
             }
         }
@@ -298,7 +264,7 @@ impl Tcb {
         let reo = self.reo_wnd();
         let mut wait: u64 = 0;
         for k in 0..self.sent.len() {
-            let s = self.sent[k];
+            let s = self.sent.get(k);
             if s.flags & (sf::SACKED | sf::LOST) != 0 {
                 continue;
             }
@@ -309,7 +275,7 @@ impl Tcb {
             }
             let deadline = s.xmit + self.rack_rtt + reo;
             if deadline <= now {
-                self.sent[k].flags |= sf::LOST;
+                self.sent.set_flags(k, s.flags | sf::LOST);
             } else {
                 wait = wait.max(deadline - now);
             }
@@ -329,12 +295,13 @@ impl Tcb {
     }
 
     fn mark_first_lost(&mut self) {
-        if let Some(s) = self
+        let first = self
             .sent
-            .iter_mut()
-            .find(|s| s.flags & (sf::SACKED | sf::LOST) == 0)
-        {
-            s.flags |= sf::LOST;
+            .iter()
+            .position(|s| s.flags & (sf::SACKED | sf::LOST) == 0);
+        if let Some(k) = first {
+            let f = self.sent.get(k).flags;
+            self.sent.set_flags(k, f | sf::LOST);
         }
     }
 
@@ -343,7 +310,7 @@ impl Tcb {
         if self.in_recovery() || self.flags & flag::AFTER_RTO != 0 {
             return;
         }
-        if !self.sent.iter().any(|s| s.flags & sf::LOST != 0) {
+        if self.sent.lost() == 0 {
             return;
         }
         self.flags |= flag::RECOVERY;
@@ -382,8 +349,9 @@ impl Tcb {
         env.stats.undos.inc();
         self.flags &= !(flag::AFTER_RTO | flag::RECOVERY);
         self.undo_marker = None;
-        for s in self.sent.iter_mut() {
-            s.flags &= !sf::LOST;
+        for k in 0..self.sent.len() {
+            let f = self.sent.get(k).flags;
+            self.sent.set_flags(k, f & !sf::LOST);
         }
         self.rtt.reset_backoff();
     }
@@ -409,9 +377,10 @@ impl Tcb {
             self.rto_orig_xmit = self.sent.front().map_or(env.now, |s| s.xmit);
             self.rto_tsval = (self.flags & flag::TS_OK != 0).then(|| self.ts_val(env.now));
         }
-        for s in self.sent.iter_mut() {
-            if s.flags & sf::SACKED == 0 {
-                s.flags |= sf::LOST;
+        for k in 0..self.sent.len() {
+            let f = self.sent.get(k).flags;
+            if f & sf::SACKED == 0 {
+                self.sent.set_flags(k, f | sf::LOST);
             }
         }
         self.cc.on_rto(flight, first, env.now);
@@ -521,14 +490,14 @@ impl Tcb {
 
     /// The next record to retransmit, if any: (index).
     pub(super) fn next_lost(&self) -> Option<usize> {
-        self.sent.iter().position(|s| s.flags & sf::LOST != 0)
+        self.sent.first_lost()
     }
 
     /// Records a retransmission of record `k` at `now`.
     pub(super) fn retransmitted(&mut self, env: &mut Env, k: usize) {
-        let s = &mut self.sent[k];
-        s.flags = (s.flags | sf::RETRANS) & !sf::LOST;
-        s.xmit = env.now;
+        let f = self.sent.get(k).flags;
+        self.sent.set_flags(k, (f | sf::RETRANS) & !sf::LOST);
+        self.sent.set_xmit(k, env.now);
         env.stats.retransmits.inc();
         if self.undo_marker.is_some() {
             self.undo_retrans += 1;

@@ -1,13 +1,11 @@
 //! The transmission control block: one connection's state (RFC 9293 3.3),
 //! its settings, the application's operations and the timers.
 
-use std::collections::VecDeque;
-
 use smoltcp::wire::TcpRepr;
 
 use super::buf::{ChunkBuf, Slab};
 use super::cc::{Cc, CcAlgo};
-use super::recovery::Sent;
+use super::flight::Flight;
 use super::rtt::{RtoConfig, RttEstimator};
 use super::seq;
 use crate::counter::Counter;
@@ -326,7 +324,7 @@ pub struct Tcb {
     pub(super) snd_queued: u32,
     pub(super) snd_buf: ChunkBuf,
     /// Segments in flight, in sequence order.
-    pub(super) sent: VecDeque<Sent>,
+    pub(super) sent: Flight,
 
     // Receive side.
     pub(super) irs: u32,
@@ -433,7 +431,7 @@ impl Tcb {
             snd_base: iss.wrapping_add(1),
             snd_queued: 0,
             snd_buf: ChunkBuf::default(),
-            sent: VecDeque::new(),
+            sent: Flight::default(),
             irs: 0,
             rcv_nxt: 0,
             rcv_ready: 0,
@@ -810,7 +808,7 @@ impl Tcb {
         self.snd_queued = 0;
         self.rcv_ready = 0;
         self.ooo = Vec::new();
-        self.sent = VecDeque::new();
+        self.sent.clear();
     }
 
     /// Enters `Closed` for `reason`, giving the chunks back.
