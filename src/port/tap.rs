@@ -18,7 +18,7 @@
 //! skips computing checksums for what it sends us, and each received
 //! buffer says whether its transport checksum was checked or left partial
 //! by the local kernel (both count as good). On transmit, a buffer whose
-//! [`TxOffload`] asks for a TCP/UDP checksum goes out with
+//! [`crate::buf::TxOffload`] asks for a TCP/UDP checksum goes out with
 //! `VIRTIO_NET_HDR_F_NEEDS_CSUM` (its checksum field must hold the
 //! pseudo-header sum, as for a NIC) and the kernel finishes it; an IPv4
 //! header checksum request is done here in software (the header has no

@@ -45,7 +45,7 @@ pub struct StackStats {
     /// SYNs refused because the backlog was full.
     pub backlog_full: Counter,
     /// Half-open connections dropped to make room for a new SYN
-    /// ([`BacklogFull::DropOldest`]).
+    /// ([`super::BacklogFull::DropOldest`]).
     pub syn_evicted: Counter,
     /// SYNs or connects refused because the connection table was full.
     pub table_full: Counter,

@@ -24,6 +24,7 @@
 
 pub mod buf;
 pub mod cc;
+pub mod config;
 pub mod flight;
 mod input;
 pub mod isn;
@@ -33,6 +34,7 @@ pub mod rtt;
 pub mod seq;
 pub mod syncookie;
 pub mod tcb;
+mod timers;
 
 pub use tcb::{CloseReason, Config, Env, Keepalive, Seg, State, Tcb, TcpStats};
 #[cfg(test)]
