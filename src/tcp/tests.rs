@@ -7,6 +7,20 @@ use smoltcp::wire::{TcpControl, TcpRepr, TcpSeqNumber, TcpTimestampRepr};
 use super::buf::Slab;
 use super::tcb::{ev, ChallengeLimiter, CloseReason, Config, Env, State, Tcb, TcpStats, NEVER};
 
+/// An engine call's environment from an end's fields (a macro, so the
+/// borrows stay per field and the end's other fields remain usable).
+macro_rules! env {
+    ($e:expr, $now:expr) => {
+        Env {
+            now: $now,
+            slab: &mut $e.slab,
+            cfg: &$e.cfg,
+            stats: &$e.stats,
+            limiter: &mut $e.limiter,
+        }
+    };
+}
+
 /// One end: its engine, slab, counters, and what its application got.
 struct End {
     tcb: Option<Tcb>,
@@ -35,16 +49,7 @@ impl End {
     }
 
     fn env(&mut self, now: u64) -> (Env<'_>, &mut Option<Tcb>) {
-        (
-            Env {
-                now,
-                slab: &mut self.slab,
-                cfg: &self.cfg,
-                stats: &self.stats,
-                limiter: &mut self.limiter,
-            },
-            &mut self.tcb,
-        )
+        (env!(self, now), &mut self.tcb)
     }
 
     fn tcb(&self) -> &Tcb {
@@ -148,13 +153,7 @@ impl Net {
         let e = &mut self.ends[i];
         let mut rest = pending.as_slice();
         if let Some(t) = e.tcb.as_mut() {
-            let mut env = Env {
-                now,
-                slab: &mut e.slab,
-                cfg: &e.cfg,
-                stats: &e.stats,
-                limiter: &mut e.limiter,
-            };
+            let mut env = env!(e, now);
             if !rest.is_empty() {
                 let n = t.send(&mut env, rest);
                 rest = &rest[n..];
@@ -177,13 +176,7 @@ impl Net {
         let now = self.now;
         let e = &mut self.ends[i];
         let Some(t) = e.tcb.as_mut() else { return };
-        let mut env = Env {
-            now,
-            slab: &mut e.slab,
-            cfg: &e.cfg,
-            stats: &e.stats,
-            limiter: &mut e.limiter,
-        };
+        let mut env = env!(e, now);
         for _ in 0..10_000 {
             let Some(seg) = t.poll_output(&mut env) else {
                 break;
@@ -231,13 +224,7 @@ impl Net {
         }
         let now = self.now;
         let e = &mut self.ends[w.to];
-        let mut env = Env {
-            now,
-            slab: &mut e.slab,
-            cfg: &e.cfg,
-            stats: &e.stats,
-            limiter: &mut e.limiter,
-        };
+        let mut env = env!(e, now);
         match e.tcb.as_mut() {
             Some(t) => t.input(&mut env, &repr),
             None if repr.control == TcpControl::Syn && repr.ack_number.is_none() => {
@@ -290,13 +277,7 @@ impl Net {
             let e = &mut self.ends[i];
             if let Some(t) = e.tcb.as_mut() {
                 if t.poll_at(&e.cfg) <= now {
-                    let mut env = Env {
-                        now,
-                        slab: &mut e.slab,
-                        cfg: &e.cfg,
-                        stats: &e.stats,
-                        limiter: &mut e.limiter,
-                    };
+                    let mut env = env!(e, now);
                     t.on_timer(&mut env);
                 }
             }
@@ -572,13 +553,7 @@ fn rfc9293_3_8_6_1_zero_window_is_probed_until_it_opens() {
 fn inject(n: &mut Net, to: usize, seg: TcpRepr) {
     let now = n.now;
     let e = &mut n.ends[to];
-    let mut env = Env {
-        now,
-        slab: &mut e.slab,
-        cfg: &e.cfg,
-        stats: &e.stats,
-        limiter: &mut e.limiter,
-    };
+    let mut env = env!(e, now);
     e.tcb.as_mut().unwrap().input(&mut env, &seg);
 }
 
