@@ -38,6 +38,15 @@ pub(super) struct Conn {
     pub eng: Eng,
 }
 
+/// What [`Stack::report`] tells.
+#[derive(Default)]
+pub(super) struct Report {
+    pub open: bool,
+    pub readable: bool,
+    pub writable: bool,
+    pub peer_fin_drained: bool,
+}
+
 pub(super) struct Slot {
     pub gen: u32,
     pub conn: Option<Conn>,
@@ -160,6 +169,32 @@ impl<Q: PortQueue> Stack<Q> {
             self.stats.connected.inc();
         }
         self.events.push(Event::Open(id));
+    }
+
+    /// Tells the application what changed, in the same words for both
+    /// engines: the handshake completed, data or send room appeared, the
+    /// peer's FIN arrived and everything before it was read (once).
+    pub(super) fn report(&mut self, idx: u32, r: Report) {
+        let id = self.id(idx);
+        if r.open {
+            self.opened(idx);
+        }
+        let Some(c) = self.slots[idx as usize].conn.as_mut() else {
+            return;
+        };
+        if !c.opened {
+            return;
+        }
+        if r.readable {
+            self.events.push(Event::Readable(id));
+        }
+        if r.writable {
+            self.events.push(Event::Writable(id));
+        }
+        if r.peer_fin_drained && !c.peer_fin_told {
+            c.peer_fin_told = true;
+            self.events.push(Event::PeerClosed(id));
+        }
     }
 
     /// The connection is over: count and tell (once).

@@ -18,10 +18,10 @@ use smoltcp::wire::{
 
 use super::arp::{self, ArpCache};
 use super::classify::tcp_key;
-use super::conn::Eng;
+use super::conn::{Eng, Report};
 use super::timers::Entry;
 use super::timewait::{TimeWaits, TwRecord};
-use super::{Event, Stack, StackConfig, TcpOpts, EGRESS_PER_CONN};
+use super::{Stack, StackConfig, TcpOpts, EGRESS_PER_CONN};
 use crate::buf::PacketBuf;
 use crate::port::PortQueue;
 use crate::tcp::buf::Slab;
@@ -301,11 +301,9 @@ impl<Q: PortQueue> Stack<Q> {
     /// Hands the engine's events to the application and settles the
     /// connection: reaped when closed, turned into a record in TIME-WAIT.
     fn own_after(&mut self, idx: u32, touch: bool) {
-        let id = self.id(idx);
         let Some(c) = self.slots[idx as usize].conn.as_mut() else {
             return;
         };
-        let peer_fin_told = c.peer_fin_told;
         let Eng::Own(o) = &mut c.eng else { return };
         if o.tcb.rto_floor() > o.floor_seen {
             o.floor_seen = o.tcb.rto_floor();
@@ -314,28 +312,16 @@ impl<Q: PortQueue> Stack<Q> {
         let evs = o.tcb.take_events();
         let state = o.tcb.state();
         let readable = o.tcb.readable();
-        let peer_closed = o.tcb.peer_closed();
-        if evs & ev::OPEN != 0 {
-            self.opened(idx);
-        }
-        let opened = self.slots[idx as usize]
-            .conn
-            .as_ref()
-            .is_some_and(|c| c.opened);
-        if opened {
-            if evs & ev::READABLE != 0 && readable > 0 {
-                self.events.push(Event::Readable(id));
-            }
-            if evs & ev::WRITABLE != 0 {
-                self.events.push(Event::Writable(id));
-            }
-            if peer_closed && readable == 0 && !peer_fin_told {
-                if let Some(c) = self.slots[idx as usize].conn.as_mut() {
-                    c.peer_fin_told = true;
-                }
-                self.events.push(Event::PeerClosed(id));
-            }
-        }
+        let peer_fin_drained = o.tcb.peer_closed() && readable == 0;
+        self.report(
+            idx,
+            Report {
+                open: evs & ev::OPEN != 0,
+                readable: evs & ev::READABLE != 0 && readable > 0,
+                writable: evs & ev::WRITABLE != 0,
+                peer_fin_drained,
+            },
+        );
         match state {
             State::Closed => {
                 let normal = matches!(

@@ -557,10 +557,14 @@ impl<Q: PortQueue> Stack<Q> {
                 s.consume(n);
                 // The peer's FIN may have arrived while data was unread:
                 // the last read is when the application hears of it.
-                if !c.peer_fin_told && s.peer_fin_drained() {
-                    c.peer_fin_told = true;
-                    self.events.push(Event::PeerClosed(id));
-                }
+                let peer_fin_drained = s.peer_fin_drained();
+                self.report(
+                    id.idx,
+                    conn::Report {
+                        peer_fin_drained,
+                        ..Default::default()
+                    },
+                );
             }
             Eng::Own(_) => self.own_consume(id.idx, n),
         }

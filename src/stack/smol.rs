@@ -11,10 +11,10 @@ use smoltcp::time::Duration as SmolDuration;
 use smoltcp::wire::{IpEndpoint, Ipv4Address};
 
 use super::classify::tcp_key;
-use super::conn::Eng;
+use super::conn::{Eng, Report};
 use super::device::OneFrame;
 use super::timers::Entry;
-use super::{Event, Stack, TcpOpts, EGRESS_PER_CONN};
+use super::{Stack, TcpOpts, EGRESS_PER_CONN};
 use crate::buf::PacketBuf;
 use crate::error::{Error, Result};
 use crate::port::PortQueue;
@@ -305,19 +305,17 @@ impl<Q: PortQueue> Stack<Q> {
     /// Looks at a connection after something happened to it: emits events,
     /// settles the backlog, reaps it when it is over, marks it for egress.
     fn smol_check(&mut self, idx: u32, touch: bool) {
-        let id = self.id(idx);
         let Some(c) = self.slots[idx as usize].conn.as_mut() else {
             return;
         };
         let opened = c.opened;
-        let peer_fin_told = c.peer_fin_told;
         let Eng::Smol(sc) = &mut c.eng else { return };
         let s = sc.set.get_mut::<tcp::Socket>(sc.handle);
         let state = s.state();
         if !opened && matches!(state, tcp::State::Established | tcp::State::CloseWait) {
             s.set_timeout(None);
         }
-        let (recv_queue, may_recv) = (s.recv_queue(), s.may_recv());
+        let recv_queue = s.recv_queue();
         let room = s.send_capacity() - s.send_queue();
         use tcp::State::*;
         let prev = sc.last_state;
@@ -327,31 +325,16 @@ impl<Q: PortQueue> Stack<Q> {
             sc.want_writable = false;
             writable = true;
         }
-        if !opened && matches!(state, Established | CloseWait | FinWait1 | FinWait2) {
-            self.opened(idx);
-        }
-        let opened = self.slots[idx as usize]
-            .conn
-            .as_ref()
-            .is_some_and(|c| c.opened);
-        if opened {
-            if recv_queue > 0 {
-                self.events.push(Event::Readable(id));
-            }
-            if writable {
-                self.events.push(Event::Writable(id));
-            }
-            if !may_recv
-                && recv_queue == 0
-                && !peer_fin_told
-                && matches!(state, CloseWait | LastAck | Closing | TimeWait)
-            {
-                if let Some(c) = self.slots[idx as usize].conn.as_mut() {
-                    c.peer_fin_told = true;
-                }
-                self.events.push(Event::PeerClosed(id));
-            }
-        }
+        let peer_fin_drained = sc.peer_fin_drained();
+        self.report(
+            idx,
+            Report {
+                open: matches!(state, Established | CloseWait | FinWait1 | FinWait2),
+                readable: recv_queue > 0,
+                writable,
+                peer_fin_drained,
+            },
+        );
         // A connection entry in Listen is a passive open whose SYN was
         // refused, or whose handshake was reset: it is over, unannounced.
         if matches!(state, Closed | TimeWait) {
