@@ -11,7 +11,7 @@
 use crate::buf::{Checksum, RxChecksum};
 use smoltcp::wire::{
     ArpPacket, EthernetAddress, EthernetFrame, EthernetProtocol, Icmpv4Packet, IpProtocol,
-    Ipv4Address, Ipv4Packet, TcpPacket, TcpRepr, UdpPacket,
+    Ipv4Address, Ipv4Packet, TcpPacket, UdpPacket,
 };
 
 /// Where a frame goes.
@@ -175,15 +175,11 @@ fn ipv4(bytes: &[u8], ours: Ipv4Address, verify: Verify) -> Result<Class, Reject
         IpProtocol::Tcp => {
             let tcp = TcpPacket::new_checked(payload).map_err(|_| Reject::Malformed)?;
             checked(verify.l4, || tcp.verify_checksum(&src.into(), &dst.into()))?;
-            if tcp.header_len() > 20 {
-                // Options: make sure smoltcp will accept them, so that a
-                // garbage option is counted here rather than dropped
-                // silently inside smoltcp.
-                let caps = smoltcp::phy::ChecksumCapabilities::ignored();
-                TcpRepr::parse(&tcp, &src.into(), &dst.into(), &caps)
-                    .map_err(|_| Reject::Malformed)?;
-            }
-            if tcp.src_port() == 0 || tcp.dst_port() == 0 {
+            // Flags and options: refuse here what either engine would
+            // refuse, so that a garbage header is counted rather than
+            // dropped silently inside smoltcp (the same rules as its
+            // parser, with a fast path for the usual timestamp layout).
+            if !crate::tcp::wire::acceptable(&tcp) {
                 return Err(Reject::Malformed);
             }
             Ok(Class::Tcp {
@@ -216,6 +212,7 @@ fn ipv4(bytes: &[u8], ours: Ipv4Address, verify: Verify) -> Result<Class, Reject
 #[cfg(test)]
 mod tests {
     use super::*;
+    use smoltcp::wire::TcpRepr;
 
     const MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);
     const IP: Ipv4Address = Ipv4Address::new(10, 0, 0, 1);

@@ -124,11 +124,7 @@ impl<Q: PortQueue> Stack<Q> {
             let Ok(t) = TcpPacket::new_checked(ip.payload()) else {
                 return None;
             };
-            let caps = smoltcp::phy::ChecksumCapabilities::ignored();
-            let Ok(r) = TcpRepr::parse(&t, &ip.src_addr().into(), &ip.dst_addr().into(), &caps)
-            else {
-                return None;
-            };
+            let r = crate::tcp::wire::parse(&t)?;
             (
                 r.control,
                 r.seq_number.0 as u32,
