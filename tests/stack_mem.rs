@@ -1001,3 +1001,95 @@ fn cps_cost_on_a_manual_clock() {
     );
     assert!(n.client.app().closed >= total);
 }
+
+/// Takes data only in whole 3,000-byte messages (as a parser waiting for
+/// a complete request does): more than one 2 KiB chunk of the bypass
+/// engine's receive queue.
+#[derive(Default)]
+struct Whole {
+    messages: usize,
+    bad: usize,
+    longest_offer: usize,
+}
+
+impl TcpApp for Whole {
+    type Conn = ();
+    fn on_open(&mut self, _: &mut Conn<'_>) {}
+    fn on_data(&mut self, _: &mut (), _: &mut Conn<'_>, d: &[u8]) -> usize {
+        self.longest_offer = self.longest_offer.max(d.len());
+        let whole = d.len() / 3000 * 3000;
+        for m in d[..whole].chunks(3000) {
+            self.messages += 1;
+            if m.iter().any(|&b| b != m[0]) {
+                self.bad += 1;
+            }
+        }
+        whole
+    }
+}
+
+/// Sends `left` bytes, 3,000-byte messages of one repeated byte each.
+struct Sender {
+    sent: usize,
+    left: usize,
+}
+
+impl Sender {
+    fn push(&mut self, c: &mut Conn<'_>) {
+        while self.left > 0 {
+            let msg: Vec<u8> = (self.sent..self.sent + self.left.min(3000))
+                .map(|i| (i / 3000) as u8)
+                .collect();
+            let n = c.send(&msg);
+            self.sent += n;
+            self.left -= n;
+            if n < msg.len() {
+                return;
+            }
+        }
+    }
+}
+
+impl TcpApp for Sender {
+    type Conn = ();
+    fn on_open(&mut self, c: &mut Conn<'_>) {
+        self.push(c);
+    }
+    fn on_data(&mut self, _: &mut (), _: &mut Conn<'_>, d: &[u8]) -> usize {
+        d.len()
+    }
+    fn on_writable(&mut self, _: &mut (), c: &mut Conn<'_>) {
+        self.push(c);
+    }
+}
+
+#[test]
+fn an_application_that_needs_more_than_one_chunk_gets_it_contiguous() {
+    // The bypass engine lends its first 2 KiB chunk of unread bytes; an
+    // application that takes nothing of it is offered a contiguous copy of
+    // everything readable, so a 3,000-byte message is never stuck.
+    let lopts = ListenOpts::default();
+    let mut n = net(
+        Faults::default(),
+        Whole::default(),
+        Sender {
+            sent: 0,
+            left: 300_000,
+        },
+        lopts,
+        TcpOpts::default(),
+    );
+    n.client
+        .stack_mut()
+        .connect(SocketAddrV4::new(SERVER, 7))
+        .unwrap();
+    let done = n.drive(2_000_000, |n| n.server.app().messages == 100);
+    let w = n.server.app();
+    assert!(done, "{} of 100 messages", w.messages);
+    assert_eq!(w.bad, 0);
+    assert!(
+        w.longest_offer >= 3000,
+        "offered {} at most",
+        w.longest_offer
+    );
+}

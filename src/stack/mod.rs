@@ -544,6 +544,26 @@ impl<Q: PortQueue> Stack<Q> {
         }
     }
 
+    /// The first unread bytes of a bypass-engine connection, lent where
+    /// they were reassembled (no copy; at most one 2 KiB chunk), or
+    /// `Some(None)` when there are none. `None` when the connection does
+    /// not lend (smoltcp's, or gone): use [`Stack::peek`]. The stack may be
+    /// used while the bytes are out; give them back with
+    /// [`Stack::give_back`] before lending again.
+    pub fn lend(&mut self, id: ConnId) -> Option<Option<crate::tcp::buf::Lent>> {
+        let slab = &mut self.own.slab;
+        match &conn::live(&mut self.slots, id)?.eng {
+            Eng::Own(o) => Some(o.tcb.lend(slab)),
+            Eng::Smol(_) => None,
+        }
+    }
+
+    /// Returns what [`Stack::lend`] lent (whatever happened to the
+    /// connection meanwhile).
+    pub fn give_back(&mut self, lent: crate::tcp::buf::Lent) {
+        self.own.slab.give_back(lent);
+    }
+
     /// Consumes `n` bytes already peeked (the window opens accordingly).
     pub fn consume(&mut self, id: ConnId, n: usize) {
         if n == 0 {

@@ -569,6 +569,12 @@ impl Tcb {
         self.rcv_buf.first(slab, self.rcv_ready)
     }
 
+    /// The same bytes as [`Tcb::peek`], lent: the chunk moves out of the
+    /// slab while the application reads it (see [`super::buf::Lent`]).
+    pub fn lend(&self, slab: &mut Slab) -> Option<super::buf::Lent> {
+        self.rcv_buf.lend_first(slab, self.rcv_ready)
+    }
+
     /// Consumes `n` read bytes; the window opens accordingly.
     pub fn consume(&mut self, env: &mut Env, n: u32) {
         let n = n.min(self.rcv_ready);
