@@ -96,6 +96,9 @@ pub struct StackStats {
     pub max_in_flight: Counter,
     /// Largest congestion window of one bypass-engine connection so far.
     pub max_cwnd: Counter,
+    /// Largest receive window a peer offered one bypass-engine connection
+    /// so far (scaled).
+    pub max_peer_window: Counter,
     /// The bypass TCP engine's counters.
     pub tcp: TcpStats,
 }

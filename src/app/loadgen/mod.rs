@@ -164,9 +164,14 @@ impl LoadConfig {
             }
         }
         if let Some(b) = self.bulk {
-            if b.conns == 0 || b.bytes == 0 || self.mode != Mode::Rr || self.pipeline != 1 {
+            if b.conns == 0
+                || b.bytes == 0
+                || self.mode != Mode::Rr
+                || self.pipeline != 1
+                || !self.start_after_ramp
+            {
                 return Err(
-                    "a bulk transfer needs --mode rr, --pipeline 1, and at least one connection and one byte"
+                    "a bulk transfer needs --mode rr, --pipeline 1, the load started after the ramp, and at least one connection and one byte"
                         .into(),
                 );
             }
@@ -272,8 +277,13 @@ pub struct LoadGen {
     /// bulk bytes expected back or 0), until the connection's next
     /// callback adopts it.
     kicked: HashMap<ConnId, (u64, usize, usize), ahash::RandomState>,
-    /// Bulk requests started so far.
+    /// Bulk requests started so far, and not yet echoed in full (nor
+    /// ended).
     bulk_started: usize,
+    bulk_running: usize,
+    /// When the turns of request/response started (after the hold and
+    /// the bulk transfers).
+    load_from: Option<Instant>,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -317,6 +327,8 @@ impl LoadGen {
             waiting: VecDeque::new(),
             kicked: HashMap::default(),
             bulk_started: 0,
+            bulk_running: 0,
+            load_from: None,
         }
     }
 
@@ -383,6 +395,7 @@ impl LoadGen {
     /// A bulk request's echo came back in full.
     fn bulk_done(&mut self, sent_us: u64, now: Instant) {
         self.inflight = self.inflight.saturating_sub(1);
+        self.bulk_running = self.bulk_running.saturating_sub(1);
         self.stats.bulk_done.inc();
         self.stats
             .bulk_longest_us
@@ -485,9 +498,36 @@ impl LoadGen {
             .is_some_and(|w| !self.waiting.is_empty() || self.inflight + more > w)
     }
 
-    /// Starts connections that waited for the ramp (up to a bound).
-    fn kick(&mut self, ctx: &mut Ctx<'_>) -> usize {
+    /// Starts the bulk transfers, alone on the full table; true while they
+    /// run (the turns wait for them).
+    fn kick_bulk(&mut self, ctx: &mut Ctx<'_>) -> Option<usize> {
+        let b = self.cfg.bulk?;
         let now = ctx.now().micros();
+        let want = b.conns.min(self.cfg.connections);
+        let mut n = 0;
+        while self.bulk_started < want {
+            let Some(id) = self.waiting.pop_front() else {
+                break;
+            };
+            self.bulk_started += 1;
+            self.bulk_running += 1;
+            self.inflight += 1;
+            let k = self.send_pattern(&mut ctx.conn(id), b.bytes);
+            self.stats.bytes_out.add(b.bytes as u64);
+            self.kicked.insert(id, (now, b.bytes - k, b.bytes));
+            n += 1;
+        }
+        (self.bulk_running > 0).then_some(n)
+    }
+
+    /// Starts connections that waited for the ramp (up to a bound): the
+    /// bulk transfers first, alone; then the turns.
+    fn kick(&mut self, ctx: &mut Ctx<'_>) -> usize {
+        if let Some(n) = self.kick_bulk(ctx) {
+            return n;
+        }
+        let now = ctx.now().micros();
+        self.load_from.get_or_insert(ctx.now());
         let mut n = self.waiting.len().min(KICKS_PER_POLL);
         if let Some(w) = self.cfg.max_inflight {
             n = n.min(w.saturating_sub(self.inflight));
@@ -496,13 +536,6 @@ impl LoadGen {
         let ids: Vec<ConnId> = self.waiting.drain(..n).collect();
         for id in ids {
             let mut conn = ctx.conn(id);
-            if let Some(b) = self.cfg.bulk.filter(|b| self.bulk_started < b.conns) {
-                self.bulk_started += 1;
-                let k = self.send_pattern(&mut conn, b.bytes);
-                self.stats.bytes_out.add(b.bytes as u64);
-                self.kicked.insert(id, (now, b.bytes - k, b.bytes));
-                continue;
-            }
             let bytes = match self.cfg.mode {
                 Mode::Http => {
                     self.req.clear();
@@ -729,6 +762,10 @@ impl TcpApp for LoadGen {
     }
 
     fn on_close(&mut self, f: Flow, reason: CloseReason) {
+        if f.bulk_left > 0 {
+            // Ended before its echo came back: the turns go on without it.
+            self.bulk_running = self.bulk_running.saturating_sub(1);
+        }
         self.inflight = self.inflight.saturating_sub(f.stamps.len());
         self.live = self.live.saturating_sub(1);
         self.stats.open.set(self.live as u64);
@@ -802,17 +839,18 @@ impl TcpApp for LoadGen {
 
 impl LoadGen {
     /// The measured window: (transactions, seconds) from the moment every
-    /// connection was open (the first one, for `cps`) to the last poll.
+    /// connection was open (the first one, for `cps`; with
+    /// `start_after_ramp`, when the turns started after the hold and the
+    /// bulk transfers) to the last poll.
     pub fn window(&self) -> (u64, f64) {
-        let Some(full) = self.full_at else {
+        let from = if self.cfg.start_after_ramp {
+            self.load_from
+        } else {
+            self.full_at
+        };
+        let Some(from) = from else {
             return (0, 0.0);
         };
-        let hold = if self.cfg.start_after_ramp {
-            self.cfg.hold_us
-        } else {
-            0
-        };
-        let from = Instant(full.micros().saturating_add(hold));
         (
             self.stats
                 .transactions

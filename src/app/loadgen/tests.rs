@@ -160,16 +160,17 @@ fn the_full_table_is_held_idle_before_the_load_starts() {
 }
 
 #[test]
-fn bulk_requests_go_first_and_are_echoed_in_full_before_the_turns() {
-    let mut g = gen(Mode::Rr, 3);
-    g.cfg.start_after_ramp = true;
-    g.cfg.max_inflight = Some(3);
-    g.cfg.bulk = Some(Bulk {
+fn bulk_transfers_run_alone_first_then_everyone_takes_turns() {
+    let mut c = LoadConfig::new(vec![target(7)], Mode::Rr, 3);
+    c.size = 4;
+    c.start_after_ramp = true;
+    c.max_inflight = Some(3);
+    c.bulk = Some(Bulk {
         conns: 1,
         bytes: 10_000,
     });
-    assert!(g.cfg.validate().is_ok());
-    let mut g = LoadGen::new(g.cfg.clone(), Arc::default());
+    assert!(c.validate().is_ok());
+    let mut g = LoadGen::new(c, Arc::default());
     let mut fake = Fake::default();
     poll(&mut g, &mut fake, 0);
     let ids: Vec<ConnId> = fake.connects.iter().map(|c| c.0).collect();
@@ -177,12 +178,12 @@ fn bulk_requests_go_first_and_are_echoed_in_full_before_the_turns() {
         .iter()
         .map(|&id| open(&mut g, &mut fake, id, 1))
         .collect();
-    // The first started connection sends the bulk request (the send
-    // buffers take 6,000 bytes in all: the others' requests wait).
+    // Only the bulk transfer starts (the send buffer takes 6,000 of it).
     fake.room = Some(6_000);
-    assert_eq!(poll(&mut g, &mut fake, 2), 3);
+    assert_eq!(poll(&mut g, &mut fake, 2), 1);
     assert_eq!(fake.sent[&ids[0]].len(), 6_000);
-    assert_eq!(fake.sent.get(&ids[1]).map_or(0, Vec::len), 0);
+    assert_eq!(poll(&mut g, &mut fake, 3), 0);
+    assert_eq!(fake.sent.len(), 1);
     // Room again: the rest leaves on writable.
     fake.room = None;
     g.on_writable(&mut flows[0], &mut Conn::new(&mut fake, ids[0], Instant(3)));
@@ -192,12 +193,20 @@ fn bulk_requests_go_first_and_are_echoed_in_full_before_the_turns() {
     data(&mut g, &mut fake, &mut flows[0], ids[0], 50, &echo);
     data(&mut g, &mut fake, &mut flows[0], ids[0], 60, &echo);
     assert_eq!(g.stats().bulk_done.get(), 0);
+    assert_eq!(poll(&mut g, &mut fake, 65), 0);
     data(&mut g, &mut fake, &mut flows[0], ids[0], 70, &echo[..2_000]);
     assert_eq!(g.stats().bulk_done.get(), 1);
     assert_eq!(g.stats().bulk_longest_us.get(), 68);
-    // Not a transaction; the connection then takes turns like the others.
+    // Not a transaction; the window has not opened yet.
     assert_eq!(g.stats().transactions.get(), 0);
+    assert_eq!(g.window(), (0, 0.0));
+    // Now everyone takes turns, the bulk connection last.
+    assert_eq!(poll(&mut g, &mut fake, 80), 3);
+    assert_eq!(fake.sent[&ids[1]].len(), 4);
+    assert_eq!(fake.sent[&ids[2]].len(), 4);
     assert_eq!(fake.sent[&ids[0]].len(), 10_004);
+    data(&mut g, &mut fake, &mut flows[1], ids[1], 90, b"abcd");
+    assert_eq!(g.latency().max(), 10);
     let mut c = LoadConfig::new(vec![target(7)], Mode::Cps, 1);
     c.bulk = Some(Bulk { conns: 1, bytes: 1 });
     assert!(c.validate().is_err());

@@ -145,6 +145,9 @@ pub struct Point {
     pub bulk_longest_us: u64,
     pub max_in_flight: u64,
     pub max_cwnd: u64,
+    /// The largest receive window a peer offered (what a busy connection
+    /// may use; the congestion window decides how much of it it does).
+    pub max_peer_window: u64,
     /// The kernel in the same state, for as many pairs as the descriptor
     /// limit allows.
     pub kernel: Option<KernelMem>,
@@ -196,7 +199,7 @@ fn point(a: &TcpBenchArgs, n: usize) -> Result<(Point, OursRun)> {
     });
     a.say(&format!(
         "conns: {n} connection pairs between our loadgen (core {}) and our server (core {}) in this process over a mem wire; \
-         held idle {} s, then {} B request/response on all of them for {} s (at most {} requests in flight: connections take turns){}; \
+         held idle {} s, then {} B request/response on all of them until {} s after the hold (at most {} requests in flight: connections take turns){}; \
          windows rx {} B / tx {} B (limits; payload is held only while queued); machine: {}",
         a.client_core,
         a.server_core,
@@ -204,7 +207,7 @@ fn point(a: &TcpBenchArgs, n: usize) -> Result<(Point, OursRun)> {
         a.size,
         a.duration,
         a.max_inflight.min(n),
-        bulk.map_or(String::new(), |b| format!(", {} of them first echo {} B in bulk", b.conns, b.bytes)),
+        bulk.map_or(String::new(), |b| format!("; first {} of them echo {} B in bulk, alone on the full table, and the turns start when they are done", b.conns, b.bytes)),
         tcp.rx_buf,
         tcp.tx_buf,
         machine()
@@ -228,7 +231,10 @@ fn point(a: &TcpBenchArgs, n: usize) -> Result<(Point, OursRun)> {
             duration,
         },
         Duration::from_micros(a.idle_sleep_us),
-        Extra { progress: !a.json },
+        Extra {
+            progress: !a.json,
+            presize: !a.no_presize,
+        },
     )?;
     let full = r.load.time_to_full_s;
     let open = if full.is_some() {
@@ -302,13 +308,15 @@ fn point(a: &TcpBenchArgs, n: usize) -> Result<(Point, OursRun)> {
     ));
     if let Some(b) = bulk {
         a.say(&format!(
-            "bulk: {} of {} connections echoed {} B each, longest {:.1} ms; most bytes in flight on one connection {} (window >= 64 KiB: {}), largest cwnd {}",
+            "bulk: {} of {} connections echoed {} B each, longest {:.1} ms; windows offered up to {} B (>= 64 KiB: {}); most bytes in flight on one connection {} (>= 64 KiB: {}), largest cwnd {}",
             r.bulk_done,
             b.conns,
             b.bytes,
             r.bulk_longest_us as f64 / 1000.0,
+            r.max_peer_window,
+            if r.max_peer_window >= 65536 { "met" } else { "MISSED" },
             r.max_in_flight,
-            if r.max_in_flight >= 65536 { "met" } else { "MISSED" },
+            if r.max_in_flight >= 65536 { "met" } else { "no: congestion-limited" },
             r.max_cwnd
         ));
     }
@@ -367,6 +375,7 @@ fn point(a: &TcpBenchArgs, n: usize) -> Result<(Point, OursRun)> {
         bulk_longest_us: r.bulk_longest_us,
         max_in_flight: r.max_in_flight,
         max_cwnd: r.max_cwnd,
+        max_peer_window: r.max_peer_window,
         kernel: km.clone(),
     };
     if let Some(file) = &a.plot {

@@ -97,8 +97,14 @@ pub struct TcpBenchArgs {
     /// a busy connection gets a full window (0: none).
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub bulk: usize,
-    /// conns: bytes of each bulk transfer.
-    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    /// conns: let the connection tables grow as connections come instead
+    /// of sizing them for the run (to see what a grow costs the loop).
+    #[arg(long)]
+    pub no_presize: bool,
+    /// conns: bytes of each bulk transfer (4 MiB: a 1 MiB transfer ends
+    /// while CUBIC is still growing its window past 60 KB, after HyStart++
+    /// leaves slow start).
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
     pub bulk_bytes: usize,
     /// Ours: after 1024 idle loop iterations in a row, sleep this many
     /// microseconds (0: spin, the poll-mode default; on a shared machine a
@@ -229,7 +235,10 @@ fn run_ours_at(
             duration,
         },
         Duration::from_micros(a.idle_sleep_us),
-        ours::Extra { progress: false },
+        ours::Extra {
+            progress: false,
+            presize: true,
+        },
     )
 }
 

@@ -191,11 +191,12 @@ pub fn build_stack(
     tcp: TcpOpts,
     now: Instant,
     expected: usize,
+    presize: bool,
 ) -> Result<Stack<MemQueue>> {
     // Sized for the run up front: the table never grows (and rehashes)
     // while the loop runs.
     let sized = |mut c: StackConfig| {
-        c.expected_conns = expected;
+        c.expected_conns = if presize { expected } else { 0 };
         c.max_conns = c.max_conns.max(expected + expected / 8 + 1024);
         c
     };
@@ -378,6 +379,8 @@ pub struct OursRun {
     pub max_in_flight: u64,
     /// Largest congestion window of one connection (bypass engine).
     pub max_cwnd: u64,
+    /// Largest receive window a peer offered (bypass engine).
+    pub max_peer_window: u64,
     /// Bulk requests echoed in full, and the longest of them (µs).
     pub bulk_done: u64,
     pub bulk_longest_us: u64,
@@ -391,6 +394,9 @@ pub struct OursRun {
 pub struct Extra {
     /// Draw the ramp's progress bar (on a terminal).
     pub progress: bool,
+    /// Size the stacks' tables for the run up front (else they grow as
+    /// connections come).
+    pub presize: bool,
 }
 
 pub fn run_ours(
@@ -472,6 +478,7 @@ pub fn run_ours(
                     tcp,
                     clock.now(),
                     load.connections,
+                    extra.presize,
                 )?;
                 if let Some(sh) = server_shards.get_mut(q).and_then(Option::take) {
                     s.set_shard(sh)?;
@@ -489,8 +496,15 @@ pub fn run_ours(
                 let queue = qb[q]
                     .take()
                     .ok_or_else(|| Error::Config("a wire is loaded twice".into()))?;
-                let mut s =
-                    build_stack(Role::Client, queue, &ib, tcp, clock.now(), load.connections)?;
+                let mut s = build_stack(
+                    Role::Client,
+                    queue,
+                    &ib,
+                    tcp,
+                    clock.now(),
+                    load.connections,
+                    extra.presize,
+                )?;
                 if let Some(sh) = client_shards.get_mut(q).and_then(Option::take) {
                     s.set_shard(sh)?;
                 }
@@ -622,6 +636,11 @@ pub fn run_ours(
         max_cwnd: all_stats
             .iter()
             .map(|s| s.max_cwnd.get())
+            .max()
+            .unwrap_or(0),
+        max_peer_window: all_stats
+            .iter()
+            .map(|s| s.max_peer_window.get())
             .max()
             .unwrap_or(0),
         bulk_done: load_stats.iter().map(|s| s.bulk_done.get()).sum(),
