@@ -136,8 +136,9 @@ pub struct Point {
     pub drops: u64,
     pub errors: u64,
     /// Longest loop iteration of either core while ramping, holding,
-    /// loading (µs).
+    /// loading (µs): wall time, and time on a CPU (at most; within 1 ms).
     pub longest_iteration_us: [u64; 3],
+    pub longest_iteration_cpu_us: [u64; 3],
     /// Bulk transfers done (of those asked), the longest, and the most
     /// bytes in flight / the largest congestion window on one connection.
     pub bulk_asked: usize,
@@ -261,10 +262,13 @@ fn point(a: &TcpBenchArgs, n: usize) -> Result<(Point, OursRun)> {
         )),
     }
     a.say(&format!(
-        "longest loop iteration: {} us while ramping, {} us while holding, {} us under load; server table {} connections, room for {} before it grows",
+        "longest loop iteration (wall / on a CPU): {} / {} us while ramping, {} / {} us while holding, {} / {} us under load; server table {} connections, room for {} before it grows",
         r.longest_iteration_us[0],
+        r.longest_iteration_cpu_us[0],
         r.longest_iteration_us[1],
+        r.longest_iteration_cpu_us[1],
         r.longest_iteration_us[2],
+        r.longest_iteration_cpu_us[2],
         r.server_table.0,
         r.server_table.1
     ));
@@ -287,7 +291,7 @@ fn point(a: &TcpBenchArgs, n: usize) -> Result<(Point, OursRun)> {
     let slot = Stack::<bypass::port::mem::MemQueue>::CONN_SLOT_BYTES;
     a.say(&format!(
         "  where an end's bytes go (size_of): the table slot {slot} B (the stack's Conn with the {} engine's block inline), \
-         the 4-tuple map entry 16 B + 1 control byte (sized for the run, so ~{:.0} B per end at this fill), \
+         the 4-tuple map entry 16 B + 1 control byte per bucket (~{:.0} B per end at this fill), \
          a timer heap entry 16 B while a deadline is set, the application's state (server: 8 B; loadgen: {} B + its request stamps once it has sent), \
          plus allocator overhead",
         TcpOpts::default().engine,
@@ -370,6 +374,7 @@ fn point(a: &TcpBenchArgs, n: usize) -> Result<(Point, OursRun)> {
         drops: r.drops,
         errors: side.errors,
         longest_iteration_us: r.longest_iteration_us,
+        longest_iteration_cpu_us: r.longest_iteration_cpu_us,
         bulk_asked: bulk.map_or(0, |b| b.conns),
         bulk_done: r.bulk_done,
         bulk_longest_us: r.bulk_longest_us,
