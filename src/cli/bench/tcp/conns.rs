@@ -149,6 +149,10 @@ pub struct Point {
     /// The largest receive window a peer offered (what a busy connection
     /// may use; the congestion window decides how much of it it does).
     pub max_peer_window: u64,
+    /// Windows of 1 s without progress outside the hold, and the share of
+    /// time our threads waited for a CPU (other work on the machine).
+    pub stalls: usize,
+    pub cpu_wait: f64,
     /// The kernel in the same state, for as many pairs as the descriptor
     /// limit allows.
     pub kernel: Option<KernelMem>,
@@ -381,6 +385,8 @@ fn point(a: &TcpBenchArgs, n: usize) -> Result<(Point, OursRun)> {
         max_in_flight: r.max_in_flight,
         max_cwnd: r.max_cwnd,
         max_peer_window: r.max_peer_window,
+        stalls: r.stalls.len(),
+        cpu_wait: r.cpu_wait_share,
         kernel: km.clone(),
     };
     if let Some(file) = &a.plot {
@@ -466,7 +472,7 @@ fn sweep(a: &TcpBenchArgs, points: &[usize]) -> Result<()> {
         got.push(p);
     }
     a.say(&format!(
-        "{:>9} {:>8} {:>9} {:>9} {:>9} {:>10} {:>7} {:>7} {:>8} {:>6} {:>9} {:>10}",
+        "{:>9} {:>8} {:>9} {:>9} {:>9} {:>10} {:>7} {:>7} {:>8} {:>6} {:>6} {:>5} {:>9} {:>12}",
         "pairs",
         "ramp s",
         "idle B",
@@ -477,12 +483,14 @@ fn sweep(a: &TcpBenchArgs, points: &[usize]) -> Result<()> {
         "p99us",
         "p99.9us",
         "drops",
+        "stalls",
+        "wait",
         "peak MiB",
         "kernel B"
     ));
     for p in &got {
         a.say(&format!(
-            "{:>9} {:>8} {:>9.0} {:>9.0} {:>9.0} {:>10.0} {:>7} {:>7} {:>8} {:>6} {:>9.0} {:>10}",
+            "{:>9} {:>8} {:>9.0} {:>9.0} {:>9.0} {:>10.0} {:>7} {:>7} {:>8} {:>6} {:>6} {:>4.0}% {:>9.0} {:>12}",
             p.connections,
             p.time_to_full_s.map_or("-".into(), |t| format!("{t:.2}")),
             p.per_idle_end,
@@ -493,6 +501,8 @@ fn sweep(a: &TcpBenchArgs, points: &[usize]) -> Result<()> {
             p.p99_us,
             p.p999_us,
             p.drops,
+            p.stalls,
+            p.cpu_wait * 100.0,
             mib(p.rss_peak),
             p.kernel
                 .as_ref()
