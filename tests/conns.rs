@@ -43,6 +43,8 @@ fn ten_thousand_pairs_ramp_hold_and_take_turns_without_drops() {
         "3",
         "--bulk",
         "0",
+        "--max-inflight",
+        "256",
         "--ramp-timeout",
         "60",
     ]);
@@ -55,7 +57,7 @@ fn ten_thousand_pairs_ramp_hold_and_take_turns_without_drops() {
     assert_eq!(u(p, "drops"), 0, "{p}");
     assert_eq!(u(p, "errors"), 0, "{p}");
     // Connections took turns: far more transactions than requests allowed
-    // in flight at once, so every connection was served.
+    // in flight at once (256), so every connection was served.
     assert!(u(p, "transactions") > 10_000, "{p}");
     assert!(d["ours"]["rss_idle_clean"].as_bool() == Some(true), "{d}");
     // Idle ends cost what the table slot, the map and the app state cost
