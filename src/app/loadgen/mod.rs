@@ -222,6 +222,9 @@ pub struct LoadStats {
     /// Set once every connection has been open at the same time (µs of
     /// the core's clock + 1; 0: not yet).
     pub full_at_us: Counter,
+    /// Set when connections that waited (for the ramp, the hold and the
+    /// bulk transfers) were first started (µs + 1; 0: not yet).
+    pub turns_at_us: Counter,
     /// Bulk requests whose echo came back in full.
     pub bulk_done: Counter,
     /// Longest bulk request, from its start to the last byte of its echo
@@ -527,7 +530,10 @@ impl LoadGen {
             return n;
         }
         let now = ctx.now().micros();
-        self.load_from.get_or_insert(ctx.now());
+        if self.load_from.is_none() {
+            self.load_from = Some(ctx.now());
+            self.stats.turns_at_us.set(ctx.now().micros() + 1);
+        }
         let mut n = self.waiting.len().min(KICKS_PER_POLL);
         if let Some(w) = self.cfg.max_inflight {
             n = n.min(w.saturating_sub(self.inflight));
@@ -839,16 +845,11 @@ impl TcpApp for LoadGen {
 
 impl LoadGen {
     /// The measured window: (transactions, seconds) from the moment every
-    /// connection was open (the first one, for `cps`; with
-    /// `start_after_ramp`, when the turns started after the hold and the
-    /// bulk transfers) to the last poll.
+    /// connection was open (the first one, for `cps`), or once waiting
+    /// connections were started (`start_after_ramp`: after the hold and
+    /// the bulk transfers), to the last poll.
     pub fn window(&self) -> (u64, f64) {
-        let from = if self.cfg.start_after_ramp {
-            self.load_from
-        } else {
-            self.full_at
-        };
-        let Some(from) = from else {
+        let Some(from) = self.load_from.or(self.full_at) else {
             return (0, 0.0);
         };
         (

@@ -204,7 +204,7 @@ fn point(a: &TcpBenchArgs, n: usize) -> Result<(Point, OursRun)> {
     });
     a.say(&format!(
         "conns: {n} connection pairs between our loadgen (core {}) and our server (core {}) in this process over a mem wire; \
-         held idle {} s, then {} B request/response on all of them until {} s after the hold (at most {} requests in flight: connections take turns){}; \
+         held idle {} s, then {} B request/response on all of them for {} s once their turns start (at most {} requests in flight: connections take turns){}; \
          windows rx {} B / tx {} B (limits; payload is held only while queued); machine: {}",
         a.client_core,
         a.server_core,
@@ -234,6 +234,7 @@ fn point(a: &TcpBenchArgs, n: usize) -> Result<(Point, OursRun)> {
             ramp_timeout,
             hold,
             duration,
+            wait_turns: bulk.is_some(),
         },
         Duration::from_micros(a.idle_sleep_us),
         Extra {

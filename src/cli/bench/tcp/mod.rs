@@ -233,6 +233,7 @@ fn run_ours_at(
             ramp_timeout,
             hold: Duration::ZERO,
             duration,
+            wait_turns: false,
         },
         Duration::from_micros(a.idle_sleep_us),
         ours::Extra {

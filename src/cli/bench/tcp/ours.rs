@@ -55,6 +55,7 @@ pub fn timed_run<W: Worker>(
         ramp_timeout,
         hold: Duration::ZERO,
         duration,
+        wait_turns: false,
     };
     timed_run_held(cores, workers, load, times, idle_sleep, |p| match p {
         Phase::Full => at(true),
@@ -90,9 +91,16 @@ pub struct Times {
     pub ramp_timeout: Duration,
     /// The full table held idle (the generators' `hold_us`).
     pub hold: Duration,
-    /// Measured after the hold.
+    /// Measured after the hold (with `wait_turns`: after the turns start).
     pub duration: Duration,
+    /// The generators start with bulk transfers after the hold: measure
+    /// `duration` from when they start the turns (at most [`BULK_LIMIT`]
+    /// after the hold).
+    pub wait_turns: bool,
 }
+
+/// Longest the bulk transfers may delay the turns.
+pub const BULK_LIMIT: Duration = Duration::from_secs(60);
 
 /// [`timed_run`] with a hold: once the table is full the generators keep
 /// it idle for `times.hold` (their `LoadConfig::hold_us`; no progress is
@@ -108,7 +116,17 @@ pub fn timed_run_held<W: Worker>(
 ) -> Result<(Vec<W>, Window)> {
     let cfg = RunConfig {
         cores,
-        duration: Some(times.ramp_timeout + times.hold + times.duration + Duration::from_secs(1)),
+        duration: Some(
+            times.ramp_timeout
+                + times.hold
+                + times.duration
+                + Duration::from_secs(1)
+                + if times.wait_turns {
+                    BULK_LIMIT
+                } else {
+                    Duration::ZERO
+                },
+        ),
         stats_interval: Some(Duration::from_millis(10)),
         idle_sleep,
         no_pin: false,
@@ -116,14 +134,16 @@ pub fn timed_run_held<W: Worker>(
     let stop = Stop::new();
     let stopper = stop.clone();
     let mut full: Option<f64> = None;
+    let mut turns: Option<f64> = None;
     let mut hold_told = times.hold.is_zero();
     let hold = times.hold.as_secs_f64();
     let margin = HOLD_MARGIN.as_secs_f64().min(hold / 2.0);
     let ramp = times.ramp_timeout.as_secs_f64();
     let mut watch = StallWatch::new(STALL_WINDOW.as_secs_f64());
+    // Bulk bytes coming back count as progress too.
     let progress = || {
         load.iter()
-            .map(|s| s.transactions.get() + s.opened.get())
+            .map(|s| s.transactions.get() + s.opened.get() + s.bytes_in.get())
             .sum::<u64>()
     };
     let workers = runtime::run(&cfg, workers, &stop, |t| {
@@ -148,7 +168,18 @@ pub fn timed_run_held<W: Worker>(
                 on(Phase::HoldEnd);
             }
         }
-        let end = full.map(|f| f + hold + times.duration.as_secs_f64());
+        if turns.is_none() && full.is_some() && load.iter().all(|s| s.turns_at_us.get() > 0) {
+            turns = Some(t);
+        }
+        let end = full.map(|f| {
+            let from = match turns {
+                Some(x) if times.wait_turns => x,
+                // The bulk transfers took too long: measure what there is.
+                None if times.wait_turns => f + hold + BULK_LIMIT.as_secs_f64(),
+                _ => f + hold,
+            };
+            from + times.duration.as_secs_f64()
+        });
         if end.is_some_and(|e| t >= e) || (full.is_none() && t >= ramp) {
             on(Phase::Stop);
             stopper.set();
