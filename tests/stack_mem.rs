@@ -647,6 +647,61 @@ fn demux_cost_does_not_grow_with_idle_connections() {
     );
 }
 
+/// Opens `want` connections between two stacks both configured to expect
+/// `expected`; returns the server's and the client's table capacity
+/// (before, after).
+fn table_growth(expected: usize, want: usize) -> ((usize, usize), (usize, usize)) {
+    let (qa, qb, ia, ib) = wire(Faults::default(), 8192);
+    let mut sc = StackConfig::new(SERVER, 24);
+    sc.expected_conns = expected;
+    let mut s = Stack::new(qa, &ia, sc, Instant(0)).unwrap();
+    s.listen(
+        7,
+        ListenOpts {
+            backlog: 65536,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut cc = StackConfig::new(CLIENT, 24);
+    cc.expected_conns = expected;
+    let c = Stack::new(qb, &ib, cc, Instant(0)).unwrap();
+    let before = (s.table_capacity(), c.table_capacity());
+    let pinger = Pinger {
+        want,
+        issued: 0,
+        opened: vec![],
+        open_count: 0,
+        replies: 0,
+        fire: None,
+    };
+    let mut n = Net {
+        server: TcpWorker::new(s, Echo::default()),
+        client: TcpWorker::new(c, pinger),
+        now: 0,
+    };
+    assert!(n.drive(2_000_000, |n| n.client.app().open_count == want
+        && n.server.stack().conn_count() == want));
+    (
+        (before.0, n.server.stack().table_capacity()),
+        (before.1, n.client.stack().table_capacity()),
+    )
+}
+
+/// A stack told how many connections to expect never grows its table
+/// (a grow rehashes every entry at once: at millions of connections that
+/// stops the loop for a long time); one not told grows as they come.
+#[test]
+fn a_presized_table_does_not_grow_up_to_the_expected_count() {
+    let (server, client) = table_growth(3000, 3000);
+    for (who, (before, after)) in [("server", server), ("client", client)] {
+        assert!(before >= 3000, "{who} table sized for {before}");
+        assert_eq!(before, after, "{who} table grew from {before} to {after}");
+    }
+    let (server, _) = table_growth(0, 3000);
+    assert!(server.1 > server.0, "an unsized table grows: {server:?}");
+}
+
 /// The first connection to a neighbour not yet resolved opens as soon as
 /// the ARP reply arrives, not after smoltcp's 1 s neighbour silence.
 #[test]

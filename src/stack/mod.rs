@@ -207,6 +207,7 @@ impl<Q: PortQueue> Stack<Q> {
         let next_port =
             cfg.ephemeral.0 + (port_seed % (cfg.ephemeral.1 - cfg.ephemeral.0 + 1) as u64) as u16;
         let own = engine::OwnCore::new(&cfg, info.mtu, info.caps.tx_checksum);
+        let expect = cfg.expected_conns.min(cfg.max_conns);
         Ok(Stack {
             iface,
             verify_checksums: !info.caps.rx_checksum,
@@ -215,11 +216,11 @@ impl<Q: PortQueue> Stack<Q> {
             mac,
             ip,
             cfg,
-            slots: Vec::new(),
+            slots: Vec::with_capacity(expect),
             free: Vec::new(),
-            table: HashMap::default(),
+            table: HashMap::with_capacity_and_hasher(expect, Default::default()),
             listeners: HashMap::new(),
-            timers: Timers::default(),
+            timers: Timers::with_capacity(expect),
             touched: Vec::new(),
             arp_waiters: Vec::new(),
             empty: SocketSet::new(Vec::new()),
@@ -270,6 +271,17 @@ impl<Q: PortQueue> Stack<Q> {
     pub fn conn_count(&self) -> usize {
         self.table.len()
     }
+
+    /// Connections the 4-tuple table holds before it next grows (a grow
+    /// rehashes every entry in one go: see [`StackConfig::expected_conns`]).
+    pub fn table_capacity(&self) -> usize {
+        self.table.capacity()
+    }
+
+    /// Bytes of one slot of the connection table: the connection's state
+    /// in the stack, with the engine's block inline (bypass engine) or a
+    /// pointer to it (smoltcp).
+    pub const CONN_SLOT_BYTES: usize = std::mem::size_of::<Slot>();
 
     /// TIME-WAIT records held (bypass engine).
     pub fn time_wait_count(&self) -> usize {

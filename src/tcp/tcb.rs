@@ -508,6 +508,16 @@ impl Tcb {
         self.flags & flag::FIN_RCVD != 0
     }
 
+    /// Bytes sent and not yet acknowledged (the flight, SACKed included).
+    pub fn in_flight(&self) -> u32 {
+        self.snd_max.wrapping_sub(self.snd_una)
+    }
+
+    /// The peer's receive window (bytes, scaled).
+    pub fn peer_window(&self) -> u32 {
+        self.snd_wnd
+    }
+
     /// Bytes queued to send (unsent and unacknowledged).
     pub fn send_queued(&self) -> u32 {
         self.snd_queued
