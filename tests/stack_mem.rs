@@ -934,10 +934,20 @@ impl TcpApp for Rr {
 #[test]
 #[ignore = "a cost measurement, run by hand"]
 fn rr_cost_on_a_manual_clock() {
+    // RR_CONNS=16384 gives the cost at scale (the clock then also moves
+    // past timers a real run would see).
+    let conns = std::env::var("RR_CONNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    let total = std::env::var("RR_TOTAL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
     let app = Rr {
-        conns: 64,
+        conns,
         opened: 0,
-        total: 200_000,
+        total,
         done: 0,
     };
     let o = TcpOpts {
@@ -951,7 +961,7 @@ fn rr_cost_on_a_manual_clock() {
     };
     let mut n = net(Faults::default(), Echo::default(), app, lopts, o);
     for _ in 0..10_000_000 {
-        if n.client.app().done >= 200_000 {
+        if n.client.app().done >= total {
             break;
         }
         n.now += 5;
@@ -970,7 +980,7 @@ fn rr_cost_on_a_manual_clock() {
         ss.timer_fires.get(),
         cs.timer_fires.get(),
     );
-    assert!(n.client.app().done >= 200_000);
+    assert!(n.client.app().done >= total);
 }
 
 /// Connections per second: `conns` at a time, each opened, one 64-byte
