@@ -97,12 +97,19 @@ fn bench_fwd_reports_a_ratio_against_testpmd() {
         "bench",
         "fwd",
         "--duration",
-        "1",
+        "3",
         "--json",
         "--eal=--no-huge -m 256",
     ]);
     assert!(ok, "{out}\n{err}");
     let v = last_json(&out);
+    // Both sides measured over whole seconds after their first (each by
+    // its own clock), not over windows of different kinds.
+    let mode = &v["modes"][0];
+    for side in ["bypass", "baseline"] {
+        let secs = mode[side][0]["secs"].as_f64().unwrap();
+        assert!((1.0..=2.1).contains(&secs), "{side}: {secs} s in {v}");
+    }
     let ours = v["bypass_mpps"].as_f64().unwrap();
     let theirs = v["testpmd_mpps"].as_f64().unwrap();
     assert!(ours > 0.1 && theirs > 0.1, "{v}");

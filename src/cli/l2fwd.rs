@@ -69,6 +69,31 @@ pub fn run(a: L2fwdArgs) -> Result<()> {
     }
 }
 
+/// Frames sent between the first and the last stats tick, and the
+/// seconds between them: the rate over the steady part of a run, without
+/// the start (threads, pools, first misses) or the stop.
+#[derive(Debug, Default, Clone, Copy)]
+struct Steady {
+    first: Option<(f64, u64)>,
+    last: Option<(f64, u64)>,
+}
+
+impl Steady {
+    fn tick(&mut self, elapsed: f64, tx: u64) {
+        if self.first.is_none() {
+            self.first = Some((elapsed, tx));
+        } else {
+            self.last = Some((elapsed, tx));
+        }
+    }
+
+    /// (frames, seconds), when at least two ticks came.
+    fn window(&self) -> Option<(u64, f64)> {
+        let ((t0, n0), (t1, n1)) = (self.first?, self.last?);
+        (t1 > t0).then(|| (n1 - n0, t1 - t0))
+    }
+}
+
 /// Runs one forwarding worker per core over its queues, with the live
 /// table; returns when the run stops, every buffer returned.
 fn forward<Q: PortQueue, H: PacketHandler>(
@@ -78,6 +103,7 @@ fn forward<Q: PortQueue, H: PacketHandler>(
     per_core: Vec<Vec<Q>>,
     handler: &impl Fn() -> H,
     stop: &Stop,
+    steady: &mut Steady,
 ) -> Result<()> {
     let workers: Vec<_> = per_core
         .into_iter()
@@ -89,6 +115,7 @@ fn forward<Q: PortQueue, H: PacketHandler>(
     let mut printed_header = false;
     let workers = runtime::run(cfg, workers, stop, |elapsed| {
         let now = stats.snapshot();
+        steady.tick(elapsed, now.ports.iter().map(|p| p.tx_packets).sum());
         if !printed_header {
             say(json, &stats::table_header());
             printed_header = true;
@@ -143,6 +170,7 @@ pub fn drive<P: Port, H: PacketHandler>(
     }
     say(json, &format!("cores {:?}; Ctrl-C stops", cfg.cores));
     let start = std::time::Instant::now();
+    let mut steady = Steady::default();
     let cap = match common.pcap.as_deref() {
         Some(f) => {
             let capture = Capture::create(f, common.pcap_max)?;
@@ -154,11 +182,11 @@ pub fn drive<P: Port, H: PacketHandler>(
                         .collect()
                 })
                 .collect();
-            forward(json, &cfg, &stats, wrapped, &handler, stop)?;
+            forward(json, &cfg, &stats, wrapped, &handler, stop, &mut steady)?;
             Some(capture.finish()?)
         }
         None => {
-            forward(json, &cfg, &stats, per_core, &handler, stop)?;
+            forward(json, &cfg, &stats, per_core, &handler, stop, &mut steady)?;
             None
         }
     };
@@ -178,6 +206,9 @@ pub fn drive<P: Port, H: PacketHandler>(
             "per_core": snap.cores,
             "rx_packets": snap.ports.iter().map(|p| p.rx_packets).sum::<u64>(),
             "tx_packets": snap.ports.iter().map(|p| p.tx_packets).sum::<u64>(),
+            // Between the first and last stats tick (--stats-interval).
+            "steady_tx_packets": steady.window().map(|w| w.0),
+            "steady_s": steady.window().map(|w| w.1),
             "rx_bytes": snap.ports.iter().map(|p| p.rx_bytes).sum::<u64>(),
             "tx_bytes": snap.ports.iter().map(|p| p.tx_bytes).sum::<u64>(),
             "drops": snap.ports.iter().map(|p| p.drops).sum::<u64>(),

@@ -19,7 +19,7 @@
 //! and puts back exactly the value it found ([`HugeReserve`]). `--eal` with
 //! a memory option runs that one mode only.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -365,9 +365,9 @@ pub fn run(a: FwdArgs) -> Result<()> {
                 .into(),
         ));
     }
-    if !a.duration.is_finite() || a.duration <= 0.0 || a.rounds == 0 {
+    if !a.duration.is_finite() || a.duration < 3.0 || a.rounds == 0 {
         return Err(Error::Config(
-            "--duration must be more than 0 seconds and --rounds at least 1".into(),
+            "--duration must be at least 3 seconds (each side is measured over the whole seconds after its first) and --rounds at least 1".into(),
         ));
     }
     let (core, main) = pick_cores(a.core)?;
@@ -529,15 +529,31 @@ fn run_bypass(a: &FwdArgs, core: usize, mem: &[String], round: u32) -> Result<Si
         .map(|s| s.to_string())
         .chain([format!("dpdk:{}", a.vdev)])
         .collect();
-    let (packets, secs, _) = run_ours(&args, core, a.duration, mem, &a.eal, &prefix)?;
-    Ok(Side::new(packets, secs))
+    let run = run_ours(&args, core, a.duration, mem, &a.eal, &prefix)?;
+    // The steady window (first to last stats tick), as testpmd's side.
+    Ok(match run.steady {
+        Some((packets, secs)) => Side::new(packets, secs),
+        None => Side::new(run.packets, run.secs),
+    })
+}
+
+/// What one run of our forwarder reported.
+pub(super) struct OursRun {
+    /// Frames sent over the whole run.
+    pub(super) packets: u64,
+    /// The whole run's seconds.
+    pub(super) secs: f64,
+    /// Frames dropped.
+    pub(super) drops: u64,
+    /// Frames sent and seconds between its first and last stats tick (a
+    /// second apart): the steady part, without the start or the stop.
+    pub(super) steady: Option<(u64, f64)>,
 }
 
 /// Runs this binary with `args` (a forwarding subcommand and its ports)
-/// plus `--json --stats-interval 0 --cores CORE --duration SECS --eal=...`
-/// (memory args `mem`, a `--file-prefix` of `prefix`, then `eal`), bounded
-/// in time. Returns the frames it sent, over how many seconds, and its
-/// frames dropped, from its JSON summary.
+/// plus `--json --stats-interval 1 --cores CORE --duration SECS
+/// --eal=...` (memory args `mem`, a `--file-prefix` of `prefix`, then
+/// `eal`), bounded in time, and reads its JSON summary.
 pub(super) fn run_ours(
     args: &[String],
     core: usize,
@@ -545,13 +561,13 @@ pub(super) fn run_ours(
     mem: &[String],
     eal: &str,
     prefix: &str,
-) -> Result<(u64, f64, u64)> {
+) -> Result<OursRun> {
     let what = format!("bypass {}", args.first().map(String::as_str).unwrap_or(""));
     let exe = std::env::current_exe().map_err(|e| Error::io("find the bypass binary", e))?;
     let eal = format!("{} --file-prefix={prefix} {eal}", mem.join(" "));
     let mut child = Command::new(&exe)
         .args(args)
-        .args(["--json", "--stats-interval", "0"])
+        .args(["--json", "--stats-interval", "1"])
         .arg("--cores")
         .arg(core.to_string())
         .arg("--duration")
@@ -589,7 +605,16 @@ pub(super) fn run_ours(
             "{what} forwarded nothing: {out}\n{err}"
         )));
     }
-    Ok((packets, secs, v["drops"].as_u64().unwrap_or(0)))
+    let steady = v["steady_tx_packets"]
+        .as_u64()
+        .zip(v["steady_s"].as_f64())
+        .filter(|&(n, s)| n > 0 && s > 0.0);
+    Ok(OursRun {
+        packets,
+        secs,
+        drops: v["drops"].as_u64().unwrap_or(0),
+        steady,
+    })
 }
 
 /// The forwarding core (`want`, or the last usable core) and another
@@ -669,105 +694,56 @@ fn run_testpmd(
     round: u32,
 ) -> Result<Side> {
     let prefix = format!("bpbench-{}-t{round}", std::process::id());
-    // testpmd's stdout is a pipe here, so stdio would buffer its "Press
-    // enter to exit" line: stdbuf (coreutils) makes it line-buffered.
-    let stdbuf = which("stdbuf").ok_or_else(|| {
-        Error::Config(
-            "`stdbuf` (coreutils) not found; it is needed to read testpmd's output as it comes"
-                .into(),
-        )
-    })?;
-    let mut cmd = Command::new(stdbuf);
-    cmd.arg("-oL")
-        .arg(testpmd)
-        .arg("-l")
-        .arg(format!("{main},{core}"))
-        .arg("--main-lcore")
-        .arg(main.to_string())
-        .arg("--no-pci")
-        .arg(format!("--vdev={}", a.vdev))
-        .arg(format!("--file-prefix={prefix}"))
-        .args(mem)
-        .args(a.eal.split_whitespace())
-        .args([
-            "--",
-            "--forward-mode=macswap",
-            "--nb-cores=1",
-            "--rxq=1",
-            "--txq=1",
-        ])
-        .args(["--burst=32", "--rxd=1024", "--txd=1024", "--mbcache=256"])
-        .args(["--total-num-mbufs=8191", "--no-mlockall"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| Error::io(format!("start {testpmd}"), e))?;
-    let (tx, rx) = mpsc::channel::<String>();
-    let out_t = tee_lines(child.stdout.take(), tx, |_| true);
-    let err_pipe = child.stderr.take();
-    let err_t = std::thread::spawn(move || read_all(err_pipe));
-    // Wait (bounded) for forwarding to start.
-    let ready = wait_for_line(&rx, &mut child, "Press enter to exit");
-    if !ready {
-        let _ = child.kill();
-        let _ = child.wait();
-        clean_hugepage_files(&prefix);
-        let out = out_t.join().unwrap_or_default();
-        let err = err_t.join().unwrap_or_default();
+    let mut eal: Vec<String> = vec![
+        "-l".into(),
+        format!("{main},{core}"),
+        "--main-lcore".into(),
+        main.to_string(),
+        "--no-pci".into(),
+        format!("--vdev={}", a.vdev),
+        format!("--file-prefix={prefix}"),
+    ];
+    eal.extend(mem.iter().cloned());
+    eal.extend(a.eal.split_whitespace().map(String::from));
+    let app: Vec<String> = [
+        "--forward-mode=macswap",
+        "--nb-cores=1",
+        "--rxq=1",
+        "--txq=1",
+        "--burst=32",
+        "--rxd=1024",
+        "--txd=1024",
+        "--mbcache=256",
+        "--total-num-mbufs=8191",
+        "--no-mlockall",
+    ]
+    .map(String::from)
+    .to_vec();
+    let tp = super::testpmd::Testpmd::start_periodic(testpmd, &prefix, &eal, &app)?;
+    std::thread::sleep(Duration::from_secs_f64(a.duration));
+    let (stats, pps) = tp.stop_periodic()?;
+    // Its own rate over each whole second after the first (B7: ours is
+    // likewise measured between its first and last stats tick, by its own
+    // clock, so neither side's start or stop counts).
+    if pps.is_empty() {
         return Err(Error::Config(format!(
-            "dpdk-testpmd did not start forwarding: {}\n{}",
-            out.trim(),
-            err.trim()
+            "testpmd printed no rate over {} s (--duration must be at least 2)",
+            a.duration
         )));
     }
-    let t0 = Instant::now();
-    std::thread::sleep(Duration::from_secs_f64(a.duration));
-    let secs = t0.elapsed().as_secs_f64();
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(b"\n");
-    }
-    let st = wait_bounded(&mut child, Duration::from_secs(60), "dpdk-testpmd");
-    clean_hugepage_files(&prefix);
-    st?;
-    let out = out_t.join().unwrap_or_default();
-    let _ = err_t.join();
-    let packets = parse_testpmd_tx(&out).ok_or_else(|| {
-        Error::Config(format!(
-            "no \"Accumulated forward statistics\" in testpmd's output: {out}"
-        ))
-    })?;
-    Ok(Side::new(packets, secs))
-}
-
-/// The `TX-packets` of testpmd's final "Accumulated forward statistics".
-fn parse_testpmd_tx(out: &str) -> Option<u64> {
-    let (_, acc) = out.split_once("Accumulated forward statistics")?;
-    let (_, rest) = acc.split_once("TX-packets:")?;
-    rest.split_whitespace().next()?.parse().ok()
+    let secs = pps.len() as f64;
+    let mpps = pps.iter().sum::<f64>() / secs / 1e6;
+    let _ = stats;
+    Ok(Side {
+        packets: (mpps * 1e6 * secs) as u64,
+        secs,
+        mpps,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_testpmd_final_stats() {
-        let out = "\
-  ---------------------- Forward statistics for port 0  ----------------------
-  RX-packets: 5              RX-dropped: 0             RX-total: 5
-  TX-packets: 4              TX-dropped: 0             TX-total: 4
-  ----------------------------------------------------------------------------
-
-  +++++++++++++++ Accumulated forward statistics for all ports+++++++++++++++
-  RX-packets: 123456789      RX-dropped: 0             RX-total: 123456789
-  TX-packets: 123456700      TX-dropped: 89            TX-total: 123456789
-  ++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++
-";
-        assert_eq!(parse_testpmd_tx(out), Some(123456700));
-        assert_eq!(parse_testpmd_tx("nothing"), None);
-    }
 
     #[test]
     fn medians_and_memory_defaults() {

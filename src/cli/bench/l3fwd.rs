@@ -341,7 +341,12 @@ fn run_bypass(
         "--routes".into(),
         inputs.routes.display().to_string(),
     ];
-    let (packets, secs, drops) = run_ours(&args, core, a.duration, mem, &a.eal, &prefix)?;
+    let super::fwd::OursRun {
+        packets,
+        secs,
+        drops,
+        ..
+    } = run_ours(&args, core, a.duration, mem, &a.eal, &prefix)?;
     if drops > packets / 100 {
         return Err(Error::Config(format!(
             "bypass l3fwd dropped {drops} of {} frames: the route table does not match the frames",

@@ -47,6 +47,19 @@ pub fn parse_stats(out: &str) -> Option<Stats> {
     })
 }
 
+/// The `Tx-pps` of each periodic "Port statistics" block (`--stats-period
+/// 1`): testpmd's own rate over each period, by its own clock. The first
+/// block (which covers the start) is left out.
+pub fn parse_periodic_tx_pps(out: &str) -> Vec<f64> {
+    out.split("Port statistics")
+        .skip(2)
+        .filter_map(|block| {
+            let i = block.find("Tx-pps:")? + "Tx-pps:".len();
+            block[i..].split_whitespace().next()?.parse().ok()
+        })
+        .collect()
+}
+
 /// A running testpmd, forwarding.
 pub struct Testpmd {
     child: Reaped,
@@ -61,6 +74,30 @@ impl Testpmd {
     /// PREFIX` equal to `prefix`) and application arguments `app` (after
     /// `--`); returns once it forwards.
     pub fn start(bin: &str, prefix: &str, eal: &[String], app: &[String]) -> Result<Testpmd> {
+        Self::start_until(bin, prefix, eal, app, "Press enter to exit")
+    }
+
+    /// As [`Testpmd::start`], with `--stats-period 1` added: testpmd
+    /// prints its counters and rates every second instead of waiting for
+    /// enter. Stop it with [`Testpmd::stop_periodic`].
+    pub fn start_periodic(
+        bin: &str,
+        prefix: &str,
+        eal: &[String],
+        app: &[String],
+    ) -> Result<Testpmd> {
+        let mut app = app.to_vec();
+        app.extend(["--stats-period".to_string(), "1".to_string()]);
+        Self::start_until(bin, prefix, eal, &app, "Port statistics")
+    }
+
+    fn start_until(
+        bin: &str,
+        prefix: &str,
+        eal: &[String],
+        app: &[String],
+        ready: &str,
+    ) -> Result<Testpmd> {
         let path = which(bin).ok_or_else(|| {
             Error::Config(format!(
                 "{bin} is not installed (Debian: `apt-get install dpdk`)"
@@ -111,7 +148,7 @@ impl Testpmd {
         let end = Instant::now() + START_LIMIT;
         while Instant::now() < end {
             match line_rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(l) if l.contains("Press enter to exit") => return Ok(t),
+                Ok(l) if l.contains(ready) => return Ok(t),
                 Ok(_) => {}
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if let Ok(Some(_)) = t.child.0.try_wait() {
@@ -176,6 +213,22 @@ impl Testpmd {
     }
 }
 
+impl Testpmd {
+    /// Stops a [`Testpmd::start_periodic`] run (SIGINT, by its PID), waits
+    /// (bounded) for the exit, and returns the final counters and the
+    /// per-second `Tx-pps` it printed.
+    pub fn stop_periodic(mut self) -> Result<(Stats, Vec<f64>)> {
+        let pid = self.child.pid().to_string();
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        self.child.wait_bounded(EXIT_LIMIT, "dpdk-testpmd")?;
+        let (out, _) = self.output();
+        let stats = parse_stats(&out).ok_or_else(|| {
+            Error::Config("could not read testpmd's final statistics from its output".into())
+        })?;
+        Ok((stats, parse_periodic_tx_pps(&out)))
+    }
+}
+
 impl Drop for Testpmd {
     fn drop(&mut self) {
         let _ = self.output();
@@ -212,6 +265,23 @@ pub fn clean_prefix(prefix: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_periodic_rates_after_the_first_block() {
+        let block = |pps: u64| {
+            format!(
+                "Port statistics ====\n  TX-packets: 9 TX-errors: 0\n  Throughput (since last show)\n  Rx-pps: {pps} Rx-bps: 0\n  Tx-pps: {pps} Tx-bps: 0\n"
+            )
+        };
+        let out = format!(
+            "start\n{}{}{}",
+            block(0),
+            block(25_000_000),
+            block(24_000_000)
+        );
+        assert_eq!(parse_periodic_tx_pps(&out), vec![25e6, 24e6]);
+        assert!(parse_periodic_tx_pps("no blocks").is_empty());
+    }
 
     #[test]
     fn reads_the_accumulated_statistics() {
