@@ -187,7 +187,6 @@ pub(crate) struct HomeRef<T> {
 impl<T> HomeRef<T> {
     /// True if both point at the same object.
     #[inline]
-    #[cfg_attr(not(feature = "af-xdp"), allow(dead_code))]
     pub(crate) fn same(&self, other: &HomeRef<T>) -> bool {
         self.ptr == other.ptr
     }
@@ -353,6 +352,13 @@ impl Mapping {
     /// True if it is on hugepages.
     pub(crate) fn is_huge(&self) -> bool {
         self.huge
+    }
+}
+
+impl Pool {
+    /// True if `buf` came from this pool.
+    pub(crate) fn owns(&self, buf: &PoolBuf) -> bool {
+        buf.pool.same(&self.inner.handle())
     }
 }
 

@@ -188,6 +188,32 @@ pub struct MemQueue {
     rx_head: Option<(u64, PoolBuf)>,
 }
 
+impl Drop for MemQueue {
+    /// Returns every frame of this queue's pool before the pool handle
+    /// goes (fields drop in order, and the pool comes first): frames held
+    /// back for sending, a delayed one, and those still on the wire in the
+    /// peer's rings (the rings are MPMC, so taking from the producer's side
+    /// is safe; frames of other queues are put back). Frames the peer sent
+    /// us go back to its pool too. Otherwise the pool, with frames out,
+    /// stays mapped with a warning at every teardown.
+    fn drop(&mut self) {
+        self.pending.clear();
+        self.rx_head = None;
+        while self.rx.pop().is_some() {}
+        for ring in &self.peer_rx {
+            for _ in 0..ring.len() {
+                match ring.pop() {
+                    Some((_, b)) if self.pool.owns(&b) => drop(b),
+                    Some(other) => {
+                        let _ = ring.push(other);
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+}
+
 impl MemQueue {
     /// The peer queue a frame lands on.
     #[inline]

@@ -22,8 +22,6 @@ use crate::port::PortQueue;
 /// Transmit-side state shared by the tokens: the queue, the pending burst,
 /// and counters.
 pub struct TxPath<Q: PortQueue> {
-    /// The port queue.
-    pub queue: Q,
     /// Frames waiting for `tx_burst`.
     pub burst: Burst<Q::Buf>,
     /// Where the transmit counters go.
@@ -41,6 +39,9 @@ pub struct TxPath<Q: PortQueue> {
     /// connection last acknowledged (for RFC 5961 RST checks).
     pub last_tcp: Option<(u32, u32)>,
     scratch: Vec<u8>,
+    /// The port queue. Last, so that it (and its pool handle) drops after
+    /// the frames held above have gone back to the pool.
+    pub queue: Q,
 }
 
 /// Most frames held back while the port's transmit queue is full. Holding
