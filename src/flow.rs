@@ -558,7 +558,11 @@ mod tests {
             let mut only = Vec::new();
             only.extend(s.octets());
             only.extend(d.octets());
-            assert_eq!(toeplitz(&RssKey::MICROSOFT, &only), v6only, "{src} -> {dst}");
+            assert_eq!(
+                toeplitz(&RssKey::MICROSOFT, &only),
+                v6only,
+                "{src} -> {dst}"
+            );
             assert_eq!(t.hash(&only), v6only, "{src} -> {dst} (tables)");
             let mut with = only.clone();
             with.extend(sport.to_be_bytes());

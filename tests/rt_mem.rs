@@ -426,6 +426,7 @@ fn failures_are_the_io_errors_std_uses() {
     });
     let h = w.client().spawn(async {
         let refused = TcpStream::connect(server_addr(9)).await.unwrap_err().kind();
+        // Loopback is not on the port's network.
         let v6 = TcpStream::connect("[::1]:80".parse::<SocketAddr>().unwrap())
             .await
             .unwrap_err()
@@ -445,7 +446,7 @@ fn failures_are_the_io_errors_std_uses() {
     w.run_until(100_000, || h.is_finished());
     let (refused, v6, silent, reset, write_after) = take(h);
     assert_eq!(refused, ErrorKind::ConnectionRefused);
-    assert_eq!(v6, ErrorKind::Unsupported);
+    assert_eq!(v6, ErrorKind::AddrNotAvailable);
     assert_eq!(silent, ErrorKind::TimedOut);
     assert_eq!(reset, ErrorKind::ConnectionReset);
     assert_eq!(write_after, ErrorKind::ConnectionReset);

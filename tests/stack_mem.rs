@@ -114,7 +114,8 @@ impl TcpApp for Client {
     fn poll(&mut self, ctx: &mut Ctx<'_>) -> usize {
         let mut n = 0;
         while self.opened < self.want && n < self.per_poll {
-            ctx.connect(SocketAddrV4::new(SERVER, self.port)).unwrap();
+            ctx.connect(SocketAddrV4::new(SERVER, self.port).into())
+                .unwrap();
             self.opened += 1;
             n += 1;
         }
@@ -562,7 +563,7 @@ impl TcpApp for Pinger {
     fn poll(&mut self, ctx: &mut Ctx<'_>) -> usize {
         let mut n = 0;
         while self.issued < self.want && n < 64 {
-            ctx.connect(SocketAddrV4::new(SERVER, 7)).unwrap();
+            ctx.connect(SocketAddrV4::new(SERVER, 7).into()).unwrap();
             self.issued += 1;
             n += 1;
         }
@@ -864,7 +865,7 @@ impl TcpApp for Rr {
     fn poll(&mut self, ctx: &mut Ctx<'_>) -> usize {
         let mut n = 0;
         while self.opened < self.conns {
-            ctx.connect(SocketAddrV4::new(SERVER, 7)).unwrap();
+            ctx.connect(SocketAddrV4::new(SERVER, 7).into()).unwrap();
             self.opened += 1;
             n += 1;
         }

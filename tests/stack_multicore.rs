@@ -133,7 +133,7 @@ impl TcpApp for Client {
     fn poll(&mut self, ctx: &mut Ctx<'_>) -> usize {
         let mut n = 0;
         while self.go && self.opened < self.want && n < 16 {
-            ctx.connect(SocketAddrV4::new(SERVER, 7)).unwrap();
+            ctx.connect(SocketAddrV4::new(SERVER, 7).into()).unwrap();
             self.opened += 1;
             n += 1;
         }

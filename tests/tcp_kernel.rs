@@ -265,7 +265,7 @@ impl TcpApp for Client {
     fn poll(&mut self, ctx: &mut Ctx<'_>) -> usize {
         if !self.started {
             self.started = true;
-            ctx.connect(self.remote).unwrap();
+            ctx.connect(self.remote.into()).unwrap();
             return 1;
         }
         0
@@ -580,7 +580,7 @@ impl TcpApp for ManyClients {
     fn poll(&mut self, ctx: &mut Ctx<'_>) -> usize {
         let mut n = 0;
         while self.opened < self.want && n < 8 {
-            ctx.connect(self.remote).unwrap();
+            ctx.connect(self.remote.into()).unwrap();
             self.opened += 1;
             n += 1;
         }

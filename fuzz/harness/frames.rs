@@ -122,7 +122,10 @@ impl TcpApp for Opener {
         let mut n = 0;
         while self.issued < CLIENT_PORTS.len() {
             // Cannot fail: the table is empty and two ports are free.
-            if ctx.connect(SocketAddrV4::new(SERVER, LISTEN_PORT)).is_ok() {
+            if ctx
+                .connect(SocketAddrV4::new(SERVER, LISTEN_PORT).into())
+                .is_ok()
+            {
                 n += 1;
             }
             self.issued += 1;

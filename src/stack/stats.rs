@@ -29,12 +29,14 @@ pub struct StackStats {
     pub drop_malformed: Counter,
     /// Dropped: bad checksum.
     pub drop_bad_checksum: Counter,
-    /// Dropped: IPv4 fragment.
+    /// Dropped: IPv4 fragment or IPv6 fragment header.
     pub drop_fragment: Counter,
     /// Dropped: for another MAC/IP.
     pub drop_not_for_us: Counter,
     /// Dropped: protocol not spoken.
     pub drop_unsupported: Counter,
+    /// Dropped: an IPv6 extension-header chain malformed or too long.
+    pub drop_bad_ext_header: Counter,
     /// Segments for no connection (answered with RST by TCP rules).
     pub no_conn: Counter,
     /// RSTs not at the exact sequence number we acknowledged (RFC 5961):
@@ -103,6 +105,7 @@ impl StackStats {
             Reject::Fragment => &self.drop_fragment,
             Reject::NotForUs => &self.drop_not_for_us,
             Reject::Unsupported => &self.drop_unsupported,
+            Reject::BadExtHeader => &self.drop_bad_ext_header,
         }
         .inc();
     }
@@ -114,5 +117,6 @@ impl StackStats {
             + self.drop_fragment.get()
             + self.drop_not_for_us.get()
             + self.drop_unsupported.get()
+            + self.drop_bad_ext_header.get()
     }
 }

@@ -22,7 +22,7 @@
 #![allow(unsafe_code)]
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use bypass::app::tcp::{Conn, ConnOps, Ctx, TcpApp};
@@ -326,22 +326,20 @@ impl ConnOps for Kernel {
             self.gone.push((id, CloseReason::Reset));
         }
     }
-    fn endpoints(&mut self, id: ConnId) -> Option<(SocketAddrV4, SocketAddrV4)> {
+    fn endpoints(&mut self, id: ConnId) -> Option<(SocketAddr, SocketAddr)> {
         let s = self.live(id)?;
-        let v4 = |a: std::net::SocketAddr| match a {
-            std::net::SocketAddr::V4(a) => Some(a),
-            _ => None,
-        };
-        Some((
-            v4(s.stream.local_addr().ok()?)?,
-            v4(s.stream.peer_addr().ok()?)?,
-        ))
+        Some((s.stream.local_addr().ok()?, s.stream.peer_addr().ok()?))
     }
-    fn connect(&mut self, remote: SocketAddrV4) -> Result<ConnId> {
+    fn connect(&mut self, remote: SocketAddr) -> Result<ConnId> {
+        let SocketAddr::V4(remote) = remote else {
+            return Err(Error::Config(format!(
+                "{remote}: the epoll baseline connects over IPv4 only"
+            )));
+        };
         let st = connect_nonblocking(remote)?;
         self.insert(st, true)
     }
-    fn udp_send(&mut self, _sock: UdpId, _to: SocketAddrV4, _data: &[u8]) -> bool {
+    fn udp_send(&mut self, _sock: UdpId, _to: SocketAddr, _data: &[u8]) -> bool {
         false
     }
 }

@@ -22,7 +22,7 @@
 //! `unsafe` block says why.
 #![allow(unsafe_code)]
 
-use std::net::{SocketAddrV4, TcpListener};
+use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 
@@ -363,16 +363,17 @@ impl ConnOps for Kernel {
     fn abort(&mut self, id: ConnId) {
         self.kill(id, CloseReason::Reset, true);
     }
-    fn endpoints(&mut self, id: ConnId) -> Option<(SocketAddrV4, SocketAddrV4)> {
+    fn endpoints(&mut self, id: ConnId) -> Option<(SocketAddr, SocketAddr)> {
         let s = self.live(id)?;
         let st = std::net::TcpStream::from(s.fd.try_clone().ok()?);
-        let v4 = |a: std::net::SocketAddr| match a {
-            std::net::SocketAddr::V4(a) => Some(a),
-            _ => None,
-        };
-        Some((v4(st.local_addr().ok()?)?, v4(st.peer_addr().ok()?)?))
+        Some((st.local_addr().ok()?, st.peer_addr().ok()?))
     }
-    fn connect(&mut self, remote: SocketAddrV4) -> Result<ConnId> {
+    fn connect(&mut self, remote: SocketAddr) -> Result<ConnId> {
+        let SocketAddr::V4(remote) = remote else {
+            return Err(Error::Config(format!(
+                "{remote}: the io_uring baseline connects over IPv4 only"
+            )));
+        };
         let fd = tcp_socket()?;
         let raw = fd.as_raw_fd();
         let id = self.insert(fd, true);
@@ -394,7 +395,7 @@ impl ConnOps for Kernel {
         self.push(e);
         Ok(id)
     }
-    fn udp_send(&mut self, _sock: UdpId, _to: SocketAddrV4, _data: &[u8]) -> bool {
+    fn udp_send(&mut self, _sock: UdpId, _to: SocketAddr, _data: &[u8]) -> bool {
         false
     }
 }

@@ -207,7 +207,7 @@ fn serve<W: KernelWorker>(core: usize, max_secs: f64, w: W) -> Result<()> {
 }
 
 pub fn kernel_client(a: KernelClientArgs) -> Result<()> {
-    let lcfg = a.load.config(vec![a.target])?;
+    let lcfg = a.load.config(vec![a.target.into()])?;
     let st = Arc::new(LoadStats::default());
     let gen = LoadGen::new(lcfg, st.clone());
     match a.baseline.wait() {

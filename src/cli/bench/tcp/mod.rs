@@ -194,7 +194,7 @@ pub(super) fn load_args(mode: ModeArg, n: usize, size: usize, pipeline: usize) -
 }
 
 pub(super) fn load_config(l: &LoadArgs) -> Result<LoadConfig> {
-    l.config(vec![SocketAddrV4::new(SERVER_IP, BASE_PORT)])
+    l.config(vec![SocketAddrV4::new(SERVER_IP, BASE_PORT).into()])
 }
 
 /// Ours at one point, with this run's timings and cores: on

@@ -306,7 +306,7 @@ pub fn run_ours(
     let clock = MonotonicClock::new();
     let mut lcfg = load.clone();
     lcfg.targets = (0..ports_needed)
-        .map(|i| SocketAddrV4::new(SERVER_IP, BASE_PORT + i as u16))
+        .map(|i| SocketAddrV4::new(SERVER_IP, BASE_PORT + i as u16).into())
         .collect();
     let mut load_stats = Vec::new();
     let mut server_stats = Vec::new();
