@@ -208,6 +208,17 @@ fn l2fwd_over_tap_carries_kernel_traffic_and_counts_it() {
 /// Starts a bypass TCP server (or an example) in the current (private)
 /// namespace on TAP `tap`, gives the kernel side 10.44.0.1/24.
 fn start_server(program: &str, args: &[&str], tap: &str) -> Child {
+    start_server_with(
+        program,
+        args,
+        tap,
+        "sysctl -qw net.ipv6.conf.all.disable_ipv6=1",
+    )
+}
+
+/// [`start_server`], running `kernel_setup` (with IPv6 left on, for
+/// instance) before the kernel side gets 10.44.0.1/24.
+fn start_server_with(program: &str, args: &[&str], tap: &str, kernel_setup: &str) -> Child {
     let child = Command::new(program)
         .args(args)
         .stdout(Stdio::piped())
@@ -224,13 +235,55 @@ fn start_server(program: &str, args: &[&str], tap: &str) -> Child {
         std::thread::sleep(Duration::from_millis(50));
     }
     common::sh(&format!(
-        "sysctl -qw net.ipv6.conf.all.disable_ipv6=1; ip addr add 10.44.0.1/24 dev {tap}"
+        "{kernel_setup}; ip addr add 10.44.0.1/24 dev {tap}"
     ));
     child
 }
 
 fn curl(url: &str) -> String {
     common::sh_out(&format!("curl -s -i --max-time 5 {url}")).replace("\r\n", "\n")
+}
+
+#[test]
+#[ignore = "needs root"]
+fn http_serves_curl_over_ipv6_and_ipv4_at_once() {
+    common::require_root("http_serves_curl_over_ipv6_and_ipv4_at_once");
+    common::private_netns();
+    let child = start_server_with(
+        env!("CARGO_BIN_EXE_bypass"),
+        &[
+            "http",
+            "--port",
+            "tap:bph6",
+            "--ip",
+            "10.44.0.2/24",
+            "--ip",
+            "fd00:44::2/64",
+            "--duration",
+            "4",
+            "--json",
+            "--idle-sleep-us",
+            "50",
+        ],
+        "bph6",
+        "sysctl -qw net.ipv6.conf.all.disable_ipv6=0; ip -6 addr add fd00:44::1/64 dev bph6 nodad",
+    );
+    let mut topo = Topology {
+        ns: vec![],
+        child: Some(child),
+    };
+    let r = curl("-g 'http://[fd00:44::2]/plaintext'");
+    assert!(r.starts_with("HTTP/1.1 200 OK\n"), "{r}");
+    assert!(r.ends_with("\n\nHello, World!"), "{r}");
+    let r = curl("http://10.44.0.2/plaintext");
+    assert!(r.ends_with("\n\nHello, World!"), "{r}");
+    let r = curl("-g 'http://[fd00:44::2]/json'");
+    assert!(r.ends_with(r#"{"message":"Hello, World!"}"#), "{r}");
+    let out = topo.child.take().unwrap().wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["accepted"], 3, "{j}");
+    assert_eq!(j["drops_by_reason"]["malformed"], 0, "{j}");
 }
 
 #[test]
