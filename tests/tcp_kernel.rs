@@ -272,6 +272,21 @@ impl TcpApp for Client {
     }
 }
 
+/// The kernel server's side: accepts one connection, echoes its 14
+/// bytes, waits for our FIN; returns the peer's address.
+fn echo_one_then_wait_for_fin(l: &TcpListener) -> SocketAddr {
+    let (mut s, peer) = l.accept().unwrap();
+    let mut b = [0u8; 14];
+    s.read_exact(&mut b).unwrap();
+    s.write_all(&b).unwrap();
+    let mut rest = vec![];
+    s.read_to_end(&mut rest).unwrap(); // our FIN
+    assert!(rest.is_empty());
+    drop(s);
+    std::thread::sleep(Duration::from_millis(300));
+    peer
+}
+
 #[test]
 #[ignore = "needs root"]
 fn our_stack_connects_to_a_kernel_server() {
@@ -284,18 +299,7 @@ fn our_stack_connects_to_a_kernel_server() {
     };
     let (w, _port) = setup("bpk3", client, ListenOpts::default());
     let l = TcpListener::bind((KERNEL, 9007)).unwrap();
-    let (w, peer) = with_running(w, || {
-        let (mut s, peer) = l.accept().unwrap();
-        let mut b = [0u8; 14];
-        s.read_exact(&mut b).unwrap();
-        s.write_all(&b).unwrap();
-        let mut rest = vec![];
-        s.read_to_end(&mut rest).unwrap(); // our FIN
-        assert!(rest.is_empty());
-        drop(s);
-        std::thread::sleep(Duration::from_millis(300));
-        peer
-    });
+    let (w, peer) = with_running(w, || echo_one_then_wait_for_fin(&l));
     assert_eq!(peer.ip(), std::net::IpAddr::V4(US));
     assert_eq!(w.app().got, b"from userspace");
     assert_eq!(w.app().closed, Some(CloseReason::Normal));
@@ -845,18 +849,7 @@ fn our_stack_connects_to_a_kernel_ipv6_server() {
     };
     let (w, _port) = setup6("bp6k1", client);
     let l = TcpListener::bind((KERNEL6, 9017)).unwrap();
-    let (w, peer) = with_running(w, || {
-        let (mut s, peer) = l.accept().unwrap();
-        let mut b = [0u8; 14];
-        s.read_exact(&mut b).unwrap();
-        s.write_all(&b).unwrap();
-        let mut rest = vec![];
-        s.read_to_end(&mut rest).unwrap(); // our FIN
-        assert!(rest.is_empty());
-        drop(s);
-        std::thread::sleep(Duration::from_millis(300));
-        peer
-    });
+    let (w, peer) = with_running(w, || echo_one_then_wait_for_fin(&l));
     assert_eq!(peer.ip(), std::net::IpAddr::V6(US6));
     assert_eq!(w.app().got, b"from userspace");
     assert_eq!(w.app().closed, Some(CloseReason::Normal));

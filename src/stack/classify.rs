@@ -336,7 +336,8 @@ fn ipv6(bytes: &[u8], ours: &Ours, verify: Verify) -> Result<Class, Reject> {
     }
     let (src, dst) = (ip.src_addr(), ip.dst_addr());
     let unicast = ours.has_v6(dst);
-    if !unicast && !(dst.is_multicast() && ours.in_group6(dst)) {
+    let group = dst.is_multicast() && ours.in_group6(dst);
+    if !(unicast || group) {
         return Err(Reject::NotForUs);
     }
     if src.is_multicast() {
