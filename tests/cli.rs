@@ -611,6 +611,60 @@ fn http_on_two_cores_shares_the_connections_out() {
     assert_eq!(j["reset"], 0, "{j}");
 }
 
+/// The dual stack on two cores over a 2-queue TAP: IPv4 and IPv6 clients
+/// at the same time, every connection accepted, on both cores.
+#[test]
+#[ignore = "needs root"]
+fn http_dual_stack_on_two_cores_serves_both_families_at_once() {
+    common::require_root("http_dual_stack_on_two_cores_serves_both_families_at_once");
+    common::private_netns();
+    let child = start_server_with(
+        env!("CARGO_BIN_EXE_bypass"),
+        &[
+            "http",
+            "--port",
+            "tap:bph7",
+            "--cores",
+            "0,1",
+            "--ip",
+            "10.44.0.2/24",
+            "--ip",
+            "fd00:44::2/64",
+            "--duration",
+            "8",
+            "--json",
+            "--idle-sleep-us",
+            "50",
+        ],
+        "bph7",
+        "sysctl -qw net.ipv6.conf.all.disable_ipv6=0; ip -6 addr add fd00:44::1/64 dev bph7 nodad",
+    );
+    let mut topo = Topology {
+        ns: vec![],
+        child: Some(child),
+    };
+    // 40 requests of each family, the two loops running at once, each
+    // request on its own connection.
+    let r = common::sh_out(
+        "(for i in $(seq 40); do curl -s --max-time 5 -g 'http://[fd00:44::2]/plaintext'; done > /tmp/bph7-v6-$$) & \
+         for i in $(seq 40); do curl -s --max-time 5 http://10.44.0.2/plaintext; done; wait; \
+         cat /tmp/bph7-v6-$$; rm -f /tmp/bph7-v6-$$",
+    );
+    assert_eq!(r, "Hello, World!".repeat(80));
+    let out = topo.child.take().unwrap().wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let j: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(j["req"], 80, "{j}");
+    let per = j["per_core"].as_array().unwrap();
+    assert_eq!(per.len(), 2);
+    for (core, c) in per.iter().enumerate() {
+        assert!(c["accepted"].as_u64().unwrap() > 0, "core {core}: {j}");
+    }
+    assert_eq!(j["accepted"], 80, "{j}");
+    assert_eq!(j["reset"], 0, "{j}");
+}
+
 #[cfg(feature = "dpdk")]
 #[test]
 #[ignore = "needs root"]
