@@ -200,9 +200,9 @@ pub const PROTO_UDP: u8 = 17;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FiveTuple {
     /// Source address.
-    pub src: Ipv4Addr,
+    pub src: IpAddr,
     /// Destination address.
-    pub dst: Ipv4Addr,
+    pub dst: IpAddr,
     /// Source port (0 for protocols without ports).
     pub src_port: u16,
     /// Destination port.
@@ -212,11 +212,16 @@ pub struct FiveTuple {
 }
 
 impl FiveTuple {
-    /// A TCP flow.
-    pub fn tcp(src: Ipv4Addr, src_port: u16, dst: Ipv4Addr, dst_port: u16) -> FiveTuple {
+    /// A TCP flow (both addresses of one family).
+    pub fn tcp(
+        src: impl Into<IpAddr>,
+        src_port: u16,
+        dst: impl Into<IpAddr>,
+        dst_port: u16,
+    ) -> FiveTuple {
         FiveTuple {
-            src,
-            dst,
+            src: src.into(),
+            dst: dst.into(),
             src_port,
             dst_port,
             proto: PROTO_TCP,
@@ -239,31 +244,62 @@ impl FiveTuple {
         matches!(self.proto, PROTO_TCP | PROTO_UDP)
     }
 
-    /// The flow of an Ethernet frame carrying IPv4, as a NIC's RSS sees it:
-    /// addresses and, for unfragmented TCP and UDP, ports (0 otherwise).
-    /// `None` for anything else (ARP, IPv6, frames that do not parse).
+    /// The flow of an Ethernet frame carrying IP, as a NIC's RSS sees it:
+    /// addresses and, for unfragmented TCP and UDP, ports (0 otherwise;
+    /// over IPv6, also when extension headers come first, as NICs without
+    /// the "IPv6 ex" hash types do). `None` for anything else (ARP, frames
+    /// that do not parse).
     pub fn of_frame(frame: &[u8]) -> Option<FiveTuple> {
-        use smoltcp::wire::{
-            EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, TcpPacket, UdpPacket,
-        };
+        use smoltcp::wire::{EthernetFrame, EthernetProtocol, Ipv4Packet, Ipv6Packet};
         let eth = EthernetFrame::new_checked(frame).ok()?;
+        if eth.ethertype() == EthernetProtocol::Ipv6 {
+            let ip = Ipv6Packet::new_checked(eth.payload()).ok()?;
+            let (src, dst) = (ip.src_addr().into(), ip.dst_addr().into());
+            return Some(Self::with_l4(
+                src,
+                dst,
+                ip.next_header(),
+                ip.payload(),
+                true,
+            ));
+        }
         if eth.ethertype() != EthernetProtocol::Ipv4 {
             return None;
         }
         let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
         let whole = !ip.more_frags() && ip.frag_offset() == 0;
-        let (proto, ports) = match ip.next_header() {
+        let (src, dst) = (ip.src_addr().into(), ip.dst_addr().into());
+        Some(Self::with_l4(
+            src,
+            dst,
+            ip.next_header(),
+            ip.payload(),
+            whole,
+        ))
+    }
+
+    /// The flow of an IP packet from `src` to `dst` carrying `proto` in
+    /// `l4` (`whole`: not a fragment).
+    fn with_l4(
+        src: IpAddr,
+        dst: IpAddr,
+        proto: smoltcp::wire::IpProtocol,
+        l4: &[u8],
+        whole: bool,
+    ) -> FiveTuple {
+        use smoltcp::wire::{IpProtocol, TcpPacket, UdpPacket};
+        let (proto, ports) = match proto {
             IpProtocol::Tcp => (
                 PROTO_TCP,
                 whole
-                    .then(|| TcpPacket::new_checked(ip.payload()).ok())
+                    .then(|| TcpPacket::new_checked(l4).ok())
                     .flatten()
                     .map(|t| (t.src_port(), t.dst_port())),
             ),
             IpProtocol::Udp => (
                 PROTO_UDP,
                 whole
-                    .then(|| UdpPacket::new_checked(ip.payload()).ok())
+                    .then(|| UdpPacket::new_checked(l4).ok())
                     .flatten()
                     .map(|u| (u.src_port(), u.dst_port())),
             ),
@@ -275,13 +311,13 @@ impl FiveTuple {
             None if proto == PROTO_TCP || proto == PROTO_UDP => (0, 0, 0),
             None => (0, 0, proto),
         };
-        Some(FiveTuple {
-            src: ip.src_addr(),
-            dst: ip.dst_addr(),
+        FiveTuple {
+            src,
+            dst,
             src_port,
             dst_port,
             proto,
-        })
+        }
     }
 }
 
@@ -384,11 +420,20 @@ impl Rss {
     #[inline]
     pub fn hash(&self, f: &FiveTuple) -> u32 {
         if f.has_ports() {
-            self.hasher.hash_v4(f.src, f.dst, f.src_port, f.dst_port)
-        } else {
-            let (s, d) = (f.src.octets(), f.dst.octets());
-            self.hasher
-                .hash(&[s[0], s[1], s[2], s[3], d[0], d[1], d[2], d[3]])
+            return self.hasher.hash_ip(f.src, f.dst, f.src_port, f.dst_port);
+        }
+        match (f.src, f.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                let (s, d) = (s.octets(), d.octets());
+                self.hasher
+                    .hash(&[s[0], s[1], s[2], s[3], d[0], d[1], d[2], d[3]])
+            }
+            (s, d) => {
+                let mut input = [0u8; 32];
+                input[..16].copy_from_slice(&v6(s).octets());
+                input[16..].copy_from_slice(&v6(d).octets());
+                self.hasher.hash(&input)
+            }
         }
     }
 
@@ -571,7 +616,45 @@ mod tests {
             assert_eq!(t.hash_v6(s, d, sport, dport), v6tcp, "{src}:{sport}");
             assert_eq!(t.hash_ip(s.into(), d.into(), sport, dport), v6tcp);
             assert_eq!(rss.core_ip(s.into(), d.into(), sport, dport), 0);
+            let f = FiveTuple::tcp(s, sport, d, dport);
+            assert_eq!(rss.hash(&f), v6tcp);
+            let icmp = FiveTuple { proto: 58, ..f };
+            assert_eq!(rss.hash(&icmp), v6only);
         }
+    }
+
+    #[test]
+    fn ipv6_flows_hash_symmetrically_and_are_read_from_frames() {
+        use crate::testing::{syn, tcp6_vec, with_ext6, Ends6};
+        let rss = Rss::new(RssKey::SYMMETRIC, Reta::spread(4).unwrap());
+        let mut r = XorShift(7);
+        for _ in 0..2000 {
+            let a = Ipv6Addr::from((r.next() as u128) << 64 | r.next() as u128);
+            let b = Ipv6Addr::from((r.next() as u128) << 64 | r.next() as u128);
+            let x = r.next();
+            let f = FiveTuple::tcp(a, x as u16, b, (x >> 16) as u16);
+            assert_eq!(rss.hash(&f), rss.hash(&f.reversed()), "{f:?}");
+            let icmp = FiveTuple { proto: 58, ..f };
+            assert_eq!(rss.hash(&icmp), rss.hash(&icmp.reversed()));
+        }
+        let e = Ends6 {
+            src_mac: [2, 0, 0, 0, 0, 2],
+            dst_mac: [2, 0, 0, 0, 0, 1],
+            src_ip: "fd00::2".parse().unwrap(),
+            dst_ip: "fd00::1".parse().unwrap(),
+        };
+        let f = tcp6_vec(&e, &syn(40000, 80, 1));
+        let want = FiveTuple::tcp(e.src_ip, 40000, e.dst_ip, 80);
+        assert_eq!(FiveTuple::of_frame(&f), Some(want));
+        // Extension headers first: the addresses only, as most NICs do.
+        let pad: &[u8] = &[1, 4, 0, 0, 0, 0];
+        let x = with_ext6(&f, &[(smoltcp::wire::IpProtocol::Ipv6Opts, pad)]).unwrap();
+        let got = FiveTuple::of_frame(&x).unwrap();
+        assert_eq!(
+            (got.src, got.dst, got.src_port, got.proto),
+            (want.src, want.dst, 0, 60)
+        );
+        assert_eq!(FiveTuple::of_frame(&f[..14 + 20]), None, "cut short");
     }
 
     #[test]
