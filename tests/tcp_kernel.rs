@@ -86,7 +86,12 @@ fn with_running<A: TcpApp, R>(
 /// Opens `n` kernel connections at once, has each send its own message and
 /// checks each gets it back, then closes them all in order (EOF each).
 fn echo_from_many_kernel_connections(n: usize) {
-    let mut socks: Vec<TcpStream> = (0..n).map(|_| connect()).collect();
+    echo_from_many_kernel_connections_to(SocketAddrV4::new(US, 7).into(), n)
+}
+
+/// [`echo_from_many_kernel_connections`] to `to`.
+fn echo_from_many_kernel_connections_to(to: SocketAddr, n: usize) {
+    let mut socks: Vec<TcpStream> = (0..n).map(|_| connect_to(to)).collect();
     for (i, s) in socks.iter_mut().enumerate() {
         s.write_all(format!("conn {i:04} says hi").as_bytes())
             .unwrap();
@@ -106,8 +111,11 @@ fn echo_from_many_kernel_connections(n: usize) {
 }
 
 fn connect() -> TcpStream {
-    let s = TcpStream::connect_timeout(&SocketAddrV4::new(US, 7).into(), Duration::from_secs(5))
-        .unwrap();
+    connect_to(SocketAddrV4::new(US, 7).into())
+}
+
+fn connect_to(to: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&to, Duration::from_secs(5)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.set_nodelay(true).unwrap();
     s
@@ -196,9 +204,23 @@ fn sixty_four_mebibytes_each_way_arrive_intact() {
         ..Default::default()
     };
     let (w, _port) = setup("bpk2", Echo, lopts);
-    const TOTAL: usize = 64 << 20;
-    let (w, (sent_hash, got_hash)) = with_running(w, || {
-        let s = connect();
+    let (w, (sent_hash, got_hash)) =
+        with_running(w, || through_and_back(SocketAddrV4::new(US, 7).into()));
+    assert_eq!(
+        sent_hash, got_hash,
+        "64 MiB through our stack and back, intact"
+    );
+    let st = w.stack().stats();
+    assert!(st.rx_bytes.get() >= TOTAL as u64 && st.tx_bytes.get() >= TOTAL as u64);
+}
+
+const TOTAL: usize = 64 << 20;
+
+/// Sends [`TOTAL`] bytes to the echo server at `to` while reading them
+/// back; returns the hashes of what was sent and what came back.
+fn through_and_back(to: SocketAddr) -> (u64, u64) {
+    {
+        let s = connect_to(to);
         s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         let mut r = s.try_clone().unwrap();
         let writer = std::thread::spawn(move || {
@@ -230,13 +252,7 @@ fn sixty_four_mebibytes_each_way_arrive_intact() {
             got += n;
         }
         (writer.join().unwrap(), h)
-    });
-    assert_eq!(
-        sent_hash, got_hash,
-        "64 MiB through our stack and back, intact"
-    );
-    let st = w.stack().stats();
-    assert!(st.rx_bytes.get() >= TOTAL as u64 && st.tx_bytes.get() >= TOTAL as u64);
+    }
 }
 
 /// Our stack as the client: connects to a kernel echo server, sends a
@@ -755,6 +771,23 @@ const US6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x66, 0, 0, 0, 0, 0, 2);
 /// the address is usable at once); the stack has 10.66.0.2/24 and
 /// fd00:66::2/64 and echoes on port 7 (smoltcp engine).
 fn setup6<A: TcpApp>(tap: &str, app: A) -> (TcpWorker<TapQueue, A>, TapPort) {
+    let tcp = TcpOpts::default().on(bypass::stack::TcpEngine::Smoltcp);
+    setup6_with(
+        tap,
+        app,
+        ListenOpts {
+            tcp,
+            ..Default::default()
+        },
+    )
+}
+
+/// [`setup6`] with the listener's settings.
+fn setup6_with<A: TcpApp>(
+    tap: &str,
+    app: A,
+    lopts: ListenOpts,
+) -> (TcpWorker<TapQueue, A>, TapPort) {
     common::private_netns();
     let mut port = TapPort::open(&TapConfig::new(tap)).unwrap();
     common::sh(&format!(
@@ -765,10 +798,6 @@ fn setup6<A: TcpApp>(tap: &str, app: A) -> (TcpWorker<TapQueue, A>, TapPort) {
     let mut cfg = StackConfig::new(US, 24).with_addr(US6.into(), 64);
     cfg.connect = TcpOpts::default().on(bypass::stack::TcpEngine::Smoltcp);
     let mut stack = Stack::new(q, port.info(), cfg, Instant(0)).unwrap();
-    let lopts = ListenOpts {
-        tcp: TcpOpts::default().on(bypass::stack::TcpEngine::Smoltcp),
-        ..Default::default()
-    };
     stack.listen(7, lopts).unwrap();
     (TcpWorker::new(stack, app), port)
 }
@@ -854,4 +883,45 @@ fn our_stack_connects_to_a_kernel_ipv6_server() {
     assert_eq!(w.app().got, b"from userspace");
     assert_eq!(w.app().closed, Some(CloseReason::Normal));
     assert_eq!(w.stack().stats().connected.get(), 1);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_thousand_concurrent_kernel_ipv6_connections_get_their_data_back() {
+    common::require_root("a_thousand_concurrent_kernel_ipv6_connections_get_their_data_back");
+    let lopts = ListenOpts {
+        backlog: 2048,
+        tcp: TcpOpts {
+            rx_buf: 4096,
+            tx_buf: 4096,
+            ..TcpOpts::default().on(bypass::stack::TcpEngine::Smoltcp)
+        },
+        ..Default::default()
+    };
+    let (w, _port) = setup6_with("bp6k2", Echo, lopts);
+    let (w, ()) = with_running(w, || {
+        echo_from_many_kernel_connections_to(SocketAddr::from((US6, 7)), 1000);
+    });
+    assert_eq!(w.stack().stats().accepted.get(), 1000);
+    assert_eq!(w.stack().stats().reset.get(), 0);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn sixty_four_mebibytes_each_way_arrive_intact_over_ipv6() {
+    common::require_root("sixty_four_mebibytes_each_way_arrive_intact_over_ipv6");
+    let lopts = ListenOpts {
+        tcp: TcpOpts {
+            rx_buf: 256 * 1024,
+            tx_buf: 256 * 1024,
+            ..TcpOpts::default().on(bypass::stack::TcpEngine::Smoltcp)
+        },
+        ..Default::default()
+    };
+    let (w, _port) = setup6_with("bp6k3", Echo, lopts);
+    let (w, (sent_hash, got_hash)) =
+        with_running(w, || through_and_back(SocketAddr::from((US6, 7))));
+    assert_eq!(sent_hash, got_hash, "64 MiB over IPv6 and back, intact");
+    let st = w.stack().stats();
+    assert!(st.rx_bytes.get() >= TOTAL as u64 && st.tx_bytes.get() >= TOTAL as u64);
 }
