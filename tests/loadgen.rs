@@ -311,6 +311,51 @@ fn bench_tcp_rr_smoke() {
     );
 }
 
+/// `--family 6`: ours over IPv6 on the mem wire, every kernel baseline
+/// over ::1, each side clean; the other scenarios refuse it in a sentence.
+#[test]
+fn bench_tcp_rr_and_cps_over_ipv6_smoke() {
+    let j = bench(&[
+        "tcp-rr",
+        "--family",
+        "6",
+        "--connections",
+        "16",
+        "--duration",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(j["family"], 6, "{j}");
+    let p = &j["points"][0];
+    assert_eq!(p["ours"]["summary"]["open"], 16, "{j}");
+    clean_on_every_side(p, &["kernel-epoll", "kernel-busypoll", "kernel-io_uring"]);
+    let j = bench(&[
+        "cps",
+        "--family",
+        "6",
+        "--connections",
+        "4",
+        "--duration",
+        "1",
+        "--json",
+    ]);
+    assert!(
+        j["points"][0]["ours"]["summary"]["cps"].as_f64().unwrap() > 0.0,
+        "{j}"
+    );
+    clean_on_every_side(
+        &j["points"][0],
+        &["kernel-epoll", "kernel-busypoll", "kernel-io_uring"],
+    );
+    let out = Command::new(BIN)
+        .args(["bench", "conns", "--family", "6", "--connections", "10"])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert!(e.contains("--family 6 is for tcp-rr and cps"), "{e}");
+}
+
 #[test]
 fn bench_cps_and_conns_smoke() {
     let j = bench(&["cps", "--connections", "8", "--duration", "1", "--json"]);

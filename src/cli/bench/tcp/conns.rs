@@ -56,7 +56,7 @@ fn sockstat_tcp_pages() -> i64 {
 }
 
 fn kernel_mem(pairs: usize, size: usize) -> Result<KernelMem> {
-    let l = epoll::listen(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?;
+    let l = epoll::listen(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0).into())?;
     l.set_nonblocking(false)
         .map_err(|e| Error::io("set_blocking", e))?;
     let addr = l.local_addr().map_err(|e| Error::io("local_addr", e))?;
@@ -91,6 +91,7 @@ fn kernel_mem(pairs: usize, size: usize) -> Result<KernelMem> {
 }
 
 pub fn conns(a: TcpBenchArgs) -> Result<()> {
+    a.only_ipv4("conns")?;
     a.secs()?;
     let tcp = a.tcp_opts(1024)?;
     let n = a.points(&[1_000_000])?[0];

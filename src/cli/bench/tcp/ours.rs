@@ -3,7 +3,7 @@
 //! measuring window every run of ours (and the kernel client) goes
 //! through.
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use bypass::time::{Clock, Instant, MonotonicClock};
 use bypass::{Error, Result};
 
 use super::super::proc::Sched;
-use super::{BASE_PORT, CLIENT_IP, PORTS_PER_LISTENER, SERVER_IP};
+use super::{family_ends, BASE_PORT, PORTS_PER_LISTENER};
 
 /// A run stalls when no transaction completes and no connection opens for
 /// this long.
@@ -116,11 +116,15 @@ pub fn build_stack(
     queue: MemQueue,
     info: &PortInfo,
     tcp: TcpOpts,
+    family: u8,
     now: Instant,
 ) -> Result<Stack<MemQueue>> {
+    let (server, client) = family_ends(family);
+    let prefix = if family == 6 { 64 } else { 24 };
     match role {
         Role::Server { ports } => {
-            let mut s = Stack::new(queue, info, StackConfig::new(SERVER_IP, 24), now)?;
+            let sc = StackConfig::for_addr(server, prefix);
+            let mut s = Stack::new(queue, info, sc, now)?;
             for i in 0..ports {
                 s.listen(
                     BASE_PORT + i as u16,
@@ -134,7 +138,7 @@ pub fn build_stack(
             Ok(s)
         }
         Role::Client => {
-            let mut sc = StackConfig::new(CLIENT_IP, 24);
+            let mut sc = StackConfig::for_addr(client, prefix);
             sc.connect = tcp;
             sc.ephemeral = (1024, 65535);
             Stack::new(queue, info, sc, now)
@@ -305,8 +309,14 @@ pub fn run_ours(
     let mut qb: Vec<Option<MemQueue>> = b.take_queues().into_iter().map(Some).collect();
     let clock = MonotonicClock::new();
     let mut lcfg = load.clone();
+    // The family of the targets asked for.
+    let family = match load.targets.first() {
+        Some(t) if t.is_ipv6() => 6,
+        _ => 4,
+    };
+    let server_ip = family_ends(family).0;
     lcfg.targets = (0..ports_needed)
-        .map(|i| SocketAddrV4::new(SERVER_IP, BASE_PORT + i as u16).into())
+        .map(|i| SocketAddr::new(server_ip, BASE_PORT + i as u16))
         .collect();
     let mut load_stats = Vec::new();
     let mut server_stats = Vec::new();
@@ -326,6 +336,7 @@ pub fn run_ours(
                     queue,
                     &ia,
                     tcp,
+                    family,
                     clock.now(),
                 )?;
                 if let Some(sh) = server_shards.get_mut(q).and_then(Option::take) {
@@ -344,7 +355,7 @@ pub fn run_ours(
                 let queue = qb[q]
                     .take()
                     .ok_or_else(|| Error::Config("a wire is loaded twice".into()))?;
-                let mut s = build_stack(Role::Client, queue, &ib, tcp, clock.now())?;
+                let mut s = build_stack(Role::Client, queue, &ib, tcp, family, clock.now())?;
                 if let Some(sh) = client_shards.get_mut(q).and_then(Option::take) {
                     s.set_shard(sh)?;
                 }
