@@ -359,7 +359,7 @@ impl<Q: PortQueue> Stack<Q> {
         let Some(c) = self.slots[idx as usize].conn.as_mut() else {
             return;
         };
-        let TcpKey::V4(key) = c.key else { return };
+        let Some(key) = c.v4_key() else { return };
         let Eng::Own(o) = &mut c.eng else { return };
         // Send what is owed first (the ACK of the peer's FIN).
         let mac = o.mac;

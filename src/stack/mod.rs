@@ -147,6 +147,9 @@ pub struct Stack<Q: PortQueue> {
     table: HashMap<u64, u32, ahash::RandomState>,
     /// IPv6 connections.
     table6: HashMap<Key6, u32, ahash::RandomState>,
+    /// The key of each IPv6 connection, by slot (kept out of the slot so
+    /// IPv4 connections do not pay for IPv6 keys).
+    keys6: HashMap<u32, Key6, ahash::RandomState>,
     listeners: HashMap<u16, Listener>,
     timers: Timers,
     touched: Vec<u32>,
@@ -265,6 +268,7 @@ impl<Q: PortQueue> Stack<Q> {
             free: Vec::new(),
             table: HashMap::default(),
             table6: HashMap::default(),
+            keys6: HashMap::default(),
             listeners: HashMap::new(),
             timers: Timers::default(),
             touched: Vec::new(),
