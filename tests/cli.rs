@@ -249,6 +249,7 @@ fn curl(url: &str) -> String {
 fn http_serves_curl_over_ipv6_and_ipv4_at_once() {
     common::require_root("http_serves_curl_over_ipv6_and_ipv4_at_once");
     common::private_netns();
+    let pcap = std::env::temp_dir().join(format!("bph6-{}.pcap", std::process::id()));
     let child = start_server_with(
         env!("CARGO_BIN_EXE_bypass"),
         &[
@@ -264,6 +265,8 @@ fn http_serves_curl_over_ipv6_and_ipv4_at_once() {
             "--json",
             "--idle-sleep-us",
             "50",
+            "--pcap",
+            pcap.to_str().unwrap(),
         ],
         "bph6",
         "sysctl -qw net.ipv6.conf.all.disable_ipv6=0; ip -6 addr add fd00:44::1/64 dev bph6 nodad",
@@ -284,6 +287,20 @@ fn http_serves_curl_over_ipv6_and_ipv4_at_once() {
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["accepted"], 3, "{j}");
     assert_eq!(j["drops_by_reason"]["malformed"], 0, "{j}");
+    // The capture holds the IPv6 frames both ways.
+    let mut r = pcap_file::pcap::PcapReader::new(std::fs::File::open(&pcap).unwrap()).unwrap();
+    let mut v6 = 0;
+    while let Some(p) = r.next_packet() {
+        let p = p.unwrap();
+        use smoltcp::wire::{EthernetFrame, EthernetProtocol};
+        if EthernetFrame::new_checked(&p.data[..])
+            .is_ok_and(|e| e.ethertype() == EthernetProtocol::Ipv6)
+        {
+            v6 += 1;
+        }
+    }
+    let _ = std::fs::remove_file(&pcap);
+    assert!(v6 >= 2 * 6, "{v6} IPv6 frames captured");
 }
 
 #[test]

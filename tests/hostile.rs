@@ -726,6 +726,25 @@ fn malformed() -> Vec<(&'static str, Vec<u8>, &'static str)> {
     v
 }
 
+/// The malformed kinds RFC 8200 owes a Parameter Problem to.
+const OWED_AN_ICMP6_ERROR: [&str; 3] = [
+    "v6 routing with segments left",
+    "v6 option that says discard and tell",
+    "v6 unknown next header",
+];
+
+fn is_param_problem(frame: &[u8]) -> bool {
+    use smoltcp::wire::{EthernetFrame, Icmpv6Message, Icmpv6Packet, Ipv6Packet};
+    EthernetFrame::new_checked(frame)
+        .ok()
+        .and_then(|e| {
+            let ip = Ipv6Packet::new_checked(e.payload()).ok()?;
+            let icmp = Icmpv6Packet::new_checked(ip.payload()).ok()?;
+            Some(icmp.msg_type() == Icmpv6Message::ParamProblem)
+        })
+        .unwrap_or(false)
+}
+
 /// IPv6 frames of every malformed kind, with the counter each must land in.
 fn malformed6() -> Vec<(&'static str, Vec<u8>, &'static str)> {
     use bypass::testing::{emit_udp6, tcp6_vec, with_ext6, Ends6};
@@ -843,6 +862,18 @@ fn malformed6() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         "unsupported",
     );
     m(
+        "v6 unknown next header",
+        ext(&[(dst, &PAD)]),
+        &|x| x[14 + 40] = 253,
+        "unsupported",
+    );
+    m(
+        "v6 option that says discard and tell",
+        ext(&[(dst, &[0xbe, 4, 0, 0, 0, 0])]),
+        &|_| {},
+        "unsupported",
+    );
+    m(
         "v6 extension headers truncated",
         ext(&[(hbh, &PAD), (dst, &PAD)]),
         &|x| {
@@ -931,22 +962,64 @@ fn malformed_frames_are_dropped_and_counted_by_reason() {
             "{name}: counted as {bumped:?}, want {ctr}"
         );
         let sent = r.take_sent();
-        assert!(
-            sent.is_empty(),
-            "{name}: the stack answered {} frames",
-            sent.len()
-        );
+        if OWED_AN_ICMP6_ERROR.contains(&name) {
+            // RFC 8200: a Parameter Problem back to the sender, no larger
+            // than the minimum MTU.
+            assert_eq!(sent.len(), 1, "{name}: one ICMPv6 error");
+            assert!(is_param_problem(&sent[0]), "{name}: {:?}", sent[0]);
+            assert!(sent[0].len() <= 14 + 1280, "{name}");
+        } else {
+            assert!(
+                sent.is_empty(),
+                "{name}: the stack answered {} frames",
+                sent.len()
+            );
+        }
         assert_eq!(
             r.server.stack().conn_count(),
             0,
             "{name} opened a connection"
         );
     }
+    let st = r.server.stack().stats();
+    assert_eq!(st.icmp6_errors_tx.get(), OWED_AN_ICMP6_ERROR.len() as u64);
     // And it still serves.
     r.client.app_mut().want = 3;
     r.client.app_mut().conc = 3;
     assert!(r.drive(100_000, |r| r.client.app().finished() == 3));
     assert_eq!(r.client.app().ok, 3);
+    r.settle_and_check_leaks();
+}
+
+/// A flood of IPv6 packets that each owe a Parameter Problem draws a
+/// burst of errors, then no more than the rate limit allows; the rest are
+/// counted as limited.
+#[test]
+fn icmp6_errors_are_rate_limited() {
+    let mut r = rig(Setup::default(), Churn::new(0, 0, 1));
+    r.record(true);
+    let owed = malformed6()
+        .into_iter()
+        .find(|(n, _, _)| *n == "v6 unknown next header")
+        .unwrap()
+        .1;
+    for _ in 0..8 {
+        for _ in 0..25 {
+            r.inject(owed.clone());
+        }
+        r.step(50);
+    }
+    let sent = r.take_sent();
+    let st = r.server.stack().stats().clone();
+    assert_eq!(sent.len() as u64, st.icmp6_errors_tx.get());
+    assert!(sent.iter().all(|f| is_param_problem(f)));
+    assert_eq!(st.icmp6_errors_tx.get(), 10, "the burst, in 400 µs");
+    assert_eq!(st.icmp6_errors_limited.get(), 190);
+    // A second later there is room again.
+    r.now += 1_000_000;
+    r.inject(owed);
+    r.step(50);
+    assert_eq!(st.icmp6_errors_tx.get(), 11);
     r.settle_and_check_leaks();
 }
 

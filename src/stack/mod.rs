@@ -51,6 +51,7 @@ pub mod timers;
 mod arp;
 mod conn;
 mod engine;
+mod icmp6;
 mod listen;
 mod opts;
 mod smol;
@@ -74,7 +75,7 @@ use crate::buf::PacketBuf;
 use crate::error::{Error, Result};
 use crate::port::{PortInfo, PortQueue};
 use crate::time::Instant;
-use classify::{classify_with, strip_ext_headers, Class, Key6, Ours, TcpKey, Verify};
+use classify::{classify_with, strip_ext_headers, Class, Key6, Ours, Reject, TcpKey, Verify};
 use conn::{Eng, Slot};
 use device::{OneFrame, TxPath};
 use listen::Listener;
@@ -150,6 +151,7 @@ pub struct Stack<Q: PortQueue> {
     /// The key of each IPv6 connection, by slot (kept out of the slot so
     /// IPv4 connections do not pay for IPv6 keys).
     keys6: HashMap<u32, Key6, ahash::RandomState>,
+    icmp6_limit: icmp6::Limiter,
     listeners: HashMap<u16, Listener>,
     timers: Timers,
     touched: Vec<u32>,
@@ -269,6 +271,7 @@ impl<Q: PortQueue> Stack<Q> {
             table: HashMap::default(),
             table6: HashMap::default(),
             keys6: HashMap::default(),
+            icmp6_limit: icmp6::Limiter::default(),
             listeners: HashMap::new(),
             timers: Timers::default(),
             touched: Vec::new(),
@@ -499,7 +502,12 @@ impl<Q: PortQueue> Stack<Q> {
             }
         }
         match class {
-            Err(r) => self.stats.reject(r),
+            Err(r) => {
+                self.stats.reject(r);
+                if r == Reject::Unsupported {
+                    self.icmp6_error(&buf);
+                }
+            }
             Ok(Class::Arp) => {
                 self.own.arp.learn_from(buf.data(), self.now_us);
                 self.feed_empty(buf);
@@ -557,6 +565,45 @@ impl<Q: PortQueue> Stack<Q> {
                 c.arp_wait = false;
                 self.touch(idx);
             }
+        }
+    }
+
+    /// Sends the ICMPv6 Parameter Problem owed for a refused IPv6 packet,
+    /// if any and if the rate limit allows (see [`icmp6`]).
+    #[cold]
+    fn icmp6_error(&mut self, buf: &Q::Buf) {
+        let Some(why) = icmp6::owed(buf.data(), &self.ours) else {
+            return;
+        };
+        if !self.icmp6_limit.allow(self.now_us) {
+            self.stats.icmp6_errors_limited.inc();
+            return;
+        }
+        // From the address it was sent to if that is ours, else from the
+        // one smoltcp would use towards the sender.
+        let dst = smoltcp::wire::Ipv6Packet::new_checked(
+            smoltcp::wire::EthernetFrame::new_checked(buf.data()).map_or(&[][..], |e| e.payload()),
+        )
+        .ok()
+        .map(|p| (p.src_addr(), p.dst_addr()));
+        let Some((peer, to)) = dst else { return };
+        let src = if self.ours.has_v6(to) {
+            to
+        } else {
+            match self.source_for(peer.into()) {
+                Some(IpAddr::V6(a)) => a,
+                _ => return,
+            }
+        };
+        let Some(mut b) = self.tx.queue.alloc() else {
+            self.stats.tx_no_buffer.inc();
+            return;
+        };
+        let n = icmp6::param_problem(b.room_mut(), buf.data(), self.mac, src, why);
+        if n > 0 {
+            b.set_len(n);
+            self.stats.icmp6_errors_tx.inc();
+            self.tx.push(b);
         }
     }
 

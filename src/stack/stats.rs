@@ -37,6 +37,10 @@ pub struct StackStats {
     pub drop_unsupported: Counter,
     /// Dropped: an IPv6 extension-header chain malformed or too long.
     pub drop_bad_ext_header: Counter,
+    /// ICMPv6 Parameter Problems sent about refused IPv6 packets.
+    pub icmp6_errors_tx: Counter,
+    /// ICMPv6 errors not sent: over the rate limit.
+    pub icmp6_errors_limited: Counter,
     /// Segments for no connection (answered with RST by TCP rules).
     pub no_conn: Counter,
     /// RSTs not at the exact sequence number we acknowledged (RFC 5961):
