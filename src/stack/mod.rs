@@ -33,6 +33,13 @@
 //!   (smoltcp silences it); when an ARP frame arrives, the waiting
 //!   connections are polled again.
 //!
+//! - **IPv6 and dual stack.** A stack has an IPv4 address, IPv6 ones, or
+//!   both, and always a link-local IPv6 address made from its MAC;
+//!   smoltcp's interface does neighbour discovery and echo. The 4-tuple
+//!   table has one map per family (an IPv4 connection costs what it did
+//!   before IPv6). IPv6 connections run on the smoltcp engine (the bypass
+//!   engine's bridge is IPv4-only for now). Refused IPv6 packets draw the
+//!   rate-limited Parameter Problems RFC 8200 asks for (`stack/icmp6.rs`).
 //! - **Cores.** One stack runs per core, over that core's own queue. With
 //!   a [`shard::Shard`] (see [`Stack::set_shard`]) each TCP/UDP flow has one
 //!   owning core, named by RSS: frames received elsewhere are steered to it,
