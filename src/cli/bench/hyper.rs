@@ -321,7 +321,14 @@ fn run_tokio(a: &HyperArgs, n: usize) -> Result<LoadSummary> {
         let st = stop.clone();
         let core = a.server_core;
         let server = s.spawn(move || serve_tokio(listener, core, st));
-        let got = run_kernel_client(Baseline::Epoll, a.client_core, target, &la, dur, ramp);
+        let got = run_kernel_client(
+            Baseline::Epoll,
+            a.client_core,
+            target.into(),
+            &la,
+            dur,
+            ramp,
+        );
         stop.set();
         let served = server
             .join()
