@@ -984,11 +984,101 @@ fn rr_cost(server: IpAddr) {
         n.server.poll(Instant(n.now));
         n.client.poll(Instant(n.now));
     }
+    let (ss, cs) = (n.server.stack().stats(), n.client.stack().stats());
+    let done = n.client.app().done as f64;
     eprintln!(
-        "{} transactions in {} µs of manual time, engine {}",
+        "{} transactions in {} µs of manual time, engine {}: frames per transaction {:.2} (server) {:.2} (client), timer fires {} / {}",
         n.client.app().done,
         n.now,
-        o.engine
+        o.engine,
+        ss.tx_packets.get() as f64 / done,
+        cs.tx_packets.get() as f64 / done,
+        ss.timer_fires.get(),
+        cs.timer_fires.get(),
     );
     assert!(n.client.app().done >= 200_000);
+}
+
+/// Connections per second: `conns` at a time, each opened, one 64-byte
+/// request/response, closed by the client, until `total` have closed.
+struct Cps {
+    conns: usize,
+    open: usize,
+    started: usize,
+    total: usize,
+    closed: usize,
+}
+
+impl TcpApp for Cps {
+    type Conn = usize;
+    fn on_open(&mut self, c: &mut Conn<'_>) -> usize {
+        c.send(&[7; 64]);
+        0
+    }
+    fn on_data(&mut self, got: &mut usize, c: &mut Conn<'_>, d: &[u8]) -> usize {
+        *got += d.len();
+        if *got >= 64 {
+            c.close();
+        }
+        d.len()
+    }
+    fn on_close(&mut self, _: usize, _: CloseReason) {
+        self.open -= 1;
+        self.closed += 1;
+    }
+    fn on_connect_failed(&mut self, _: ConnId) {
+        self.open -= 1;
+    }
+    fn poll(&mut self, ctx: &mut Ctx<'_>) -> usize {
+        let mut n = 0;
+        while self.open < self.conns && self.started < self.total {
+            ctx.connect(SocketAddr::from((SERVER, 7))).unwrap();
+            self.open += 1;
+            self.started += 1;
+            n += 1;
+        }
+        n
+    }
+}
+
+/// A cost measurement, run by hand like `rr_cost_on_a_manual_clock`:
+/// instructions per connection (open, one 64-byte exchange, close) with 64
+/// in flight.
+#[test]
+#[ignore = "a cost measurement, run by hand"]
+fn cps_cost_on_a_manual_clock() {
+    let total = 20_000;
+    let app = Cps {
+        conns: 64,
+        open: 0,
+        started: 0,
+        total,
+        closed: 0,
+    };
+    let o = TcpOpts::default();
+    let lopts = ListenOpts {
+        tcp: o,
+        ..Default::default()
+    };
+    let mut n = net(Faults::default(), Echo::default(), app, lopts, o);
+    for _ in 0..10_000_000 {
+        if n.client.app().closed >= total {
+            break;
+        }
+        n.now += 5;
+        n.server.poll(Instant(n.now));
+        n.client.poll(Instant(n.now));
+    }
+    let (ss, cs) = (n.server.stack().stats(), n.client.stack().stats());
+    let done = n.client.app().closed as f64;
+    eprintln!(
+        "{} connections in {} µs of manual time, engine {}: frames per connection {:.2} (server) {:.2} (client), {} reset",
+        n.client.app().closed,
+        n.now,
+        o.engine,
+        ss.tx_packets.get() as f64 / done,
+        cs.tx_packets.get() as f64 / done,
+        ss.reset.get() + cs.reset.get(),
+    );
+    assert!(n.client.app().closed >= total);
 }

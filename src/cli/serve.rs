@@ -62,7 +62,7 @@ pub struct NetArgs {
     pub backlog_full: Option<FullPolicy>,
     /// The TCP engine: bypass (its own: SACK, RACK-TLP, CUBIC, SYN
     /// cookies) or smoltcp (the reference).
-    /// [default: smoltcp, or $BYPASS_TCP_ENGINE]
+    /// [default: bypass, or $BYPASS_TCP_ENGINE]
     #[arg(long = "tcp", value_name = "ENGINE", default_value_t = TcpEngine::default())]
     pub engine: TcpEngine,
     /// Receive window per connection: a limit with the bypass engine

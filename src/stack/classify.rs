@@ -26,8 +26,7 @@ use crate::buf::{Checksum, RxChecksum};
 use smoltcp::wire::{
     ArpPacket, EthernetAddress, EthernetFrame, EthernetProtocol, Icmpv4Packet, Icmpv6Packet,
     IpProtocol, Ipv4Address, Ipv4Packet, Ipv6Address, Ipv6ExtHeader, Ipv6OptionFailureType,
-    Ipv6OptionRepr, Ipv6OptionsIterator, Ipv6Packet, Ipv6RoutingHeader, TcpPacket, TcpRepr,
-    UdpPacket,
+    Ipv6OptionRepr, Ipv6OptionsIterator, Ipv6Packet, Ipv6RoutingHeader, TcpPacket, UdpPacket,
 };
 
 /// Most IPv6 extension headers walked before the packet is refused.
@@ -266,16 +265,12 @@ fn tcp(
     verify: Verify,
 ) -> Result<(TcpPacket<&[u8]>, bool), Reject> {
     let tcp = TcpPacket::new_checked(payload).map_err(|_| Reject::Malformed)?;
-    let (s, d) = (src.into(), dst.into());
-    checked(verify.l4, || tcp.verify_checksum(&s, &d))?;
-    if tcp.header_len() > 20 {
-        // Options: make sure smoltcp will accept them, so that a garbage
-        // option is counted here rather than dropped silently inside
-        // smoltcp.
-        let caps = smoltcp::phy::ChecksumCapabilities::ignored();
-        TcpRepr::parse(&tcp, &s, &d, &caps).map_err(|_| Reject::Malformed)?;
-    }
-    if tcp.src_port() == 0 || tcp.dst_port() == 0 {
+    checked(verify.l4, || tcp.verify_checksum(&src.into(), &dst.into()))?;
+    // Ports, flags and options: refuse here what either engine would
+    // refuse, so that a garbage header is counted rather than dropped
+    // silently inside smoltcp (the same rules as its parser, with a fast
+    // path for the usual timestamp layout).
+    if !crate::tcp::wire::acceptable(&tcp) {
         return Err(Reject::Malformed);
     }
     let syn = tcp.syn() && !tcp.ack();
@@ -475,6 +470,7 @@ pub fn strip_ext_headers(frame: &mut [u8]) -> Option<usize> {
 mod tests {
     use super::*;
     use crate::testing::{syn, tcp6_vec, with_ext6, Ends6};
+    use smoltcp::wire::TcpRepr;
     use std::net::Ipv6Addr;
 
     const MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);

@@ -176,8 +176,7 @@ fn parse<R>(frame: &[u8], f: impl FnOnce(&Wire, &TcpRepr) -> R) -> Option<R> {
     let eth = EthernetFrame::new_checked(frame).ok()?;
     let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
     let t = TcpPacket::new_checked(ip.payload()).ok()?;
-    let caps = ChecksumCapabilities::ignored();
-    let repr = TcpRepr::parse(&t, &ip.src_addr().into(), &ip.dst_addr().into(), &caps).ok()?;
+    let repr = crate::tcp::wire::parse(&t)?;
     Some(f(
         &Wire {
             src_mac: eth.src_addr(),
@@ -705,12 +704,7 @@ fn build<B: PacketBuf>(
     let mut t = TcpPacket::new_unchecked(ipp.payload_mut());
     // Header first (the payload is written in place after it), checksum
     // last over both.
-    repr.emit(
-        &mut t,
-        &src_ip.into(),
-        &dst_ip.into(),
-        &ChecksumCapabilities::ignored(),
-    );
+    crate::tcp::wire::emit(repr, &mut t);
     fill(&mut t.payload_mut()[..len]);
     if csum.tcp.tx() {
         t.fill_checksum(&src_ip.into(), &dst_ip.into());

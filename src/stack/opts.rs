@@ -33,10 +33,10 @@ impl Default for TcpEngine {
         static FROM_ENV: std::sync::OnceLock<TcpEngine> = std::sync::OnceLock::new();
         *FROM_ENV.get_or_init(|| match std::env::var("BYPASS_TCP_ENGINE") {
             Ok(v) => v.parse().unwrap_or_else(|e| {
-                tracing::warn!("BYPASS_TCP_ENGINE: {e}; using the smoltcp engine");
-                TcpEngine::Smoltcp
+                tracing::warn!("BYPASS_TCP_ENGINE: {e}; using the bypass engine");
+                TcpEngine::Bypass
             }),
-            Err(_) => TcpEngine::Smoltcp,
+            Err(_) => TcpEngine::Bypass,
         })
     }
 }

@@ -135,9 +135,14 @@ impl Tcb {
         let wnd = seq::dist(self.rcv_nxt, seq::max(self.rcv_adv, self.rcv_nxt));
         let in_wnd =
             |s: u32| seq::ge(s, self.rcv_nxt) && seq::lt(s, self.rcv_nxt.wrapping_add(wnd));
+        // A zero-length segment may sit exactly on the right edge: a peer
+        // that filled our window and lost those segments sends its ACKs
+        // with SEG.SEQ = its SND.NXT = our edge. RFC 9293's strict test
+        // refuses them (and their ACK field with them), so neither side
+        // moves until the peer's RTO; Linux accepts the edge too.
         let acceptable = match (seg_len, wnd) {
             (0, 0) => seg_seq == self.rcv_nxt,
-            (0, _) => in_wnd(seg_seq),
+            (0, _) => in_wnd(seg_seq) || seg_seq == self.rcv_nxt.wrapping_add(wnd),
             (_, 0) => false,
             (_, _) => in_wnd(seg_seq) || in_wnd(seg_seq.wrapping_add(seg_len - 1)),
         };

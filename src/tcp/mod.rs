@@ -35,6 +35,7 @@ pub mod seq;
 pub mod syncookie;
 pub mod tcb;
 mod timers;
+pub mod wire;
 
 pub use tcb::{CloseReason, Config, Env, Keepalive, Seg, State, Tcb, TcpStats};
 #[cfg(test)]

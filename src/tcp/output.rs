@@ -134,9 +134,15 @@ impl Tcb {
         } else {
             0
         };
-        let scaled = (wnd >> shift).min(0xffff);
-        // Rounding down may pull the edge back; what we announce is what
-        // counts.
+        // Rounded up: rounding down would announce an edge left of one
+        // announced before, the peer may already have sent up to it, and
+        // its pure ACKs (which carry that sequence number) would then
+        // fall outside the window and go unprocessed. This cost a stall
+        // of one RTO backoff series on every full window at 1% loss. The
+        // few bytes it may promise beyond the limit are accepted (the
+        // limit bounds memory, it is not an allocation).
+        let unit = (1u32 << shift) - 1;
+        let scaled = (wnd.saturating_add(unit) >> shift).min(0xffff);
         self.rcv_adv = seq::max(self.rcv_adv, self.rcv_nxt.wrapping_add(scaled << shift));
         let mut sack_ranges = [None; 3];
         let pending = self.sack_blocks_pending();

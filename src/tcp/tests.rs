@@ -897,3 +897,70 @@ fn rfc9293_3_8_6_an_active_opener_offers_no_more_than_its_window_whatever_the_pe
         );
     }
 }
+
+#[test]
+fn rfc7323_2_4_the_announced_right_edge_never_moves_left() {
+    // B does not read, so its free space shrinks by exactly what arrives
+    // and the right edge should stand still; odd-sized segments make the
+    // scale's rounding bite.
+    let mut n = Net::open(cfg(), cfg(), 50);
+    n.ends[1].reading = false;
+    let shift = n.ends[1].tcb().rcv_wscale;
+    assert!(shift > 0, "the default window is scaled");
+    let edges = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let seen = edges.clone();
+    n.loss = Box::new(move |to, r, _| {
+        if to == 0 {
+            if let Some(a) = r.ack_number {
+                let edge = (a.0 as u32).wrapping_add((r.window_len as u32) << shift);
+                seen.borrow_mut().push(edge);
+            }
+        }
+        false
+    });
+    for _ in 0..400 {
+        n.send(0, &[9; 777]);
+        n.step();
+    }
+    let limit = n.ends[1].cfg.rcv_wnd as usize;
+    n.run_until(|n| n.ends[1].tcb().readable() as usize + 777 > limit);
+    let e = edges.borrow();
+    assert!(e.len() > 100, "{} ACKs seen", e.len());
+    for w in e.windows(2) {
+        assert!(
+            crate::tcp::seq::ge(w[1], w[0]),
+            "the edge moved left: {} after {}",
+            w[1],
+            w[0]
+        );
+    }
+}
+
+#[test]
+fn rfc9293_3_10_7_4_a_pure_ack_on_the_right_edge_is_processed() {
+    // A filled B's window and those segments were lost: A's ACKs carry
+    // SEG.SEQ = A's SND.NXT = B's right edge. B must take their ACK field,
+    // or it retransmits on timeouts although A has everything.
+    let mut n = Net::open(cfg(), cfg(), 50);
+    n.transfer(1000);
+    let now = n.now;
+    let (mut env, slot) = n.ends[1].env(now);
+    let b = slot.as_mut().unwrap();
+    assert_eq!(b.send(&mut env, &[5; 3000]), 3000);
+    while b.poll_output(&mut env).is_some() {}
+    let (b_next, b_rcv) = b.seqs();
+    let edge = crate::tcp::seq::dist(b_rcv, b.rcv_adv);
+    assert!(edge > 0);
+    let base = from_a(&n, TcpControl::None, 0);
+    let ack_at = |delta: u32| TcpRepr {
+        seq_number: TcpSeqNumber(b_rcv.wrapping_add(delta) as i32),
+        ack_number: Some(TcpSeqNumber(b_next as i32)),
+        ..base
+    };
+    // One beyond the edge: refused, the data stays unacknowledged.
+    inject(&mut n, 1, ack_at(edge + 1));
+    assert_ne!(n.ends[1].tcb().snd_una, b_next);
+    // On the edge: processed.
+    inject(&mut n, 1, ack_at(edge));
+    assert_eq!(n.ends[1].tcb().snd_una, b_next);
+}

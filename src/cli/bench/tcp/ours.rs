@@ -394,7 +394,7 @@ pub fn run_ours(
                     all_stats.iter().map(|s| f(s)).sum::<u64>()
                 };
                 engine_line = format!(
-                    "tcp engine {}: {} retransmits ({} timeouts, {} tail-loss probes, {} recoveries, {} undone), {} SYN cookies, {} backlog full",
+                    "tcp engine {}: {} retransmits ({} timeouts, {} tail-loss probes, {} recoveries, {} undone), {} SYN cookies, {} backlog full; {} frames sent, {} timer fires, {} connection polls",
                     TcpOpts::default().engine,
                     sum(&|s| s.tcp.retransmits.get()),
                     sum(&|s| s.tcp.rtos.get()),
@@ -403,6 +403,9 @@ pub fn run_ours(
                     sum(&|s| s.tcp.undos.get()),
                     sum(&|s| s.syn_cookies_sent.get()),
                     sum(&|s| s.backlog_full.get()),
+                    sum(&|s| s.tx_packets.get()),
+                    sum(&|s| s.timer_fires.get()),
+                    sum(&|s| s.conn_polls.get()),
                 );
                 at_end = [
                     drops(|s| s.drops() + s.tx_full.get() + s.tx_no_buffer.get()),

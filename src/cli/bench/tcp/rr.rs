@@ -29,6 +29,7 @@ fn sweep(a: &TcpBenchArgs, mode: ModeArg) -> Result<Vec<Point>> {
     for n in a.points(default)? {
         let la = load_args(mode, n, a.size, a.pipeline.unwrap_or(1));
         let ours = run_ours_at(a, None, ServerKind::Echo, &la, tcp)?;
+        a.say(&format!("  {n} connections, {}", ours.engine_line));
         let (baselines, not_run) = run_baselines(
             a,
             n,
