@@ -5,7 +5,7 @@
 //! a generator can write straight into a pool buffer; the `*_vec` forms
 //! return a fresh `Vec` for tests.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
@@ -77,7 +77,9 @@ pub fn syn(sport: u16, dport: u16, seq: u32) -> TcpRepr<'static> {
     }
 }
 
-fn emit_ip(room: &mut [u8], e: &Ends, proto: IpProtocol, payload_len: usize) -> usize {
+/// Emits Ethernet and IPv4 headers; returns the frame's length and where
+/// its upper-layer bytes start.
+fn emit_ip(room: &mut [u8], e: &Ends, proto: IpProtocol, payload_len: usize) -> (usize, usize) {
     let ip = Ipv4Repr {
         src_addr: e.src_ip,
         dst_addr: e.dst_ip,
@@ -97,21 +99,37 @@ fn emit_ip(room: &mut [u8], e: &Ends, proto: IpProtocol, payload_len: usize) -> 
         &mut Ipv4Packet::new_unchecked(f.payload_mut()),
         &ChecksumCapabilities::default(),
     );
-    n
+    (n, eth.buffer_len() + ip.buffer_len())
+}
+
+/// Emits a TCP header and payload into `l4`, its checksum over `src` and
+/// `dst`.
+fn put_tcp(l4: &mut [u8], src: IpAddr, dst: IpAddr, tcp: &TcpRepr<'_>) {
+    tcp.emit(
+        &mut TcpPacket::new_unchecked(l4),
+        &src.into(),
+        &dst.into(),
+        &ChecksumCapabilities::default(),
+    );
+}
+
+/// Emits a UDP datagram into `l4`, its checksum over `src` and `dst`.
+fn put_udp(l4: &mut [u8], src: IpAddr, dst: IpAddr, udp: &UdpRepr, payload: &[u8]) {
+    udp.emit(
+        &mut UdpPacket::new_unchecked(l4),
+        &src.into(),
+        &dst.into(),
+        payload.len(),
+        |b| b.copy_from_slice(payload),
+        &ChecksumCapabilities::default(),
+    );
 }
 
 /// Emits an Ethernet/IPv4/TCP frame into `room`; returns its length.
 /// Panics if `room` is too small (a caller's bug, not input).
 pub fn emit_tcp(room: &mut [u8], e: &Ends, tcp: &TcpRepr<'_>) -> usize {
-    let n = emit_ip(room, e, IpProtocol::Tcp, tcp.buffer_len());
-    let mut f = EthernetFrame::new_unchecked(&mut room[..n]);
-    let mut ip = Ipv4Packet::new_unchecked(f.payload_mut());
-    tcp.emit(
-        &mut TcpPacket::new_unchecked(ip.payload_mut()),
-        &e.src_ip.into(),
-        &e.dst_ip.into(),
-        &ChecksumCapabilities::default(),
-    );
+    let (n, at) = emit_ip(room, e, IpProtocol::Tcp, tcp.buffer_len());
+    put_tcp(&mut room[at..n], e.src_ip.into(), e.dst_ip.into(), tcp);
     n
 }
 
@@ -121,16 +139,13 @@ pub fn emit_udp(room: &mut [u8], e: &Ends, sport: u16, dport: u16, payload: &[u8
         src_port: sport,
         dst_port: dport,
     };
-    let n = emit_ip(room, e, IpProtocol::Udp, udp.header_len() + payload.len());
-    let mut f = EthernetFrame::new_unchecked(&mut room[..n]);
-    let mut ip = Ipv4Packet::new_unchecked(f.payload_mut());
-    udp.emit(
-        &mut UdpPacket::new_unchecked(ip.payload_mut()),
-        &e.src_ip.into(),
-        &e.dst_ip.into(),
-        payload.len(),
-        |b| b.copy_from_slice(payload),
-        &ChecksumCapabilities::default(),
+    let (n, at) = emit_ip(room, e, IpProtocol::Udp, udp.header_len() + payload.len());
+    put_udp(
+        &mut room[at..n],
+        e.src_ip.into(),
+        e.dst_ip.into(),
+        &udp,
+        payload,
     );
     n
 }
@@ -186,7 +201,9 @@ impl Ends6 {
     }
 }
 
-fn emit_ip6(room: &mut [u8], e: &Ends6, proto: IpProtocol, payload_len: usize) -> usize {
+/// Emits Ethernet and IPv6 headers; returns the frame's length and where
+/// its upper-layer bytes start.
+fn emit_ip6(room: &mut [u8], e: &Ends6, proto: IpProtocol, payload_len: usize) -> (usize, usize) {
     let ip = Ipv6Repr {
         src_addr: e.src_ip,
         dst_addr: e.dst_ip,
@@ -203,21 +220,14 @@ fn emit_ip6(room: &mut [u8], e: &Ends6, proto: IpProtocol, payload_len: usize) -
     let mut f = EthernetFrame::new_unchecked(&mut room[..n]);
     eth.emit(&mut f);
     ip.emit(&mut Ipv6Packet::new_unchecked(f.payload_mut()));
-    n
+    (n, eth.buffer_len() + ip.buffer_len())
 }
 
 /// Emits an Ethernet/IPv6/TCP frame into `room`; returns its length.
 /// Panics if `room` is too small (a caller's bug, not input).
 pub fn emit_tcp6(room: &mut [u8], e: &Ends6, tcp: &TcpRepr<'_>) -> usize {
-    let n = emit_ip6(room, e, IpProtocol::Tcp, tcp.buffer_len());
-    let mut f = EthernetFrame::new_unchecked(&mut room[..n]);
-    let mut ip = Ipv6Packet::new_unchecked(f.payload_mut());
-    tcp.emit(
-        &mut TcpPacket::new_unchecked(ip.payload_mut()),
-        &e.src_ip.into(),
-        &e.dst_ip.into(),
-        &ChecksumCapabilities::default(),
-    );
+    let (n, at) = emit_ip6(room, e, IpProtocol::Tcp, tcp.buffer_len());
+    put_tcp(&mut room[at..n], e.src_ip.into(), e.dst_ip.into(), tcp);
     n
 }
 
@@ -227,16 +237,13 @@ pub fn emit_udp6(room: &mut [u8], e: &Ends6, sport: u16, dport: u16, payload: &[
         src_port: sport,
         dst_port: dport,
     };
-    let n = emit_ip6(room, e, IpProtocol::Udp, udp.header_len() + payload.len());
-    let mut f = EthernetFrame::new_unchecked(&mut room[..n]);
-    let mut ip = Ipv6Packet::new_unchecked(f.payload_mut());
-    udp.emit(
-        &mut UdpPacket::new_unchecked(ip.payload_mut()),
-        &e.src_ip.into(),
-        &e.dst_ip.into(),
-        payload.len(),
-        |b| b.copy_from_slice(payload),
-        &ChecksumCapabilities::default(),
+    let (n, at) = emit_ip6(room, e, IpProtocol::Udp, udp.header_len() + payload.len());
+    put_udp(
+        &mut room[at..n],
+        e.src_ip.into(),
+        e.dst_ip.into(),
+        &udp,
+        payload,
     );
     n
 }

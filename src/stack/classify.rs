@@ -257,13 +257,8 @@ fn checked(check: Check, ok: impl FnOnce() -> bool) -> Result<(), Reject> {
     }
 }
 
-/// The TCP part, for both families (`src`/`dst`: the pseudo-header's).
-fn tcp(
-    payload: &[u8],
-    src: IpAddr,
-    dst: IpAddr,
-    verify: Verify,
-) -> Result<(TcpPacket<&[u8]>, bool), Reject> {
+/// A TCP segment from `src` to `dst`, either family.
+fn tcp(payload: &[u8], src: IpAddr, dst: IpAddr, verify: Verify) -> Result<Class, Reject> {
     let tcp = TcpPacket::new_checked(payload).map_err(|_| Reject::Malformed)?;
     checked(verify.l4, || tcp.verify_checksum(&src.into(), &dst.into()))?;
     // Ports, flags and options: refuse here what either engine would
@@ -273,8 +268,25 @@ fn tcp(
     if !crate::tcp::wire::acceptable(&tcp) {
         return Err(Reject::Malformed);
     }
-    let syn = tcp.syn() && !tcp.ack();
-    Ok((tcp, syn))
+    Ok(Class::Tcp {
+        key: TcpKey::new(src, tcp.src_port(), tcp.dst_port()),
+        dst_port: tcp.dst_port(),
+        syn: tcp.syn() && !tcp.ack(),
+        rst: tcp.rst(),
+    })
+}
+
+/// A UDP datagram from `src` to `dst`, either family (over IPv4 a zero
+/// checksum means none; over IPv6 it is not allowed, RFC 8200 8.1).
+fn udp(payload: &[u8], src: IpAddr, dst: IpAddr, verify: Verify) -> Result<Class, Reject> {
+    let udp = UdpPacket::new_checked(payload).map_err(|_| Reject::Malformed)?;
+    checked(verify.l4, || match udp.checksum() {
+        0 => src.is_ipv4(),
+        _ => udp.verify_checksum(&src.into(), &dst.into()),
+    })?;
+    Ok(Class::Udp {
+        dst_port: udp.dst_port(),
+    })
 }
 
 fn ipv4(bytes: &[u8], ours: Ipv4Address, verify: Verify) -> Result<Class, Reject> {
@@ -295,24 +307,8 @@ fn ipv4(bytes: &[u8], ours: Ipv4Address, verify: Verify) -> Result<Class, Reject
     }
     let payload = ip.payload();
     match ip.next_header() {
-        IpProtocol::Tcp => {
-            let (t, syn) = tcp(payload, src.into(), dst.into(), verify)?;
-            Ok(Class::Tcp {
-                key: TcpKey::V4(tcp_key(src, t.src_port(), t.dst_port())),
-                dst_port: t.dst_port(),
-                syn,
-                rst: t.rst(),
-            })
-        }
-        IpProtocol::Udp => {
-            let udp = UdpPacket::new_checked(payload).map_err(|_| Reject::Malformed)?;
-            checked(verify.l4, || {
-                udp.checksum() == 0 || udp.verify_checksum(&src.into(), &dst.into())
-            })?;
-            Ok(Class::Udp {
-                dst_port: udp.dst_port(),
-            })
-        }
+        IpProtocol::Tcp => tcp(payload, src.into(), dst.into(), verify),
+        IpProtocol::Udp => udp(payload, src.into(), dst.into(), verify),
         IpProtocol::Icmp => {
             let icmp = Icmpv4Packet::new_checked(payload).map_err(|_| Reject::Malformed)?;
             if verify.icmp && !icmp.verify_checksum() {
@@ -357,25 +353,8 @@ fn ipv6(bytes: &[u8], ours: &Ours, verify: Verify) -> Result<Class, Reject> {
         }
         // Only ICMPv6 may come from nowhere or go to a group.
         _ if src.is_unspecified() || !unicast => Err(Reject::Malformed),
-        IpProtocol::Tcp => {
-            let (t, syn) = tcp(payload, src.into(), dst.into(), verify)?;
-            Ok(Class::Tcp {
-                key: TcpKey::V6(tcp_key6(src, t.src_port(), t.dst_port())),
-                dst_port: t.dst_port(),
-                syn,
-                rst: t.rst(),
-            })
-        }
-        IpProtocol::Udp => {
-            let udp = UdpPacket::new_checked(payload).map_err(|_| Reject::Malformed)?;
-            // A zero checksum is not allowed over IPv6 (RFC 8200 8.1).
-            checked(verify.l4, || {
-                udp.checksum() != 0 && udp.verify_checksum(&src.into(), &dst.into())
-            })?;
-            Ok(Class::Udp {
-                dst_port: udp.dst_port(),
-            })
-        }
+        IpProtocol::Tcp => tcp(payload, src.into(), dst.into(), verify),
+        IpProtocol::Udp => udp(payload, src.into(), dst.into(), verify),
         _ => Err(Reject::Unsupported),
     }
 }
