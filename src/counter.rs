@@ -35,6 +35,14 @@ impl Counter {
     pub fn set(&self, v: u64) {
         self.0.store(v, Ordering::Relaxed);
     }
+    /// Raises a high-water mark to `v` if it is higher. Only the owning
+    /// core may call this.
+    #[inline]
+    pub fn raise(&self, v: u64) {
+        if v > self.0.load(Ordering::Relaxed) {
+            self.0.store(v, Ordering::Relaxed);
+        }
+    }
     /// Reads the value.
     #[inline]
     pub fn get(&self) -> u64 {

@@ -714,6 +714,61 @@ fn demux_cost_does_not_grow_with_idle_connections() {
     );
 }
 
+/// Opens `want` connections between two stacks both configured to expect
+/// `expected`; returns the server's and the client's table capacity
+/// (before, after).
+fn table_growth(expected: usize, want: usize) -> ((usize, usize), (usize, usize)) {
+    let (qa, qb, ia, ib) = wire(Faults::default(), 8192);
+    let mut sc = StackConfig::new(SERVER, 24);
+    sc.expected_conns = expected;
+    let mut s = Stack::new(qa, &ia, sc, Instant(0)).unwrap();
+    s.listen(
+        7,
+        ListenOpts {
+            backlog: 65536,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut cc = StackConfig::new(CLIENT, 24);
+    cc.expected_conns = expected;
+    let c = Stack::new(qb, &ib, cc, Instant(0)).unwrap();
+    let before = (s.table_capacity(), c.table_capacity());
+    let pinger = Pinger {
+        want,
+        issued: 0,
+        opened: vec![],
+        open_count: 0,
+        replies: 0,
+        fire: None,
+    };
+    let mut n = Net {
+        server: TcpWorker::new(s, Echo::default()),
+        client: TcpWorker::new(c, pinger),
+        now: 0,
+    };
+    assert!(n.drive(2_000_000, |n| n.client.app().open_count == want
+        && n.server.stack().conn_count() == want));
+    (
+        (before.0, n.server.stack().table_capacity()),
+        (before.1, n.client.stack().table_capacity()),
+    )
+}
+
+/// A stack told how many connections to expect never grows its table
+/// (a grow rehashes every entry at once: at millions of connections that
+/// stops the loop for a long time); one not told grows as they come.
+#[test]
+fn a_presized_table_does_not_grow_up_to_the_expected_count() {
+    let (server, client) = table_growth(3000, 3000);
+    for (who, (before, after)) in [("server", server), ("client", client)] {
+        assert!(before >= 3000, "{who} table sized for {before}");
+        assert_eq!(before, after, "{who} table grew from {before} to {after}");
+    }
+    let (server, _) = table_growth(0, 3000);
+    assert!(server.1 > server.0, "an unsized table grows: {server:?}");
+}
+
 /// The first connection to a neighbour not yet resolved opens as soon as
 /// the ARP reply arrives, not after smoltcp's 1 s neighbour silence.
 #[test]
@@ -959,10 +1014,20 @@ fn rr_cost_on_a_manual_clock_ipv6() {
 }
 
 fn rr_cost(server: IpAddr) {
+    // RR_CONNS=16384 gives the cost at scale (the clock then also moves
+    // past timers a real run would see).
+    let conns = std::env::var("RR_CONNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    let total = std::env::var("RR_TOTAL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
     let app = Rr {
-        conns: 64,
+        conns,
         opened: 0,
-        total: 200_000,
+        total,
         done: 0,
         server,
     };
@@ -977,7 +1042,7 @@ fn rr_cost(server: IpAddr) {
     };
     let mut n = net(Faults::default(), Echo::default(), app, lopts, o);
     for _ in 0..10_000_000 {
-        if n.client.app().done >= 200_000 {
+        if n.client.app().done >= total {
             break;
         }
         n.now += 5;
@@ -996,7 +1061,7 @@ fn rr_cost(server: IpAddr) {
         ss.timer_fires.get(),
         cs.timer_fires.get(),
     );
-    assert!(n.client.app().done >= 200_000);
+    assert!(n.client.app().done >= total);
 }
 
 /// Connections per second: `conns` at a time, each opened, one 64-byte
@@ -1081,4 +1146,96 @@ fn cps_cost_on_a_manual_clock() {
         ss.reset.get() + cs.reset.get(),
     );
     assert!(n.client.app().closed >= total);
+}
+
+/// Takes data only in whole 3,000-byte messages (as a parser waiting for
+/// a complete request does): more than one 2 KiB chunk of the bypass
+/// engine's receive queue.
+#[derive(Default)]
+struct Whole {
+    messages: usize,
+    bad: usize,
+    longest_offer: usize,
+}
+
+impl TcpApp for Whole {
+    type Conn = ();
+    fn on_open(&mut self, _: &mut Conn<'_>) {}
+    fn on_data(&mut self, _: &mut (), _: &mut Conn<'_>, d: &[u8]) -> usize {
+        self.longest_offer = self.longest_offer.max(d.len());
+        let whole = d.len() / 3000 * 3000;
+        for m in d[..whole].chunks(3000) {
+            self.messages += 1;
+            if m.iter().any(|&b| b != m[0]) {
+                self.bad += 1;
+            }
+        }
+        whole
+    }
+}
+
+/// Sends `left` bytes, 3,000-byte messages of one repeated byte each.
+struct Sender {
+    sent: usize,
+    left: usize,
+}
+
+impl Sender {
+    fn push(&mut self, c: &mut Conn<'_>) {
+        while self.left > 0 {
+            let msg: Vec<u8> = (self.sent..self.sent + self.left.min(3000))
+                .map(|i| (i / 3000) as u8)
+                .collect();
+            let n = c.send(&msg);
+            self.sent += n;
+            self.left -= n;
+            if n < msg.len() {
+                return;
+            }
+        }
+    }
+}
+
+impl TcpApp for Sender {
+    type Conn = ();
+    fn on_open(&mut self, c: &mut Conn<'_>) {
+        self.push(c);
+    }
+    fn on_data(&mut self, _: &mut (), _: &mut Conn<'_>, d: &[u8]) -> usize {
+        d.len()
+    }
+    fn on_writable(&mut self, _: &mut (), c: &mut Conn<'_>) {
+        self.push(c);
+    }
+}
+
+#[test]
+fn an_application_that_needs_more_than_one_chunk_gets_it_contiguous() {
+    // The bypass engine lends its first 2 KiB chunk of unread bytes; an
+    // application that takes nothing of it is offered a contiguous copy of
+    // everything readable, so a 3,000-byte message is never stuck.
+    let lopts = ListenOpts::default();
+    let mut n = net(
+        Faults::default(),
+        Whole::default(),
+        Sender {
+            sent: 0,
+            left: 300_000,
+        },
+        lopts,
+        TcpOpts::default(),
+    );
+    n.client
+        .stack_mut()
+        .connect(SocketAddr::from((SERVER, 7)))
+        .unwrap();
+    let done = n.drive(2_000_000, |n| n.server.app().messages == 100);
+    let w = n.server.app();
+    assert!(done, "{} of 100 messages", w.messages);
+    assert_eq!(w.bad, 0);
+    assert!(
+        w.longest_offer >= 3000,
+        "offered {} at most",
+        w.longest_offer
+    );
 }

@@ -141,10 +141,12 @@ pub struct FaultStats {
     pub corrupted: u64,
 }
 
-struct Rng(u64);
+/// xorshift64*: a small deterministic generator (fault decisions here,
+/// generated test inputs elsewhere). The seed must not be 0.
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         // xorshift64*: small, fast, good enough for fault decisions.
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;

@@ -66,8 +66,36 @@ impl<Q: PortQueue, A: TcpApp> TcpWorker<Q, A> {
     }
 
     /// Offers readable data to the application until it stops consuming.
+    /// The bypass engine lends the first chunk of unread bytes, so the
+    /// application reads them where they were reassembled. When it wants
+    /// more than one chunk holds (it took nothing of it, and more is
+    /// readable), and on the smoltcp engine, the bytes are copied into one
+    /// contiguous buffer instead.
     fn deliver(&mut self, id: ConnId, now: Instant) {
-        for _ in 0..8 {
+        // Offered at most per call (the rest waits for the next one), so
+        // one connection cannot hold the core.
+        let mut budget = 8 * READ_CHUNK;
+        while budget > 0 {
+            if let Some(lend) = self.stack.lend(id) {
+                let Some(lent) = lend else { return };
+                let n = lent.bytes().len();
+                budget = budget.saturating_sub(n);
+                let used = match self.states.get_mut(id.idx as usize) {
+                    Some(Some((g, st))) if *g == id.gen => self
+                        .app
+                        .on_data(st, &mut Conn::new(&mut self.stack, id, now), lent.bytes())
+                        .min(n),
+                    _ => 0,
+                };
+                self.stack.give_back(lent);
+                self.stack.consume(id, used);
+                if used == n {
+                    continue;
+                }
+                if used > 0 || self.stack.readable(id) <= n {
+                    return;
+                }
+            }
             let n = self.stack.peek(id, &mut self.scratch);
             if n == 0 {
                 return;
@@ -90,6 +118,7 @@ impl<Q: PortQueue, A: TcpApp> TcpWorker<Q, A> {
             if used < n {
                 return;
             }
+            budget = budget.saturating_sub(n);
         }
     }
 

@@ -488,6 +488,9 @@ impl<Q: PortQueue> Stack<Q> {
                 self.stats.tx_no_buffer.inc();
             }
         }
+        self.stats.max_in_flight.raise(o.tcb.in_flight() as u64);
+        self.stats.max_cwnd.raise(o.tcb.cwnd() as u64);
+        self.stats.max_peer_window.raise(o.tcb.peer_window() as u64);
         true
     }
 

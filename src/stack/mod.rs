@@ -264,6 +264,10 @@ impl<Q: PortQueue> Stack<Q> {
         let next_port =
             cfg.ephemeral.0 + (port_seed % (cfg.ephemeral.1 - cfg.ephemeral.0 + 1) as u64) as u16;
         let own = engine::OwnCore::new(&cfg, info.mtu, info.caps.tx_checksum);
+        let expect = cfg.expected_conns.min(cfg.max_conns);
+        // The IPv6 maps are pre-sized only for an IPv6-only stack (a dual
+        // stack does not know how its connections split).
+        let expect6 = if cfg.ipv4().is_none() { expect } else { 0 };
         Ok(Stack {
             iface,
             verify_checksums: !info.caps.rx_checksum,
@@ -273,14 +277,14 @@ impl<Q: PortQueue> Stack<Q> {
             ip,
             ours,
             cfg,
-            slots: Vec::new(),
+            slots: Vec::with_capacity(expect),
             free: Vec::new(),
-            table: HashMap::default(),
-            table6: HashMap::default(),
-            keys6: HashMap::default(),
+            table: HashMap::with_capacity_and_hasher(expect, Default::default()),
+            table6: HashMap::with_capacity_and_hasher(expect6, Default::default()),
+            keys6: HashMap::with_capacity_and_hasher(expect6, Default::default()),
             icmp6_limit: icmp6::Limiter::default(),
             listeners: HashMap::new(),
-            timers: Timers::default(),
+            timers: Timers::with_capacity(expect),
             touched: Vec::new(),
             arp_waiters: Vec::new(),
             empty: SocketSet::new(Vec::new()),
@@ -340,6 +344,17 @@ impl<Q: PortQueue> Stack<Q> {
             .chain(self.ours.v6.iter().map(|a| IpAddr::V6(*a)))
             .collect()
     }
+
+    /// Connections the 4-tuple table holds before it next grows (a grow
+    /// rehashes every entry in one go: see [`StackConfig::expected_conns`]).
+    pub fn table_capacity(&self) -> usize {
+        self.table.capacity()
+    }
+
+    /// Bytes of one slot of the connection table: the connection's state
+    /// in the stack, with the engine's block inline (bypass engine) or a
+    /// pointer to it (smoltcp).
+    pub const CONN_SLOT_BYTES: usize = std::mem::size_of::<Slot>();
 
     /// TIME-WAIT records held (bypass engine).
     pub fn time_wait_count(&self) -> usize {
@@ -701,6 +716,26 @@ impl<Q: PortQueue> Stack<Q> {
                 n
             }
         }
+    }
+
+    /// The first unread bytes of a bypass-engine connection, lent where
+    /// they were reassembled (no copy; at most one 2 KiB chunk), or
+    /// `Some(None)` when there are none. `None` when the connection does
+    /// not lend (smoltcp's, or gone): use [`Stack::peek`]. The stack may be
+    /// used while the bytes are out; give them back with
+    /// [`Stack::give_back`] before lending again.
+    pub fn lend(&mut self, id: ConnId) -> Option<Option<crate::tcp::buf::Lent>> {
+        let slab = &mut self.own.slab;
+        match &conn::live(&mut self.slots, id)?.eng {
+            Eng::Own(o) => Some(o.tcb.lend(slab)),
+            Eng::Smol(_) => None,
+        }
+    }
+
+    /// Returns what [`Stack::lend`] lent (whatever happened to the
+    /// connection meanwhile).
+    pub fn give_back(&mut self, lent: crate::tcp::buf::Lent) {
+        self.own.slab.give_back(lent);
     }
 
     /// Consumes `n` bytes already peeked (the window opens accordingly).

@@ -226,6 +226,13 @@ pub struct StackConfig {
     pub gateway6: Option<Ipv6Addr>,
     /// Most connections (all states) on this core.
     pub max_conns: usize,
+    /// Connections expected on this core (0: no guess). The table, the
+    /// slots and the timer heap are sized for this many at creation, so
+    /// they never grow (and a rehash never stops the loop) while the table
+    /// stays below it. Costs about 1 byte per expected connection up front
+    /// (the hash table's control bytes); the rest is address space, taken
+    /// from memory only as connections arrive.
+    pub expected_conns: usize,
     /// TCP settings of active opens.
     pub connect: TcpOpts,
     /// First and last local port for active opens.
@@ -251,6 +258,7 @@ impl StackConfig {
             ip6: Vec::new(),
             gateway6: None,
             max_conns: 1 << 20,
+            expected_conns: 0,
             connect: TcpOpts::default(),
             ephemeral: (32768, 60999),
             tcp_memory: 4 << 30,

@@ -97,6 +97,14 @@ pub struct StackStats {
     pub time_wait_reused: Counter,
     /// Active opens refused because no local port was free.
     pub connect_no_port: Counter,
+    /// Most bytes in flight on one bypass-engine connection so far
+    /// (high-water mark; shows what window a busy connection achieved).
+    pub max_in_flight: Counter,
+    /// Largest congestion window of one bypass-engine connection so far.
+    pub max_cwnd: Counter,
+    /// Largest receive window a peer offered one bypass-engine connection
+    /// so far (scaled).
+    pub max_peer_window: Counter,
     /// The bypass TCP engine's counters.
     pub tcp: TcpStats,
 }

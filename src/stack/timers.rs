@@ -31,6 +31,13 @@ pub struct Timers {
 }
 
 impl Timers {
+    /// A heap with room for `n` entries before it grows.
+    pub fn with_capacity(n: usize) -> Timers {
+        Timers {
+            heap: BinaryHeap::with_capacity(n),
+        }
+    }
+
     /// Adds an entry.
     pub fn push(&mut self, e: Entry) {
         self.heap.push(Reverse(e));

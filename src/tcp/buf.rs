@@ -28,6 +28,31 @@ pub struct Slab {
     free: Vec<u32>,
     limit: usize,
     failed: u64,
+    /// The chunk lent to the application now ([`Slab::lend`]): its number
+    /// and whether its queue let go of it meanwhile.
+    lent: Option<(u32, bool)>,
+    /// What holds a lent chunk's place in `chunks`.
+    stand_in: Option<Box<[u8; CHUNK]>>,
+}
+
+/// A chunk moved out of its [`Slab`] while the application reads it, so
+/// that it reads the bytes where they were reassembled (no copy) while the
+/// stack stays free to use: the slab holds a stand-in in its place. Hand
+/// it back with [`Slab::give_back`] before the next lend.
+#[must_use = "a lent chunk goes back with Slab::give_back"]
+#[derive(Debug)]
+pub struct Lent {
+    chunk: Box<[u8; CHUNK]>,
+    slot: u32,
+    start: u16,
+    len: u16,
+}
+
+impl Lent {
+    /// The lent bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.chunk[self.start as usize..self.start as usize + self.len as usize]
+    }
 }
 
 impl Slab {
@@ -38,6 +63,43 @@ impl Slab {
             free: Vec::new(),
             limit: limit_bytes.div_ceil(CHUNK).min(NONE as usize - 1),
             failed: 0,
+            lent: None,
+            stand_in: None,
+        }
+    }
+
+    /// Moves chunk `c` out for the application to read; a stand-in takes
+    /// its place. One chunk is lent at a time.
+    fn lend(&mut self, c: u32, start: usize, len: usize) -> Lent {
+        debug_assert!(self.lent.is_none(), "one lent chunk at a time");
+        let stand_in = self.stand_in.take().unwrap_or_else(|| Box::new([0; CHUNK]));
+        self.lent = Some((c, false));
+        Lent {
+            chunk: std::mem::replace(&mut self.chunks[c as usize], stand_in),
+            slot: c,
+            start: start as u16,
+            len: len as u16,
+        }
+    }
+
+    /// Puts a lent chunk back in its place. If its queue let go of it
+    /// meanwhile (the application consumed, closed or aborted), it becomes
+    /// free only now, so no one wrote into its stand-in.
+    pub fn give_back(&mut self, l: Lent) {
+        let freed = match self.lent.take() {
+            Some((c, freed)) if c == l.slot => freed,
+            other => {
+                debug_assert!(false, "gave back chunk {} while {other:?} was lent", l.slot);
+                self.lent = other;
+                return;
+            }
+        };
+        self.stand_in = Some(std::mem::replace(
+            &mut self.chunks[l.slot as usize],
+            l.chunk,
+        ));
+        if freed {
+            self.free.push(l.slot);
         }
     }
 
@@ -59,9 +121,16 @@ impl Slab {
     }
 
     fn release(&mut self, c: u32) {
-        if c != NONE {
-            self.free.push(c);
+        if c == NONE {
+            return;
         }
+        if let Some((l, freed)) = &mut self.lent {
+            if *l == c {
+                *freed = true;
+                return;
+            }
+        }
+        self.free.push(c);
     }
 
     /// Chunks handed out now.
@@ -184,6 +253,19 @@ impl ChunkBuf {
         }
     }
 
+    /// Lends the chunk holding the contiguous bytes at offset 0, at most
+    /// `len` (up to the end of the first chunk); `None` when there are
+    /// none. See [`Lent`].
+    pub fn lend_first(&self, slab: &mut Slab, len: u32) -> Option<Lent> {
+        match self.blocks.front() {
+            Some(&c) if c != NONE && len > 0 => {
+                let o = self.head as usize;
+                Some(slab.lend(c, o, (CHUNK - o).min(len as usize)))
+            }
+            _ => None,
+        }
+    }
+
     /// Removes the first `n` bytes; `remaining` is how many stored bytes
     /// are still of interest after them (0 empties the queue, giving
     /// every chunk back).
@@ -257,6 +339,34 @@ mod tests {
         assert_eq!(slab.in_use(), 2);
         assert_eq!(collect(&b, &slab, 10_000, 4), b"late");
         b.clear(&mut slab);
+        assert_eq!(slab.in_use(), 0);
+    }
+
+    #[test]
+    fn a_lent_chunk_reads_in_place_and_stays_out_of_reach_until_given_back() {
+        let mut slab = Slab::new(1 << 20);
+        let mut b = ChunkBuf::default();
+        let data: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
+        assert!(b.write(&mut slab, 0, &data));
+        let l = b.lend_first(&mut slab, 3000).unwrap();
+        assert_eq!(l.bytes(), &data[..CHUNK]);
+        // The application consumes it all while it is lent: its chunk is
+        // not free for anyone until it comes back.
+        b.advance(&mut slab, CHUNK as u32, 3000 - CHUNK as u32);
+        let mut other = ChunkBuf::default();
+        assert!(other.write(&mut slab, 0, &[9; 100]));
+        assert_ne!(other.blocks[0], l.slot, "the lent chunk was not reused");
+        let slot = l.slot;
+        slab.give_back(l);
+        assert!(slab.free.contains(&slot), "free once given back");
+        assert_eq!(collect(&b, &slab, 0, 3000 - CHUNK as u32), data[CHUNK..]);
+        // A lent chunk still queued goes back to its queue, bytes intact.
+        let l = b.lend_first(&mut slab, 100).unwrap();
+        assert_eq!(l.bytes(), &data[CHUNK..CHUNK + 100]);
+        slab.give_back(l);
+        assert_eq!(collect(&b, &slab, 0, 3000 - CHUNK as u32), data[CHUNK..]);
+        b.clear(&mut slab);
+        other.clear(&mut slab);
         assert_eq!(slab.in_use(), 0);
     }
 

@@ -55,7 +55,10 @@ impl Tcb {
         match ack {
             Some(a) => {
                 self.snd_una = a;
-                self.snd_wnd = (seg.window_len as u32) << self.snd_wscale;
+                // A SYN's window is never scaled (RFC 7323 2.2): scaling
+                // the SYN-ACK's 65,535 by the peer's shift let us send up
+                // to 0xffff << 3 = 524,280 bytes into a 256 KiB window.
+                self.snd_wnd = seg.window_len as u32;
                 self.max_snd_wnd = self.snd_wnd;
                 self.snd_wl1 = self.irs;
                 self.snd_wl2 = a;

@@ -508,6 +508,16 @@ impl Tcb {
         self.flags & flag::FIN_RCVD != 0
     }
 
+    /// Bytes sent and not yet acknowledged (the flight, SACKed included).
+    pub fn in_flight(&self) -> u32 {
+        self.snd_max.wrapping_sub(self.snd_una)
+    }
+
+    /// The peer's receive window (bytes, scaled).
+    pub fn peer_window(&self) -> u32 {
+        self.snd_wnd
+    }
+
     /// Bytes queued to send (unsent and unacknowledged).
     pub fn send_queued(&self) -> u32 {
         self.snd_queued
@@ -567,6 +577,12 @@ impl Tcb {
     /// chunk long).
     pub fn peek<'s>(&self, slab: &'s Slab) -> &'s [u8] {
         self.rcv_buf.first(slab, self.rcv_ready)
+    }
+
+    /// The same bytes as [`Tcb::peek`], lent: the chunk moves out of the
+    /// slab while the application reads it (see [`super::buf::Lent`]).
+    pub fn lend(&self, slab: &mut Slab) -> Option<super::buf::Lent> {
+        self.rcv_buf.lend_first(slab, self.rcv_ready)
     }
 
     /// Consumes `n` read bytes; the window opens accordingly.

@@ -351,6 +351,21 @@ fn rfc9293_3_5_three_way_handshake_negotiates_options() {
 }
 
 #[test]
+fn rfc7323_2_2_the_window_of_a_syn_ack_is_not_scaled() {
+    let mut n = Net::new(cfg(), cfg(), 50);
+    n.connect();
+    let syn = n.next_segment(0).expect("a SYN").repr;
+    let now = n.now;
+    let (mut env, slot) = n.ends[1].env(now);
+    *slot = Some(Tcb::accept(&mut env, &syn, 5_000_000, 99));
+    let syn_ack = n.next_segment(1).expect("a SYN-ACK").repr;
+    assert!(syn_ack.window_scale.is_some());
+    inject(&mut n, 0, syn_ack);
+    assert_eq!(n.state(0), State::Established);
+    assert_eq!(n.ends[0].tcb().peer_window(), syn_ack.window_len as u32);
+}
+
+#[test]
 fn rfc7323_options_are_not_used_unless_both_offer() {
     let plain = Config {
         sack: false,
@@ -912,8 +927,10 @@ fn rfc7323_2_4_the_announced_right_edge_never_moves_left() {
     n.loss = Box::new(move |to, r, _| {
         if to == 0 {
             if let Some(a) = r.ack_number {
-                let edge = (a.0 as u32).wrapping_add((r.window_len as u32) << shift);
-                seen.borrow_mut().push(edge);
+                let wnd = (r.window_len as u32) << shift;
+                // Never more than the limit (plus the rounding).
+                assert!(wnd < cfg().rcv_wnd + (1 << shift), "window {wnd}");
+                seen.borrow_mut().push((a.0 as u32).wrapping_add(wnd));
             }
         }
         false

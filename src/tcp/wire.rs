@@ -23,6 +23,23 @@ const TS_LEAD: [u8; 4] = [1, 1, 8, 10];
 /// Bytes of the fixed TCP header.
 const FIXED: usize = 20;
 
+/// A segment with no flags, options or payload, to fill in with struct
+/// update syntax.
+pub const BLANK: TcpRepr<'static> = TcpRepr {
+    src_port: 0,
+    dst_port: 0,
+    control: TcpControl::None,
+    seq_number: smoltcp::wire::TcpSeqNumber(0),
+    ack_number: None,
+    window_len: 0,
+    window_scale: None,
+    max_seg_size: None,
+    sack_permitted: false,
+    sack_ranges: [None; 3],
+    timestamp: None,
+    payload: &[],
+};
+
 /// The header fields and options of a TCP segment, with its payload, or
 /// `None` for a header smoltcp's parser would refuse as well: a port of 0,
 /// SYN with FIN or RST, FIN with RST, or a malformed option. The checksum
@@ -47,12 +64,8 @@ pub fn parse<'a>(t: &TcpPacket<&'a [u8]>) -> Option<TcpRepr<'a>> {
         seq_number: t.seq_number(),
         ack_number: t.ack().then(|| t.ack_number()),
         window_len: t.window_len(),
-        window_scale: None,
-        max_seg_size: None,
-        sack_permitted: false,
-        sack_ranges: [None; 3],
-        timestamp: None,
         payload: t.payload(),
+        ..BLANK
     };
     let opts = t.options();
     if opts.len() == 12 && opts[..4] == TS_LEAD {
@@ -77,20 +90,7 @@ pub fn acceptable(t: &TcpPacket<&[u8]>) -> bool {
     if opts.is_empty() || (opts.len() == 12 && opts[..4] == TS_LEAD) {
         return true;
     }
-    let mut scratch = TcpRepr {
-        src_port: 1,
-        dst_port: 1,
-        control: TcpControl::None,
-        seq_number: Default::default(),
-        ack_number: None,
-        window_len: 0,
-        window_scale: None,
-        max_seg_size: None,
-        sack_permitted: false,
-        sack_ranges: [None; 3],
-        timestamp: None,
-        payload: &[],
-    };
+    let mut scratch = BLANK;
     slow_options(opts, &mut scratch).is_some()
 }
 
@@ -183,15 +183,11 @@ mod tests {
         TcpRepr::parse(t, &A, &A, &ChecksumCapabilities::ignored()).ok()
     }
 
-    /// A small deterministic generator (xorshift64*), so the comparison
-    /// below covers the same inputs on every run.
-    struct Rng(u64);
+    /// The same inputs on every run.
+    struct Rng(crate::port::mem::Rng);
     impl Rng {
         fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+            self.0.next()
         }
         fn byte(&mut self) -> u8 {
             self.next() as u8
@@ -258,7 +254,7 @@ mod tests {
 
     #[test]
     fn any_option_bytes_parse_as_smoltcp_parses_them() {
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = Rng(crate::port::mem::Rng(0x9e37_79b9_7f4a_7c15));
         let kinds = [0u8, 1, 2, 3, 4, 5, 8, 30, 254];
         let (mut seen, mut fast) = ([0usize; 2], 0);
         for i in 0..20_000 {

@@ -95,6 +95,13 @@ pub struct LoadConfig {
     /// waits its turn (round robin). Keeps the frames in flight within
     /// what the wire and pools hold when connections outnumber them.
     pub max_inflight: Option<usize>,
+    /// `rr`/`http` with `start_after_ramp`: keep the full table idle this
+    /// long (µs) before starting the load; the measured window opens then.
+    pub hold_us: u64,
+    /// `rr` with `pipeline` 1: the first connections started after the
+    /// ramp (and the hold) each begin with one bulk request, echoed back
+    /// in full, before their turns of `size`-byte requests.
+    pub bulk: Option<Bulk>,
     /// How `cps` closes.
     pub close: CloseWith,
     /// Path of the `GET`s (`http`).
@@ -118,6 +125,8 @@ impl LoadConfig {
             max_connects: None,
             start_after_ramp: false,
             max_inflight: None,
+            hold_us: 0,
+            bulk: None,
             close: CloseWith::Fin,
             path: "/plaintext".into(),
             host: "bypass".into(),
@@ -154,6 +163,19 @@ impl LoadConfig {
                 );
             }
         }
+        if let Some(b) = self.bulk {
+            if b.conns == 0
+                || b.bytes == 0
+                || self.mode != Mode::Rr
+                || self.pipeline != 1
+                || !self.start_after_ramp
+            {
+                return Err(
+                    "a bulk transfer needs --mode rr, --pipeline 1, the load started after the ramp, and at least one connection and one byte"
+                        .into(),
+                );
+            }
+        }
         if self.max_pending == 0 {
             return Err("--max-pending must be at least 1".into());
         }
@@ -162,6 +184,15 @@ impl LoadConfig {
         }
         Ok(())
     }
+}
+
+/// Bulk requests at the start of the load (see [`LoadConfig::bulk`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bulk {
+    /// Connections that send one.
+    pub conns: usize,
+    /// Bytes of each (and of its echo).
+    pub bytes: usize,
 }
 
 /// One core's counters, readable from other threads while it runs.
@@ -191,6 +222,14 @@ pub struct LoadStats {
     /// Set once every connection has been open at the same time (µs of
     /// the core's clock + 1; 0: not yet).
     pub full_at_us: Counter,
+    /// Set when connections that waited (for the ramp, the hold and the
+    /// bulk transfers) were first started (µs + 1; 0: not yet).
+    pub turns_at_us: Counter,
+    /// Bulk requests whose echo came back in full.
+    pub bulk_done: Counter,
+    /// Longest bulk request, from its start to the last byte of its echo
+    /// (µs).
+    pub bulk_longest_us: Counter,
 }
 
 /// Per-connection state.
@@ -208,6 +247,8 @@ pub struct Flow {
     done: bool,
     /// False while the connection waits for the ramp to end.
     started: bool,
+    /// Bytes of a bulk echo still to come.
+    bulk_left: usize,
 }
 
 /// Most waiting connections started per `poll`.
@@ -235,9 +276,17 @@ pub struct LoadGen {
     inflight: usize,
     /// Connections waiting for the end of the ramp.
     waiting: VecDeque<ConnId>,
-    /// Started from `poll`: (start time µs, request bytes not yet taken),
-    /// until the connection's next callback adopts it.
-    kicked: HashMap<ConnId, (u64, usize), ahash::RandomState>,
+    /// Started from `poll`: (start time µs, request bytes not yet taken,
+    /// bulk bytes expected back or 0), until the connection's next
+    /// callback adopts it.
+    kicked: HashMap<ConnId, (u64, usize, usize), ahash::RandomState>,
+    /// Bulk requests started so far, and not yet echoed in full (nor
+    /// ended).
+    bulk_started: usize,
+    bulk_running: usize,
+    /// When the turns of request/response started (after the hold and
+    /// the bulk transfers).
+    load_from: Option<Instant>,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -253,7 +302,11 @@ impl LoadGen {
         cfg.pipeline = cfg.pipeline.clamp(1, 1024);
         cfg.connects_per_poll = cfg.connects_per_poll.max(1);
         cfg.max_pending = cfg.max_pending.max(1);
-        let payload = (0..cfg.size.clamp(1, 64 * 1024))
+        let payload_len = match cfg.bulk {
+            Some(b) => cfg.size.max(b.bytes),
+            None => cfg.size,
+        };
+        let payload = (0..payload_len.clamp(1, 64 * 1024))
             .map(|i| b'a' + (i % 26) as u8)
             .collect();
         LoadGen {
@@ -276,6 +329,9 @@ impl LoadGen {
             inflight: 0,
             waiting: VecDeque::new(),
             kicked: HashMap::default(),
+            bulk_started: 0,
+            bulk_running: 0,
+            load_from: None,
         }
     }
 
@@ -337,6 +393,40 @@ impl LoadGen {
             // Invariant: `us` is clamped into the histogram's range.
             let _ = self.latency.record(us);
         }
+    }
+
+    /// A bulk request's echo came back in full.
+    fn bulk_done(&mut self, sent_us: u64, now: Instant) {
+        self.inflight = self.inflight.saturating_sub(1);
+        self.bulk_running = self.bulk_running.saturating_sub(1);
+        self.stats.bulk_done.inc();
+        self.stats
+            .bulk_longest_us
+            .raise(now.micros().saturating_sub(sent_us));
+    }
+
+    /// True once the load may start: at once, or (`start_after_ramp`) when
+    /// every connection is open and the hold is over.
+    fn load_may_start(&self, now: Instant) -> bool {
+        !self.cfg.start_after_ramp
+            || self
+                .full_at
+                .is_some_and(|f| now.micros() >= f.micros().saturating_add(self.cfg.hold_us))
+    }
+
+    /// Sends up to `total` bytes of the payload pattern; returns how many
+    /// the send buffer took.
+    fn send_pattern(&self, conn: &mut Conn<'_>, total: usize) -> usize {
+        let mut sent = 0;
+        while sent < total {
+            let n = (total - sent).min(self.payload.len());
+            let k = conn.send(&self.payload[..n]);
+            sent += k;
+            if k < n {
+                break;
+            }
+        }
+        sent
     }
 
     /// Queues `n` requests of `size` bytes (rr/cps) or `n` GETs (http).
@@ -411,9 +501,39 @@ impl LoadGen {
             .is_some_and(|w| !self.waiting.is_empty() || self.inflight + more > w)
     }
 
-    /// Starts connections that waited for the ramp (up to a bound).
-    fn kick(&mut self, ctx: &mut Ctx<'_>) -> usize {
+    /// Starts the bulk transfers, alone on the full table; true while they
+    /// run (the turns wait for them).
+    fn kick_bulk(&mut self, ctx: &mut Ctx<'_>) -> Option<usize> {
+        let b = self.cfg.bulk?;
         let now = ctx.now().micros();
+        let want = b.conns.min(self.cfg.connections);
+        let mut n = 0;
+        while self.bulk_started < want {
+            let Some(id) = self.waiting.pop_front() else {
+                break;
+            };
+            self.bulk_started += 1;
+            self.bulk_running += 1;
+            self.inflight += 1;
+            let k = self.send_pattern(&mut ctx.conn(id), b.bytes);
+            self.stats.bytes_out.add(b.bytes as u64);
+            self.kicked.insert(id, (now, b.bytes - k, b.bytes));
+            n += 1;
+        }
+        (self.bulk_running > 0).then_some(n)
+    }
+
+    /// Starts connections that waited for the ramp (up to a bound): the
+    /// bulk transfers first, alone; then the turns.
+    fn kick(&mut self, ctx: &mut Ctx<'_>) -> usize {
+        if let Some(n) = self.kick_bulk(ctx) {
+            return n;
+        }
+        let now = ctx.now().micros();
+        if self.load_from.is_none() {
+            self.load_from = Some(ctx.now());
+            self.stats.turns_at_us.set(ctx.now().micros() + 1);
+        }
         let mut n = self.waiting.len().min(KICKS_PER_POLL);
         if let Some(w) = self.cfg.max_inflight {
             n = n.min(w.saturating_sub(self.inflight));
@@ -447,7 +567,7 @@ impl LoadGen {
             };
             let k = conn.send(&bytes);
             self.stats.bytes_out.add(bytes.len() as u64);
-            self.kicked.insert(id, (now, bytes.len() - k));
+            self.kicked.insert(id, (now, bytes.len() - k, 0));
         }
         n
     }
@@ -457,10 +577,11 @@ impl LoadGen {
         if f.started {
             return;
         }
-        let Some((t, owed)) = self.kicked.remove(&id) else {
+        let Some((t, owed, bulk)) = self.kicked.remove(&id) else {
             return;
         };
         f.started = true;
+        f.bulk_left = bulk;
         for _ in 0..self.cfg.pipeline {
             f.stamps.push_back(t);
         }
@@ -518,6 +639,7 @@ impl TcpApp for LoadGen {
             http: None,
             done: false,
             started: true,
+            bulk_left: 0,
         };
         let defer = (self.cfg.start_after_ramp
             && matches!(self.cfg.mode, Mode::Rr | Mode::Http)
@@ -559,6 +681,17 @@ impl TcpApp for LoadGen {
             Mode::Rr | Mode::Cps => {
                 let mut rest = data.len();
                 let mut completed = 0;
+                if f.bulk_left > 0 {
+                    let take = rest.min(f.bulk_left);
+                    f.bulk_left -= take;
+                    rest -= take;
+                    if f.bulk_left == 0 {
+                        if let Some(t) = f.stamps.pop_front() {
+                            self.bulk_done(t, now);
+                        }
+                        completed += 1;
+                    }
+                }
                 while rest > 0 {
                     if f.stamps.is_empty() {
                         // More came back than was sent.
@@ -635,6 +768,10 @@ impl TcpApp for LoadGen {
     }
 
     fn on_close(&mut self, f: Flow, reason: CloseReason) {
+        if f.bulk_left > 0 {
+            // Ended before its echo came back: the turns go on without it.
+            self.bulk_running = self.bulk_running.saturating_sub(1);
+        }
         self.inflight = self.inflight.saturating_sub(f.stamps.len());
         self.live = self.live.saturating_sub(1);
         self.stats.open.set(self.live as u64);
@@ -655,7 +792,7 @@ impl TcpApp for LoadGen {
         let start = *self.start.get_or_insert(now);
         let mut kicked = 0;
         if !self.waiting.is_empty() {
-            if self.full_at.is_some() || !self.cfg.start_after_ramp {
+            if self.load_may_start(now) {
                 kicked = self.kick(ctx);
             }
         } else if self.live + self.connecting.len() >= self.cfg.connections {
@@ -708,9 +845,11 @@ impl TcpApp for LoadGen {
 
 impl LoadGen {
     /// The measured window: (transactions, seconds) from the moment every
-    /// connection was open (the first one, for `cps`) to the last poll.
+    /// connection was open (the first one, for `cps`), or once waiting
+    /// connections were started (`start_after_ramp`: after the hold and
+    /// the bulk transfers), to the last poll.
     pub fn window(&self) -> (u64, f64) {
-        let Some(from) = self.full_at else {
+        let Some(from) = self.load_from.or(self.full_at) else {
             return (0, 0.0);
         };
         (

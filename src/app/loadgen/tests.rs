@@ -138,6 +138,81 @@ fn start_after_ramp_holds_requests_until_every_connection_is_open() {
 }
 
 #[test]
+fn the_full_table_is_held_idle_before_the_load_starts() {
+    let mut g = gen(Mode::Rr, 2);
+    g.cfg.start_after_ramp = true;
+    g.cfg.hold_us = 1000;
+    let mut fake = Fake::default();
+    poll(&mut g, &mut fake, 0);
+    let (a, b) = (fake.connects[0].0, fake.connects[1].0);
+    let mut fa = open(&mut g, &mut fake, a, 10);
+    let _fb = open(&mut g, &mut fake, b, 20);
+    // Full at 20: nothing leaves until 1020.
+    assert_eq!(poll(&mut g, &mut fake, 500), 0);
+    assert_eq!(poll(&mut g, &mut fake, 1019), 0);
+    assert!(fake.sent.is_empty());
+    assert_eq!(g.window().0, 0);
+    assert_eq!(poll(&mut g, &mut fake, 1020), 2);
+    data(&mut g, &mut fake, &mut fa, a, 1030, b"abcd");
+    poll(&mut g, &mut fake, 2020);
+    // The measured window opens when the hold ends, not at full.
+    assert_eq!(g.window(), (1, 0.001));
+}
+
+#[test]
+fn bulk_transfers_run_alone_first_then_everyone_takes_turns() {
+    let mut c = LoadConfig::new(vec![target(7)], Mode::Rr, 3);
+    c.size = 4;
+    c.start_after_ramp = true;
+    c.max_inflight = Some(3);
+    c.bulk = Some(Bulk {
+        conns: 1,
+        bytes: 10_000,
+    });
+    assert!(c.validate().is_ok());
+    let mut g = LoadGen::new(c, Arc::default());
+    let mut fake = Fake::default();
+    poll(&mut g, &mut fake, 0);
+    let ids: Vec<ConnId> = fake.connects.iter().map(|c| c.0).collect();
+    let mut flows: Vec<Flow> = ids
+        .iter()
+        .map(|&id| open(&mut g, &mut fake, id, 1))
+        .collect();
+    // Only the bulk transfer starts (the send buffer takes 6,000 of it).
+    fake.room = Some(6_000);
+    assert_eq!(poll(&mut g, &mut fake, 2), 1);
+    assert_eq!(fake.sent[&ids[0]].len(), 6_000);
+    assert_eq!(poll(&mut g, &mut fake, 3), 0);
+    assert_eq!(fake.sent.len(), 1);
+    // Room again: the rest leaves on writable.
+    fake.room = None;
+    g.on_writable(&mut flows[0], &mut Conn::new(&mut fake, ids[0], Instant(3)));
+    assert_eq!(fake.sent[&ids[0]].len(), 10_000);
+    // The echo comes back in pieces; only the last completes it.
+    let echo = vec![b'x'; 4_000];
+    data(&mut g, &mut fake, &mut flows[0], ids[0], 50, &echo);
+    data(&mut g, &mut fake, &mut flows[0], ids[0], 60, &echo);
+    assert_eq!(g.stats().bulk_done.get(), 0);
+    assert_eq!(poll(&mut g, &mut fake, 65), 0);
+    data(&mut g, &mut fake, &mut flows[0], ids[0], 70, &echo[..2_000]);
+    assert_eq!(g.stats().bulk_done.get(), 1);
+    assert_eq!(g.stats().bulk_longest_us.get(), 68);
+    // Not a transaction.
+    assert_eq!(g.stats().transactions.get(), 0);
+    assert_eq!(g.window().0, 0);
+    // Now everyone takes turns, the bulk connection last.
+    assert_eq!(poll(&mut g, &mut fake, 80), 3);
+    assert_eq!(fake.sent[&ids[1]].len(), 4);
+    assert_eq!(fake.sent[&ids[2]].len(), 4);
+    assert_eq!(fake.sent[&ids[0]].len(), 10_004);
+    data(&mut g, &mut fake, &mut flows[1], ids[1], 90, b"abcd");
+    assert_eq!(g.latency().max(), 10);
+    let mut c = LoadConfig::new(vec![target(7)], Mode::Cps, 1);
+    c.bulk = Some(Bulk { conns: 1, bytes: 1 });
+    assert!(c.validate().is_err());
+}
+
+#[test]
 fn max_inflight_takes_turns() {
     let mut g = gen(Mode::Rr, 3);
     g.cfg.max_inflight = Some(2);

@@ -99,6 +99,23 @@ pub struct TcpBenchArgs {
     /// conns: most requests in flight at once (connections take turns).
     #[arg(long, value_name = "N", default_value_t = 2048)]
     pub max_inflight: usize,
+    /// conns: seconds the full table is held idle before the load (its
+    /// idle memory is read at the end of the hold).
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    pub hold: f64,
+    /// conns: connections that first echo one bulk transfer each, to show
+    /// a busy connection gets a full window (0: none).
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub bulk: usize,
+    /// conns: let the connection tables grow as connections come instead
+    /// of sizing them for the run (to see what a grow costs the loop).
+    #[arg(long)]
+    pub no_presize: bool,
+    /// conns: bytes of each bulk transfer (4 MiB: a 1 MiB transfer ends
+    /// while CUBIC is still growing its window past 60 KB, after HyStart++
+    /// leaves slow start).
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
+    pub bulk_bytes: usize,
     /// Ours: after 1024 idle loop iterations in a row, sleep this many
     /// microseconds (0: spin, the poll-mode default; on a shared machine a
     /// sleeping thread gives its core to others while idle).
@@ -249,15 +266,23 @@ fn run_ours_at(
     la: &LoadArgs,
     tcp: TcpOpts,
 ) -> Result<ours::OursRun> {
-    let (dur, ramp) = a.secs()?;
+    let (duration, ramp_timeout) = a.secs()?;
     ours::run_ours(
         &place.unwrap_or_else(|| ours::Placement::split(a.server_core, a.client_core)),
         kind,
         &load_config(la, a.family)?,
         tcp,
-        dur,
-        ramp,
+        ours::Times {
+            ramp_timeout,
+            hold: Duration::ZERO,
+            duration,
+            wait_turns: false,
+        },
         Duration::from_micros(a.idle_sleep_us),
+        ours::Extra {
+            progress: false,
+            presize: true,
+        },
     )
 }
 

@@ -4,6 +4,7 @@
 //! through.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,34 +51,137 @@ pub fn timed_run<W: Worker>(
     idle_sleep: Duration,
     mut at: impl FnMut(bool),
 ) -> Result<(Vec<W>, Window)> {
+    let times = Times {
+        ramp_timeout,
+        hold: Duration::ZERO,
+        duration,
+        wait_turns: false,
+    };
+    timed_run_held(cores, workers, load, times, idle_sleep, |p| match p {
+        Phase::Full => at(true),
+        Phase::Stop => at(false),
+        Phase::Tick(_) | Phase::HoldEnd => {}
+    })
+}
+
+/// A run's phases as [`timed_run_held`] tells them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Phase {
+    /// A tick of the controller (seconds since the start).
+    Tick(f64),
+    /// Every connection is open: the hold begins.
+    Full,
+    /// The hold is about to end: the table is still idle (told
+    /// [`HOLD_MARGIN`] before the generators start the load; only with a
+    /// hold).
+    HoldEnd,
+    /// The run stops (before the workers' `finish`).
+    Stop,
+}
+
+/// How long before the end of the hold [`Phase::HoldEnd`] is told, at
+/// most: the generators time the hold from their own view of the full
+/// table, which the controller learns up to a tick later.
+pub const HOLD_MARGIN: Duration = Duration::from_millis(250);
+
+/// A run's time limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Times {
+    /// Longest ramp.
+    pub ramp_timeout: Duration,
+    /// The full table held idle (the generators' `hold_us`).
+    pub hold: Duration,
+    /// Measured after the hold (with `wait_turns`: after the turns start).
+    pub duration: Duration,
+    /// The generators start with bulk transfers after the hold: measure
+    /// `duration` from when they start the turns (at most [`BULK_LIMIT`]
+    /// after the hold).
+    pub wait_turns: bool,
+}
+
+/// Longest the bulk transfers may delay the turns.
+pub const BULK_LIMIT: Duration = Duration::from_secs(60);
+
+/// [`timed_run`] with a hold: once the table is full the generators keep
+/// it idle for `times.hold` (their `LoadConfig::hold_us`; no progress is
+/// expected then, so the stall watch rests), then load it for
+/// `times.duration`. `on` hears every phase, on this thread.
+pub fn timed_run_held<W: Worker>(
+    cores: Vec<usize>,
+    workers: Vec<W>,
+    load: &[Arc<LoadStats>],
+    times: Times,
+    idle_sleep: Duration,
+    mut on: impl FnMut(Phase),
+) -> Result<(Vec<W>, Window)> {
     let cfg = RunConfig {
         cores,
-        duration: Some(ramp_timeout + duration + Duration::from_secs(1)),
+        duration: Some(
+            times.ramp_timeout
+                + times.hold
+                + times.duration
+                + Duration::from_secs(1)
+                + if times.wait_turns {
+                    BULK_LIMIT
+                } else {
+                    Duration::ZERO
+                },
+        ),
         stats_interval: Some(Duration::from_millis(10)),
         idle_sleep,
         no_pin: false,
     };
     let stop = Stop::new();
     let stopper = stop.clone();
-    let mut end: Option<f64> = None;
-    let ramp = ramp_timeout.as_secs_f64();
+    let mut full: Option<f64> = None;
+    let mut turns: Option<f64> = None;
+    let mut hold_told = times.hold.is_zero();
+    let hold = times.hold.as_secs_f64();
+    let margin = HOLD_MARGIN.as_secs_f64().min(hold / 2.0);
+    let ramp = times.ramp_timeout.as_secs_f64();
     let mut watch = StallWatch::new(STALL_WINDOW.as_secs_f64());
+    // Bulk bytes coming back count as progress too.
     let progress = || {
         load.iter()
-            .map(|s| s.transactions.get() + s.opened.get())
+            .map(|s| s.transactions.get() + s.opened.get() + s.bytes_in.get())
             .sum::<u64>()
     };
     let workers = runtime::run(&cfg, workers, &stop, |t| {
         if stopper.is_set() {
             return;
         }
-        watch.sample(t, progress());
-        if end.is_none() && load.iter().all(|s| s.full_at_us.get() > 0) {
-            at(true);
-            end = Some(t + duration.as_secs_f64());
+        on(Phase::Tick(t));
+        match full {
+            // Held idle: nothing is expected to progress.
+            Some(f) if t < f + hold + 2.0 * margin => watch.restart(),
+            _ => {
+                watch.sample(t, progress());
+            }
         }
-        if end.is_some_and(|e| t >= e) || (end.is_none() && t >= ramp) {
-            at(false);
+        if full.is_none() && load.iter().all(|s| s.full_at_us.get() > 0) {
+            on(Phase::Full);
+            full = Some(t);
+        }
+        if let Some(f) = full {
+            if !hold_told && t >= f + hold - margin {
+                hold_told = true;
+                on(Phase::HoldEnd);
+            }
+        }
+        if turns.is_none() && full.is_some() && load.iter().all(|s| s.turns_at_us.get() > 0) {
+            turns = Some(t);
+        }
+        let end = full.map(|f| {
+            let from = match turns {
+                Some(x) if times.wait_turns => x,
+                // The bulk transfers took too long: measure what there is.
+                None if times.wait_turns => f + hold + BULK_LIMIT.as_secs_f64(),
+                _ => f + hold,
+            };
+            from + times.duration.as_secs_f64()
+        });
+        if end.is_some_and(|e| t >= e) || (full.is_none() && t >= ramp) {
+            on(Phase::Stop);
             stopper.set();
         }
     })?;
@@ -111,6 +215,7 @@ pub enum Role {
 
 /// Builds one of ours' stacks: the one place where the benchmarks choose
 /// the TCP engine and its options.
+#[allow(clippy::too_many_arguments)]
 pub fn build_stack(
     role: Role,
     queue: MemQueue,
@@ -118,13 +223,26 @@ pub fn build_stack(
     tcp: TcpOpts,
     family: u8,
     now: Instant,
+    expected: usize,
+    presize: bool,
 ) -> Result<Stack<MemQueue>> {
     let (server, client) = family_ends(family);
     let prefix = if family == 6 { 64 } else { 24 };
+    // Sized for the run up front: the table never grows (and rehashes)
+    // while the loop runs.
+    let sized = |mut c: StackConfig| {
+        c.expected_conns = if presize { expected } else { 0 };
+        c.max_conns = c.max_conns.max(expected + expected / 8 + 1024);
+        c
+    };
     match role {
         Role::Server { ports } => {
-            let sc = StackConfig::for_addr(server, prefix);
-            let mut s = Stack::new(queue, info, sc, now)?;
+            let mut s = Stack::new(
+                queue,
+                info,
+                sized(StackConfig::for_addr(server, prefix)),
+                now,
+            )?;
             for i in 0..ports {
                 s.listen(
                     BASE_PORT + i as u16,
@@ -138,7 +256,7 @@ pub fn build_stack(
             Ok(s)
         }
         Role::Client => {
-            let mut sc = StackConfig::for_addr(client, prefix);
+            let mut sc = sized(StackConfig::for_addr(client, prefix));
             sc.connect = tcp;
             sc.ephemeral = (1024, 65535);
             Stack::new(queue, info, sc, now)
@@ -162,23 +280,85 @@ enum Side {
     Load(Box<TcpWorker<MemQueue, LoadGen>>),
 }
 
-/// What one pinned thread runs: its sides, polled in turn.
-struct Group(Vec<Side>);
+/// What one pinned thread runs: its sides, polled in turn; and the
+/// longest loop iteration in each phase of the run, in wall time and in
+/// time on a CPU (on a shared machine a long wall-clock iteration is often
+/// the thread waiting for a CPU, not the loop's own work).
+struct Group {
+    sides: Vec<Side>,
+    clock: MonotonicClock,
+    /// Index into `longest_us`, set by the controller.
+    phase: Arc<AtomicUsize>,
+    longest_us: [u64; PHASES],
+    longest_cpu_us: [u64; PHASES],
+    /// The thread's CPU time (ns) when last read, and when (µs of
+    /// `clock`): read at most every [`CPU_READ_US`] and after every long
+    /// iteration.
+    cpu_read: (u64, u64),
+}
+
+/// How often a core reads its CPU time (a system call).
+const CPU_READ_US: u64 = 1000;
+/// An iteration this long (µs) reads the CPU time at once.
+const LONG_ITERATION_US: u64 = 2000;
+
+/// Phases whose longest iteration is kept: ramp, hold, load.
+const PHASES: usize = 3;
+
+impl Group {
+    fn new(sides: Vec<Side>, phase: Arc<AtomicUsize>) -> Group {
+        Group {
+            sides,
+            clock: MonotonicClock::new(),
+            phase,
+            longest_us: [0; PHASES],
+            longest_cpu_us: [0; PHASES],
+            cpu_read: (0, 0),
+        }
+    }
+
+    /// Keeps the longest iterations; `t0`/`t1`: its start and end (µs).
+    fn time(&mut self, t0: u64, t1: u64) {
+        let took = t1.saturating_sub(t0);
+        let p = self.phase.load(Ordering::Relaxed).min(PHASES - 1);
+        self.longest_us[p] = self.longest_us[p].max(took);
+        let due = t1.saturating_sub(self.cpu_read.1) >= CPU_READ_US;
+        if took < LONG_ITERATION_US {
+            // Short: its CPU time is at most its wall time.
+            self.longest_cpu_us[p] = self.longest_cpu_us[p].max(took);
+            if !due {
+                return;
+            }
+        }
+        let cpu = bypass::port::sys::thread_cpu_ns();
+        if took >= LONG_ITERATION_US && self.cpu_read.0 > 0 {
+            // The CPU time since the last read: this iteration's, plus at
+            // most CPU_READ_US before it (the last read came less than
+            // that before the iteration began).
+            let on_cpu = (cpu.saturating_sub(self.cpu_read.0) / 1000).min(took);
+            self.longest_cpu_us[p] = self.longest_cpu_us[p].max(on_cpu);
+        }
+        self.cpu_read = (cpu, t1);
+    }
+}
 
 impl Worker for Group {
     fn poll(&mut self, now: Instant) -> usize {
+        let t0 = self.clock.now();
         let mut n = 0;
-        for s in &mut self.0 {
+        for s in &mut self.sides {
             n += match s {
                 Side::Echo(w) => w.poll(now),
                 Side::Http(w) => w.poll(now),
                 Side::Load(w) => w.poll(now),
             };
         }
+        let t1 = self.clock.now();
+        self.time(t0.micros(), t1.micros());
         n
     }
     fn finish(&mut self, now: Instant) {
-        for s in &mut self.0 {
+        for s in &mut self.sides {
             match s {
                 Side::Echo(w) => w.finish(now),
                 Side::Http(w) => w.finish(now),
@@ -258,6 +438,43 @@ pub struct OursRun {
     pub drops_no_buffer: u64,
     /// Windows in which nothing progressed.
     pub stalls: Vec<Stall>,
+    /// Process RSS at the end of the hold, the table full and idle (equal
+    /// to `rss_full` without a hold).
+    pub rss_idle: u64,
+    /// False if a generator had already started the load when `rss_idle`
+    /// was read (then it is not an idle figure).
+    pub rss_idle_clean: bool,
+    /// Process RSS when the load stopped (every connection had its turns).
+    pub rss_after: u64,
+    /// Longest loop iteration of any core (µs) while ramping, holding,
+    /// loading: wall time, and time on a CPU (at most; within 1 ms).
+    pub longest_iteration_us: [u64; PHASES],
+    pub longest_iteration_cpu_us: [u64; PHASES],
+    /// Payload chunks the bypass engine made (its high-water mark, all
+    /// stacks; bytes).
+    pub payload_peak: u64,
+    /// Most bytes in flight on one connection (bypass engine).
+    pub max_in_flight: u64,
+    /// Largest congestion window of one connection (bypass engine).
+    pub max_cwnd: u64,
+    /// Largest receive window a peer offered (bypass engine).
+    pub max_peer_window: u64,
+    /// Bulk requests echoed in full, and the longest of them (µs).
+    pub bulk_done: u64,
+    pub bulk_longest_us: u64,
+    /// Connections in the server's table and the table's room before it
+    /// would grow, when the load stopped (summed over the server stacks).
+    pub server_table: (usize, usize),
+}
+
+/// What a run of ours does besides the load itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Extra {
+    /// Draw the ramp's progress bar (on a terminal).
+    pub progress: bool,
+    /// Size the stacks' tables for the run up front (else they grow as
+    /// connections come).
+    pub presize: bool,
 }
 
 pub fn run_ours(
@@ -265,9 +482,9 @@ pub fn run_ours(
     kind: ServerKind,
     load: &LoadConfig,
     tcp: TcpOpts,
-    duration: Duration,
-    ramp_timeout: Duration,
+    times: Times,
     idle_sleep: Duration,
+    extra: Extra,
 ) -> Result<OursRun> {
     let wires = place.wires();
     let total = load.connections * wires;
@@ -279,7 +496,13 @@ pub fn run_ours(
         .max_inflight
         .unwrap_or(load.connections * load.pipeline)
         .max(load.max_pending);
-    let ring = (2 * inflight + 1024).next_power_of_two().clamp(4096, 65536);
+    // Bulk transfers keep up to a window of segments in flight each way.
+    let bulk_frames = load
+        .bulk
+        .map_or(0, |b| b.conns * 2 * tcp.tx_buf.max(tcp.rx_buf) / 1024);
+    let ring = (2 * inflight + bulk_frames + 1024)
+        .next_power_of_two()
+        .clamp(4096, 65536);
     let (mut a, mut b) = MemPort::pair(&MemConfig {
         queues: wires as u16,
         ring_size: ring,
@@ -322,6 +545,7 @@ pub fn run_ours(
     let mut server_stats = Vec::new();
     let mut all_stats = Vec::new();
     let mut groups = Vec::new();
+    let phase = Arc::new(AtomicUsize::new(0));
     for roles in &place.roles {
         let mut g = Vec::new();
         for &(server, q) in roles {
@@ -338,6 +562,8 @@ pub fn run_ours(
                     tcp,
                     family,
                     clock.now(),
+                    load.connections,
+                    extra.presize,
                 )?;
                 if let Some(sh) = server_shards.get_mut(q).and_then(Option::take) {
                     s.set_shard(sh)?;
@@ -355,7 +581,16 @@ pub fn run_ours(
                 let queue = qb[q]
                     .take()
                     .ok_or_else(|| Error::Config("a wire is loaded twice".into()))?;
-                let mut s = build_stack(Role::Client, queue, &ib, tcp, family, clock.now())?;
+                let mut s = build_stack(
+                    Role::Client,
+                    queue,
+                    &ib,
+                    tcp,
+                    family,
+                    clock.now(),
+                    load.connections,
+                    extra.presize,
+                )?;
                 if let Some(sh) = client_shards.get_mut(q).and_then(Option::take) {
                     s.set_shard(sh)?;
                 }
@@ -368,27 +603,50 @@ pub fn run_ours(
                 ))));
             }
         }
-        groups.push(Group(g));
+        groups.push(Group::new(g, phase.clone()));
     }
     let rss_before = rss_bytes();
     let mut rss_full = 0;
+    let (mut rss_idle, mut rss_idle_clean, mut rss_after) = (0, true, 0);
+    let bar = if extra.progress {
+        crate::cli::loadgen::ramp_bar((load.connections * wires) as u64, false)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let started = |st: &[Arc<LoadStats>]| st.iter().any(|s| s.bytes_out.get() > 0);
     let drops =
         |f: fn(&bypass::stack::StackStats) -> u64| all_stats.iter().map(|s| f(s)).sum::<u64>();
     let mut at_end = [0u64; 3];
     let mut engine_line = String::new();
     let mut sched = [Sched::default(); 2];
-    let (done, window) = timed_run(
+    let (done, window) = timed_run_held(
         place.cores.clone(),
         groups,
         &load_stats,
-        duration,
-        ramp_timeout,
+        times,
         idle_sleep,
-        |full| {
-            if full {
+        |p| match p {
+            Phase::Tick(_) => {
+                if !bar.is_finished() {
+                    bar.set_position(load_stats.iter().map(|s| s.opened.get()).sum());
+                }
+            }
+            Phase::Full => {
+                bar.finish_and_clear();
                 rss_full = rss_bytes();
+                rss_idle = rss_full;
+                rss_idle_clean = !started(&load_stats);
+                phase.store(if times.hold.is_zero() { 2 } else { 1 }, Ordering::Relaxed);
                 sched[0] = Sched::of(None, "bypass-core");
-            } else {
+            }
+            Phase::HoldEnd => {
+                rss_idle = rss_bytes();
+                rss_idle_clean = !started(&load_stats);
+                phase.store(2, Ordering::Relaxed);
+            }
+            Phase::Stop => {
+                bar.finish_and_clear();
+                rss_after = rss_bytes();
                 sched[1] = Sched::of(None, "bypass-core");
                 let sum = |f: &dyn Fn(&bypass::stack::StackStats) -> u64| {
                     all_stats.iter().map(|s| f(s)).sum::<u64>()
@@ -415,9 +673,33 @@ pub fn run_ours(
             }
         },
     )?;
+    let mut longest_iteration_us = [0; PHASES];
+    let mut longest_iteration_cpu_us = [0; PHASES];
+    let (mut payload_peak, mut server_table) = (0, (0, 0));
+    for g in &done {
+        for (l, &x) in longest_iteration_us.iter_mut().zip(&g.longest_us) {
+            *l = (*l).max(x);
+        }
+        for (l, &x) in longest_iteration_cpu_us.iter_mut().zip(&g.longest_cpu_us) {
+            *l = (*l).max(x);
+        }
+        for s in &g.sides {
+            let st = match s {
+                Side::Echo(w) => {
+                    let st = w.stack();
+                    server_table.0 += st.conn_count();
+                    server_table.1 += st.table_capacity();
+                    st.tcp_memory()
+                }
+                Side::Http(w) => w.stack().tcp_memory(),
+                Side::Load(w) => w.stack().tcp_memory(),
+            };
+            payload_peak += st.1 as u64;
+        }
+    }
     let gens: Vec<&LoadGen> = done
         .iter()
-        .flat_map(|g| g.0.iter())
+        .flat_map(|g| g.sides.iter())
         .filter_map(|s| match s {
             Side::Load(w) => Some(w.app()),
             _ => None,
@@ -434,5 +716,33 @@ pub fn run_ours(
         drops_tx_full: at_end[1],
         drops_no_buffer: at_end[2],
         engine_line,
+        rss_idle,
+        rss_idle_clean,
+        rss_after,
+        longest_iteration_us,
+        longest_iteration_cpu_us,
+        payload_peak,
+        max_in_flight: all_stats
+            .iter()
+            .map(|s| s.max_in_flight.get())
+            .max()
+            .unwrap_or(0),
+        max_cwnd: all_stats
+            .iter()
+            .map(|s| s.max_cwnd.get())
+            .max()
+            .unwrap_or(0),
+        max_peer_window: all_stats
+            .iter()
+            .map(|s| s.max_peer_window.get())
+            .max()
+            .unwrap_or(0),
+        bulk_done: load_stats.iter().map(|s| s.bulk_done.get()).sum(),
+        bulk_longest_us: load_stats
+            .iter()
+            .map(|s| s.bulk_longest_us.get())
+            .max()
+            .unwrap_or(0),
+        server_table,
     })
 }
