@@ -18,12 +18,13 @@
 //! The hash input for TCP and UDP over IPv4 is the packet's source address,
 //! destination address, source port and destination port, in network byte
 //! order (12 bytes); for other IPv4 packets, the two addresses (8 bytes).
+//! Over IPv6 it is the same with 16-byte addresses (36 and 32 bytes).
 //! With [`RssKey::SYMMETRIC`] (the 16-bit pattern `0x6d5a` repeated, after
 //! Woo and Park) both directions of a flow hash alike, so one table serves
 //! both ends of a connection; with [`RssKey::MICROSOFT`] (the key of
 //! Microsoft's RSS verification suite and most NICs' default) they do not.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::error::{Error, Result};
 
@@ -99,16 +100,17 @@ pub fn toeplitz(key: &RssKey, input: &[u8]) -> u32 {
     h
 }
 
-/// Bytes of an IPv4 4-tuple hash input.
-const V4_INPUT: usize = 12;
+/// Bytes of an IPv6 4-tuple hash input (the longest input).
+const V6_INPUT: usize = 36;
 
-/// The Toeplitz hash for IPv4 inputs, table-driven: one lookup per input
-/// byte (12 lookups and XORs for a TCP/UDP packet). The tables take 12 KiB;
-/// each core keeps its own copy.
+/// The Toeplitz hash, table-driven: one lookup per input byte (12 lookups
+/// and XORs for a TCP/UDP packet over IPv4, 36 over IPv6). The tables take
+/// 36 KiB (an IPv4 packet touches the first 12 KiB); each core keeps its
+/// own copy.
 #[derive(Clone)]
 pub struct Toeplitz {
     key: RssKey,
-    tables: Box<[[u32; 256]; V4_INPUT]>,
+    tables: Box<[[u32; 256]; V6_INPUT]>,
 }
 
 impl std::fmt::Debug for Toeplitz {
@@ -120,7 +122,7 @@ impl std::fmt::Debug for Toeplitz {
 impl Toeplitz {
     /// Precomputes the tables for `key`.
     pub fn new(key: RssKey) -> Toeplitz {
-        let mut tables = Box::new([[0u32; 256]; V4_INPUT]);
+        let mut tables = Box::new([[0u32; 256]; V6_INPUT]);
         for (i, t) in tables.iter_mut().enumerate() {
             let windows: [u32; 8] = std::array::from_fn(|b| key.window(i * 8 + b));
             for (v, slot) in t.iter_mut().enumerate() {
@@ -137,7 +139,7 @@ impl Toeplitz {
         &self.key
     }
 
-    /// Hash of up to 12 bytes of input.
+    /// Hash of up to 36 bytes of input (the rest is ignored).
     #[inline]
     pub fn hash(&self, input: &[u8]) -> u32 {
         input
@@ -156,6 +158,36 @@ impl Toeplitz {
             s[0], s[1], s[2], s[3], d[0], d[1], d[2], d[3], sp[0], sp[1], dp[0], dp[1],
         ])
     }
+
+    /// Hash of an IPv6 TCP/UDP packet's addresses and ports (as they
+    /// appear in the packet: source first).
+    #[inline]
+    pub fn hash_v6(&self, src: Ipv6Addr, dst: Ipv6Addr, sport: u16, dport: u16) -> u32 {
+        let mut input = [0u8; V6_INPUT];
+        input[..16].copy_from_slice(&src.octets());
+        input[16..32].copy_from_slice(&dst.octets());
+        input[32..34].copy_from_slice(&sport.to_be_bytes());
+        input[34..].copy_from_slice(&dport.to_be_bytes());
+        self.hash(&input)
+    }
+
+    /// Hash of a TCP/UDP packet's addresses and ports, either family; an
+    /// IPv4 address with an IPv6 one (which no packet has) hashes as IPv6
+    /// with the IPv4 address mapped.
+    #[inline]
+    pub fn hash_ip(&self, src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> u32 {
+        match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => self.hash_v4(s, d, sport, dport),
+            (s, d) => self.hash_v6(v6(s), v6(d), sport, dport),
+        }
+    }
+}
+
+fn v6(a: IpAddr) -> Ipv6Addr {
+    match a {
+        IpAddr::V4(a) => a.to_ipv6_mapped(),
+        IpAddr::V6(a) => a,
+    }
 }
 
 /// A transport protocol number with ports that RSS hashes.
@@ -168,9 +200,9 @@ pub const PROTO_UDP: u8 = 17;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FiveTuple {
     /// Source address.
-    pub src: Ipv4Addr,
+    pub src: IpAddr,
     /// Destination address.
-    pub dst: Ipv4Addr,
+    pub dst: IpAddr,
     /// Source port (0 for protocols without ports).
     pub src_port: u16,
     /// Destination port.
@@ -180,11 +212,16 @@ pub struct FiveTuple {
 }
 
 impl FiveTuple {
-    /// A TCP flow.
-    pub fn tcp(src: Ipv4Addr, src_port: u16, dst: Ipv4Addr, dst_port: u16) -> FiveTuple {
+    /// A TCP flow (both addresses of one family).
+    pub fn tcp(
+        src: impl Into<IpAddr>,
+        src_port: u16,
+        dst: impl Into<IpAddr>,
+        dst_port: u16,
+    ) -> FiveTuple {
         FiveTuple {
-            src,
-            dst,
+            src: src.into(),
+            dst: dst.into(),
             src_port,
             dst_port,
             proto: PROTO_TCP,
@@ -207,31 +244,62 @@ impl FiveTuple {
         matches!(self.proto, PROTO_TCP | PROTO_UDP)
     }
 
-    /// The flow of an Ethernet frame carrying IPv4, as a NIC's RSS sees it:
-    /// addresses and, for unfragmented TCP and UDP, ports (0 otherwise).
-    /// `None` for anything else (ARP, IPv6, frames that do not parse).
+    /// The flow of an Ethernet frame carrying IP, as a NIC's RSS sees it:
+    /// addresses and, for unfragmented TCP and UDP, ports (0 otherwise;
+    /// over IPv6, also when extension headers come first, as NICs without
+    /// the "IPv6 ex" hash types do). `None` for anything else (ARP, frames
+    /// that do not parse).
     pub fn of_frame(frame: &[u8]) -> Option<FiveTuple> {
-        use smoltcp::wire::{
-            EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, TcpPacket, UdpPacket,
-        };
+        use smoltcp::wire::{EthernetFrame, EthernetProtocol, Ipv4Packet, Ipv6Packet};
         let eth = EthernetFrame::new_checked(frame).ok()?;
+        if eth.ethertype() == EthernetProtocol::Ipv6 {
+            let ip = Ipv6Packet::new_checked(eth.payload()).ok()?;
+            let (src, dst) = (ip.src_addr().into(), ip.dst_addr().into());
+            return Some(Self::with_l4(
+                src,
+                dst,
+                ip.next_header(),
+                ip.payload(),
+                true,
+            ));
+        }
         if eth.ethertype() != EthernetProtocol::Ipv4 {
             return None;
         }
         let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
         let whole = !ip.more_frags() && ip.frag_offset() == 0;
-        let (proto, ports) = match ip.next_header() {
+        let (src, dst) = (ip.src_addr().into(), ip.dst_addr().into());
+        Some(Self::with_l4(
+            src,
+            dst,
+            ip.next_header(),
+            ip.payload(),
+            whole,
+        ))
+    }
+
+    /// The flow of an IP packet from `src` to `dst` carrying `proto` in
+    /// `l4` (`whole`: not a fragment).
+    fn with_l4(
+        src: IpAddr,
+        dst: IpAddr,
+        proto: smoltcp::wire::IpProtocol,
+        l4: &[u8],
+        whole: bool,
+    ) -> FiveTuple {
+        use smoltcp::wire::{IpProtocol, TcpPacket, UdpPacket};
+        let (proto, ports) = match proto {
             IpProtocol::Tcp => (
                 PROTO_TCP,
                 whole
-                    .then(|| TcpPacket::new_checked(ip.payload()).ok())
+                    .then(|| TcpPacket::new_checked(l4).ok())
                     .flatten()
                     .map(|t| (t.src_port(), t.dst_port())),
             ),
             IpProtocol::Udp => (
                 PROTO_UDP,
                 whole
-                    .then(|| UdpPacket::new_checked(ip.payload()).ok())
+                    .then(|| UdpPacket::new_checked(l4).ok())
                     .flatten()
                     .map(|u| (u.src_port(), u.dst_port())),
             ),
@@ -243,13 +311,13 @@ impl FiveTuple {
             None if proto == PROTO_TCP || proto == PROTO_UDP => (0, 0, 0),
             None => (0, 0, proto),
         };
-        Some(FiveTuple {
-            src: ip.src_addr(),
-            dst: ip.dst_addr(),
+        FiveTuple {
+            src,
+            dst,
             src_port,
             dst_port,
             proto,
-        })
+        }
     }
 }
 
@@ -352,11 +420,20 @@ impl Rss {
     #[inline]
     pub fn hash(&self, f: &FiveTuple) -> u32 {
         if f.has_ports() {
-            self.hasher.hash_v4(f.src, f.dst, f.src_port, f.dst_port)
-        } else {
-            let (s, d) = (f.src.octets(), f.dst.octets());
-            self.hasher
-                .hash(&[s[0], s[1], s[2], s[3], d[0], d[1], d[2], d[3]])
+            return self.hasher.hash_ip(f.src, f.dst, f.src_port, f.dst_port);
+        }
+        match (f.src, f.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                let (s, d) = (s.octets(), d.octets());
+                self.hasher
+                    .hash(&[s[0], s[1], s[2], s[3], d[0], d[1], d[2], d[3]])
+            }
+            (s, d) => {
+                let mut input = [0u8; 32];
+                input[..16].copy_from_slice(&v6(s).octets());
+                input[16..].copy_from_slice(&v6(d).octets());
+                self.hasher.hash(&input)
+            }
         }
     }
 
@@ -372,6 +449,13 @@ impl Rss {
         self.reta.core(self.hasher.hash_v4(src, dst, sport, dport))
     }
 
+    /// The core of a TCP/UDP packet from `src:sport` to `dst:dport`, either
+    /// family.
+    #[inline]
+    pub fn core_ip(&self, src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> usize {
+        self.reta.core(self.hasher.hash_ip(src, dst, sport, dport))
+    }
+
     /// Picks a local port for an active open from `local` to `remote` made
     /// on `core`, such that the replies (from `remote` to `local:port`) are
     /// received on `core`, and
@@ -380,8 +464,8 @@ impl Rss {
     /// open continues from there. `None` if no port of the range qualifies.
     pub fn pick_local_port(
         &self,
-        local: Ipv4Addr,
-        remote: SocketAddrV4,
+        local: IpAddr,
+        remote: SocketAddr,
         core: usize,
         (lo, hi): (u16, u16),
         next: &mut u16,
@@ -395,7 +479,7 @@ impl Rss {
         for _ in 0..span {
             let cand = p;
             p = if p >= hi { lo } else { p + 1 };
-            if self.core_v4(*remote.ip(), local, remote.port(), cand) == core && free(cand) {
+            if self.core_ip(remote.ip(), local, remote.port(), cand) == core && free(cand) {
                 *next = p;
                 return Some(cand);
             }
@@ -481,6 +565,129 @@ mod tests {
         }
     }
 
+    /// The same page's table for IPv6: (destination, destination port,
+    /// source, source port, IPv6 only, IPv6 with TCP).
+    const MS_V6: [(&str, u16, &str, u16, u32, u32); 3] = [
+        (
+            "3ffe:2501:200:3::1",
+            1766,
+            "3ffe:2501:200:1fff::7",
+            2794,
+            0x2cc18cd5,
+            0x40207d3d,
+        ),
+        (
+            "ff02::1",
+            4739,
+            "3ffe:501:8::260:97ff:fe40:efab",
+            14230,
+            0x0f0c461c,
+            0xdde51bbf,
+        ),
+        (
+            "fe80::200:f8ff:fe21:67cf",
+            38024,
+            "3ffe:1900:4545:3:200:f8ff:fe21:67cf",
+            44251,
+            0x4b61e985,
+            0x02d1feef,
+        ),
+    ];
+
+    #[test]
+    fn microsoft_ipv6_verification_vectors() {
+        let t = Toeplitz::new(RssKey::MICROSOFT);
+        let rss = Rss::new(RssKey::MICROSOFT, Reta::spread(1).unwrap());
+        for (dst, dport, src, sport, v6only, v6tcp) in MS_V6 {
+            let (d, s): (Ipv6Addr, Ipv6Addr) = (dst.parse().unwrap(), src.parse().unwrap());
+            let mut only = Vec::new();
+            only.extend(s.octets());
+            only.extend(d.octets());
+            assert_eq!(
+                toeplitz(&RssKey::MICROSOFT, &only),
+                v6only,
+                "{src} -> {dst}"
+            );
+            assert_eq!(t.hash(&only), v6only, "{src} -> {dst} (tables)");
+            let mut with = only.clone();
+            with.extend(sport.to_be_bytes());
+            with.extend(dport.to_be_bytes());
+            assert_eq!(toeplitz(&RssKey::MICROSOFT, &with), v6tcp);
+            assert_eq!(t.hash_v6(s, d, sport, dport), v6tcp, "{src}:{sport}");
+            assert_eq!(t.hash_ip(s.into(), d.into(), sport, dport), v6tcp);
+            assert_eq!(rss.core_ip(s.into(), d.into(), sport, dport), 0);
+            let f = FiveTuple::tcp(s, sport, d, dport);
+            assert_eq!(rss.hash(&f), v6tcp);
+            let icmp = FiveTuple { proto: 58, ..f };
+            assert_eq!(rss.hash(&icmp), v6only);
+        }
+    }
+
+    #[test]
+    fn ipv6_flows_hash_symmetrically_and_are_read_from_frames() {
+        use crate::testing::{syn, tcp6_vec, with_ext6, Ends6};
+        let rss = Rss::new(RssKey::SYMMETRIC, Reta::spread(4).unwrap());
+        let mut r = XorShift(7);
+        for _ in 0..2000 {
+            let a = Ipv6Addr::from((r.next() as u128) << 64 | r.next() as u128);
+            let b = Ipv6Addr::from((r.next() as u128) << 64 | r.next() as u128);
+            let x = r.next();
+            let f = FiveTuple::tcp(a, x as u16, b, (x >> 16) as u16);
+            assert_eq!(rss.hash(&f), rss.hash(&f.reversed()), "{f:?}");
+            let icmp = FiveTuple { proto: 58, ..f };
+            assert_eq!(rss.hash(&icmp), rss.hash(&icmp.reversed()));
+        }
+        let e = Ends6 {
+            src_mac: [2, 0, 0, 0, 0, 2],
+            dst_mac: [2, 0, 0, 0, 0, 1],
+            src_ip: "fd00::2".parse().unwrap(),
+            dst_ip: "fd00::1".parse().unwrap(),
+        };
+        let f = tcp6_vec(&e, &syn(40000, 80, 1));
+        let want = FiveTuple::tcp(e.src_ip, 40000, e.dst_ip, 80);
+        assert_eq!(FiveTuple::of_frame(&f), Some(want));
+        // Extension headers first: the addresses only, as most NICs do.
+        let pad: &[u8] = &[1, 4, 0, 0, 0, 0];
+        let x = with_ext6(&f, &[(smoltcp::wire::IpProtocol::Ipv6Opts, pad)]).unwrap();
+        let got = FiveTuple::of_frame(&x).unwrap();
+        assert_eq!(
+            (got.src, got.dst, got.src_port, got.proto),
+            (want.src, want.dst, 0, 60)
+        );
+        assert_eq!(FiveTuple::of_frame(&f[..14 + 20]), None, "cut short");
+    }
+
+    #[test]
+    fn ipv6_local_ports_hash_back_to_the_opening_core() {
+        let local: Ipv6Addr = "fd00::2".parse().unwrap();
+        let remote: Ipv6Addr = "fd00::1".parse().unwrap();
+        for key in [RssKey::SYMMETRIC, RssKey::MICROSOFT] {
+            let rss = Rss::new(key, Reta::spread(2).unwrap());
+            let t = Toeplitz::new(key);
+            for core in 0..2 {
+                let mut next = 40000;
+                for _ in 0..100 {
+                    let p = rss
+                        .pick_local_port(
+                            local.into(),
+                            SocketAddr::from((remote, 80)),
+                            core,
+                            (32768, 60999),
+                            &mut next,
+                            |_| true,
+                        )
+                        .unwrap();
+                    // The reply: from remote:80 to local:p.
+                    let h = t.hash_v6(remote, local, 80, p);
+                    assert_eq!(rss.reta().core(h), core);
+                    if key == RssKey::SYMMETRIC {
+                        assert_eq!(h, t.hash_v6(local, remote, p, 80), "symmetric");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn microsoft_key_is_not_symmetric() {
         let t = Toeplitz::new(RssKey::MICROSOFT);
@@ -511,6 +718,13 @@ mod tests {
                 input[8..].copy_from_slice(&y.to_le_bytes()[..4]);
                 let n = (y >> 40) as usize % 13;
                 assert_eq!(t.hash(&input[..n]), toeplitz(&key, &input[..n]));
+                let mut long = [0u8; 36];
+                for c in long.chunks_mut(8) {
+                    let z = r.next().to_le_bytes();
+                    c.copy_from_slice(&z[..c.len()]);
+                }
+                let n = (y >> 48) as usize % 37;
+                assert_eq!(t.hash(&long[..n]), toeplitz(&key, &long[..n]));
             }
         }
     }
@@ -564,8 +778,8 @@ mod tests {
                 for _ in 0..200 {
                     let p = rss
                         .pick_local_port(
-                            local,
-                            SocketAddrV4::new(remote, 80),
+                            local.into(),
+                            SocketAddr::from((remote, 80)),
                             core,
                             (32768, 60999),
                             &mut next,
@@ -587,8 +801,8 @@ mod tests {
         let mut next = p;
         assert_eq!(
             rss.pick_local_port(
-                local,
-                SocketAddrV4::new(remote, 80),
+                local.into(),
+                SocketAddr::from((remote, 80)),
                 c,
                 (p, p),
                 &mut next,
@@ -598,8 +812,8 @@ mod tests {
         );
         assert_eq!(
             rss.pick_local_port(
-                local,
-                SocketAddrV4::new(remote, 80),
+                local.into(),
+                SocketAddr::from((remote, 80)),
                 1 - c,
                 (p, p),
                 &mut next,
@@ -611,8 +825,8 @@ mod tests {
         let mut next = 60999;
         let got = rss
             .pick_local_port(
-                local,
-                SocketAddrV4::new(remote, 80),
+                local.into(),
+                SocketAddr::from((remote, 80)),
                 0,
                 (60990, 60999),
                 &mut next,

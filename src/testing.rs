@@ -5,13 +5,13 @@
 //! a generator can write straight into a pool buffer; the `*_vec` forms
 //! return a fresh `Vec` for tests.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
-    UdpPacket, UdpRepr,
+    EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6ExtHeader, Ipv6ExtHeaderRepr, Ipv6Packet,
+    Ipv6Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, UdpPacket, UdpRepr,
 };
 
 /// A small deterministic generator (xorshift64*) for tests and generated
@@ -77,7 +77,9 @@ pub fn syn(sport: u16, dport: u16, seq: u32) -> TcpRepr<'static> {
     }
 }
 
-fn emit_ip(room: &mut [u8], e: &Ends, proto: IpProtocol, payload_len: usize) -> usize {
+/// Emits Ethernet and IPv4 headers; returns the frame's length and where
+/// its upper-layer bytes start.
+fn emit_ip(room: &mut [u8], e: &Ends, proto: IpProtocol, payload_len: usize) -> (usize, usize) {
     let ip = Ipv4Repr {
         src_addr: e.src_ip,
         dst_addr: e.dst_ip,
@@ -97,21 +99,37 @@ fn emit_ip(room: &mut [u8], e: &Ends, proto: IpProtocol, payload_len: usize) -> 
         &mut Ipv4Packet::new_unchecked(f.payload_mut()),
         &ChecksumCapabilities::default(),
     );
-    n
+    (n, eth.buffer_len() + ip.buffer_len())
+}
+
+/// Emits a TCP header and payload into `l4`, its checksum over `src` and
+/// `dst`.
+fn put_tcp(l4: &mut [u8], src: IpAddr, dst: IpAddr, tcp: &TcpRepr<'_>) {
+    tcp.emit(
+        &mut TcpPacket::new_unchecked(l4),
+        &src.into(),
+        &dst.into(),
+        &ChecksumCapabilities::default(),
+    );
+}
+
+/// Emits a UDP datagram into `l4`, its checksum over `src` and `dst`.
+fn put_udp(l4: &mut [u8], src: IpAddr, dst: IpAddr, udp: &UdpRepr, payload: &[u8]) {
+    udp.emit(
+        &mut UdpPacket::new_unchecked(l4),
+        &src.into(),
+        &dst.into(),
+        payload.len(),
+        |b| b.copy_from_slice(payload),
+        &ChecksumCapabilities::default(),
+    );
 }
 
 /// Emits an Ethernet/IPv4/TCP frame into `room`; returns its length.
 /// Panics if `room` is too small (a caller's bug, not input).
 pub fn emit_tcp(room: &mut [u8], e: &Ends, tcp: &TcpRepr<'_>) -> usize {
-    let n = emit_ip(room, e, IpProtocol::Tcp, tcp.buffer_len());
-    let mut f = EthernetFrame::new_unchecked(&mut room[..n]);
-    let mut ip = Ipv4Packet::new_unchecked(f.payload_mut());
-    tcp.emit(
-        &mut TcpPacket::new_unchecked(ip.payload_mut()),
-        &e.src_ip.into(),
-        &e.dst_ip.into(),
-        &ChecksumCapabilities::default(),
-    );
+    let (n, at) = emit_ip(room, e, IpProtocol::Tcp, tcp.buffer_len());
+    put_tcp(&mut room[at..n], e.src_ip.into(), e.dst_ip.into(), tcp);
     n
 }
 
@@ -121,16 +139,13 @@ pub fn emit_udp(room: &mut [u8], e: &Ends, sport: u16, dport: u16, payload: &[u8
         src_port: sport,
         dst_port: dport,
     };
-    let n = emit_ip(room, e, IpProtocol::Udp, udp.header_len() + payload.len());
-    let mut f = EthernetFrame::new_unchecked(&mut room[..n]);
-    let mut ip = Ipv4Packet::new_unchecked(f.payload_mut());
-    udp.emit(
-        &mut UdpPacket::new_unchecked(ip.payload_mut()),
-        &e.src_ip.into(),
-        &e.dst_ip.into(),
-        payload.len(),
-        |b| b.copy_from_slice(payload),
-        &ChecksumCapabilities::default(),
+    let (n, at) = emit_ip(room, e, IpProtocol::Udp, udp.header_len() + payload.len());
+    put_udp(
+        &mut room[at..n],
+        e.src_ip.into(),
+        e.dst_ip.into(),
+        &udp,
+        payload,
     );
     n
 }
@@ -159,6 +174,163 @@ pub fn emit_arp_request(
     eth.emit(&mut f);
     arp.emit(&mut ArpPacket::new_unchecked(f.payload_mut()));
     n
+}
+
+/// The addresses of an IPv6 frame: from `src` to `dst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ends6 {
+    /// Source MAC.
+    pub src_mac: [u8; 6],
+    /// Destination MAC.
+    pub dst_mac: [u8; 6],
+    /// Source IPv6 address.
+    pub src_ip: Ipv6Addr,
+    /// Destination IPv6 address.
+    pub dst_ip: Ipv6Addr,
+}
+
+impl Ends6 {
+    /// The same ends, the other way round.
+    pub fn reversed(&self) -> Ends6 {
+        Ends6 {
+            src_mac: self.dst_mac,
+            dst_mac: self.src_mac,
+            src_ip: self.dst_ip,
+            dst_ip: self.src_ip,
+        }
+    }
+}
+
+/// Emits Ethernet and IPv6 headers; returns the frame's length and where
+/// its upper-layer bytes start.
+fn emit_ip6(room: &mut [u8], e: &Ends6, proto: IpProtocol, payload_len: usize) -> (usize, usize) {
+    let ip = Ipv6Repr {
+        src_addr: e.src_ip,
+        dst_addr: e.dst_ip,
+        next_header: proto,
+        payload_len,
+        hop_limit: 64,
+    };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress(e.src_mac),
+        dst_addr: EthernetAddress(e.dst_mac),
+        ethertype: EthernetProtocol::Ipv6,
+    };
+    let n = eth.buffer_len() + ip.buffer_len() + payload_len;
+    let mut f = EthernetFrame::new_unchecked(&mut room[..n]);
+    eth.emit(&mut f);
+    ip.emit(&mut Ipv6Packet::new_unchecked(f.payload_mut()));
+    (n, eth.buffer_len() + ip.buffer_len())
+}
+
+/// Emits an Ethernet/IPv6/TCP frame into `room`; returns its length.
+/// Panics if `room` is too small (a caller's bug, not input).
+pub fn emit_tcp6(room: &mut [u8], e: &Ends6, tcp: &TcpRepr<'_>) -> usize {
+    let (n, at) = emit_ip6(room, e, IpProtocol::Tcp, tcp.buffer_len());
+    put_tcp(&mut room[at..n], e.src_ip.into(), e.dst_ip.into(), tcp);
+    n
+}
+
+/// Emits an Ethernet/IPv6/UDP frame into `room`; returns its length.
+pub fn emit_udp6(room: &mut [u8], e: &Ends6, sport: u16, dport: u16, payload: &[u8]) -> usize {
+    let udp = UdpRepr {
+        src_port: sport,
+        dst_port: dport,
+    };
+    let (n, at) = emit_ip6(room, e, IpProtocol::Udp, udp.header_len() + payload.len());
+    put_udp(
+        &mut room[at..n],
+        e.src_ip.into(),
+        e.dst_ip.into(),
+        &udp,
+        payload,
+    );
+    n
+}
+
+/// [`emit_tcp6`] into a new `Vec`.
+pub fn tcp6_vec(e: &Ends6, tcp: &TcpRepr<'_>) -> Vec<u8> {
+    let mut v = vec![0; 14 + 40 + tcp.buffer_len()];
+    let n = emit_tcp6(&mut v, e, tcp);
+    v.truncate(n);
+    v
+}
+
+/// An IPv6 frame with extension headers put between its IPv6 header and
+/// its upper-layer header: one per `(kind, body)`, in order, each body
+/// being the header's bytes after its first two (a multiple of 8 bytes
+/// less 2: pad it). The upper-layer checksum stays valid (the
+/// pseudo-header does not cover extension headers). `None` if `frame` is
+/// not an IPv6 frame or a body has a bad length.
+pub fn with_ext6(frame: &[u8], headers: &[(IpProtocol, &[u8])]) -> Option<Vec<u8>> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    let ip = Ipv6Packet::new_checked(eth.payload()).ok()?;
+    let upper = ip.next_header();
+    let total: usize = headers.iter().map(|(_, b)| b.len() + 2).sum();
+    if headers
+        .iter()
+        .any(|(_, b)| (b.len() + 2) % 8 != 0 || b.len() + 2 > 2048)
+    {
+        return None;
+    }
+    let mut out = frame[..14 + 40].to_vec();
+    for (i, (_, body)) in headers.iter().enumerate() {
+        let next = headers.get(i + 1).map_or(upper, |h| h.0);
+        let mut h = vec![0u8; body.len() + 2];
+        h[2..].copy_from_slice(body);
+        let repr = Ipv6ExtHeaderRepr {
+            next_header: next,
+            length: ((body.len() + 2) / 8 - 1) as u8,
+            data: body,
+        };
+        repr.emit(&mut Ipv6ExtHeader::new_unchecked(&mut h[..]));
+        out.extend_from_slice(&h);
+    }
+    out.extend_from_slice(ip.payload());
+    let mut f = EthernetFrame::new_unchecked(&mut out[..]);
+    let mut ip = Ipv6Packet::new_unchecked(f.payload_mut());
+    ip.set_next_header(headers.first().map_or(upper, |h| h.0));
+    ip.set_payload_len((ip.payload_len() as usize + total) as u16);
+    Some(out)
+}
+
+/// A neighbour solicitation for `target` from `src` (`src_mac`), sent to
+/// the target's solicited-node group; from the unspecified address (as
+/// duplicate address detection asks) it carries no link-layer option.
+pub fn ns6_vec(src_mac: [u8; 6], src: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
+    use smoltcp::wire::{Icmpv6Packet, Icmpv6Repr, NdiscRepr, RawHardwareAddress};
+    let o = target.octets();
+    let group = Ipv6Addr::from([
+        0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, o[13], o[14], o[15],
+    ]);
+    let icmp = Icmpv6Repr::Ndisc(NdiscRepr::NeighborSolicit {
+        target_addr: target,
+        lladdr: (!src.is_unspecified()).then(|| RawHardwareAddress::from_bytes(&src_mac)),
+    });
+    let ip = Ipv6Repr {
+        src_addr: src,
+        dst_addr: group,
+        next_header: IpProtocol::Icmpv6,
+        payload_len: icmp.buffer_len(),
+        hop_limit: 255,
+    };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress(src_mac),
+        dst_addr: EthernetAddress([0x33, 0x33, 0xff, o[13], o[14], o[15]]),
+        ethertype: EthernetProtocol::Ipv6,
+    };
+    let mut v = vec![0; eth.buffer_len() + ip.buffer_len() + icmp.buffer_len()];
+    let mut f = EthernetFrame::new_unchecked(&mut v[..]);
+    eth.emit(&mut f);
+    let mut p = Ipv6Packet::new_unchecked(f.payload_mut());
+    ip.emit(&mut p);
+    icmp.emit(
+        &src,
+        &group,
+        &mut Icmpv6Packet::new_unchecked(p.payload_mut()),
+        &ChecksumCapabilities::default(),
+    );
+    v
 }
 
 /// [`emit_tcp`] into a new `Vec`.

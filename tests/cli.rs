@@ -208,6 +208,17 @@ fn l2fwd_over_tap_carries_kernel_traffic_and_counts_it() {
 /// Starts a bypass TCP server (or an example) in the current (private)
 /// namespace on TAP `tap`, gives the kernel side 10.44.0.1/24.
 fn start_server(program: &str, args: &[&str], tap: &str) -> Child {
+    start_server_with(
+        program,
+        args,
+        tap,
+        "sysctl -qw net.ipv6.conf.all.disable_ipv6=1",
+    )
+}
+
+/// [`start_server`], running `kernel_setup` (with IPv6 left on, for
+/// instance) before the kernel side gets 10.44.0.1/24.
+fn start_server_with(program: &str, args: &[&str], tap: &str, kernel_setup: &str) -> Child {
     let child = Command::new(program)
         .args(args)
         .stdout(Stdio::piped())
@@ -224,13 +235,72 @@ fn start_server(program: &str, args: &[&str], tap: &str) -> Child {
         std::thread::sleep(Duration::from_millis(50));
     }
     common::sh(&format!(
-        "sysctl -qw net.ipv6.conf.all.disable_ipv6=1; ip addr add 10.44.0.1/24 dev {tap}"
+        "{kernel_setup}; ip addr add 10.44.0.1/24 dev {tap}"
     ));
     child
 }
 
 fn curl(url: &str) -> String {
     common::sh_out(&format!("curl -s -i --max-time 5 {url}")).replace("\r\n", "\n")
+}
+
+#[test]
+#[ignore = "needs root"]
+fn http_serves_curl_over_ipv6_and_ipv4_at_once() {
+    common::require_root("http_serves_curl_over_ipv6_and_ipv4_at_once");
+    common::private_netns();
+    let pcap = std::env::temp_dir().join(format!("bph6-{}.pcap", std::process::id()));
+    let child = start_server_with(
+        env!("CARGO_BIN_EXE_bypass"),
+        &[
+            "http",
+            "--port",
+            "tap:bph6",
+            "--ip",
+            "10.44.0.2/24",
+            "--ip",
+            "fd00:44::2/64",
+            "--duration",
+            "4",
+            "--json",
+            "--idle-sleep-us",
+            "50",
+            "--pcap",
+            pcap.to_str().unwrap(),
+        ],
+        "bph6",
+        "sysctl -qw net.ipv6.conf.all.disable_ipv6=0; ip -6 addr add fd00:44::1/64 dev bph6 nodad",
+    );
+    let mut topo = Topology {
+        ns: vec![],
+        child: Some(child),
+    };
+    let r = curl("-g 'http://[fd00:44::2]/plaintext'");
+    assert!(r.starts_with("HTTP/1.1 200 OK\n"), "{r}");
+    assert!(r.ends_with("\n\nHello, World!"), "{r}");
+    let r = curl("http://10.44.0.2/plaintext");
+    assert!(r.ends_with("\n\nHello, World!"), "{r}");
+    let r = curl("-g 'http://[fd00:44::2]/json'");
+    assert!(r.ends_with(r#"{"message":"Hello, World!"}"#), "{r}");
+    let out = topo.child.take().unwrap().wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["accepted"], 3, "{j}");
+    assert_eq!(j["drops_by_reason"]["malformed"], 0, "{j}");
+    // The capture holds the IPv6 frames both ways.
+    let mut r = pcap_file::pcap::PcapReader::new(std::fs::File::open(&pcap).unwrap()).unwrap();
+    let mut v6 = 0;
+    while let Some(p) = r.next_packet() {
+        let p = p.unwrap();
+        use smoltcp::wire::{EthernetFrame, EthernetProtocol};
+        if EthernetFrame::new_checked(&p.data[..])
+            .is_ok_and(|e| e.ethertype() == EthernetProtocol::Ipv6)
+        {
+            v6 += 1;
+        }
+    }
+    let _ = std::fs::remove_file(&pcap);
+    assert!(v6 >= 2 * 6, "{v6} IPv6 frames captured");
 }
 
 #[test]
@@ -555,6 +625,60 @@ fn http_on_two_cores_shares_the_connections_out() {
         assert_eq!(c["arp_requests_tx"], 0, "core {core}: {j}");
     }
     assert_eq!(j["accepted"], 60, "{j}");
+    assert_eq!(j["reset"], 0, "{j}");
+}
+
+/// The dual stack on two cores over a 2-queue TAP: IPv4 and IPv6 clients
+/// at the same time, every connection accepted, on both cores.
+#[test]
+#[ignore = "needs root"]
+fn http_dual_stack_on_two_cores_serves_both_families_at_once() {
+    common::require_root("http_dual_stack_on_two_cores_serves_both_families_at_once");
+    common::private_netns();
+    let child = start_server_with(
+        env!("CARGO_BIN_EXE_bypass"),
+        &[
+            "http",
+            "--port",
+            "tap:bph7",
+            "--cores",
+            "0,1",
+            "--ip",
+            "10.44.0.2/24",
+            "--ip",
+            "fd00:44::2/64",
+            "--duration",
+            "8",
+            "--json",
+            "--idle-sleep-us",
+            "50",
+        ],
+        "bph7",
+        "sysctl -qw net.ipv6.conf.all.disable_ipv6=0; ip -6 addr add fd00:44::1/64 dev bph7 nodad",
+    );
+    let mut topo = Topology {
+        ns: vec![],
+        child: Some(child),
+    };
+    // 40 requests of each family, the two loops running at once, each
+    // request on its own connection.
+    let r = common::sh_out(
+        "(for i in $(seq 40); do curl -s --max-time 5 -g 'http://[fd00:44::2]/plaintext'; done > /tmp/bph7-v6-$$) & \
+         for i in $(seq 40); do curl -s --max-time 5 http://10.44.0.2/plaintext; done; wait; \
+         cat /tmp/bph7-v6-$$; rm -f /tmp/bph7-v6-$$",
+    );
+    assert_eq!(r, "Hello, World!".repeat(80));
+    let out = topo.child.take().unwrap().wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let j: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(j["req"], 80, "{j}");
+    let per = j["per_core"].as_array().unwrap();
+    assert_eq!(per.len(), 2);
+    for (core, c) in per.iter().enumerate() {
+        assert!(c["accepted"].as_u64().unwrap() > 0, "core {core}: {j}");
+    }
+    assert_eq!(j["accepted"], 80, "{j}");
     assert_eq!(j["reset"], 0, "{j}");
 }
 

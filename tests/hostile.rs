@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
 
 use bypass::app::tcp::{Conn, Ctx, TcpApp};
@@ -24,6 +24,8 @@ use smoltcp::wire::{IpProtocol, TcpControl};
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const SERVER6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
+const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
 const SMAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const CMAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
 const PORT: u16 = 80;
@@ -145,7 +147,7 @@ impl TcpApp for Churn {
             }
         }
         while self.active < self.conc && self.issued < self.want {
-            if ctx.connect(SocketAddrV4::new(SERVER, PORT)).is_err() {
+            if ctx.connect(SocketAddrV4::new(SERVER, PORT).into()).is_err() {
                 break;
             }
             self.issued += 1;
@@ -202,7 +204,7 @@ fn rig<C: TcpApp>(s: Setup, client: C) -> Rig<C> {
     .unwrap();
     let (ia, ib) = (a.info().clone(), b.info().clone());
     let (qa, sh) = Inject::new(a.take_queues().pop().unwrap());
-    let mut sc = StackConfig::new(SERVER, 24);
+    let mut sc = StackConfig::new(SERVER, 24).with_addr(SERVER6.into(), 64);
     sc.max_conns = s.max_conns;
     let mut st = Stack::new(qa, &ia, sc, Instant(0)).unwrap();
     st.listen(PORT, s.lopts).unwrap();
@@ -685,9 +687,15 @@ fn malformed() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         "malformed",
     );
     m(
-        "ipv6 ethertype",
+        "ipv4 under the ipv6 ethertype",
         &syn,
         &|x| x[12..14].copy_from_slice(&[0x86, 0xdd]),
+        "malformed",
+    );
+    m(
+        "unknown ethertype",
+        &syn,
+        &|x| x[12..14].copy_from_slice(&[0x88, 0xb5]),
         "unsupported",
     );
     m(
@@ -714,6 +722,184 @@ fn malformed() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         },
         "malformed",
     ));
+    v.extend(malformed6());
+    v
+}
+
+/// The malformed kinds RFC 8200 owes a Parameter Problem to.
+const OWED_AN_ICMP6_ERROR: [&str; 3] = [
+    "v6 routing with segments left",
+    "v6 option that says discard and tell",
+    "v6 unknown next header",
+];
+
+fn is_param_problem(frame: &[u8]) -> bool {
+    use smoltcp::wire::{EthernetFrame, Icmpv6Message, Icmpv6Packet, Ipv6Packet};
+    EthernetFrame::new_checked(frame)
+        .ok()
+        .and_then(|e| {
+            let ip = Ipv6Packet::new_checked(e.payload()).ok()?;
+            let icmp = Icmpv6Packet::new_checked(ip.payload()).ok()?;
+            Some(icmp.msg_type() == Icmpv6Message::ParamProblem)
+        })
+        .unwrap_or(false)
+}
+
+/// IPv6 frames of every malformed kind, with the counter each must land in.
+fn malformed6() -> Vec<(&'static str, Vec<u8>, &'static str)> {
+    use bypass::testing::{emit_udp6, tcp6_vec, with_ext6, Ends6};
+    let e = Ends6 {
+        src_mac: CMAC,
+        dst_mac: SMAC,
+        src_ip: CLIENT6,
+        dst_ip: SERVER6,
+    };
+    let syn = tcp6_vec(&e, &bypass::testing::syn(40000, PORT, 1));
+    let (hbh, dst, route, frag) = (
+        IpProtocol::HopByHop,
+        IpProtocol::Ipv6Opts,
+        IpProtocol::Ipv6Route,
+        IpProtocol::Ipv6Frag,
+    );
+    const PAD: [u8; 6] = [1, 4, 0, 0, 0, 0];
+    let ext = |chain: &[(IpProtocol, &[u8])]| with_ext6(&syn, chain).unwrap();
+    let payload_len = |x: &mut Vec<u8>, n: u16| x[18..20].copy_from_slice(&n.to_be_bytes());
+    let mut v: Vec<(&'static str, Vec<u8>, &'static str)> = vec![];
+    let mut m = |name: &'static str, mut x: Vec<u8>, f: &dyn Fn(&mut Vec<u8>), ctr| {
+        f(&mut x);
+        v.push((name, x, ctr));
+    };
+    m(
+        "v6 header truncated",
+        syn.clone(),
+        &|x| x.truncate(14 + 30),
+        "malformed",
+    );
+    m(
+        "v6 tcp truncated",
+        syn.clone(),
+        &|x| x.truncate(14 + 40 + 12),
+        "malformed",
+    );
+    m(
+        "v6 payload length past the frame",
+        syn.clone(),
+        &|x| payload_len(x, 900),
+        "malformed",
+    );
+    m(
+        "v6 payload length short of tcp",
+        syn.clone(),
+        &|x| payload_len(x, 8),
+        "malformed",
+    );
+    m("v6 version 7", syn.clone(), &|x| x[14] = 0x70, "malformed");
+    m(
+        "v6 bad tcp checksum",
+        syn.clone(),
+        &|x| x[14 + 40 + 16] ^= 0xff,
+        "bad_checksum",
+    );
+    m(
+        "v6 from a group",
+        syn.clone(),
+        &|x| x[22] = 0xff,
+        "malformed",
+    );
+    m(
+        "v6 to another host",
+        syn.clone(),
+        &|x| x[14 + 39] = 0x77,
+        "not_for_us",
+    );
+    m(
+        "v6 fragment header",
+        ext(&[(frag, &[6, 0, 0, 1, 0, 0])]),
+        &|_| {},
+        "fragment",
+    );
+    m(
+        "v6 routing with segments left",
+        ext(&[(route, &[4, 1, 0, 0, 0, 0])]),
+        &|_| {},
+        "unsupported",
+    );
+    m(
+        "v6 option that says discard",
+        ext(&[(dst, &[0x7e, 4, 0, 0, 0, 0])]),
+        &|_| {},
+        "unsupported",
+    );
+    m(
+        "v6 option past its header",
+        ext(&[(dst, &[1, 9, 0, 0, 0, 0])]),
+        &|_| {},
+        "bad_ext_header",
+    );
+    m(
+        "v6 hop-by-hop not first",
+        ext(&[(dst, &PAD), (hbh, &PAD)]),
+        &|_| {},
+        "bad_ext_header",
+    );
+    let nine: Vec<(IpProtocol, &[u8])> = (0..9).map(|_| (dst, &PAD[..])).collect();
+    m(
+        "v6 nine extension headers",
+        ext(&nine),
+        &|_| {},
+        "bad_ext_header",
+    );
+    m(
+        "v6 extension header past the payload",
+        ext(&[(dst, &PAD)]),
+        &|x| x[14 + 40 + 1] = 100,
+        "bad_ext_header",
+    );
+    m(
+        "v6 no next header",
+        ext(&[(dst, &PAD)]),
+        &|x| x[14 + 40] = 59,
+        "unsupported",
+    );
+    m(
+        "v6 unknown next header",
+        ext(&[(dst, &PAD)]),
+        &|x| x[14 + 40] = 253,
+        "unsupported",
+    );
+    m(
+        "v6 option that says discard and tell",
+        ext(&[(dst, &[0xbe, 4, 0, 0, 0, 0])]),
+        &|_| {},
+        "unsupported",
+    );
+    m(
+        "v6 extension headers truncated",
+        ext(&[(hbh, &PAD), (dst, &PAD)]),
+        &|x| {
+            x.truncate(14 + 40 + 12);
+            payload_len(x, 12)
+        },
+        "bad_ext_header",
+    );
+    let mut udp = vec![0u8; 128];
+    let n = emit_udp6(&mut udp, &e, 5000, 7, b"zero");
+    udp.truncate(n);
+    m(
+        "v6 udp zero checksum",
+        udp,
+        &|x| x[14 + 40 + 6..14 + 40 + 8].fill(0),
+        "bad_checksum",
+    );
+    // Neighbour discovery about addresses that are not ours: a
+    // solicitation for another target (its own solicited-node group).
+    let other: Ipv6Addr = "fd00::12:3456".parse().unwrap();
+    m(
+        "v6 ns for another address",
+        bypass::testing::ns6_vec(CMAC, CLIENT6, other),
+        &|_| {},
+        "not_for_us",
+    );
     v
 }
 
@@ -746,6 +932,7 @@ fn malformed_frames_are_dropped_and_counted_by_reason() {
             st.drop_fragment.get(),
             st.drop_unsupported.get(),
             st.drop_not_for_us.get(),
+            st.drop_bad_ext_header.get(),
         ];
         r.inject(frame);
         r.step(50);
@@ -755,6 +942,7 @@ fn malformed_frames_are_dropped_and_counted_by_reason() {
             st.drop_fragment.get(),
             st.drop_unsupported.get(),
             st.drop_not_for_us.get(),
+            st.drop_bad_ext_header.get(),
         ];
         let which = [
             "malformed",
@@ -762,8 +950,9 @@ fn malformed_frames_are_dropped_and_counted_by_reason() {
             "fragment",
             "unsupported",
             "not_for_us",
+            "bad_ext_header",
         ];
-        let bumped: Vec<_> = (0..5)
+        let bumped: Vec<_> = (0..6)
             .filter(|&i| after[i] != before[i])
             .map(|i| which[i])
             .collect();
@@ -773,22 +962,64 @@ fn malformed_frames_are_dropped_and_counted_by_reason() {
             "{name}: counted as {bumped:?}, want {ctr}"
         );
         let sent = r.take_sent();
-        assert!(
-            sent.is_empty(),
-            "{name}: the stack answered {} frames",
-            sent.len()
-        );
+        if OWED_AN_ICMP6_ERROR.contains(&name) {
+            // RFC 8200: a Parameter Problem back to the sender, no larger
+            // than the minimum MTU.
+            assert_eq!(sent.len(), 1, "{name}: one ICMPv6 error");
+            assert!(is_param_problem(&sent[0]), "{name}: {:?}", sent[0]);
+            assert!(sent[0].len() <= 14 + 1280, "{name}");
+        } else {
+            assert!(
+                sent.is_empty(),
+                "{name}: the stack answered {} frames",
+                sent.len()
+            );
+        }
         assert_eq!(
             r.server.stack().conn_count(),
             0,
             "{name} opened a connection"
         );
     }
+    let st = r.server.stack().stats();
+    assert_eq!(st.icmp6_errors_tx.get(), OWED_AN_ICMP6_ERROR.len() as u64);
     // And it still serves.
     r.client.app_mut().want = 3;
     r.client.app_mut().conc = 3;
     assert!(r.drive(100_000, |r| r.client.app().finished() == 3));
     assert_eq!(r.client.app().ok, 3);
+    r.settle_and_check_leaks();
+}
+
+/// A flood of IPv6 packets that each owe a Parameter Problem draws a
+/// burst of errors, then no more than the rate limit allows; the rest are
+/// counted as limited.
+#[test]
+fn icmp6_errors_are_rate_limited() {
+    let mut r = rig(Setup::default(), Churn::new(0, 0, 1));
+    r.record(true);
+    let owed = malformed6()
+        .into_iter()
+        .find(|(n, _, _)| *n == "v6 unknown next header")
+        .unwrap()
+        .1;
+    for _ in 0..8 {
+        for _ in 0..25 {
+            r.inject(owed.clone());
+        }
+        r.step(50);
+    }
+    let sent = r.take_sent();
+    let st = r.server.stack().stats().clone();
+    assert_eq!(sent.len() as u64, st.icmp6_errors_tx.get());
+    assert!(sent.iter().all(|f| is_param_problem(f)));
+    assert_eq!(st.icmp6_errors_tx.get(), 10, "the burst, in 400 µs");
+    assert_eq!(st.icmp6_errors_limited.get(), 190);
+    // A second later there is room again.
+    r.now += 1_000_000;
+    r.inject(owed);
+    r.step(50);
+    assert_eq!(st.icmp6_errors_tx.get(), 11);
     r.settle_and_check_leaks();
 }
 

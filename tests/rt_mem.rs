@@ -6,7 +6,7 @@
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io::ErrorKind;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -35,8 +35,17 @@ fn server_addr(port: u16) -> SocketAddr {
     SocketAddr::V4(SocketAddrV4::new(SERVER, port))
 }
 
+/// The IPv6 address of a stack whose IPv4 address is `ip`: fd00::a.b.c.d.
+fn ip6_of(ip: Ipv4Addr) -> Ipv6Addr {
+    let o = ip.octets();
+    Ipv6Addr::from([
+        0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, o[0], o[1], o[2], o[3],
+    ])
+}
+
 fn stack(q: MemQueue, info: &PortInfo, ip: Ipv4Addr, tcp: TcpOpts) -> Stack<MemQueue> {
-    let mut cfg = StackConfig::new(ip, 24);
+    // Dual-stack.
+    let mut cfg = StackConfig::new(ip, 24).with_addr(ip6_of(ip).into(), 64);
     cfg.connect = tcp;
     cfg.random_seed = Some(u64::from(u32::from(ip)));
     Stack::new(q, info, cfg, Instant(0)).unwrap()
@@ -426,6 +435,7 @@ fn failures_are_the_io_errors_std_uses() {
     });
     let h = w.client().spawn(async {
         let refused = TcpStream::connect(server_addr(9)).await.unwrap_err().kind();
+        // Loopback is not on the port's network.
         let v6 = TcpStream::connect("[::1]:80".parse::<SocketAddr>().unwrap())
             .await
             .unwrap_err()
@@ -445,7 +455,7 @@ fn failures_are_the_io_errors_std_uses() {
     w.run_until(100_000, || h.is_finished());
     let (refused, v6, silent, reset, write_after) = take(h);
     assert_eq!(refused, ErrorKind::ConnectionRefused);
-    assert_eq!(v6, ErrorKind::Unsupported);
+    assert_eq!(v6, ErrorKind::AddrNotAvailable);
     assert_eq!(silent, ErrorKind::TimedOut);
     assert_eq!(reset, ErrorKind::ConnectionReset);
     assert_eq!(write_after, ErrorKind::ConnectionReset);
@@ -508,6 +518,79 @@ fn udp_datagrams_echo() {
     for (i, (n, b)) in out.into_iter().enumerate() {
         assert_eq!((n, b), (100, i as u8));
     }
+}
+
+/// The async types over IPv6: a stream echoed intact with both ends'
+/// addresses IPv6, and UDP datagrams answered to their IPv6 sender.
+#[test]
+fn ipv6_streams_and_datagrams() {
+    let mut w = World::pair(TcpOpts::default());
+    let server6 = |port| SocketAddr::new(ip6_of(SERVER).into(), port);
+    w.server().spawn(async {
+        let l = TcpListener::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 7)))
+            .await
+            .unwrap();
+        loop {
+            let (mut s, peer) = l.accept().await.unwrap();
+            assert_eq!(peer.ip(), IpAddr::V6(ip6_of(CLIENT)));
+            spawn_local(async move {
+                let mut buf = vec![0u8; 4096];
+                while let Ok(n @ 1..) = s.read(&mut buf).await {
+                    if s.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                s.shutdown_write();
+            });
+        }
+    });
+    w.server().spawn(async {
+        let u = UdpSocket::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 53)))
+            .await
+            .unwrap();
+        let mut b = [0u8; 1500];
+        loop {
+            let (n, from) = u.recv_from(&mut b).await.unwrap();
+            u.send_to(&b[..n], from).await.unwrap();
+        }
+    });
+    let h = w.client().spawn(async move {
+        let mut s = TcpStream::connect(server6(7)).await.unwrap();
+        let (local, peer) = (s.local_addr().unwrap(), s.peer_addr().unwrap());
+        let data: Vec<u8> = (0..50_000).map(|i| pattern(i, 9)).collect();
+        let mut back = vec![0u8; data.len()];
+        let mut got = 0;
+        let mut sent = 0;
+        while got < data.len() {
+            if sent < data.len() {
+                sent += s
+                    .write(&data[sent..(sent + 1500).min(data.len())])
+                    .await
+                    .unwrap();
+            }
+            got += s.read(&mut back[got..]).await.unwrap();
+        }
+        assert!(back == data, "the echo differs");
+        let u = UdpSocket::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 5353)))
+            .await
+            .unwrap();
+        let mut b = [0u8; 64];
+        let mut answer = None;
+        for _try in 0..5 {
+            u.send_to(b"v6?", server6(53)).await.unwrap();
+            if let Ok(r) = timeout(Duration::from_millis(20), u.recv_from(&mut b)).await {
+                answer = Some(r.unwrap());
+                break;
+            }
+        }
+        (local, peer, answer)
+    });
+    w.run_until(100_000, || h.is_finished());
+    let (local, peer, answer) = take(h);
+    assert_eq!(local.ip(), IpAddr::V6(ip6_of(CLIENT)));
+    assert_eq!(peer, server6(7));
+    let (n, from) = answer.expect("a UDP answer over IPv6");
+    assert_eq!((n, from), (3, server6(53)));
 }
 
 /// Two cores on each end of a two-queue wire, sharded by RSS (software

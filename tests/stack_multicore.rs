@@ -5,7 +5,7 @@
 //! the peer's core *i*; whether that core owns the flow depends on the two
 //! ends' RSS tables, which the tests choose.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use bypass::app::tcp::{Conn, Ctx, Echo, TcpApp};
 use bypass::flow::{Reta, Rss, RssKey};
@@ -18,6 +18,8 @@ use bypass::time::Instant;
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const SERVER6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
+const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
 const CORES: usize = 2;
 
 fn pattern(i: usize, salt: u8) -> u8 {
@@ -51,6 +53,8 @@ struct Client {
     bad: usize,
     /// Local ports of the connections opened (to check their hash).
     ports: Vec<u16>,
+    /// The server's address.
+    server: IpAddr,
 }
 
 impl Client {
@@ -68,6 +72,7 @@ impl Client {
             retried: 0,
             bad: 0,
             ports: Vec::new(),
+            server: SERVER.into(),
         }
     }
 
@@ -133,7 +138,7 @@ impl TcpApp for Client {
     fn poll(&mut self, ctx: &mut Ctx<'_>) -> usize {
         let mut n = 0;
         while self.go && self.opened < self.want && n < 16 {
-            ctx.connect(SocketAddrV4::new(SERVER, 7)).unwrap();
+            ctx.connect(SocketAddr::new(self.server, 7)).unwrap();
             self.opened += 1;
             n += 1;
         }
@@ -145,6 +150,8 @@ struct Net {
     servers: Vec<TcpWorker<MemQueue, Echo>>,
     clients: Vec<TcpWorker<MemQueue, Client>>,
     client_rss: Rss,
+    /// The server's and the client's addresses (one family).
+    ends: (IpAddr, IpAddr),
     now: u64,
 }
 
@@ -195,6 +202,26 @@ fn net(client_reta: Reta, per_core: usize, total: usize, faults: Faults) -> Net 
 }
 
 fn net_in(client_reta: Reta, per_core: usize, total: usize, faults: Faults, mode: Mode) -> Net {
+    net_ends(
+        client_reta,
+        per_core,
+        total,
+        faults,
+        mode,
+        (SERVER.into(), CLIENT.into()),
+    )
+}
+
+/// [`net_in`] with both stacks dual-stack and the clients connecting to
+/// `ends.0` from `ends.1`.
+fn net_ends(
+    client_reta: Reta,
+    per_core: usize,
+    total: usize,
+    faults: Faults,
+    mode: Mode,
+    ends: (IpAddr, IpAddr),
+) -> Net {
     let (mut a, mut b) = MemPort::pair(&MemConfig {
         queues: CORES as u16,
         ring_size: 4096,
@@ -225,7 +252,7 @@ fn net_in(client_reta: Reta, per_core: usize, total: usize, faults: Faults, mode
     let servers = sharded(
         a.take_queues(),
         &ia,
-        StackConfig::new(SERVER, 24),
+        StackConfig::new(SERVER, 24).with_addr(SERVER6.into(), 64),
         &server_rss,
         mode,
     )
@@ -235,16 +262,21 @@ fn net_in(client_reta: Reta, per_core: usize, total: usize, faults: Faults, mode
         TcpWorker::new(s, Echo::default())
     })
     .collect();
-    let mut cc = StackConfig::new(CLIENT, 24);
+    let mut cc = StackConfig::new(CLIENT, 24).with_addr(CLIENT6.into(), 64);
     cc.connect = lopts.tcp;
     let clients = sharded(b.take_queues(), &ib, cc, &client_rss, mode)
         .into_iter()
-        .map(|s| TcpWorker::new(s, Client::new(per_core, total)))
+        .map(|s| {
+            let mut c = Client::new(per_core, total);
+            c.server = ends.0;
+            TcpWorker::new(s, c)
+        })
         .collect();
     Net {
         servers,
         clients,
         client_rss,
+        ends,
         now: 0,
     }
 }
@@ -330,7 +362,7 @@ impl Net {
             // The opening core owns the flow: its replies hash back to it.
             for &p in &app.ports {
                 assert_eq!(
-                    self.client_rss.core_v4(SERVER, CLIENT, 7, p),
+                    self.client_rss.core_ip(self.ends.0, self.ends.1, 7, p),
                     core,
                     "local port {p} opened on core {core}"
                 );
@@ -427,12 +459,24 @@ fn same_tables_both_ends_nothing_is_steered() {
 
 #[test]
 fn crossed_tables_every_flow_is_steered_both_ways() {
-    // The client's table is the server's reversed: a flow the client opens
-    // on core c (sent on queue c) is owned by server core 1-c, whose
-    // replies (sent on queue 1-c) are owned again by client core c. So
-    // every segment is steered once on each side, and still arrives.
+    crossed_tables((SERVER.into(), CLIENT.into()));
+}
+
+/// The same over IPv6: every flow steered once on each side, neighbour
+/// discovery copied to every core (no server core has to ask), local ports
+/// for active opens that hash back to the opening core.
+#[test]
+fn ipv6_crossed_tables_every_flow_is_steered_both_ways() {
+    crossed_tables((SERVER6.into(), CLIENT6.into()));
+}
+
+/// The client's table is the server's reversed: a flow the client opens
+/// on core c (sent on queue c) is owned by server core 1-c, whose replies
+/// (sent on queue 1-c) are owned again by client core c. So every segment
+/// is steered once on each side, and still arrives.
+fn crossed_tables(ends: (IpAddr, IpAddr)) {
     let reversed = Reta::from_fn(CORES, |i| CORES - 1 - i % CORES).unwrap();
-    let mut n = net(reversed, PER_CORE, BYTES, Faults::default());
+    let mut n = net_ends(reversed, PER_CORE, BYTES, Faults::default(), SOFTWARE, ends);
     assert!(n.drive(2_000_000, |n| n
         .clients
         .iter()

@@ -17,15 +17,19 @@
 //!              Ethernet headers are added and the TCP checksum fixed
 //!           2: same for UDP, 3: same for ICMP
 //! ctl & 4   (TCP) ports rewritten to those of live connection (ctl >> 3) & 1
+//!           (UDP, ICMP) over IPv6 instead (ICMPv6), from CLIENT6 to SERVER6
+//! ctl & 12  (TCP) 8: over IPv6, from CLIENT6 to SERVER6
 //! ctl >> 4  clock step: 0 -> 10 us, k -> 2^(k+6) us (up to ~2 s)
 //! ```
+//!
+//! Both stacks are dual-stack (the live connections are IPv4).
 //!
 //! Afterwards both stacks run until quiet and then past every timeout, and
 //! the harness checks: no panic, connection counts within the limits, and
 //! both packet pools back at zero buffers in use (nothing leaked).
 
 use std::collections::VecDeque;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
 
 use bypass::app::tcp::{Conn, Ctx, Echo, TcpApp};
@@ -37,14 +41,18 @@ use bypass::stack::{ListenOpts, Stack, StackConfig, TcpOpts};
 use bypass::time::Instant;
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Icmpv4Packet, IpProtocol,
-    Ipv4Packet, Ipv4Repr, TcpPacket, UdpPacket,
+    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Icmpv4Packet, Icmpv6Packet,
+    IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, TcpPacket, UdpPacket,
 };
 
 /// The server's address.
 pub const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 /// The client's address.
 pub const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+/// The server's IPv6 address.
+pub const SERVER6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
+/// The client's IPv6 address.
+pub const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
 /// The server's MAC (end A of the wire).
 pub const SERVER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 /// The client's MAC (end B of the wire).
@@ -122,7 +130,10 @@ impl TcpApp for Opener {
         let mut n = 0;
         while self.issued < CLIENT_PORTS.len() {
             // Cannot fail: the table is empty and two ports are free.
-            if ctx.connect(SocketAddrV4::new(SERVER, LISTEN_PORT)).is_ok() {
+            if ctx
+                .connect(SocketAddrV4::new(SERVER, LISTEN_PORT).into())
+                .is_ok()
+            {
                 n += 1;
             }
             self.issued += 1;
@@ -169,7 +180,7 @@ impl Rig {
             dead_peer_ms: 20_000,
             ..Default::default()
         };
-        let mut sc = StackConfig::new(SERVER, 24);
+        let mut sc = StackConfig::new(SERVER, 24).with_addr(SERVER6.into(), 64);
         sc.max_conns = MAX_CONNS;
         sc.random_seed = Some(0x5eed_0001);
         let mut s = Stack::new(qa, &ia, sc, Instant(0)).expect("server stack");
@@ -182,7 +193,7 @@ impl Rig {
             },
         )
         .expect("listen");
-        let mut cc = StackConfig::new(CLIENT, 24);
+        let mut cc = StackConfig::new(CLIENT, 24).with_addr(CLIENT6.into(), 64);
         cc.ephemeral = (CLIENT_PORTS[0], CLIENT_PORTS[1]);
         cc.random_seed = Some(0x5eed_0002);
         cc.connect = tcp;
@@ -322,6 +333,51 @@ pub fn wrap(proto: IpProtocol, l4: &[u8], ports: Option<(u16, u16)>) -> Vec<u8> 
     v
 }
 
+/// Wraps an L4 payload in IPv6 and Ethernet headers from the client to the
+/// server and fixes the L4 checksum (when the header parses).
+pub fn wrap6(proto: IpProtocol, l4: &[u8]) -> Vec<u8> {
+    let l4 = &l4[..l4.len().min(1460)];
+    let ip = Ipv6Repr {
+        src_addr: CLIENT6,
+        dst_addr: SERVER6,
+        next_header: proto,
+        payload_len: l4.len(),
+        hop_limit: 255,
+    };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress(CLIENT_MAC),
+        dst_addr: EthernetAddress(SERVER_MAC),
+        ethertype: EthernetProtocol::Ipv6,
+    };
+    let mut v = vec![0u8; 14 + 40 + l4.len()];
+    let mut f = EthernetFrame::new_unchecked(&mut v[..]);
+    eth.emit(&mut f);
+    let mut p = Ipv6Packet::new_unchecked(f.payload_mut());
+    ip.emit(&mut p);
+    let body = p.payload_mut();
+    body.copy_from_slice(l4);
+    let (src, dst) = (CLIENT6.into(), SERVER6.into());
+    match proto {
+        IpProtocol::Tcp => {
+            if let Ok(mut t) = TcpPacket::new_checked(&mut *body) {
+                t.fill_checksum(&src, &dst);
+            }
+        }
+        IpProtocol::Udp => {
+            if let Ok(mut u) = UdpPacket::new_checked(&mut *body) {
+                u.fill_checksum(&src, &dst);
+            }
+        }
+        IpProtocol::Icmpv6 => {
+            if let Ok(mut i) = Icmpv6Packet::new_checked(&mut *body) {
+                i.fill_checksum(&CLIENT6, &SERVER6);
+            }
+        }
+        _ => {}
+    }
+    v
+}
+
 /// Splits an input into frames and clock steps.
 pub fn records(data: &[u8]) -> Vec<(Vec<u8>, u64)> {
     let mut out = Vec::new();
@@ -334,10 +390,14 @@ pub fn records(data: &[u8]) -> Vec<(Vec<u8>, u64)> {
         let (bytes, tail) = body.split_at(len);
         rest = tail;
         let ports = (ctl & 4 != 0).then(|| (CLIENT_PORTS[((ctl >> 3) & 1) as usize], LISTEN_PORT));
+        let v6 = ctl & 4 != 0;
         let frame = match ctl & 3 {
             0 => bytes.to_vec(),
+            1 if ctl & 12 == 8 => wrap6(IpProtocol::Tcp, bytes),
             1 => wrap(IpProtocol::Tcp, bytes, ports),
+            2 if v6 => wrap6(IpProtocol::Udp, bytes),
             2 => wrap(IpProtocol::Udp, bytes, None),
+            _ if v6 => wrap6(IpProtocol::Icmpv6, bytes),
             _ => wrap(IpProtocol::Icmp, bytes, None),
         };
         let k = ctl >> 4;

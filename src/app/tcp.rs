@@ -25,7 +25,7 @@
 //! }
 //! ```
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use crate::error::Result;
 use crate::port::PortQueue;
@@ -43,11 +43,11 @@ pub trait ConnOps {
     /// See [`Conn::abort`].
     fn abort(&mut self, id: ConnId);
     /// See [`Conn::local`].
-    fn endpoints(&mut self, id: ConnId) -> Option<(SocketAddrV4, SocketAddrV4)>;
+    fn endpoints(&mut self, id: ConnId) -> Option<(SocketAddr, SocketAddr)>;
     /// See [`Ctx::connect`].
-    fn connect(&mut self, remote: SocketAddrV4) -> Result<ConnId>;
+    fn connect(&mut self, remote: SocketAddr) -> Result<ConnId>;
     /// See [`Ctx::udp_send`].
-    fn udp_send(&mut self, sock: UdpId, to: SocketAddrV4, data: &[u8]) -> bool;
+    fn udp_send(&mut self, sock: UdpId, to: SocketAddr, data: &[u8]) -> bool;
 }
 
 impl<Q: PortQueue> ConnOps for Stack<Q> {
@@ -63,13 +63,13 @@ impl<Q: PortQueue> ConnOps for Stack<Q> {
     fn abort(&mut self, id: ConnId) {
         Stack::abort(self, id)
     }
-    fn endpoints(&mut self, id: ConnId) -> Option<(SocketAddrV4, SocketAddrV4)> {
+    fn endpoints(&mut self, id: ConnId) -> Option<(SocketAddr, SocketAddr)> {
         Stack::endpoints(self, id)
     }
-    fn connect(&mut self, remote: SocketAddrV4) -> Result<ConnId> {
+    fn connect(&mut self, remote: SocketAddr) -> Result<ConnId> {
         Stack::connect(self, remote)
     }
-    fn udp_send(&mut self, sock: UdpId, to: SocketAddrV4, data: &[u8]) -> bool {
+    fn udp_send(&mut self, sock: UdpId, to: SocketAddr, data: &[u8]) -> bool {
         Stack::udp_send(self, sock, to, data)
     }
 }
@@ -113,11 +113,11 @@ impl<'a> Conn<'a> {
         self.now
     }
     /// Our address and port.
-    pub fn local(&mut self) -> Option<SocketAddrV4> {
+    pub fn local(&mut self) -> Option<SocketAddr> {
         self.ops.endpoints(self.id).map(|e| e.0)
     }
     /// The peer's address and port.
-    pub fn remote(&mut self) -> Option<SocketAddrV4> {
+    pub fn remote(&mut self) -> Option<SocketAddr> {
         self.ops.endpoints(self.id).map(|e| e.1)
     }
 }
@@ -138,7 +138,7 @@ impl<'a> Ctx<'a> {
         self.now
     }
     /// Opens a connection; `on_open` (or `on_connect_failed`) follows.
-    pub fn connect(&mut self, remote: SocketAddrV4) -> Result<ConnId> {
+    pub fn connect(&mut self, remote: SocketAddr) -> Result<ConnId> {
         self.ops.connect(remote)
     }
     /// A handle on one of the core's connections.
@@ -146,7 +146,7 @@ impl<'a> Ctx<'a> {
         Conn::new(self.ops, id, self.now)
     }
     /// Sends a UDP datagram from one of the core's UDP sockets.
-    pub fn udp_send(&mut self, sock: UdpId, to: SocketAddrV4, data: &[u8]) -> bool {
+    pub fn udp_send(&mut self, sock: UdpId, to: SocketAddr, data: &[u8]) -> bool {
         self.ops.udp_send(sock, to, data)
     }
 }
@@ -180,8 +180,7 @@ pub trait TcpApp: Send + 'static {
     fn on_connect_failed(&mut self, _id: ConnId) {}
 
     /// A UDP datagram arrived on one of the core's UDP sockets.
-    fn on_datagram(&mut self, _ctx: &mut Ctx<'_>, _sock: UdpId, _data: &[u8], _from: SocketAddrV4) {
-    }
+    fn on_datagram(&mut self, _ctx: &mut Ctx<'_>, _sock: UdpId, _data: &[u8], _from: SocketAddr) {}
 
     /// Called once per loop iteration, for applications that start work
     /// themselves (clients, load generators). Returns units of work done.
@@ -219,7 +218,7 @@ impl TcpApp for Echo {
         self.bytes.add(n as u64);
         n
     }
-    fn on_datagram(&mut self, ctx: &mut Ctx<'_>, sock: UdpId, data: &[u8], from: SocketAddrV4) {
+    fn on_datagram(&mut self, ctx: &mut Ctx<'_>, sock: UdpId, data: &[u8], from: SocketAddr) {
         if ctx.udp_send(sock, from, data) {
             self.bytes.add(data.len() as u64);
         }

@@ -113,8 +113,9 @@ pub fn run(a: DemoArgs) -> Result<()> {
         eal: String::new(),
     };
     let net = NetArgs {
-        ip: "10.88.0.2/24".into(),
+        ip: vec!["10.88.0.2/24".into()],
         gateway: None,
+        gateway6: None,
         listen: Some(80),
         backlog: 4096,
         backlog_full: None,

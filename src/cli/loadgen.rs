@@ -1,7 +1,7 @@
 //! `bypass loadgen`: the client side of C10M experiments, on the userspace
 //! stack over any backend.
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant as StdInstant;
 
@@ -97,7 +97,7 @@ pub struct LoadArgs {
 
 impl LoadArgs {
     /// The per-core configuration.
-    pub fn config(&self, targets: Vec<SocketAddrV4>) -> Result<LoadConfig> {
+    pub fn config(&self, targets: Vec<SocketAddr>) -> Result<LoadConfig> {
         let mut c = LoadConfig::new(targets, self.mode.into(), self.connections);
         c.size = self.size;
         c.pipeline = self.pipeline;
@@ -127,7 +127,7 @@ pub struct LoadgenArgs {
     load: LoadArgs,
     /// The server: ADDR:PORT.
     #[arg(long, value_name = "ADDR:PORT")]
-    target: SocketAddrV4,
+    target: SocketAddr,
 }
 
 /// The ramp's progress bar (connections open of all asked for), drawn on
@@ -228,8 +228,8 @@ impl WithPorts for Run<'_> {
         say(
             json,
             &format!(
-                "loadgen: {}/{} on {}:{} -> {} mode {:?}, {} connections ({} per core), cores {:?} (steering: {}); Ctrl-C stops",
-                scfg.ip, scfg.prefix, info.kind, info.name, a.target, lcfg.mode, total,
+                "loadgen: {} on {}:{} -> {} mode {:?}, {} connections ({} per core), cores {:?} (steering: {}); Ctrl-C stops",
+                a.net.ip.join(" "), info.kind, info.name, a.target, lcfg.mode, total,
                 lcfg.connections, cfg.cores, sharding.steering
             ),
         );

@@ -1,7 +1,7 @@
 //! What the TCP subcommands share: the stack's flags, opening one stack per
 //! core, the live table and the JSON summary.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Instant as StdInstant;
 
@@ -39,12 +39,17 @@ pub enum FullPolicy {
 /// The stack's flags.
 #[derive(Args, Debug, Clone)]
 pub struct NetArgs {
-    /// The stack's own address on the port, e.g. 10.0.0.2/24.
-    #[arg(long, value_name = "ADDR/PREFIX")]
-    pub ip: String,
-    /// Default gateway.
+    /// The stack's own address on the port, e.g. 10.0.0.2/24 or
+    /// fd00::2/64; repeat for both families (one IPv4 address, up to six
+    /// IPv6 ones besides the link-local address made from the MAC).
+    #[arg(long, value_name = "ADDR/PREFIX", required = true)]
+    pub ip: Vec<String>,
+    /// Default IPv4 gateway.
     #[arg(long, value_name = "ADDR")]
     pub gateway: Option<Ipv4Addr>,
+    /// Default IPv6 gateway (often the router's link-local address).
+    #[arg(long, value_name = "ADDR")]
+    pub gateway6: Option<Ipv6Addr>,
     /// TCP port to listen on.
     #[arg(long, value_name = "PORT")]
     pub listen: Option<u16>,
@@ -166,9 +171,19 @@ impl NetArgs {
 
     /// Stack settings.
     pub fn stack_config(&self) -> Result<StackConfig> {
-        let (ip, prefix) = runtime::parse_cidr(&self.ip)?;
-        let mut c = StackConfig::new(ip, prefix);
+        let mut c = StackConfig::new(Ipv4Addr::UNSPECIFIED, 0);
+        for s in &self.ip {
+            let (ip, prefix) = runtime::parse_ip_cidr(s)?;
+            if ip.is_ipv4() && c.ipv4().is_some() {
+                return Err(Error::Config(format!(
+                    "--ip {s}: the stack already has the IPv4 address {}; give one IPv4 --ip",
+                    c.ip
+                )));
+            }
+            c = c.with_addr(ip, prefix);
+        }
         c.gateway = self.gateway;
+        c.gateway6 = self.gateway6;
         c.max_conns = self.max_conns;
         c.connect = self.tcp()?;
         Ok(c)
@@ -212,6 +227,7 @@ fn totals(stats: &[Arc<StackStats>]) -> serde_json::Value {
             "fragment": sum(|s| s.drop_fragment.get()),
             "not_for_us": sum(|s| s.drop_not_for_us.get()),
             "unsupported": sum(|s| s.drop_unsupported.get()),
+            "bad_ext_header": sum(|s| s.drop_bad_ext_header.get()),
             "tx_full": sum(|s| s.tx_full.get()),
             "no_buffer": sum(|s| s.tx_no_buffer.get()),
             "steer_ring_full": sum(|s| s.steer_drops.get()),
@@ -228,6 +244,8 @@ fn totals(stats: &[Arc<StackStats>]) -> serde_json::Value {
         "udp_no_port": sum(|s| s.udp_no_port.get()),
         "tx_held": sum(|s| s.tx_held.get()),
         "no_conn": sum(|s| s.no_conn.get()),
+        "icmp6_errors_tx": sum(|s| s.icmp6_errors_tx.get()),
+        "icmp6_errors_limited": sum(|s| s.icmp6_errors_limited.get()),
         "steered": sum(|s| s.steered_out.get()),
     })
 }
@@ -396,9 +414,8 @@ fn run_stacks<Q: PortQueue, A: TcpApp>(
     say(
         json,
         &format!(
-            "{command}: {}/{} on {}:{} (mac {}, mtu {}), cores {:?} (steering: {steering}){}; Ctrl-C stops",
-            scfg.ip,
-            scfg.prefix,
+            "{command}: {} on {}:{} (mac {}, mtu {}), cores {:?} (steering: {steering}){}; Ctrl-C stops",
+            net.ip.join(" "),
             info.kind,
             info.name,
             info.mac,

@@ -3,7 +3,7 @@
 //! made by the caller's factory.
 
 use std::future::Future;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant as StdInstant};
 
 use crate::error::{Error, Result};
@@ -37,8 +37,9 @@ pub struct CoreCtx {
     pub cores: usize,
     /// The CPU the core's thread is pinned to.
     pub cpu: usize,
-    /// The stack's own address.
-    pub ip: Ipv4Addr,
+    /// The stack's own address: its IPv4 address, or its first IPv6 one
+    /// if it has no IPv4 address.
+    pub ip: IpAddr,
 }
 
 /// Settings of a run; see [`Runtime::builder`].
@@ -46,8 +47,9 @@ pub struct CoreCtx {
 pub struct Builder {
     ports: Vec<String>,
     cores: Option<Vec<usize>>,
-    ip: Option<String>,
+    ips: Vec<String>,
     gateway: Option<Ipv4Addr>,
+    gateway6: Option<Ipv6Addr>,
     max_conns: usize,
     tcp: TcpOpts,
     opts: CoreOpts,
@@ -64,7 +66,8 @@ impl Default for Builder {
         Builder {
             ports: Vec::new(),
             cores: None,
-            ip: None,
+            ips: Vec::new(),
+            gateway6: None,
             gateway: None,
             max_conns: 1 << 20,
             tcp: TcpOpts::default(),
@@ -93,15 +96,23 @@ impl Builder {
         self
     }
 
-    /// The stack's address, `ADDR/PREFIX` as `--ip` takes it.
+    /// An address of the stack, `ADDR/PREFIX` as `--ip` takes it, IPv4 or
+    /// IPv6; call it once per family for a dual stack (a second IPv4
+    /// address replaces the first).
     pub fn ip(mut self, cidr: &str) -> Self {
-        self.ip = Some(cidr.to_string());
+        self.ips.push(cidr.to_string());
         self
     }
 
     /// The default gateway.
     pub fn gateway(mut self, gw: Ipv4Addr) -> Self {
         self.gateway = Some(gw);
+        self
+    }
+
+    /// The default IPv6 gateway.
+    pub fn gateway6(mut self, gw: Ipv6Addr) -> Self {
+        self.gateway6 = Some(gw);
         self
     }
 
@@ -237,13 +248,18 @@ impl Builder {
     }
 
     fn stack_config(&self) -> Result<StackConfig> {
-        let cidr = self
-            .ip
-            .as_deref()
-            .ok_or_else(|| Error::Config("no address: call Builder::ip(\"ADDR/PREFIX\")".into()))?;
-        let (ip, prefix) = runtime::parse_cidr(cidr)?;
-        let mut c = StackConfig::new(ip, prefix);
+        if self.ips.is_empty() {
+            return Err(Error::Config(
+                "no address: call Builder::ip(\"ADDR/PREFIX\")".into(),
+            ));
+        }
+        let mut c = StackConfig::new(Ipv4Addr::UNSPECIFIED, 0);
+        for cidr in &self.ips {
+            let (ip, prefix) = runtime::parse_ip_cidr(cidr)?;
+            c = c.with_addr(ip, prefix);
+        }
         c.gateway = self.gateway;
+        c.gateway6 = self.gateway6;
         c.max_conns = self.max_conns;
         c.connect = self.tcp;
         c.random_seed = self.random_seed;
@@ -316,7 +332,11 @@ impl Builder {
                     index,
                     cores: n,
                     cpu,
-                    ip: scfg.ip,
+                    ip: match (scfg.ipv4(), scfg.ip6.first()) {
+                        (Some(a), _) => a.into(),
+                        (None, Some((a, _))) => (*a).into(),
+                        (None, None) => Ipv4Addr::UNSPECIFIED.into(),
+                    },
                 };
                 let (stop, opts) = (stop.clone(), opts.clone());
                 let this = &self;

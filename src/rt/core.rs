@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::future::Future;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::task::Waker;
 
@@ -33,7 +33,7 @@ pub(crate) trait Net: ConnOps {
     /// The peer has sent its FIN (all its data has arrived).
     fn peer_fin(&mut self, id: ConnId) -> bool;
     fn udp_bind(&mut self, port: u16, slots: usize, max_len: usize) -> Result<UdpId>;
-    fn udp_recv(&mut self, id: UdpId, out: &mut [u8]) -> Option<(usize, SocketAddrV4)>;
+    fn udp_recv(&mut self, id: UdpId, out: &mut [u8]) -> Option<(usize, SocketAddr)>;
 }
 
 impl<Q: PortQueue> Net for Stack<Q> {
@@ -78,7 +78,7 @@ impl<Q: PortQueue> Net for Stack<Q> {
     fn udp_bind(&mut self, port: u16, slots: usize, max_len: usize) -> Result<UdpId> {
         Stack::udp_bind(self, port, slots, max_len)
     }
-    fn udp_recv(&mut self, id: UdpId, out: &mut [u8]) -> Option<(usize, SocketAddrV4)> {
+    fn udp_recv(&mut self, id: UdpId, out: &mut [u8]) -> Option<(usize, SocketAddr)> {
         Stack::udp_recv(self, id, out)
     }
 }

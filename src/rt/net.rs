@@ -8,7 +8,7 @@
 
 use std::future::poll_fn;
 use std::io::{self, ErrorKind};
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
@@ -16,16 +16,6 @@ use crate::stack::{CloseReason, ConnId, UdpId};
 
 use super::core::{current, ListenSlot, Phase, Shared, UdpSlot};
 use super::time::timeout;
-
-fn v4(addr: SocketAddr) -> io::Result<SocketAddrV4> {
-    match addr {
-        SocketAddr::V4(a) => Ok(a),
-        SocketAddr::V6(_) => Err(io::Error::new(
-            ErrorKind::Unsupported,
-            "the bypass stack speaks IPv4 only for now",
-        )),
-    }
-}
 
 fn reset() -> io::Error {
     io::Error::new(ErrorKind::ConnectionReset, "connection reset")
@@ -57,7 +47,7 @@ impl TcpListener {
 
     /// [`TcpListener::bind`] without awaiting (binding never waits).
     pub fn bind_now(addr: SocketAddr) -> io::Result<TcpListener> {
-        let a = v4(addr)?;
+        let a = addr;
         let core = current()?;
         let port = a.port();
         if port == 0 {
@@ -188,7 +178,7 @@ impl TcpStream {
         addr: SocketAddr,
         d: std::time::Duration,
     ) -> io::Result<TcpStream> {
-        let a = v4(addr)?;
+        let a = addr;
         let core = current()?;
         let id = core
             .net
@@ -240,15 +230,15 @@ impl TcpStream {
 
     /// The peer's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.endpoints().map(|e| SocketAddr::V4(e.1))
+        self.endpoints().map(|e| e.1)
     }
 
     /// Our address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.endpoints().map(|e| SocketAddr::V4(e.0))
+        self.endpoints().map(|e| e.0)
     }
 
-    fn endpoints(&self) -> io::Result<(SocketAddrV4, SocketAddrV4)> {
+    fn endpoints(&self) -> io::Result<(SocketAddr, SocketAddr)> {
         self.core
             .net
             .borrow_mut()
@@ -460,7 +450,7 @@ impl UdpSocket {
     /// Binds `addr`'s port on the current core. `AddrInUse` if a socket
     /// of this core holds it.
     pub async fn bind(addr: impl Into<SocketAddr>) -> io::Result<UdpSocket> {
-        let a = v4(addr.into())?;
+        let a: SocketAddr = addr.into();
         let core = current()?;
         let port = a.port();
         let existing = core.udp_ports.borrow().get(&port).copied();
@@ -507,7 +497,7 @@ impl UdpSocket {
         buf: &mut [u8],
     ) -> Poll<io::Result<(usize, SocketAddr)>> {
         if let Some((n, from)) = self.core.net.borrow_mut().udp_recv(self.id, buf) {
-            return Poll::Ready(Ok((n, SocketAddr::V4(from))));
+            return Poll::Ready(Ok((n, from)));
         }
         if let Some(s) = self.core.udp.borrow_mut().get_mut(self.id.0 as usize) {
             s.reader = Some(cx.waker().clone());
@@ -523,7 +513,7 @@ impl UdpSocket {
     /// Sends one datagram. `WouldBlock` if the socket's send queue is full
     /// (the loop empties it every turn: retry after a yield).
     pub async fn send_to(&self, data: &[u8], to: impl Into<SocketAddr>) -> io::Result<usize> {
-        let to = v4(to.into())?;
+        let to: SocketAddr = to.into();
         if data.len() > self.core.opts.udp_max_len {
             return Err(io::Error::new(
                 ErrorKind::InvalidInput,

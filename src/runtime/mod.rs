@@ -20,4 +20,4 @@ pub use capture::{Capture, CaptureSink, Captured};
 pub use forward::ForwardWorker;
 pub use lcore::{available_cores, parse_core_list, run, RunConfig, Stop, Worker};
 pub use stats::{CoreRef, DropReason, Snapshot, Stats};
-pub use tcp::{parse_cidr, TcpWorker};
+pub use tcp::{parse_cidr, parse_ip_cidr, TcpWorker};

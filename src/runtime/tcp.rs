@@ -1,7 +1,7 @@
 //! The per-core TCP loop: rx burst -> stack -> application -> stack egress
 //! -> tx burst, plus timers.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::app::tcp::{Conn, Ctx, TcpApp};
 use crate::port::PortQueue;
@@ -205,7 +205,22 @@ impl<Q: PortQueue, A: TcpApp> Worker for TcpWorker<Q, A> {
     }
 }
 
-/// Parses `ADDR/PREFIX` (the `--ip` flag).
+/// Parses an IPv4 or IPv6 `ADDR/PREFIX` (the `--ip` flag).
+pub fn parse_ip_cidr(s: &str) -> crate::Result<(IpAddr, u8)> {
+    if !s.contains(':') {
+        return parse_cidr(s).map(|(a, p)| (a.into(), p));
+    }
+    let bad = || crate::Error::Config(format!("`{s}` is not ADDR/PREFIX, e.g. fd00::2/64"));
+    let (a, p) = s.split_once('/').ok_or_else(bad)?;
+    let a: Ipv6Addr = a.parse().map_err(|_| bad())?;
+    let p: u8 = p.parse().map_err(|_| bad())?;
+    if p > 128 || a.is_unspecified() || a.is_loopback() || a.is_multicast() {
+        return Err(bad());
+    }
+    Ok((a.into(), p))
+}
+
+/// Parses an IPv4 `ADDR/PREFIX`.
 pub fn parse_cidr(s: &str) -> crate::Result<(Ipv4Addr, u8)> {
     let bad = || crate::Error::Config(format!("`{s}` is not ADDR/PREFIX, e.g. 10.0.0.2/24"));
     let (a, p) = s.split_once('/').ok_or_else(bad)?;

@@ -31,7 +31,8 @@ pub struct TxPath<Q: PortQueue> {
     backlog: VecDeque<Q::Buf>,
     /// Frames built so far (for the stack's per-connection accounting).
     pub built: u64,
-    /// ARP requests built so far.
+    /// Neighbour requests (ARP requests, IPv6 neighbour solicitations)
+    /// built so far.
     pub arp_built: u64,
     /// The sequence numbers of the last TCP segment built, if it carried
     /// an ACK: (acknowledgement number, end of its sequence space). The
@@ -139,15 +140,25 @@ impl<Q: PortQueue> TxPath<Q> {
     }
 }
 
-/// True for an ARP request (checked on every frame sent: the ethertype
-/// compare is all most frames cost).
+/// True for an ARP request or an IPv6 neighbour solicitation: a question
+/// for a neighbour (checked on every frame sent that is not TCP).
 #[inline]
-fn is_arp_request(frame: &[u8]) -> bool {
-    use smoltcp::wire::{ArpOperation, ArpPacket, EthernetFrame, EthernetProtocol};
+fn is_neighbour_request(frame: &[u8]) -> bool {
+    use smoltcp::wire::{
+        ArpOperation, ArpPacket, EthernetFrame, EthernetProtocol, Icmpv6Message, Icmpv6Packet,
+        IpProtocol, Ipv6Packet,
+    };
     match EthernetFrame::new_checked(frame) {
         Ok(eth) if eth.ethertype() == EthernetProtocol::Arp => {
             ArpPacket::new_checked(eth.payload())
                 .is_ok_and(|a| a.operation() == ArpOperation::Request)
+        }
+        Ok(eth) if eth.ethertype() == EthernetProtocol::Ipv6 => {
+            Ipv6Packet::new_checked(eth.payload()).is_ok_and(|ip| {
+                ip.next_header() == IpProtocol::Icmpv6
+                    && Icmpv6Packet::new_checked(ip.payload())
+                        .is_ok_and(|i| i.msg_type() == Icmpv6Message::NeighborSolicit)
+            })
         }
         _ => false,
     }
@@ -192,7 +203,7 @@ impl<Q: PortQueue> phy::TxToken for TxTok<'_, Q> {
         buf.set_len(len);
         if let Some(t) = tcp_seqs(buf.data()) {
             tx.last_tcp = Some(t);
-        } else if is_arp_request(buf.data()) {
+        } else if is_neighbour_request(buf.data()) {
             tx.stats.arp_requests_tx.inc();
             tx.arp_built += 1;
         }
@@ -228,16 +239,23 @@ impl<Q: PortQueue> phy::Device for OneFrame<'_, Q> {
 /// (ack, seq + length) of a TCP segment with ACK set that we built.
 #[inline]
 fn tcp_seqs(frame: &[u8]) -> Option<(u32, u32)> {
-    use smoltcp::wire::{EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, TcpPacket};
+    use smoltcp::wire::{
+        EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, Ipv6Packet, TcpPacket,
+    };
     let eth = EthernetFrame::new_checked(frame).ok()?;
-    if eth.ethertype() != EthernetProtocol::Ipv4 {
-        return None;
-    }
-    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
-    if ip.next_header() != IpProtocol::Tcp {
-        return None;
-    }
-    let t = TcpPacket::new_checked(ip.payload()).ok()?;
+    let payload = match eth.ethertype() {
+        EthernetProtocol::Ipv4 => {
+            let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+            (ip.next_header() == IpProtocol::Tcp).then(|| ip.payload())?
+        }
+        EthernetProtocol::Ipv6 => {
+            // We send no extension headers.
+            let ip = Ipv6Packet::new_checked(eth.payload()).ok()?;
+            (ip.next_header() == IpProtocol::Tcp).then(|| ip.payload())?
+        }
+        _ => return None,
+    };
+    let t = TcpPacket::new_checked(payload).ok()?;
     if !t.ack() || t.rst() {
         return None;
     }
@@ -267,5 +285,6 @@ pub fn capabilities(mtu: u16, tx_checksum_offload: bool) -> DeviceCapabilities {
     caps.checksum.tcp = c;
     caps.checksum.udp = c;
     caps.checksum.icmpv4 = c;
+    caps.checksum.icmpv6 = c;
     caps
 }

@@ -17,7 +17,7 @@ use smoltcp::wire::{
 };
 
 use super::arp::{self, ArpCache};
-use super::classify::tcp_key;
+use super::classify::{tcp_key, TcpKey};
 use super::conn::{Eng, Report};
 use super::timers::Entry;
 use super::timewait::{TimeWaits, TwRecord};
@@ -219,7 +219,7 @@ impl<Q: PortQueue> Stack<Q> {
             mac: Some(mac),
             floor_seen: 0,
         };
-        let idx = self.insert(key, Eng::Own(conn), Some(port), false);
+        let idx = self.insert(TcpKey::V4(key), Eng::Own(conn), Some(port), false);
         self.own_after(idx, true);
         Some(idx)
     }
@@ -243,7 +243,7 @@ impl<Q: PortQueue> Stack<Q> {
             floor_seen: 0,
         };
         self.insert(
-            tcp_key(rip, remote.port(), lport),
+            TcpKey::V4(tcp_key(rip, remote.port(), lport)),
             Eng::Own(conn),
             None,
             true,
@@ -358,7 +358,7 @@ impl<Q: PortQueue> Stack<Q> {
         let Some(c) = self.slots[idx as usize].conn.as_mut() else {
             return;
         };
-        let key = c.key;
+        let Some(key) = c.v4_key() else { return };
         let Eng::Own(o) = &mut c.eng else { return };
         // Send what is owed first (the ACK of the peer's FIN).
         let mac = o.mac;
@@ -602,7 +602,7 @@ impl<Q: PortQueue> Stack<Q> {
             return Some(buf);
         }
         let cfg = l.cfg;
-        if self.table.len() >= self.cfg.max_conns {
+        if self.conn_count() >= self.cfg.max_conns {
             self.stats.table_full.inc();
             return None;
         }
@@ -651,7 +651,7 @@ impl<Q: PortQueue> Stack<Q> {
             mac: Some(mac),
             floor_seen: 0,
         };
-        let idx = self.insert(key, Eng::Own(conn), None, false);
+        let idx = self.insert(TcpKey::V4(key), Eng::Own(conn), None, false);
         self.own_after(idx, true);
         None
     }

@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 
+use super::classify::TcpKey;
 use super::{BacklogFull, ListenOpts, Stack, TcpEngine};
 use crate::error::{Error, Result};
 use crate::port::PortQueue;
@@ -48,7 +49,7 @@ impl<Q: PortQueue> Stack<Q> {
     }
 
     /// A SYN for listening `port` with no connection.
-    pub(super) fn accept(&mut self, key: u64, port: u16, buf: Q::Buf) {
+    pub(super) fn accept(&mut self, key: TcpKey, port: u16, buf: Q::Buf) {
         // Invariant: the caller checked that the listener exists.
         let Some(l) = self.listeners.get(&port) else {
             return;
@@ -63,7 +64,7 @@ impl<Q: PortQueue> Stack<Q> {
                     return;
                 }
                 BacklogFull::Cookie => {
-                    if opts.tcp.engine == TcpEngine::Bypass {
+                    if opts.tcp.engine == TcpEngine::Bypass && matches!(key, TcpKey::V4(_)) {
                         self.send_cookie(cfg, buf);
                     }
                     return;
@@ -75,16 +76,21 @@ impl<Q: PortQueue> Stack<Q> {
                 }
             }
         }
-        if self.table.len() >= self.cfg.max_conns {
+        if self.conn_count() >= self.cfg.max_conns {
             self.stats.table_full.inc();
             return;
         }
         if let Some(l) = self.listeners.get_mut(&port) {
             l.pending += 1;
         }
-        let idx = match opts.tcp.engine {
-            TcpEngine::Smoltcp => self.smol_accept(key, port, &opts.tcp, buf),
-            TcpEngine::Bypass => self.own_accept(key, port, cfg, buf),
+        let idx = match (opts.tcp.engine, key) {
+            (TcpEngine::Bypass, TcpKey::V4(k)) => self.own_accept(k, port, cfg, buf),
+            // IPv6 runs on smoltcp for now, whatever the listener asked.
+            (TcpEngine::Bypass, TcpKey::V6(_)) => {
+                let tcp = super::smol::ipv6_on_smoltcp(&opts.tcp);
+                self.smol_accept(key, port, &tcp, buf)
+            }
+            (TcpEngine::Smoltcp, _) => self.smol_accept(key, port, &opts.tcp, buf),
         };
         let Some(idx) = idx else {
             if let Some(l) = self.listeners.get_mut(&port) {

@@ -33,6 +33,13 @@
 //!   (smoltcp silences it); when an ARP frame arrives, the waiting
 //!   connections are polled again.
 //!
+//! - **IPv6 and dual stack.** A stack has an IPv4 address, IPv6 ones, or
+//!   both, and always a link-local IPv6 address made from its MAC;
+//!   smoltcp's interface does neighbour discovery and echo. The 4-tuple
+//!   table has one map per family (an IPv4 connection costs what it did
+//!   before IPv6). IPv6 connections run on the smoltcp engine (the bypass
+//!   engine's bridge is IPv4-only for now). Refused IPv6 packets draw the
+//!   rate-limited Parameter Problems RFC 8200 asks for (`stack/icmp6.rs`).
 //! - **Cores.** One stack runs per core, over that core's own queue. With
 //!   a [`shard::Shard`] (see [`Stack::set_shard`]) each TCP/UDP flow has one
 //!   owning core, named by RSS: frames received elsewhere are steered to it,
@@ -51,6 +58,7 @@ pub mod timers;
 mod arp;
 mod conn;
 mod engine;
+mod icmp6;
 mod listen;
 mod opts;
 mod smol;
@@ -59,20 +67,22 @@ mod timewait;
 mod udp;
 
 use std::collections::HashMap;
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet};
 use smoltcp::phy::DeviceCapabilities;
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant as SmolInstant;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
+use smoltcp::wire::{
+    EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address, Ipv6Address,
+};
 
 use crate::buf::PacketBuf;
 use crate::error::{Error, Result};
 use crate::port::{PortInfo, PortQueue};
 use crate::time::Instant;
-use classify::{classify_with, Class, Verify};
+use classify::{classify_with, strip_ext_headers, Class, Key6, Ours, Reject, TcpKey, Verify};
 use conn::{Eng, Slot};
 use device::{OneFrame, TxPath};
 use listen::Listener;
@@ -134,12 +144,21 @@ pub struct Stack<Q: PortQueue> {
     caps: DeviceCapabilities,
     tx: TxPath<Q>,
     mac: EthernetAddress,
+    /// The IPv4 address (`0.0.0.0` if none; the bypass engine's source).
     ip: Ipv4Address,
+    ours: Ours,
     verify_checksums: bool,
     cfg: StackConfig,
     slots: Vec<Slot>,
     free: Vec<u32>,
+    /// IPv4 connections by [`classify::tcp_key`] (16 bytes an entry).
     table: HashMap<u64, u32, ahash::RandomState>,
+    /// IPv6 connections.
+    table6: HashMap<Key6, u32, ahash::RandomState>,
+    /// The key of each IPv6 connection, by slot (kept out of the slot so
+    /// IPv4 connections do not pay for IPv6 keys).
+    keys6: HashMap<u32, Key6, ahash::RandomState>,
+    icmp6_limit: icmp6::Limiter,
     listeners: HashMap<u16, Listener>,
     timers: Timers,
     touched: Vec<u32>,
@@ -169,6 +188,23 @@ impl<Q: PortQueue> Stack<Q> {
                 cfg.prefix
             )));
         }
+        if let Some((a, p)) = cfg.ip6.iter().find(|(a, p)| *p > 128 || !unicast6(*a)) {
+            return Err(Error::Config(format!(
+                "{a}/{p} is not an IPv6 unicast address with a prefix of at most 128"
+            )));
+        }
+        if cfg.ipv4().is_none() && cfg.ip6.is_empty() {
+            return Err(Error::Config(
+                "the stack needs an address: give an IPv4 or an IPv6 one".into(),
+            ));
+        }
+        // The interface holds 8 addresses: IPv4, link-local and 6 more.
+        if cfg.ip6.len() > 6 {
+            return Err(Error::Config(format!(
+                "{} IPv6 addresses: a stack takes at most 6 (besides its link-local one)",
+                cfg.ip6.len()
+            )));
+        }
         if cfg.ephemeral.0 == 0 || cfg.ephemeral.0 > cfg.ephemeral.1 {
             return Err(Error::Config("the ephemeral port range is empty".into()));
         }
@@ -188,9 +224,19 @@ impl<Q: PortQueue> Stack<Q> {
         };
         let mut iface = Interface::new(config, &mut dev, smol(now));
         let ip: Ipv4Address = cfg.ip;
+        let link_local = link_local(mac);
+        let mut v6 = vec![link_local];
+        v6.extend(cfg.ip6.iter().map(|(a, _)| *a).filter(|a| *a != link_local));
         iface.update_ip_addrs(|a| {
-            // Cannot fail: the list is empty and holds at least one address.
-            let _ = a.push(IpCidr::new(ip.into(), cfg.prefix));
+            // Cannot fail: the list holds 8 addresses and we checked that
+            // there are at most 8.
+            if cfg.ipv4().is_some() {
+                let _ = a.push(IpCidr::new(ip.into(), cfg.prefix));
+            }
+            let _ = a.push(IpCidr::new(link_local.into(), 64));
+            for &(addr, prefix) in cfg.ip6.iter().filter(|(a, _)| *a != link_local) {
+                let _ = a.push(IpCidr::new(addr.into(), prefix));
+            }
         });
         if let Some(gw) = cfg.gateway {
             iface
@@ -198,6 +244,17 @@ impl<Q: PortQueue> Stack<Q> {
                 .add_default_ipv4_route(gw)
                 .map_err(|_| Error::Config("cannot add the default route".into()))?;
         }
+        if let Some(gw) = cfg.gateway6 {
+            iface
+                .routes_mut()
+                .add_default_ipv6_route(gw)
+                .map_err(|_| Error::Config("cannot add the default IPv6 route".into()))?;
+        }
+        let ours = Ours {
+            mac,
+            v4: cfg.ipv4(),
+            v6,
+        };
         // A separate draw: the first port must reveal nothing of the ISN
         // generator's seed.
         let port_seed = match cfg.random_seed {
@@ -208,6 +265,9 @@ impl<Q: PortQueue> Stack<Q> {
             cfg.ephemeral.0 + (port_seed % (cfg.ephemeral.1 - cfg.ephemeral.0 + 1) as u64) as u16;
         let own = engine::OwnCore::new(&cfg, info.mtu, info.caps.tx_checksum);
         let expect = cfg.expected_conns.min(cfg.max_conns);
+        // The IPv6 maps are pre-sized only for an IPv6-only stack (a dual
+        // stack does not know how its connections split).
+        let expect6 = if cfg.ipv4().is_none() { expect } else { 0 };
         Ok(Stack {
             iface,
             verify_checksums: !info.caps.rx_checksum,
@@ -215,10 +275,14 @@ impl<Q: PortQueue> Stack<Q> {
             tx,
             mac,
             ip,
+            ours,
             cfg,
             slots: Vec::with_capacity(expect),
             free: Vec::new(),
             table: HashMap::with_capacity_and_hasher(expect, Default::default()),
+            table6: HashMap::with_capacity_and_hasher(expect6, Default::default()),
+            keys6: HashMap::with_capacity_and_hasher(expect6, Default::default()),
+            icmp6_limit: icmp6::Limiter::default(),
             listeners: HashMap::new(),
             timers: Timers::with_capacity(expect),
             touched: Vec::new(),
@@ -252,7 +316,7 @@ impl<Q: PortQueue> Stack<Q> {
     /// before the first poll and before any `connect`. Every core of the
     /// stack must have the same address and listeners.
     pub fn set_shard(&mut self, shard: Shard<Q::Buf>) -> Result<()> {
-        if !self.table.is_empty() {
+        if self.conn_count() > 0 {
             return Err(Error::Config(
                 "set_shard must come before any connection".into(),
             ));
@@ -269,7 +333,16 @@ impl<Q: PortQueue> Stack<Q> {
     /// Connections in the table now (all states; TIME-WAIT records of the
     /// bypass engine are counted in [`Stack::time_wait_count`]).
     pub fn conn_count(&self) -> usize {
-        self.table.len()
+        self.table.len() + self.table6.len()
+    }
+
+    /// The stack's addresses: IPv4 (if any), then IPv6, the link-local
+    /// one first.
+    pub fn addrs(&self) -> Vec<IpAddr> {
+        let v4 = self.ours.v4.map(IpAddr::V4);
+        v4.into_iter()
+            .chain(self.ours.v6.iter().map(|a| IpAddr::V6(*a)))
+            .collect()
     }
 
     /// Connections the 4-tuple table holds before it next grows (a grow
@@ -442,19 +515,29 @@ impl<Q: PortQueue> Stack<Q> {
 
     fn ingress(&mut self, buf: Q::Buf) {
         let verify = Verify::for_frame(buf.rx_checksum(), self.verify_checksums);
-        let class = classify_with(buf.data(), self.mac, self.ip, verify);
+        let class = classify_with(buf.data(), &self.ours, verify);
+        let mut buf = buf;
+        if class.is_ok() {
+            // IPv6 extension headers, checked: smoltcp knows none of them.
+            if let Some(n) = strip_ext_headers(buf.data_mut()) {
+                buf.set_len(n);
+            }
+        }
         match class {
-            Err(r) => self.stats.reject(r),
+            Err(r) => {
+                self.stats.reject(r);
+                if r == Reject::Unsupported {
+                    self.icmp6_error(&buf);
+                }
+            }
             Ok(Class::Arp) => {
                 self.own.arp.learn_from(buf.data(), self.now_us);
                 self.feed_empty(buf);
-                // A neighbour may have been learnt: wake who waited for one.
-                for (idx, gen) in std::mem::take(&mut self.arp_waiters) {
-                    if let Some(c) = self.live_mut(idx, gen) {
-                        c.arp_wait = false;
-                        self.touch(idx);
-                    }
-                }
+                self.wake_neighbour_waiters();
+            }
+            Ok(Class::Nd) => {
+                self.feed_empty(buf);
+                self.wake_neighbour_waiters();
             }
             Ok(Class::Icmp) => self.feed_empty(buf),
             Ok(Class::Tcp {
@@ -463,25 +546,29 @@ impl<Q: PortQueue> Stack<Q> {
                 syn,
                 rst,
             }) => {
-                if let Some(&idx) = self.table.get(&key) {
+                if let Some(idx) = self.lookup(key) {
                     match self.slots[idx as usize].conn.as_ref().map(|c| &c.eng) {
                         Some(Eng::Own(_)) => self.own_input(idx, buf),
                         _ => self.smol_input(idx, buf, rst),
                     }
                     return;
                 }
-                let buf = if self.own.tw.contains(key) {
-                    match self.time_wait_input(key, buf) {
-                        Some(b) => b, // a SYN that may open a new connection
-                        None => return,
+                let buf = match key {
+                    TcpKey::V4(k) if self.own.tw.contains(k) => {
+                        match self.time_wait_input(k, buf) {
+                            Some(b) => b, // a SYN that may open a new connection
+                            None => return,
+                        }
                     }
-                } else {
-                    buf
+                    _ => buf,
                 };
-                match self.listeners.get(&dst_port).map(|l| l.opts.tcp.engine) {
-                    Some(_) if syn && !rst => self.accept(key, dst_port, buf),
-                    Some(TcpEngine::Bypass) if !syn && !rst => {
-                        if let Some(b) = self.cookie_ack(key, dst_port, buf) {
+                match (
+                    self.listeners.get(&dst_port).map(|l| l.opts.tcp.engine),
+                    key,
+                ) {
+                    (Some(_), _) if syn && !rst => self.accept(key, dst_port, buf),
+                    (Some(TcpEngine::Bypass), TcpKey::V4(k)) if !syn && !rst => {
+                        if let Some(b) = self.cookie_ack(k, dst_port, buf) {
                             self.no_conn(b);
                         }
                     }
@@ -489,6 +576,65 @@ impl<Q: PortQueue> Stack<Q> {
                 }
             }
             Ok(Class::Udp { dst_port }) => self.udp_ingress(dst_port, buf),
+        }
+    }
+
+    /// A neighbour may have been learnt (ARP, neighbour discovery): wake
+    /// the connections that waited for one.
+    fn wake_neighbour_waiters(&mut self) {
+        for (idx, gen) in std::mem::take(&mut self.arp_waiters) {
+            if let Some(c) = self.live_mut(idx, gen) {
+                c.arp_wait = false;
+                self.touch(idx);
+            }
+        }
+    }
+
+    /// Sends the ICMPv6 Parameter Problem owed for a refused IPv6 packet,
+    /// if any and if the rate limit allows (see [`icmp6`]).
+    #[cold]
+    fn icmp6_error(&mut self, buf: &Q::Buf) {
+        let Some(why) = icmp6::owed(buf.data(), &self.ours) else {
+            return;
+        };
+        if !self.icmp6_limit.allow(self.now_us) {
+            self.stats.icmp6_errors_limited.inc();
+            return;
+        }
+        // From the address it was sent to if that is ours, else from the
+        // one smoltcp would use towards the sender.
+        let dst = smoltcp::wire::Ipv6Packet::new_checked(
+            smoltcp::wire::EthernetFrame::new_checked(buf.data()).map_or(&[][..], |e| e.payload()),
+        )
+        .ok()
+        .map(|p| (p.src_addr(), p.dst_addr()));
+        let Some((peer, to)) = dst else { return };
+        let src = if self.ours.has_v6(to) {
+            to
+        } else {
+            match self.source_for(peer.into()) {
+                Some(IpAddr::V6(a)) => a,
+                _ => return,
+            }
+        };
+        let Some(mut b) = self.tx.queue.alloc() else {
+            self.stats.tx_no_buffer.inc();
+            return;
+        };
+        let n = icmp6::param_problem(b.room_mut(), buf.data(), self.mac, src, why);
+        if n > 0 {
+            b.set_len(n);
+            self.stats.icmp6_errors_tx.inc();
+            self.tx.push(b);
+        }
+    }
+
+    /// The connection a key names.
+    #[inline]
+    fn lookup(&self, key: TcpKey) -> Option<u32> {
+        match key {
+            TcpKey::V4(k) => self.table.get(&k).copied(),
+            TcpKey::V6(k) => self.table6.get(&k).copied(),
         }
     }
 
@@ -520,15 +666,31 @@ impl<Q: PortQueue> Stack<Q> {
 
     /// Opens a connection to `remote`. The connection reports
     /// [`Event::Open`] once established, or [`Event::ConnectFailed`].
-    pub fn connect(&mut self, remote: SocketAddrV4) -> Result<ConnId> {
-        if self.table.len() >= self.cfg.max_conns {
+    /// IPv6 connections run on the smoltcp engine for now, whatever
+    /// [`StackConfig::connect`] names (the bypass engine's bridge is
+    /// IPv4-only).
+    pub fn connect(&mut self, remote: SocketAddr) -> Result<ConnId> {
+        if self.conn_count() >= self.cfg.max_conns {
             self.stats.table_full.inc();
             return Err(Error::Config("connection table full".into()));
         }
+        // Every stack has an IPv6 address: its link-local one.
+        let have = remote.is_ipv6() || self.ours.v4.is_some();
+        let ip = remote.ip();
+        if ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() || remote.port() == 0 {
+            return Err(Error::Config(format!(
+                "cannot connect to {remote}: name a unicast address on the network and a port"
+            )));
+        }
+        if !have {
+            return Err(Error::Config(format!(
+                "cannot connect to {remote}: the stack has no address of its family"
+            )));
+        }
         let lport = self.pick_local_port(remote)?;
-        let idx = match self.cfg.connect.engine {
-            TcpEngine::Smoltcp => self.smol_connect(remote, lport)?,
-            TcpEngine::Bypass => self.own_connect(remote, lport),
+        let idx = match (self.cfg.connect.engine, remote) {
+            (TcpEngine::Bypass, SocketAddr::V4(r)) => self.own_connect(r, lport),
+            _ => self.smol_connect(remote, lport)?,
         };
         self.touch(idx);
         Ok(self.id(idx))
@@ -661,16 +823,30 @@ impl<Q: PortQueue> Stack<Q> {
     }
 
     /// The connection's (local, remote) endpoints.
-    pub fn endpoints(&mut self, id: ConnId) -> Option<(SocketAddrV4, SocketAddrV4)> {
+    pub fn endpoints(&mut self, id: ConnId) -> Option<(SocketAddr, SocketAddr)> {
         let ip = self.ip;
         let c = self.live_mut(id.idx, id.gen)?;
         match &c.eng {
             Eng::Smol(s) => s.endpoints(),
             Eng::Own(o) => {
                 let (l, r) = o.tcb.ports();
-                Some((SocketAddrV4::new(ip, l), SocketAddrV4::new(o.remote, r)))
+                Some((
+                    SocketAddrV4::new(ip, l).into(),
+                    SocketAddrV4::new(o.remote, r).into(),
+                ))
             }
         }
+    }
+
+    /// The source address smoltcp gives packets to `remote` (the one its
+    /// replies come back to).
+    fn source_for(&self, remote: IpAddr) -> Option<IpAddr> {
+        if remote.is_unspecified() {
+            return None; // smoltcp's choice would panic
+        }
+        self.iface
+            .get_source_address(&IpAddress::from(remote))
+            .map(IpAddr::from)
     }
 
     /// The connection's TCP state (smoltcp's names for both engines),
@@ -682,4 +858,33 @@ impl<Q: PortQueue> Stack<Q> {
             Eng::Own(o) => engine::smol_state(o.tcb.state()),
         })
     }
+}
+
+/// The link-local address made from a MAC (modified EUI-64, RFC 4291).
+pub fn link_local(mac: EthernetAddress) -> Ipv6Address {
+    let m = mac.0;
+    Ipv6Address::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        m[0] ^ 2,
+        m[1],
+        m[2],
+        0xff,
+        0xfe,
+        m[3],
+        m[4],
+        m[5],
+    ])
+}
+
+/// True for an address a host may have: not unspecified, loopback or
+/// multicast.
+fn unicast6(a: Ipv6Address) -> bool {
+    !(a.is_unspecified() || a.is_loopback() || a.is_multicast())
 }

@@ -1,7 +1,7 @@
 //! The stack's settings: per connection ([`TcpOpts`]), per listener
 //! ([`ListenOpts`]) and per core ([`StackConfig`]).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::error::{Error, Result};
 use crate::tcp::cc::CcAlgo;
@@ -213,12 +213,17 @@ impl Default for ListenOpts {
 /// The stack's settings.
 #[derive(Debug, Clone)]
 pub struct StackConfig {
-    /// Our address.
+    /// Our IPv4 address (`0.0.0.0`: none, an IPv6-only stack).
     pub ip: Ipv4Addr,
-    /// Prefix length of our subnet.
+    /// Prefix length of our IPv4 subnet.
     pub prefix: u8,
-    /// Default gateway, if any.
+    /// Default IPv4 gateway, if any.
     pub gateway: Option<Ipv4Addr>,
+    /// Our IPv6 addresses with their prefix lengths (besides the
+    /// link-local address, which the stack makes from its MAC).
+    pub ip6: Vec<(Ipv6Addr, u8)>,
+    /// Default IPv6 gateway, if any (often a link-local address).
+    pub gateway6: Option<Ipv6Addr>,
     /// Most connections (all states) on this core.
     pub max_conns: usize,
     /// Connections expected on this core (0: no guess). The table, the
@@ -244,12 +249,14 @@ pub struct StackConfig {
 }
 
 impl StackConfig {
-    /// A config for address `ip/prefix`.
+    /// A config for IPv4 address `ip/prefix` (`0.0.0.0`: none).
     pub fn new(ip: Ipv4Addr, prefix: u8) -> Self {
         StackConfig {
             ip,
             prefix,
             gateway: None,
+            ip6: Vec::new(),
+            gateway6: None,
             max_conns: 1 << 20,
             expected_conns: 0,
             connect: TcpOpts::default(),
@@ -257,5 +264,29 @@ impl StackConfig {
             tcp_memory: 4 << 30,
             random_seed: None,
         }
+    }
+
+    /// A config for `addr/prefix`, of either family (an IPv6 address makes
+    /// an IPv6-only stack; add an IPv4 one with [`StackConfig::with_addr`]).
+    pub fn for_addr(addr: IpAddr, prefix: u8) -> Self {
+        StackConfig::new(Ipv4Addr::UNSPECIFIED, 0).with_addr(addr, prefix)
+    }
+
+    /// Adds `addr/prefix`: an IPv4 address replaces the IPv4 address, an
+    /// IPv6 one is added to the others.
+    pub fn with_addr(mut self, addr: IpAddr, prefix: u8) -> Self {
+        match addr {
+            IpAddr::V4(a) => {
+                self.ip = a;
+                self.prefix = prefix;
+            }
+            IpAddr::V6(a) => self.ip6.push((a, prefix)),
+        }
+        self
+    }
+
+    /// The IPv4 address, if the stack has one.
+    pub fn ipv4(&self) -> Option<Ipv4Addr> {
+        (!self.ip.is_unspecified()).then_some(self.ip)
     }
 }

@@ -17,6 +17,11 @@
 //! - **Hardware spreading** ([`Steering::Hardware`]): the device was
 //!   programmed with the same key and table ([`crate::port::Port::configure_rss`]),
 //!   so frames already arrive on their owner; nothing is steered.
+//! - **IPv6** is steered the same way (its extension headers walked past
+//!   as the classifier does), and **neighbour discovery reaches every
+//!   core** as ARP does; a copied solicitation is answered by every core
+//!   (the peer hears the same advertisement more than once, which ND
+//!   allows).
 //! - **ARP reaches every core** in both modes: each core has its own
 //!   neighbour cache (one smoltcp `Interface` per core), so the core that
 //!   receives an ARP frame hands a copy to every other core. A copy of a
@@ -32,8 +37,8 @@ use std::sync::Arc;
 use arrayvec::ArrayVec;
 use crossbeam_queue::ArrayQueue;
 use smoltcp::wire::{
-    ArpOperation, ArpPacket, EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, TcpPacket,
-    UdpPacket,
+    ArpOperation, ArpPacket, EthernetFrame, EthernetProtocol, Icmpv6Packet, IpProtocol, Ipv4Packet,
+    Ipv6Packet, TcpPacket, UdpPacket,
 };
 
 use crate::buf::{PacketBuf, BURST};
@@ -89,7 +94,8 @@ type Ring<B> = ArrayQueue<Msg<B>>;
 pub(crate) enum Route {
     /// Here.
     Local,
-    /// Here, and a copy goes to every other core.
+    /// Here, and a copy goes to every other core (ARP, IPv6 neighbour
+    /// discovery).
     Arp,
     /// On core `n`.
     To(usize),
@@ -195,6 +201,36 @@ impl<B: PacketBuf> Shard<B> {
                     _ => return Route::Local,
                 };
                 match self.rss.core_v4(ip.src_addr(), ip.dst_addr(), sport, dport) {
+                    c if c == self.core => Route::Local,
+                    c => Route::To(c),
+                }
+            }
+            EthernetProtocol::Ipv6 => {
+                let Ok(ip) = Ipv6Packet::new_checked(eth.payload()) else {
+                    return Route::Local;
+                };
+                let Some((next, l4)) = super::classify::upper_layer(&ip) else {
+                    return Route::Local;
+                };
+                let (sport, dport) = match next {
+                    IpProtocol::Icmpv6 => {
+                        let nd =
+                            Icmpv6Packet::new_checked(l4).is_ok_and(|i| i.msg_type().is_ndisc());
+                        return if nd { Route::Arp } else { Route::Local };
+                    }
+                    _ if self.steering == Steering::Hardware => return Route::Local,
+                    IpProtocol::Tcp => match TcpPacket::new_checked(l4) {
+                        Ok(t) => (t.src_port(), t.dst_port()),
+                        Err(_) => return Route::Local,
+                    },
+                    IpProtocol::Udp => match UdpPacket::new_checked(l4) {
+                        Ok(u) => (u.src_port(), u.dst_port()),
+                        Err(_) => return Route::Local,
+                    },
+                    _ => return Route::Local,
+                };
+                let (src, dst) = (ip.src_addr().into(), ip.dst_addr().into());
+                match self.rss.core_ip(src, dst, sport, dport) {
                     c if c == self.core => Route::Local,
                     c => Route::To(c),
                 }

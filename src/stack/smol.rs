@@ -3,14 +3,14 @@
 //! hardening smoltcp lacks (RFC 5961 RST checks, dead peers, a handshake
 //! timeout that does not close idle connections).
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::time::Duration as SmolDuration;
-use smoltcp::wire::{IpEndpoint, Ipv4Address};
+use smoltcp::wire::IpEndpoint;
 
-use super::classify::tcp_key;
+use super::classify::TcpKey;
 use super::conn::{Eng, Report};
 use super::device::OneFrame;
 use super::timers::Entry;
@@ -113,18 +113,29 @@ impl SmolConn {
         self.sock().abort();
     }
 
-    pub fn endpoints(&self) -> Option<(SocketAddrV4, SocketAddrV4)> {
+    pub fn endpoints(&self) -> Option<(SocketAddr, SocketAddr)> {
         let s = self.set.get::<tcp::Socket>(self.handle);
-        let v4 = |e: Option<IpEndpoint>| -> Option<SocketAddrV4> {
-            let e = e?;
-            let smoltcp::wire::IpAddress::Ipv4(a) = e.addr;
-            Some(SocketAddrV4::new(a, e.port))
-        };
-        Some((v4(s.local_endpoint())?, v4(s.remote_endpoint())?))
+        let std = |e: Option<IpEndpoint>| e.map(|e| SocketAddr::new(e.addr.into(), e.port));
+        Some((std(s.local_endpoint())?, std(s.remote_endpoint())?))
     }
 
     pub fn state(&self) -> tcp::State {
         self.set.get::<tcp::Socket>(self.handle).state()
+    }
+}
+
+/// The settings of an IPv6 connection asked of the bypass engine, which
+/// runs on smoltcp instead (the bypass engine's bridge is IPv4-only for
+/// now): the same, with smoltcp's up-front buffers capped at 64 KiB (the
+/// bypass engine's windows are limits, not allocations).
+pub(super) fn ipv6_on_smoltcp(opts: &TcpOpts) -> TcpOpts {
+    if opts.engine == super::TcpEngine::Smoltcp {
+        return *opts;
+    }
+    TcpOpts {
+        rx_buf: opts.rx_buf.min(64 * 1024),
+        tx_buf: opts.tx_buf.min(64 * 1024),
+        ..opts.on(super::TcpEngine::Smoltcp)
     }
 }
 
@@ -168,7 +179,7 @@ impl<Q: PortQueue> Stack<Q> {
     /// the SYN.
     pub(super) fn smol_accept(
         &mut self,
-        key: u64,
+        key: TcpKey,
         port: u16,
         opts: &TcpOpts,
         buf: Q::Buf,
@@ -188,18 +199,22 @@ impl<Q: PortQueue> Stack<Q> {
         Some(idx)
     }
 
-    pub(super) fn smol_connect(&mut self, remote: SocketAddrV4, lport: u16) -> Result<u32> {
-        let rip: Ipv4Address = *remote.ip();
-        let mut sock = new_socket(&self.cfg.connect);
+    pub(super) fn smol_connect(&mut self, remote: SocketAddr, lport: u16) -> Result<u32> {
+        let opts = match remote {
+            SocketAddr::V4(_) => self.cfg.connect,
+            // IPv6 runs here even when the bypass engine was asked for.
+            SocketAddr::V6(_) => ipv6_on_smoltcp(&self.cfg.connect),
+        };
+        let mut sock = new_socket(&opts);
         sock.connect(
             self.iface.context(),
-            IpEndpoint::new(rip.into(), remote.port()),
+            IpEndpoint::new(remote.ip().into(), remote.port()),
             lport,
         )
         .map_err(|e| Error::Config(format!("connect to {remote}: {e}")))?;
         let dead = self.cfg.connect.dead_peer_ms;
         Ok(self.insert(
-            tcp_key(rip, remote.port(), lport),
+            TcpKey::new(remote.ip(), remote.port(), lport),
             Eng::Smol(SmolConn::new(sock, dead)),
             None,
             true,
@@ -232,7 +247,7 @@ impl<Q: PortQueue> Stack<Q> {
     /// with an exact RST. Out-of-window RSTs are dropped. Returns the
     /// frame if it should go to the connection as it is.
     fn screen_rst(&mut self, idx: u32, mut buf: Q::Buf) -> Option<Q::Buf> {
-        use smoltcp::wire::{EthernetFrame, Ipv4Packet, TcpPacket};
+        use smoltcp::wire::{EthernetFrame, EthernetProtocol, Ipv4Packet, Ipv6Packet, TcpPacket};
         let Some(c) = self.slots[idx as usize].conn.as_mut().and_then(smol_mut) else {
             return Some(buf);
         };
@@ -242,31 +257,52 @@ impl<Q: PortQueue> Stack<Q> {
             return Some(buf);
         };
         let window = c.sock().recv_capacity() as u32;
+        // In the window but not exact: a pure ACK from far outside it.
+        let rewrite = |t: &mut TcpPacket<&mut [u8]>| -> usize {
+            t.set_rst(false);
+            t.set_psh(false);
+            t.set_fin(false);
+            t.set_syn(false);
+            t.set_ack(true);
+            t.set_ack_number(smoltcp::wire::TcpSeqNumber(snd_max as i32));
+            t.set_seq_number(smoltcp::wire::TcpSeqNumber(
+                rcv_nxt.wrapping_add(1 << 31) as i32
+            ));
+            t.header_len() as usize
+        };
         let mut eth = EthernetFrame::new_unchecked(buf.data_mut());
-        let mut ip = Ipv4Packet::new_unchecked(eth.payload_mut());
-        // The classifier checked these headers.
-        let mut t = TcpPacket::new_unchecked(ip.payload_mut());
-        let seq = t.seq_number().0 as u32;
+        let v6 = eth.ethertype() == EthernetProtocol::Ipv6;
+        // The classifier checked these headers (and the stack removed any
+        // IPv6 extension headers).
+        let seq = {
+            let p = eth.payload_mut();
+            let l4 = if v6 {
+                smoltcp::wire::IPV6_HEADER_LEN
+            } else {
+                Ipv4Packet::new_unchecked(&*p).header_len() as usize
+            };
+            TcpPacket::new_unchecked(&p[l4..]).seq_number().0 as u32
+        };
         if seq == rcv_nxt {
             return Some(buf);
         }
         if seq.wrapping_sub(rcv_nxt) >= window.max(1) {
             return None; // out of the window: dropped silently
         }
-        t.set_rst(false);
-        t.set_psh(false);
-        t.set_fin(false);
-        t.set_syn(false);
-        t.set_ack(true);
-        t.set_ack_number(smoltcp::wire::TcpSeqNumber(snd_max as i32));
-        t.set_seq_number(smoltcp::wire::TcpSeqNumber(
-            rcv_nxt.wrapping_add(1 << 31) as i32
-        ));
         // Checksums are not verified again past the classifier.
-        let n = t.header_len() as usize;
-        let ip_hl = ip.header_len() as usize;
-        ip.set_total_len((ip_hl + n) as u16);
-        buf.set_len(14 + ip_hl + n);
+        let len = if v6 {
+            let mut ip = Ipv6Packet::new_unchecked(eth.payload_mut());
+            let n = rewrite(&mut TcpPacket::new_unchecked(ip.payload_mut()));
+            ip.set_payload_len(n as u16);
+            smoltcp::wire::IPV6_HEADER_LEN + n
+        } else {
+            let mut ip = Ipv4Packet::new_unchecked(eth.payload_mut());
+            let n = rewrite(&mut TcpPacket::new_unchecked(ip.payload_mut()));
+            let ip_hl = ip.header_len() as usize;
+            ip.set_total_len((ip_hl + n) as u16);
+            ip_hl + n
+        };
+        buf.set_len(14 + len);
         self.feed_conn(idx, buf);
         self.touch(idx);
         None

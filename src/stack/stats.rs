@@ -29,12 +29,18 @@ pub struct StackStats {
     pub drop_malformed: Counter,
     /// Dropped: bad checksum.
     pub drop_bad_checksum: Counter,
-    /// Dropped: IPv4 fragment.
+    /// Dropped: IPv4 fragment or IPv6 fragment header.
     pub drop_fragment: Counter,
     /// Dropped: for another MAC/IP.
     pub drop_not_for_us: Counter,
     /// Dropped: protocol not spoken.
     pub drop_unsupported: Counter,
+    /// Dropped: an IPv6 extension-header chain malformed or too long.
+    pub drop_bad_ext_header: Counter,
+    /// ICMPv6 Parameter Problems sent about refused IPv6 packets.
+    pub icmp6_errors_tx: Counter,
+    /// ICMPv6 errors not sent: over the rate limit.
+    pub icmp6_errors_limited: Counter,
     /// Segments for no connection (answered with RST by TCP rules).
     pub no_conn: Counter,
     /// RSTs not at the exact sequence number we acknowledged (RFC 5961):
@@ -111,6 +117,7 @@ impl StackStats {
             Reject::Fragment => &self.drop_fragment,
             Reject::NotForUs => &self.drop_not_for_us,
             Reject::Unsupported => &self.drop_unsupported,
+            Reject::BadExtHeader => &self.drop_bad_ext_header,
         }
         .inc();
     }
@@ -122,5 +129,6 @@ impl StackStats {
             + self.drop_fragment.get()
             + self.drop_not_for_us.get()
             + self.drop_unsupported.get()
+            + self.drop_bad_ext_header.get()
     }
 }

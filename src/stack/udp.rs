@@ -1,7 +1,7 @@
 //! UDP sockets: each in a one-socket `SocketSet` of its own, found by port.
 
 use std::collections::HashMap;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::udp;
@@ -94,22 +94,24 @@ impl<Q: PortQueue> Stack<Q> {
     }
 
     /// Receives one datagram into `out`: `(length, sender)`.
-    pub fn udp_recv(&mut self, id: UdpId, out: &mut [u8]) -> Option<(usize, SocketAddrV4)> {
+    pub fn udp_recv(&mut self, id: UdpId, out: &mut [u8]) -> Option<(usize, SocketAddr)> {
         let u = self.udp.socks.get_mut(id.0 as usize)?;
         let s = u.set.get_mut::<udp::Socket>(u.handle);
         let (n, meta) = s.recv_slice(out).ok()?;
-        let smoltcp::wire::IpAddress::Ipv4(a) = meta.endpoint.addr;
-        Some((n, SocketAddrV4::new(a, meta.endpoint.port)))
+        Some((
+            n,
+            SocketAddr::new(meta.endpoint.addr.into(), meta.endpoint.port),
+        ))
     }
 
     /// Sends one datagram; `false` if the send buffer is full.
-    pub fn udp_send(&mut self, id: UdpId, to: SocketAddrV4, data: &[u8]) -> bool {
+    pub fn udp_send(&mut self, id: UdpId, to: SocketAddr, data: &[u8]) -> bool {
         let Some(u) = self.udp.socks.get_mut(id.0 as usize) else {
             return false;
         };
         let s = u.set.get_mut::<udp::Socket>(u.handle);
         let ok = s
-            .send_slice(data, IpEndpoint::new((*to.ip()).into(), to.port()))
+            .send_slice(data, IpEndpoint::new(to.ip().into(), to.port()))
             .is_ok();
         if ok && !self.udp.touched.contains(&id.0) {
             self.udp.touched.push(id.0);

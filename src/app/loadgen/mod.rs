@@ -25,7 +25,7 @@
 //! latency.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hdrhistogram::Histogram;
@@ -68,7 +68,7 @@ pub enum CloseWith {
 pub struct LoadConfig {
     /// Servers to connect to, taken in turn (several listening ports give
     /// more 4-tuples than one port's ephemeral range).
-    pub targets: Vec<SocketAddrV4>,
+    pub targets: Vec<SocketAddr>,
     /// What to do.
     pub mode: Mode,
     /// Connections held (or exchanges in flight, for `cps`) on this core.
@@ -112,7 +112,7 @@ pub struct LoadConfig {
 
 impl LoadConfig {
     /// A configuration with the defaults of `bypass loadgen`.
-    pub fn new(targets: Vec<SocketAddrV4>, mode: Mode, connections: usize) -> Self {
+    pub fn new(targets: Vec<SocketAddr>, mode: Mode, connections: usize) -> Self {
         LoadConfig {
             targets,
             mode,

@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 #[derive(Default)]
 struct Fake {
     sent: HashMap<ConnId, Vec<u8>>,
-    connects: Vec<(ConnId, SocketAddrV4)>,
+    connects: Vec<(ConnId, SocketAddr)>,
     closed: Vec<ConnId>,
     aborted: Vec<ConnId>,
     room: Option<usize>,
@@ -38,10 +38,10 @@ impl ConnOps for Fake {
     fn abort(&mut self, id: ConnId) {
         self.aborted.push(id);
     }
-    fn endpoints(&mut self, _id: ConnId) -> Option<(SocketAddrV4, SocketAddrV4)> {
+    fn endpoints(&mut self, _id: ConnId) -> Option<(SocketAddr, SocketAddr)> {
         None
     }
-    fn connect(&mut self, remote: SocketAddrV4) -> Result<ConnId> {
+    fn connect(&mut self, remote: SocketAddr) -> Result<ConnId> {
         if self.refuse {
             return Err(Error::Config("no port".into()));
         }
@@ -53,13 +53,13 @@ impl ConnOps for Fake {
         self.connects.push((id, remote));
         Ok(id)
     }
-    fn udp_send(&mut self, _: UdpId, _: SocketAddrV4, _: &[u8]) -> bool {
+    fn udp_send(&mut self, _: UdpId, _: SocketAddr, _: &[u8]) -> bool {
         false
     }
 }
 
-fn target(port: u16) -> SocketAddrV4 {
-    SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), port)
+fn target(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::new(10, 0, 0, 1), port))
 }
 
 fn gen(mode: Mode, conns: usize) -> LoadGen {

@@ -22,7 +22,7 @@
 #![allow(unsafe_code)]
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use bypass::app::tcp::{Conn, ConnOps, Ctx, TcpApp};
@@ -128,12 +128,17 @@ pub(super) fn set_linger_zero(fd: RawFd) {
     }
 }
 
-/// A fresh nonblocking TCP socket with `TCP_NODELAY`.
-pub(super) fn tcp_socket() -> Result<OwnedFd> {
+/// A fresh nonblocking TCP socket of `to`'s family, with `TCP_NODELAY`.
+pub(super) fn tcp_socket(to: &SocketAddr) -> Result<OwnedFd> {
+    let domain = if to.is_ipv6() {
+        libc::AF_INET6
+    } else {
+        libc::AF_INET
+    };
     // SAFETY: socket() takes no pointers.
     let fd = unsafe {
         libc::socket(
-            libc::AF_INET,
+            domain,
             libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
             0,
         )
@@ -147,31 +152,72 @@ pub(super) fn tcp_socket() -> Result<OwnedFd> {
     Ok(owned)
 }
 
-/// `to` as a `sockaddr_in`.
-pub(super) fn sockaddr(to: SocketAddrV4) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: to.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*to.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
+/// A socket address as the kernel takes it: a `sockaddr_in` or a
+/// `sockaddr_in6`, with its length.
+pub(super) struct RawAddr {
+    storage: libc::sockaddr_storage,
+    len: libc::socklen_t,
+}
+
+impl RawAddr {
+    pub(super) fn new(to: SocketAddr) -> RawAddr {
+        // SAFETY: sockaddr_storage is plain data; all zeroes is valid.
+        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let len = match to {
+            SocketAddr::V4(a) => {
+                let sa = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as libc::sa_family_t,
+                    sin_port: a.port().to_be(),
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from(*a.ip()).to_be(),
+                    },
+                    sin_zero: [0; 8],
+                };
+                // SAFETY: sockaddr_storage is larger than and aligned for
+                // sockaddr_in.
+                unsafe { std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_in, sa) };
+                std::mem::size_of::<libc::sockaddr_in>()
+            }
+            SocketAddr::V6(a) => {
+                let sa = libc::sockaddr_in6 {
+                    sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                    sin6_port: a.port().to_be(),
+                    sin6_flowinfo: a.flowinfo().to_be(),
+                    sin6_addr: libc::in6_addr {
+                        s6_addr: a.ip().octets(),
+                    },
+                    sin6_scope_id: a.scope_id(),
+                };
+                // SAFETY: sockaddr_storage is larger than and aligned for
+                // sockaddr_in6.
+                unsafe { std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_in6, sa) };
+                std::mem::size_of::<libc::sockaddr_in6>()
+            }
+        };
+        RawAddr {
+            storage,
+            len: len as libc::socklen_t,
+        }
+    }
+
+    /// The address for the kernel (valid while `self` is).
+    pub(super) fn as_ptr(&self) -> *const libc::sockaddr {
+        &self.storage as *const libc::sockaddr_storage as *const libc::sockaddr
+    }
+
+    /// Its length.
+    pub(super) fn len(&self) -> libc::socklen_t {
+        self.len
     }
 }
 
 /// Starts a nonblocking connect to `to`.
-fn connect_nonblocking(to: SocketAddrV4) -> Result<TcpStream> {
-    let owned = tcp_socket()?;
+fn connect_nonblocking(to: SocketAddr) -> Result<TcpStream> {
+    let owned = tcp_socket(&to)?;
     let fd = owned.as_raw_fd();
-    let sa = sockaddr(to);
-    // SAFETY: `sa` is a valid sockaddr_in of the length passed.
-    let r = unsafe {
-        libc::connect(
-            fd,
-            &sa as *const libc::sockaddr_in as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-    };
+    let sa = RawAddr::new(to);
+    // SAFETY: `sa` is a valid socket address of the length passed.
+    let r = unsafe { libc::connect(fd, sa.as_ptr(), sa.len()) };
     if r < 0 {
         let e = std::io::Error::last_os_error();
         if e.raw_os_error() != Some(libc::EINPROGRESS) {
@@ -182,7 +228,7 @@ fn connect_nonblocking(to: SocketAddrV4) -> Result<TcpStream> {
 }
 
 /// A listening socket on `addr` with a backlog of 4096 (std's is smaller).
-pub fn listen(addr: SocketAddrV4) -> Result<TcpListener> {
+pub fn listen(addr: SocketAddr) -> Result<TcpListener> {
     let l = TcpListener::bind(addr).map_err(|e| Error::io("bind", e))?;
     l.set_nonblocking(true)
         .map_err(|e| Error::io("set_nonblocking", e))?;
@@ -326,22 +372,15 @@ impl ConnOps for Kernel {
             self.gone.push((id, CloseReason::Reset));
         }
     }
-    fn endpoints(&mut self, id: ConnId) -> Option<(SocketAddrV4, SocketAddrV4)> {
+    fn endpoints(&mut self, id: ConnId) -> Option<(SocketAddr, SocketAddr)> {
         let s = self.live(id)?;
-        let v4 = |a: std::net::SocketAddr| match a {
-            std::net::SocketAddr::V4(a) => Some(a),
-            _ => None,
-        };
-        Some((
-            v4(s.stream.local_addr().ok()?)?,
-            v4(s.stream.peer_addr().ok()?)?,
-        ))
+        Some((s.stream.local_addr().ok()?, s.stream.peer_addr().ok()?))
     }
-    fn connect(&mut self, remote: SocketAddrV4) -> Result<ConnId> {
+    fn connect(&mut self, remote: SocketAddr) -> Result<ConnId> {
         let st = connect_nonblocking(remote)?;
         self.insert(st, true)
     }
-    fn udp_send(&mut self, _sock: UdpId, _to: SocketAddrV4, _data: &[u8]) -> bool {
+    fn udp_send(&mut self, _sock: UdpId, _to: SocketAddr, _data: &[u8]) -> bool {
         false
     }
 }

@@ -215,7 +215,7 @@ enum Ours {
 /// our load generator on `client_core`, over a fresh mem wire.
 fn run_ours(a: &HyperArgs, which: Ours, n: usize, tcp: TcpOpts) -> Result<LoadSummary> {
     let la = load_args(ModeArg::Http, n, 64, a.pipeline);
-    let lc = la.config(vec![SocketAddrV4::new(SERVER_IP, PORT)])?;
+    let lc = la.config(vec![SocketAddrV4::new(SERVER_IP, PORT).into()])?;
     let ring = (2 * n * a.pipeline + 1024)
         .next_power_of_two()
         .clamp(4096, 65536);
@@ -321,7 +321,14 @@ fn run_tokio(a: &HyperArgs, n: usize) -> Result<LoadSummary> {
         let st = stop.clone();
         let core = a.server_core;
         let server = s.spawn(move || serve_tokio(listener, core, st));
-        let got = run_kernel_client(Baseline::Epoll, a.client_core, target, &la, dur, ramp);
+        let got = run_kernel_client(
+            Baseline::Epoll,
+            a.client_core,
+            target.into(),
+            &la,
+            dur,
+            ramp,
+        );
         stop.set();
         let served = server
             .join()

@@ -159,7 +159,7 @@ impl TcpApp for Churn {
     fn poll(&mut self, ctx: &mut Ctx<'_>) -> usize {
         let mut n = 0;
         while !self.stopping && self.active < self.conns && n < 64 {
-            if ctx.connect(SocketAddrV4::new(SERVER, PORT)).is_err() {
+            if ctx.connect(SocketAddrV4::new(SERVER, PORT).into()).is_err() {
                 // No free local port (TIME-WAIT holds them): try later.
                 break;
             }

@@ -22,7 +22,7 @@
 //! `unsafe` block says why.
 #![allow(unsafe_code)]
 
-use std::net::{SocketAddrV4, TcpListener};
+use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 
@@ -34,7 +34,7 @@ use bypass::stack::{CloseReason, ConnId, UdpId};
 use bypass::time::Instant;
 use bypass::{Error, Result};
 
-use super::epoll::{keep_state, os_err, set_linger_zero, settle, sockaddr, tcp_socket};
+use super::epoll::{keep_state, os_err, set_linger_zero, settle, tcp_socket, RawAddr};
 
 /// Submission queue entries (the completion queue is twice as deep).
 const RING_ENTRIES: u32 = 4096;
@@ -163,7 +163,7 @@ struct Sock {
     /// Received bytes the application has not consumed yet.
     rx: Vec<u8>,
     /// The connect address, alive until CONNECT completes.
-    addr: Option<Box<libc::sockaddr_in>>,
+    addr: Option<Box<RawAddr>>,
 }
 
 struct Slot {
@@ -363,38 +363,30 @@ impl ConnOps for Kernel {
     fn abort(&mut self, id: ConnId) {
         self.kill(id, CloseReason::Reset, true);
     }
-    fn endpoints(&mut self, id: ConnId) -> Option<(SocketAddrV4, SocketAddrV4)> {
+    fn endpoints(&mut self, id: ConnId) -> Option<(SocketAddr, SocketAddr)> {
         let s = self.live(id)?;
         let st = std::net::TcpStream::from(s.fd.try_clone().ok()?);
-        let v4 = |a: std::net::SocketAddr| match a {
-            std::net::SocketAddr::V4(a) => Some(a),
-            _ => None,
-        };
-        Some((v4(st.local_addr().ok()?)?, v4(st.peer_addr().ok()?)?))
+        Some((st.local_addr().ok()?, st.peer_addr().ok()?))
     }
-    fn connect(&mut self, remote: SocketAddrV4) -> Result<ConnId> {
-        let fd = tcp_socket()?;
+    fn connect(&mut self, remote: SocketAddr) -> Result<ConnId> {
+        let fd = tcp_socket(&remote)?;
         let raw = fd.as_raw_fd();
         let id = self.insert(fd, true);
-        let addr = Box::new(sockaddr(remote));
-        let ptr = &*addr as *const libc::sockaddr_in as *const libc::sockaddr;
+        let addr = Box::new(RawAddr::new(remote));
+        let (ptr, len) = (addr.as_ptr(), addr.len());
         if let Some(s) = self.live(id) {
             s.addr = Some(addr);
             s.ops += 1;
         }
         // The address lives in the socket's slot (boxed: it does not move)
         // until CONNECT completes.
-        let e = opcode::Connect::new(
-            types::Fd(raw),
-            ptr,
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-        .build()
-        .user_data(tag(OP_CONNECT, id));
+        let e = opcode::Connect::new(types::Fd(raw), ptr, len)
+            .build()
+            .user_data(tag(OP_CONNECT, id));
         self.push(e);
         Ok(id)
     }
-    fn udp_send(&mut self, _sock: UdpId, _to: SocketAddrV4, _data: &[u8]) -> bool {
+    fn udp_send(&mut self, _sock: UdpId, _to: SocketAddr, _data: &[u8]) -> bool {
         false
     }
 }

@@ -64,7 +64,7 @@ fn sockstat_tcp_pages() -> i64 {
 }
 
 fn kernel_mem(pairs: usize, size: usize) -> Result<KernelMem> {
-    let l = epoll::listen(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?;
+    let l = epoll::listen(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0).into())?;
     l.set_nonblocking(false)
         .map_err(|e| Error::io("set_blocking", e))?;
     let addr = l.local_addr().map_err(|e| Error::io("local_addr", e))?;
@@ -173,6 +173,7 @@ fn mib(b: u64) -> f64 {
 }
 
 pub fn conns(a: TcpBenchArgs) -> Result<()> {
+    a.only_ipv4("conns")?;
     let points = a.points(&[1_000_000])?;
     if a.hold < 0.0 || !a.hold.is_finite() || a.hold > 3600.0 || (a.hold > 0.0 && a.hold < 0.5) {
         return Err(Error::Config(
@@ -221,7 +222,7 @@ fn point(a: &TcpBenchArgs, n: usize) -> Result<(Point, OursRun)> {
     // At most this many requests in flight: the wire ring holds what
     // they need; beyond it frames would be dropped and retried.
     la.max_inflight = Some(a.max_inflight.min(n));
-    let mut lcfg = load_config(&la)?;
+    let mut lcfg = load_config(&la, a.family)?;
     lcfg.hold_us = hold.as_micros() as u64;
     lcfg.bulk = bulk;
     lcfg.validate().map_err(Error::Config)?;

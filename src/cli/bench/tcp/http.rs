@@ -11,6 +11,7 @@ use super::{load_args, run_baselines, run_ours_at, TcpBenchArgs};
 use crate::cli::loadgen::ModeArg;
 
 pub fn http(a: TcpBenchArgs) -> Result<()> {
+    a.only_ipv4("http")?;
     let tcp = a.tcp_opts(4096)?;
     let pipeline = a.pipeline.unwrap_or(16);
     a.say(&format!(

@@ -12,7 +12,7 @@
 //! scheduler figures and stalls as JSON.
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
@@ -89,7 +89,7 @@ pub struct KernelServerArgs {
     core: usize,
     /// Address to listen on (port 0: any free port; printed on stdout).
     #[arg(long, default_value = "127.0.0.1:0")]
-    listen: SocketAddrV4,
+    listen: SocketAddr,
     /// Stop after this many seconds at the latest (or when stdin closes).
     #[arg(long, default_value_t = 600.0)]
     max_secs: f64,
@@ -107,7 +107,7 @@ pub struct KernelClientArgs {
     core: usize,
     /// The server.
     #[arg(long)]
-    target: SocketAddrV4,
+    target: SocketAddr,
     #[command(flatten)]
     load: LoadArgs,
     /// Seconds measured after the ramp.
@@ -247,7 +247,9 @@ fn load<W: KernelWorker<App = LoadGen>>(
 /// [`ServerProc::stop`], killed if dropped before.
 pub struct ServerProc {
     child: Reaped,
-    /// The port it listens on, on 127.0.0.1.
+    /// The loopback address it listens on (127.0.0.1 or ::1).
+    pub ip: IpAddr,
+    /// The port it listens on.
     pub port: u16,
     kind: ServerKind,
 }
@@ -258,10 +260,12 @@ enum ServerKind {
 }
 
 impl ServerProc {
-    /// Starts the kernel echo server under `baseline`, pinned to `core`.
-    pub fn echo(baseline: Baseline, core: usize, max_secs: f64) -> Result<ServerProc> {
+    /// Starts the kernel echo server under `baseline`, pinned to `core`,
+    /// on loopback address `ip`.
+    pub fn echo(baseline: Baseline, core: usize, max_secs: f64, ip: IpAddr) -> Result<ServerProc> {
         let mut child = Command::new(me()?)
             .args(["bench", "kernel-server", "--core", &core.to_string()])
+            .args(["--listen", &SocketAddr::new(ip, 0).to_string()])
             .args(["--max-secs", &format!("{max_secs:.0}")])
             .args(["--baseline", baseline.flag()])
             .stdin(Stdio::piped())
@@ -285,6 +289,7 @@ impl ServerProc {
             .ok_or_else(|| Error::Config(format!("the kernel server said `{}`", line.trim())))?;
         Ok(ServerProc {
             child: reaped,
+            ip,
             port,
             kind: ServerKind::Ours(out.into_inner()),
         })
@@ -328,6 +333,7 @@ impl ServerProc {
             if TcpStream::connect(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)).is_ok() {
                 return Ok(ServerProc {
                     child,
+                    ip: Ipv4Addr::LOCALHOST.into(),
                     port,
                     kind: ServerKind::Nginx(dir),
                 });
@@ -416,7 +422,7 @@ pub fn run_kernel(
     duration: Duration,
     ramp_timeout: Duration,
 ) -> Result<SideRun> {
-    let target = SocketAddrV4::new(Ipv4Addr::LOCALHOST, server.port);
+    let target = SocketAddr::new(server.ip, server.port);
     let s0 = server.sched();
     let loss0 = kernel_loss_counters();
     let client = run_kernel_client(baseline, core, target, load, duration, ramp_timeout);
@@ -446,7 +452,7 @@ pub fn run_kernel(
 pub fn run_kernel_client(
     baseline: Baseline,
     core: usize,
-    target: SocketAddrV4,
+    target: SocketAddr,
     load: &LoadArgs,
     duration: Duration,
     ramp_timeout: Duration,

@@ -29,7 +29,7 @@ mod rr;
 mod scale;
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use clap::Args;
@@ -50,6 +50,16 @@ pub use {kernel::run_kernel_client, ours::timed_run, report::machine};
 
 const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const SERVER_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
+const CLIENT_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
+
+/// Ours' server and client addresses for an address family (4 or 6).
+pub(super) fn family_ends(family: u8) -> (IpAddr, IpAddr) {
+    match family {
+        6 => (SERVER_IP6.into(), CLIENT_IP6.into()),
+        _ => (SERVER_IP.into(), CLIENT_IP.into()),
+    }
+}
 /// First listening port of our server; more ports follow when one port's
 /// 64,512 ephemeral client ports are not enough 4-tuples.
 const BASE_PORT: u16 = 7000;
@@ -118,6 +128,10 @@ pub struct TcpBenchArgs {
     /// ratio is against the best of them at each point.
     #[arg(long, value_name = "B[,B..]", value_delimiter = ',', default_values = Baseline::ALL_NAMES)]
     pub baselines: Vec<Baseline>,
+    /// The address family of every connection (tcp-rr, cps): 4, or 6 for
+    /// IPv6 (ours over IPv6 on the mem wire, the kernel over ::1).
+    #[arg(long, value_name = "4|6", default_value_t = 4, value_parser = clap::value_parser!(u8).range(4..=6))]
+    pub family: u8,
     /// Print one JSON document on stdout (the table goes to stderr).
     #[arg(long)]
     pub json: bool,
@@ -210,8 +224,37 @@ pub(super) fn load_args(mode: ModeArg, n: usize, size: usize, pipeline: usize) -
     }
 }
 
-pub(super) fn load_config(l: &LoadArgs) -> Result<LoadConfig> {
-    l.config(vec![SocketAddrV4::new(SERVER_IP, BASE_PORT)])
+pub(super) fn load_config(l: &LoadArgs, family: u8) -> Result<LoadConfig> {
+    l.config(vec![SocketAddr::new(family_ends(family).0, BASE_PORT)])
+}
+
+impl TcpBenchArgs {
+    /// The kernel baselines' loopback address for `--family`.
+    pub(super) fn loopback(&self) -> IpAddr {
+        if self.family == 6 {
+            Ipv6Addr::LOCALHOST.into()
+        } else {
+            Ipv4Addr::LOCALHOST.into()
+        }
+    }
+
+    /// Refuses `--family 6` for a scenario that runs over IPv4 only.
+    pub(super) fn only_ipv4(&self, scenario: &str) -> Result<()> {
+        if self.family == 4 {
+            return Ok(());
+        }
+        Err(Error::Config(format!(
+            "bench {scenario} runs over IPv4 only; --family 6 is for tcp-rr and cps"
+        )))
+    }
+
+    /// Checks `--family`.
+    pub(super) fn check_family(&self) -> Result<()> {
+        match self.family {
+            4 | 6 => Ok(()),
+            f => Err(Error::Config(format!("--family {f}: use 4 or 6"))),
+        }
+    }
 }
 
 /// Ours at one point, with this run's timings and cores: on
@@ -227,7 +270,7 @@ fn run_ours_at(
     ours::run_ours(
         &place.unwrap_or_else(|| ours::Placement::split(a.server_core, a.client_core)),
         kind,
-        &load_config(la)?,
+        &load_config(la, a.family)?,
         tcp,
         ours::Times {
             ramp_timeout,

@@ -3,7 +3,7 @@
 //! measuring window every run of ours (and the kernel client) goes
 //! through.
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +23,7 @@ use bypass::time::{Clock, Instant, MonotonicClock};
 use bypass::{Error, Result};
 
 use super::super::proc::Sched;
-use super::{BASE_PORT, CLIENT_IP, PORTS_PER_LISTENER, SERVER_IP};
+use super::{family_ends, BASE_PORT, PORTS_PER_LISTENER};
 
 /// A run stalls when no transaction completes and no connection opens for
 /// this long.
@@ -215,15 +215,19 @@ pub enum Role {
 
 /// Builds one of ours' stacks: the one place where the benchmarks choose
 /// the TCP engine and its options.
+#[allow(clippy::too_many_arguments)]
 pub fn build_stack(
     role: Role,
     queue: MemQueue,
     info: &PortInfo,
     tcp: TcpOpts,
+    family: u8,
     now: Instant,
     expected: usize,
     presize: bool,
 ) -> Result<Stack<MemQueue>> {
+    let (server, client) = family_ends(family);
+    let prefix = if family == 6 { 64 } else { 24 };
     // Sized for the run up front: the table never grows (and rehashes)
     // while the loop runs.
     let sized = |mut c: StackConfig| {
@@ -233,7 +237,12 @@ pub fn build_stack(
     };
     match role {
         Role::Server { ports } => {
-            let mut s = Stack::new(queue, info, sized(StackConfig::new(SERVER_IP, 24)), now)?;
+            let mut s = Stack::new(
+                queue,
+                info,
+                sized(StackConfig::for_addr(server, prefix)),
+                now,
+            )?;
             for i in 0..ports {
                 s.listen(
                     BASE_PORT + i as u16,
@@ -247,7 +256,7 @@ pub fn build_stack(
             Ok(s)
         }
         Role::Client => {
-            let mut sc = sized(StackConfig::new(CLIENT_IP, 24));
+            let mut sc = sized(StackConfig::for_addr(client, prefix));
             sc.connect = tcp;
             sc.ephemeral = (1024, 65535);
             Stack::new(queue, info, sc, now)
@@ -523,8 +532,14 @@ pub fn run_ours(
     let mut qb: Vec<Option<MemQueue>> = b.take_queues().into_iter().map(Some).collect();
     let clock = MonotonicClock::new();
     let mut lcfg = load.clone();
+    // The family of the targets asked for.
+    let family = match load.targets.first() {
+        Some(t) if t.is_ipv6() => 6,
+        _ => 4,
+    };
+    let server_ip = family_ends(family).0;
     lcfg.targets = (0..ports_needed)
-        .map(|i| SocketAddrV4::new(SERVER_IP, BASE_PORT + i as u16))
+        .map(|i| SocketAddr::new(server_ip, BASE_PORT + i as u16))
         .collect();
     let mut load_stats = Vec::new();
     let mut server_stats = Vec::new();
@@ -545,6 +560,7 @@ pub fn run_ours(
                     queue,
                     &ia,
                     tcp,
+                    family,
                     clock.now(),
                     load.connections,
                     extra.presize,
@@ -570,6 +586,7 @@ pub fn run_ours(
                     queue,
                     &ib,
                     tcp,
+                    family,
                     clock.now(),
                     load.connections,
                     extra.presize,

@@ -16,6 +16,7 @@ pub(super) fn ours_side(r: OursRun) -> SideRun {
 
 /// tcp-rr or cps: a sweep over connection counts.
 fn sweep(a: &TcpBenchArgs, mode: ModeArg) -> Result<Vec<Point>> {
+    a.check_family()?;
     let (dur, ramp) = a.secs()?;
     let default: &[usize] = if mode == ModeArg::Cps {
         &[1, 64]
@@ -33,7 +34,7 @@ fn sweep(a: &TcpBenchArgs, mode: ModeArg) -> Result<Vec<Point>> {
             a,
             n,
             &la,
-            |b| ServerProc::echo(b, a.server_core, max_secs),
+            |b| ServerProc::echo(b, a.server_core, max_secs, a.loopback()),
             |b| b.label().to_string(),
         )?;
         out.push(Point::new(n, ours_side(ours), baselines, not_run));
@@ -43,9 +44,10 @@ fn sweep(a: &TcpBenchArgs, mode: ModeArg) -> Result<Vec<Point>> {
 
 fn setup_line(a: &TcpBenchArgs, what: &str) {
     a.say(&format!(
-        "{what}; machine: {}; server core {}, client core {}; {} s measured per point after the ramp. \
+        "{what}; IPv{}; machine: {}; server core {}, client core {}; {} s measured per point after the ramp. \
          ours: our server and loadgen on the userspace stack over a mem wire between two pinned threads (spinning); \
-         kernel baselines ({}): the same apps over kernel sockets, loopback, two processes on the same cores.",
+         kernel baselines ({}): the same apps over kernel sockets, loopback ({}), two processes on the same cores.",
+        a.family,
         machine(),
         a.server_core,
         a.client_core,
@@ -54,7 +56,8 @@ fn setup_line(a: &TcpBenchArgs, what: &str) {
             .iter()
             .map(|b| b.label())
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", "),
+        a.loopback()
     ));
 }
 
@@ -77,7 +80,7 @@ pub fn tcp_rr(a: TcpBenchArgs) -> Result<()> {
     emit(
         &a,
         "tcp-rr",
-        serde_json::json!({ "points": pts, "targets": targets, "size": a.size }),
+        serde_json::json!({ "points": pts, "targets": targets, "size": a.size, "family": a.family }),
     );
     Ok(())
 }
@@ -158,7 +161,7 @@ pub fn cps(a: TcpBenchArgs) -> Result<()> {
     emit(
         &a,
         "cps",
-        serde_json::json!({ "points": pts, "targets": targets }),
+        serde_json::json!({ "points": pts, "targets": targets, "family": a.family }),
     );
     Ok(())
 }

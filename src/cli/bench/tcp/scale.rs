@@ -20,6 +20,7 @@ use super::{load_args, run_ours_at, TcpBenchArgs};
 use crate::cli::loadgen::ModeArg;
 
 pub fn scale(a: TcpBenchArgs) -> Result<()> {
+    a.only_ipv4("scale")?;
     a.secs()?;
     let tcp = a.tcp_opts(4096)?;
     let n = a.points(&[64])?[0];
