@@ -108,7 +108,7 @@ fn bench_fwd_reports_a_ratio_against_testpmd() {
     let mode = &v["modes"][0];
     for side in ["bypass", "baseline"] {
         let secs = mode[side][0]["secs"].as_f64().unwrap();
-        assert!((1.0..=2.1).contains(&secs), "{side}: {secs} s in {v}");
+        assert!((0.9..=2.1).contains(&secs), "{side}: {secs} s in {v}");
     }
     let ours = v["bypass_mpps"].as_f64().unwrap();
     let theirs = v["testpmd_mpps"].as_f64().unwrap();
