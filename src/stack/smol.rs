@@ -56,18 +56,25 @@ impl SmolConn {
         self.set.get_mut::<tcp::Socket>(self.handle)
     }
 
+    /// Copies as much as fits of what is readable, across the end of the
+    /// receive ring (`peek` stops there: an application waiting for a
+    /// message that straddled it waited forever).
     pub fn peek(&mut self, out: &mut [u8]) -> usize {
-        match self.sock().peek(out.len()) {
-            Ok(b) => {
-                out[..b.len()].copy_from_slice(b);
-                b.len()
-            }
-            Err(_) => 0,
-        }
+        self.sock().peek_slice(out).unwrap_or(0)
     }
 
-    pub fn consume(&mut self, n: usize) {
-        let _ = self.sock().recv(|b| (n.min(b.len()), ()));
+    /// Drops `n` peeked bytes (in two steps when they straddle the end of
+    /// the receive ring: `recv` sees one side of it at a time).
+    pub fn consume(&mut self, mut n: usize) {
+        while n > 0 {
+            match self.sock().recv(|b| {
+                let k = n.min(b.len());
+                (k, k)
+            }) {
+                Ok(k) if k > 0 => n -= k,
+                _ => break,
+            }
+        }
     }
 
     /// The peer closed and everything it sent has been read.
