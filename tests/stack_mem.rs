@@ -995,6 +995,27 @@ impl TcpApp for Rr {
     }
 }
 
+/// An echo server and `app` stepped in turn, 5 µs of manual time a step,
+/// until `done` holds (cost measurements: the clock is manual, so timers
+/// and instruction counts repeat).
+fn manual_run<B: TcpApp>(
+    app: B,
+    lopts: ListenOpts,
+    o: TcpOpts,
+    done: impl Fn(&B) -> bool,
+) -> Net<Echo, B> {
+    let mut n = net(Faults::default(), Echo::default(), app, lopts, o);
+    for _ in 0..10_000_000 {
+        if done(n.client.app()) {
+            break;
+        }
+        n.now += 5;
+        n.server.poll(Instant(n.now));
+        n.client.poll(Instant(n.now));
+    }
+    n
+}
+
 /// A cost measurement, run by hand: `BYPASS_TCP_ENGINE=E valgrind
 /// --tool=callgrind target/release/deps/stack_mem-* --ignored
 /// rr_cost_on_a_manual_clock` gives the instructions per transaction of an
@@ -1040,15 +1061,7 @@ fn rr_cost(server: IpAddr) {
         tcp: o,
         ..Default::default()
     };
-    let mut n = net(Faults::default(), Echo::default(), app, lopts, o);
-    for _ in 0..10_000_000 {
-        if n.client.app().done >= total {
-            break;
-        }
-        n.now += 5;
-        n.server.poll(Instant(n.now));
-        n.client.poll(Instant(n.now));
-    }
+    let n = manual_run(app, lopts, o, |a: &Rr| a.done >= total);
     let (ss, cs) = (n.server.stack().stats(), n.client.stack().stats());
     let done = n.client.app().done as f64;
     eprintln!(
@@ -1125,15 +1138,7 @@ fn cps_cost_on_a_manual_clock() {
         tcp: o,
         ..Default::default()
     };
-    let mut n = net(Faults::default(), Echo::default(), app, lopts, o);
-    for _ in 0..10_000_000 {
-        if n.client.app().closed >= total {
-            break;
-        }
-        n.now += 5;
-        n.server.poll(Instant(n.now));
-        n.client.poll(Instant(n.now));
-    }
+    let n = manual_run(app, lopts, o, |a: &Cps| a.closed >= total);
     let (ss, cs) = (n.server.stack().stats(), n.client.stack().stats());
     let done = n.client.app().closed as f64;
     eprintln!(
