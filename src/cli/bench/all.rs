@@ -88,8 +88,15 @@ fn plan(secs: f64) -> Vec<Step> {
     if bypass::port::sys::is_root() {
         #[cfg(feature = "af-xdp")]
         v.push(step("xdp", &["--duration", &d], 90, false));
+        // fwd measures whole seconds after the first on each side: 3 s
+        // at least.
         #[cfg(feature = "dpdk")]
-        v.push(step("fwd", &["--duration", &d], 90, false));
+        v.push(step(
+            "fwd",
+            &["--duration", &format!("{}", secs.max(3.0))],
+            90,
+            false,
+        ));
     }
     v
 }
