@@ -1126,8 +1126,14 @@ impl TcpApp for Cps {
 #[ignore = "a cost measurement, run by hand"]
 fn cps_cost_on_a_manual_clock() {
     let total = 20_000;
+    // CPS_CONNS=1: one connection at a time, so manual time per connection
+    // counts the poll rounds each one takes.
+    let conns = std::env::var("CPS_CONNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
     let app = Cps {
-        conns: 64,
+        conns,
         open: 0,
         started: 0,
         total,
