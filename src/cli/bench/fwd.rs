@@ -462,65 +462,10 @@ fn huge_ok() -> bool {
     false
 }
 
-pub(super) fn which(bin: &str) -> Option<String> {
-    if bin.contains('/') {
-        return std::path::Path::new(bin).exists().then(|| bin.to_string());
-    }
-    std::env::var("PATH").ok()?.split(':').find_map(|d| {
-        let p = std::path::Path::new(d).join(bin);
-        p.exists().then(|| p.to_string_lossy().into_owned())
-    })
-}
-
-/// Removes hugepage files and the EAL runtime directory a child with
-/// `--file-prefix prefix` left behind.
-pub(super) fn clean_hugepage_files(prefix: &str) {
-    #[cfg(feature = "dpdk")]
-    let _ = std::fs::remove_dir_all(bypass::port::dpdk::eal::runtime_dir_for(prefix));
-    let Ok(mounts) = std::fs::read_to_string("/proc/mounts") else {
-        return;
-    };
-    for dir in mounts.lines().filter_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        (f.get(2) == Some(&"hugetlbfs")).then(|| f[1].to_string())
-    }) {
-        if let Ok(rd) = std::fs::read_dir(&dir) {
-            for e in rd.flatten() {
-                if e.file_name()
-                    .to_string_lossy()
-                    .starts_with(&format!("{prefix}map_"))
-                {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
-        }
-    }
-}
-
-/// Waits for `child` up to `limit`; kills it (by its PID) past that.
-pub(super) fn wait_bounded(
-    child: &mut Child,
-    limit: Duration,
-    what: &str,
-) -> Result<std::process::ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(st) = child
-            .try_wait()
-            .map_err(|e| Error::io(format!("wait for {what}"), e))?
-        {
-            return Ok(st);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(Error::Config(format!(
-                "{what} did not finish within {limit:?}; killed it"
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+pub(super) use super::proc::{wait_bounded, which};
+/// Removes what a DPDK child with `--file-prefix prefix` left behind (its
+/// EAL runtime directory and hugepage files).
+pub(super) use super::testpmd::clean_prefix as clean_hugepage_files;
 
 fn run_bypass(a: &FwdArgs, core: usize, mem: &[String], round: u32) -> Result<Side> {
     let prefix = format!("bpbench-{}-b{round}", std::process::id());

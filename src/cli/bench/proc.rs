@@ -21,24 +21,29 @@ impl Reaped {
     /// Waits for the child to exit up to `limit`; kills it (by its PID)
     /// past that and says so.
     pub fn wait_bounded(&mut self, limit: Duration, what: &str) -> Result<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(st) = self
-                .0
-                .try_wait()
-                .map_err(|e| Error::io(format!("wait for {what}"), e))?
-            {
-                return Ok(st);
-            }
-            if Instant::now() >= deadline {
-                let _ = self.0.kill();
-                let _ = self.0.wait();
-                return Err(Error::Config(format!(
-                    "{what} did not finish within {limit:?}; killed it"
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        wait_bounded(&mut self.0, limit, what)
+    }
+}
+
+/// Waits for `child` to exit up to `limit`; kills it (by its PID) past
+/// that and says so.
+pub fn wait_bounded(child: &mut Child, limit: Duration, what: &str) -> Result<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(st) = child
+            .try_wait()
+            .map_err(|e| Error::io(format!("wait for {what}"), e))?
+        {
+            return Ok(st);
         }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::Config(format!(
+                "{what} did not finish within {limit:?}; killed it"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

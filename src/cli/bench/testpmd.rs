@@ -242,6 +242,9 @@ pub fn clean_prefix(prefix: &str) {
     for base in ["/var/run/dpdk", "/run/dpdk"] {
         let _ = std::fs::remove_dir_all(format!("{base}/{prefix}"));
     }
+    // Where EAL puts it for a user other than root.
+    #[cfg(feature = "dpdk")]
+    let _ = std::fs::remove_dir_all(bypass::port::dpdk::eal::runtime_dir_for(prefix));
     let Ok(mounts) = std::fs::read_to_string("/proc/mounts") else {
         return;
     };
