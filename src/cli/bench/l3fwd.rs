@@ -446,9 +446,7 @@ fn run_dpdk(
         Err(Error::Config("DPDK l3fwd did not start forwarding".into()))
     };
     // SIGINT: l3fwd stops its ports and exits cleanly.
-    let _ = Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status();
+    super::proc::interrupt(pid);
     let st = wait_bounded(&mut child, Duration::from_secs(30), "DPDK l3fwd");
     clean_hugepage_files(&prefix);
     let out = out_t.join().unwrap_or_default();

@@ -25,6 +25,14 @@ impl Reaped {
     }
 }
 
+/// Sends SIGINT to process `pid` (by its PID: DPDK programs stop their
+/// ports and print their totals on it).
+pub fn interrupt(pid: u32) {
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status();
+}
+
 /// Waits for `child` to exit up to `limit`; kills it (by its PID) past
 /// that and says so.
 pub fn wait_bounded(child: &mut Child, limit: Duration, what: &str) -> Result<ExitStatus> {

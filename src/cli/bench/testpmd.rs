@@ -218,8 +218,7 @@ impl Testpmd {
     /// (bounded) for the exit, and returns the final counters and the
     /// per-second `Tx-pps` it printed.
     pub fn stop_periodic(mut self) -> Result<(Stats, Vec<f64>)> {
-        let pid = self.child.pid().to_string();
-        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        super::proc::interrupt(self.child.pid());
         self.child.wait_bounded(EXIT_LIMIT, "dpdk-testpmd")?;
         let (out, _) = self.output();
         let stats = parse_stats(&out).ok_or_else(|| {
