@@ -302,6 +302,15 @@ impl Net {
         );
     }
 
+    /// End `i` sends `len` bytes and every segment it makes is lost.
+    fn send_and_lose(&mut self, i: usize, len: usize) {
+        let now = self.now;
+        let (mut env, slot) = self.ends[i].env(now);
+        let t = slot.as_mut().expect("no connection");
+        assert_eq!(t.send(&mut env, &vec![5; len]), len);
+        while t.poll_output(&mut env).is_some() {}
+    }
+
     /// What end `i` would send next, taken from it directly.
     fn next_segment(&mut self, i: usize) -> Option<super::Seg> {
         let now = self.now;
@@ -809,11 +818,10 @@ fn rfc9293_3_10_7_4_pure_acks_stay_acceptable_to_a_closed_window() {
     // the window's right edge instead.
     let mut n = Net::open(cfg(), cfg(), 50);
     n.transfer(1000);
+    n.send_and_lose(0, 3000);
     let now = n.now;
     let (mut env, slot) = n.ends[0].env(now);
     let t = slot.as_mut().unwrap();
-    assert_eq!(t.send(&mut env, &[5; 3000]), 3000);
-    while t.poll_output(&mut env).is_some() {}
     let una = t.snd_una;
     assert!(t.snd_nxt != una, "data in flight");
     t.snd_wnd = 0;
@@ -960,11 +968,8 @@ fn rfc9293_3_10_7_4_a_pure_ack_on_the_right_edge_is_processed() {
     // or it retransmits on timeouts although A has everything.
     let mut n = Net::open(cfg(), cfg(), 50);
     n.transfer(1000);
-    let now = n.now;
-    let (mut env, slot) = n.ends[1].env(now);
-    let b = slot.as_mut().unwrap();
-    assert_eq!(b.send(&mut env, &[5; 3000]), 3000);
-    while b.poll_output(&mut env).is_some() {}
+    n.send_and_lose(1, 3000);
+    let b = n.ends[1].tcb();
     let (b_next, b_rcv) = b.seqs();
     let edge = crate::tcp::seq::dist(b_rcv, b.rcv_adv);
     assert!(edge > 0);
