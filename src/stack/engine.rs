@@ -53,7 +53,9 @@ pub(super) struct OwnCore {
     csum: ChecksumCapabilities,
 }
 
-/// A connection on the bypass engine.
+/// A connection on the bypass engine (`repr(C)`: the block first, see
+/// `conn::Slot`).
+#[repr(C)]
 pub(super) struct OwnConn {
     pub tcb: Tcb,
     /// Index of its settings in [`OwnCore::cfgs`].
