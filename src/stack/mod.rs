@@ -441,37 +441,36 @@ impl<Q: PortQueue> Stack<Q> {
     /// Classifies a burst, prefetches the block of every connection it
     /// names (their cache misses then overlap: see [`crate::hint`]), then
     /// processes it in order.
-    fn ingress_burst(&mut self, burst: impl IntoIterator<Item = Q::Buf>) {
-        type Classed<B> = (B, Result<Class, Reject>, Option<u32>);
-        let mut classed = arrayvec::ArrayVec::<Classed<Q::Buf>, { crate::buf::BURST }>::new();
+    fn ingress_burst(&mut self, mut burst: crate::buf::Burst<Q::Buf>) {
+        let mut classes =
+            arrayvec::ArrayVec::<(Result<Class, Reject>, Option<u32>), { crate::buf::BURST }>::new(
+            );
         let epoch = self.table_epoch;
-        for buf in burst {
-            let (buf, class) = self.classify(buf);
+        for buf in burst.iter_mut() {
+            let class = self.classify(buf);
             let found = match class {
                 Ok(Class::Tcp { key, .. }) => self.lookup(key),
                 _ => None,
             };
-            if let Err(full) = classed.try_push((buf, class, found)) {
-                let (buf, class, _) = full.element();
-                self.dispatch(buf, class, None);
-            }
+            classes.push((class, found));
         }
         // Prefetch a few frames ahead of the one processed, so the misses
         // overlap without more in flight than the CPU can track.
-        let ahead: arrayvec::ArrayVec<Option<u32>, { crate::buf::BURST }> =
-            classed.iter().map(|c| c.2).collect();
-        for &idx in ahead.iter().take(PREFETCH_AHEAD).flatten() {
-            crate::hint::prefetch(&self.slots[idx as usize], PREFETCH_LINES);
+        for &(_, found) in classes.iter().take(PREFETCH_AHEAD) {
+            self.prefetch_slot(found);
         }
-        for (i, (buf, class, found)) in classed.into_iter().enumerate() {
-            if let Some(&Some(idx)) = ahead.get(i + PREFETCH_AHEAD) {
-                if let Some(slot) = self.slots.get(idx as usize) {
-                    crate::hint::prefetch(slot, PREFETCH_LINES);
-                }
-            }
+        for (i, (buf, (class, found))) in burst.into_iter().zip(classes.iter()).enumerate() {
+            self.prefetch_slot(classes.get(i + PREFETCH_AHEAD).and_then(|c| c.1));
             // The lookup stands while no connection came or went.
-            let known = (self.table_epoch == epoch).then_some(found);
-            self.dispatch(buf, class, known);
+            let known = (self.table_epoch == epoch).then_some(*found);
+            self.dispatch(buf, *class, known);
+        }
+    }
+
+    #[inline]
+    fn prefetch_slot(&self, idx: Option<u32>) {
+        if let Some(slot) = idx.and_then(|i| self.slots.get(i as usize)) {
+            crate::hint::prefetch(slot, PREFETCH_LINES);
         }
     }
 
@@ -570,7 +569,7 @@ impl<Q: PortQueue> Stack<Q> {
         }
     }
 
-    fn classify(&self, mut buf: Q::Buf) -> (Q::Buf, Result<Class, Reject>) {
+    fn classify(&self, buf: &mut Q::Buf) -> Result<Class, Reject> {
         let verify = Verify::for_frame(buf.rx_checksum(), self.verify_checksums);
         let class = classify_with(buf.data(), &self.ours, verify);
         if class.is_ok() {
@@ -579,7 +578,7 @@ impl<Q: PortQueue> Stack<Q> {
                 buf.set_len(n);
             }
         }
-        (buf, class)
+        class
     }
 
     /// Processes a classified frame. `known`: its connection's table
@@ -692,6 +691,7 @@ impl<Q: PortQueue> Stack<Q> {
     }
 
     /// The connection a key names.
+    #[inline]
     #[inline]
     fn lookup(&self, key: TcpKey) -> Option<u32> {
         match key {
