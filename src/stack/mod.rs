@@ -692,7 +692,6 @@ impl<Q: PortQueue> Stack<Q> {
 
     /// The connection a key names.
     #[inline]
-    #[inline]
     fn lookup(&self, key: TcpKey) -> Option<u32> {
         match key {
             TcpKey::V4(k) => self.table.get(&k).copied(),
