@@ -299,6 +299,7 @@ impl DpdkPort {
                 mtu,
                 queues: cfg.queues,
                 caps: PortCaps {
+                    tso: false,
                     // Checksum offloads are enabled where the device has
                     // them (`offloads()`), but they are per frame: each
                     // Mbuf says what was checked (rx_checksum) and carries
