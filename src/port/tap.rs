@@ -202,7 +202,8 @@ fn tx_header(buf: &mut PoolBuf) -> Option<[u8; VNET_HDR_LEN]> {
             if req.ipv4_checksum || tso {
                 ip.fill_checksum();
             }
-            let tcp = ip.next_header() == IpProtocol::Tcp && !ip.more_frags() && ip.frag_offset() == 0;
+            let tcp =
+                ip.next_header() == IpProtocol::Tcp && !ip.more_frags() && ip.frag_offset() == 0;
             let hl = ip.header_len() as usize;
             let total = ip.total_len() as usize;
             (hl, tcp.then(|| total - hl))
