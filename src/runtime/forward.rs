@@ -381,6 +381,39 @@ mod tests {
     }
 
     #[test]
+    fn full_bursts_go_four_at_a_time_with_the_rest_after() {
+        // 13 and 32 frames: whole steps of four and a remainder; drops in
+        // the middle of a step, at a step's edge and in the remainder.
+        let (mut a, mut b) = wire();
+        let qa = a.take_queues().pop().unwrap();
+        let mut qb = b.take_queues().pop().unwrap();
+        let stats = Stats::new(&[0], &["a".to_string()]);
+        let mut w = ForwardWorker::new(vec![qa], EvenOnly, stats.core(0));
+        let firsts: Vec<u8> = (0..13)
+            .map(|i| if [2, 4, 11].contains(&i) { 1 } else { 2 * i })
+            .collect();
+        send(&mut qb, &firsts, 90);
+        assert_eq!(w.poll(Instant(0)), 13);
+        let want: Vec<(u8, usize)> = firsts
+            .iter()
+            .filter(|&&f| f % 2 == 0)
+            .map(|&f| (f, 60))
+            .collect();
+        assert_eq!(drain(&mut qb), want);
+        let all_even: Vec<u8> = (0..32).map(|i| 2 * i as u8).collect();
+        send(&mut qb, &all_even, 90);
+        assert_eq!(w.poll(Instant(0)), 32);
+        assert_eq!(drain(&mut qb).len(), 32);
+        w.finish(Instant(0));
+        let snap = stats.snapshot();
+        let s = &snap.ports[0];
+        assert_eq!((s.rx_packets, s.rx_bytes), (45, 45 * 90));
+        assert_eq!((s.tx_packets, s.tx_bytes), (42, 42 * 60));
+        assert_eq!(s.drops_by_reason["handler"], 3);
+        assert_eq!(snap.cores[0].polls, 2, "published when the worker finishes");
+    }
+
+    #[test]
     fn mixed_verdicts_and_whole_bursts_are_counted() {
         let (mut a, mut b) = wire();
         let qa = a.take_queues().pop().unwrap();
