@@ -16,9 +16,7 @@ use bypass::buf::{Burst, L4Offload, PacketBuf, TxOffload};
 use bypass::port::tap::{TapConfig, TapPort, TapQueue};
 use bypass::port::{MacAddr, Port, PortQueue};
 use bypass::testing::{emit_tcp, emit_udp, syn, Ends};
-use smoltcp::wire::{
-    EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, TcpControl, TcpPacket, TcpSeqNumber,
-};
+use smoltcp::wire::{EthernetFrame, IpProtocol, Ipv4Packet, TcpControl, TcpPacket, TcpSeqNumber};
 
 const KERNEL_IP: Ipv4Addr = Ipv4Addr::new(10, 97, 0, 1);
 const OUR_IP: Ipv4Addr = Ipv4Addr::new(10, 97, 0, 2);
@@ -54,40 +52,18 @@ fn send(q: &mut TapQueue, offload: Option<TxOffload>, build: impl FnOnce(&mut [u
 /// The next TCP segment from the kernel to our port `port`, as (seq, ack,
 /// window, flags SYN and ACK), within 5 s.
 fn next_tcp(q: &mut TapQueue, port: u16) -> (u32, u32, u16, bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        let mut rx = Burst::new();
-        if q.rx_burst(&mut rx) == 0 {
-            std::thread::sleep(Duration::from_millis(2));
-            continue;
-        }
-        for b in rx.iter() {
-            let Ok(eth) = EthernetFrame::new_checked(b.data()) else {
-                continue;
-            };
-            if eth.ethertype() != EthernetProtocol::Ipv4 {
-                continue;
-            }
-            let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
-                continue;
-            };
-            if ip.next_header() != IpProtocol::Tcp {
-                continue;
-            }
-            let Ok(tcp) = TcpPacket::new_checked(ip.payload()) else {
-                continue;
-            };
-            if tcp.dst_port() == port {
-                return (
-                    tcp.seq_number().0 as u32,
-                    tcp.ack_number().0 as u32,
-                    tcp.window_len(),
-                    tcp.syn(),
-                );
-            }
-        }
-    }
-    panic!("no TCP segment from the kernel to port {port} within 5 s");
+    common::find_ipv4(q, Duration::from_secs(5), |_, _, ip| {
+        let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+        (ip.next_header() == IpProtocol::Tcp && tcp.dst_port() == port).then(|| {
+            (
+                tcp.seq_number().0 as u32,
+                tcp.ack_number().0 as u32,
+                tcp.window_len(),
+                tcp.syn(),
+            )
+        })
+    })
+    .unwrap_or_else(|| panic!("no TCP segment from the kernel to port {port} within 5 s"))
 }
 
 /// The TCP handshake with a kernel listener at `dst:8080`, by hand, from

@@ -304,7 +304,7 @@ mod tests {
     use super::*;
     use crate::app::Frame;
     use crate::buf::HugePolicy;
-    use crate::port::mem::{MemConfig, MemPort};
+    use crate::port::mem::{MemConfig, MemPort, MemQueue};
     use crate::port::Port;
     use crate::runtime::Stats;
 
@@ -337,11 +337,7 @@ mod tests {
 
     #[test]
     fn out_verdicts_and_discard_reasons() {
-        let (mut a, mut b) = wire();
-        let qa = a.take_queues().pop().unwrap();
-        let mut qb = b.take_queues().pop().unwrap();
-        let stats = Stats::new(&[0], &["a".to_string()]);
-        let mut w = ForwardWorker::new(vec![qa], ByFirst, stats.core(0));
+        let (mut w, mut qb, stats) = rig(ByFirst);
         send(&mut qb, &[0, 1, 2, 0, 2], 64);
         assert_eq!(w.poll(Instant(0)), 5);
         assert_eq!(drain(&mut qb), vec![(0, 64), (0, 64)]);
@@ -352,6 +348,16 @@ mod tests {
         send(&mut qb, &[0, 0, 0], 64);
         assert_eq!(w.poll(Instant(0)), 3);
         assert_eq!(drain(&mut qb).len(), 3);
+    }
+
+    /// A worker running `h` on one end of a mem wire; the other end's
+    /// queue (to send it frames and take its replies) and the stats.
+    fn rig<H: PacketHandler>(h: H) -> (ForwardWorker<MemQueue, H>, MemQueue, Stats) {
+        let (mut a, mut b) = wire();
+        let qa = a.take_queues().pop().unwrap();
+        let qb = b.take_queues().pop().unwrap();
+        let stats = Stats::new(&[0], &["a".to_string()]);
+        (ForwardWorker::new(vec![qa], h, stats.core(0)), qb, stats)
     }
 
     fn wire() -> (MemPort, MemPort) {
@@ -384,11 +390,7 @@ mod tests {
     fn full_bursts_go_four_at_a_time_with_the_rest_after() {
         // 13 and 32 frames: whole steps of four and a remainder; drops in
         // the middle of a step, at a step's edge and in the remainder.
-        let (mut a, mut b) = wire();
-        let qa = a.take_queues().pop().unwrap();
-        let mut qb = b.take_queues().pop().unwrap();
-        let stats = Stats::new(&[0], &["a".to_string()]);
-        let mut w = ForwardWorker::new(vec![qa], EvenOnly, stats.core(0));
+        let (mut w, mut qb, stats) = rig(EvenOnly);
         let firsts: Vec<u8> = (0..13)
             .map(|i| if [2, 4, 11].contains(&i) { 1 } else { 2 * i })
             .collect();
@@ -415,11 +417,7 @@ mod tests {
 
     #[test]
     fn mixed_verdicts_and_whole_bursts_are_counted() {
-        let (mut a, mut b) = wire();
-        let qa = a.take_queues().pop().unwrap();
-        let mut qb = b.take_queues().pop().unwrap();
-        let stats = Stats::new(&[0], &["a".to_string()]);
-        let mut w = ForwardWorker::new(vec![qa], EvenOnly, stats.core(0));
+        let (mut w, mut qb, stats) = rig(EvenOnly);
 
         // A burst with mixed verdicts: frame by frame.
         send(&mut qb, &[2, 3, 4, 5, 6], 100);
