@@ -537,3 +537,122 @@ impl Port for TapPort {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buf::TxOffload;
+    use crate::testing::{emit_tcp, emit_tcp6, emit_udp, syn, Ends, Ends6};
+
+    fn pool() -> Pool {
+        Pool::new(&PoolConfig {
+            frames: 16,
+            frame_size: TSO_FRAME,
+            headroom: 128,
+            huge: HugePolicy::Never,
+            name: "tap-test".into(),
+        })
+        .unwrap()
+    }
+
+    const ENDS: Ends = Ends {
+        src_mac: [2, 0, 0, 0, 0, 1],
+        dst_mac: [2, 0, 0, 0, 0, 2],
+        src_ip: std::net::Ipv4Addr::new(10, 0, 0, 1),
+        dst_ip: std::net::Ipv4Addr::new(10, 0, 0, 2),
+    };
+
+    const TSO: TxOffload = TxOffload {
+        l2_len: 14,
+        l3_len: 20,
+        l4_len: 20,
+        ipv4_checksum: true,
+        l4_checksum: L4Offload::Tcp,
+        tso_mss: 1000,
+    };
+
+    /// (flags, gso_type, hdr_len, gso_size, csum_start, csum_offset).
+    fn fields(h: [u8; VNET_HDR_LEN]) -> (u8, u8, u16, u16, u16, u16) {
+        let w = |i: usize| u16::from_le_bytes([h[i], h[i + 1]]);
+        (h[0], h[1], w(2), w(4), w(6), w(8))
+    }
+
+    /// A buffer holding what `build` writes, with `req` recorded.
+    fn buf(p: &Pool, req: TxOffload, build: impl FnOnce(&mut [u8]) -> usize) -> PoolBuf {
+        let mut b = p.alloc().unwrap();
+        let n = build(b.room_mut());
+        assert!(b.set_len(n));
+        assert!(b.set_tx_offload(req));
+        b
+    }
+
+    #[test]
+    fn tso_headers_for_ipv4_and_ipv6_segments() {
+        let p = pool();
+        let data = vec![7u8; 5000];
+        let mut seg = syn(1000, 2000, 1);
+        seg.control = smoltcp::wire::TcpControl::None;
+        seg.max_seg_size = None;
+        seg.payload = &data;
+        // IPv4: a GSO header, and the IPv4 header checksum filled in.
+        let mut b = buf(&p, TSO, |room| {
+            let n = emit_tcp(room, &ENDS, &seg);
+            let mut f = smoltcp::wire::EthernetFrame::new_unchecked(&mut room[..n]);
+            smoltcp::wire::Ipv4Packet::new_unchecked(f.payload_mut()).set_checksum(0);
+            n
+        });
+        let h = tx_header(&mut b).unwrap();
+        assert_eq!(
+            fields(h),
+            (VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, 54, 1000, 34, 16)
+        );
+        let ip = smoltcp::wire::Ipv4Packet::new_checked(&b.data()[14..]).unwrap();
+        assert!(ip.verify_checksum());
+        // IPv6.
+        let e6 = Ends6 {
+            src_mac: ENDS.src_mac,
+            dst_mac: ENDS.dst_mac,
+            src_ip: "fd00::1".parse().unwrap(),
+            dst_ip: "fd00::2".parse().unwrap(),
+        };
+        let mut b = buf(&p, TSO, |room| emit_tcp6(room, &e6, &seg));
+        assert_eq!(
+            fields(tx_header(&mut b).unwrap()),
+            (VNET_F_NEEDS_CSUM, VNET_GSO_TCPV6, 74, 1000, 54, 16)
+        );
+        // CWR asks for the ECN variant.
+        seg.control = smoltcp::wire::TcpControl::Psh;
+        let mut b = buf(&p, TSO, |room| {
+            let n = emit_tcp(room, &ENDS, &seg);
+            let mut f = smoltcp::wire::EthernetFrame::new_unchecked(&mut room[..n]);
+            let mut ip = smoltcp::wire::Ipv4Packet::new_unchecked(f.payload_mut());
+            smoltcp::wire::TcpPacket::new_unchecked(ip.payload_mut()).set_cwr(true);
+            n
+        });
+        assert_eq!(
+            fields(tx_header(&mut b).unwrap()).1,
+            VNET_GSO_TCPV4 | VNET_GSO_ECN
+        );
+        // A payload of one MSS or less: no GSO, the checksum still left to
+        // the kernel.
+        seg.payload = &data[..1000];
+        let mut b = buf(&p, TSO, |room| emit_tcp(room, &ENDS, &seg));
+        assert_eq!(
+            fields(tx_header(&mut b).unwrap()),
+            (VNET_F_NEEDS_CSUM, 0, 0, 0, 34, 16)
+        );
+        // TSO asked of a UDP datagram, or of a runt: refused.
+        let mut b = buf(&p, TSO, |room| emit_udp(room, &ENDS, 1, 2, &data));
+        assert_eq!(tx_header(&mut b), None);
+        let mut b = buf(&p, TSO, |room| {
+            room[..10].fill(0);
+            10
+        });
+        assert_eq!(tx_header(&mut b), None);
+        // No request: an empty header.
+        let mut b = p.alloc().unwrap();
+        let n = emit_tcp(b.room_mut(), &ENDS, &seg);
+        b.set_len(n);
+        assert_eq!(tx_header(&mut b), Some([0; VNET_HDR_LEN]));
+    }
+}
