@@ -271,11 +271,12 @@ impl<Q: PortQueue, H: PacketHandler> Worker for ForwardWorker<Q, H> {
                 // MAX_PORTS (fate()), so the modulo changes nothing; it
                 // only spares the bounds checks.
                 let out = f as usize % MAX_PORTS;
-                if self.tx[out].is_full() {
+                let len = buf.len() as u64;
+                if let Err(full) = self.tx[out].try_push(buf) {
                     self.flush(out);
+                    self.tx[out].push(full.element());
                 }
-                self.tx_bytes[out] += buf.len() as u64;
-                self.tx[out].push(buf);
+                self.tx_bytes[out] += len;
             }
         }
         for p in 0..nports {
