@@ -112,7 +112,7 @@ impl<Q: PortQueue, H: PacketHandler> ForwardWorker<Q, H> {
 
 /// Sends `burst` (holding `bytes` bytes) out of `q`, port `p`, now; what
 /// the port does not take is dropped and counted as `tx_full`.
-#[inline]
+#[inline(always)]
 fn send<Q: PortQueue>(q: &mut Q, stats: &CoreRef, p: usize, burst: &mut Burst<Q::Buf>, bytes: u64) {
     let n = q.tx_burst(burst);
     let pc = &stats.ports[p];
