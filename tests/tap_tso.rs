@@ -12,7 +12,7 @@ use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use bypass::buf::{Burst, L4Offload, PacketBuf, TxOffload};
+use bypass::buf::{Burst, PacketBuf, TxOffload};
 use bypass::port::tap::{TapConfig, TapPort, TapQueue};
 use bypass::port::{MacAddr, Port, PortQueue};
 use bypass::testing::{emit_tcp, emit_udp, syn, Ends};
@@ -89,14 +89,7 @@ fn ack_seg(sport: u16, seq: u32, ack: u32, payload: &[u8]) -> smoltcp::wire::Tcp
 }
 
 /// What the port is asked to do for the large segment.
-const TSO: TxOffload = TxOffload {
-    l2_len: 14,
-    l3_len: 20,
-    l4_len: 20,
-    ipv4_checksum: true,
-    l4_checksum: L4Offload::Tcp,
-    tso_mss: MSS,
-};
+const TSO: TxOffload = TxOffload::tso_ipv4(20, MSS);
 
 /// Sends `data` as one TCP segment from `sport` with a TSO request: the
 /// IPv4 header checksum zero, Don't Fragment set, and the TCP checksum

@@ -562,14 +562,7 @@ mod tests {
         dst_ip: std::net::Ipv4Addr::new(10, 0, 0, 2),
     };
 
-    const TSO: TxOffload = TxOffload {
-        l2_len: 14,
-        l3_len: 20,
-        l4_len: 20,
-        ipv4_checksum: true,
-        l4_checksum: L4Offload::Tcp,
-        tso_mss: 1000,
-    };
+    const TSO: TxOffload = TxOffload::tso_ipv4(20, 1000);
 
     /// (flags, gso_type, hdr_len, gso_size, csum_start, csum_offset).
     fn fields(h: [u8; VNET_HDR_LEN]) -> (u8, u8, u16, u16, u16, u16) {
