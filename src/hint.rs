@@ -35,3 +35,21 @@ pub fn prefetch<T>(r: &T, max_lines: usize) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (r, max_lines);
 }
+
+/// Asks the CPU to bring the first `max_lines` cache lines of `bytes`
+/// into L1 (a frame's headers before they are parsed).
+#[inline(always)]
+pub fn prefetch_bytes(bytes: &[u8], max_lines: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let p = bytes.as_ptr().cast::<i8>();
+        for i in 0..bytes.len().div_ceil(LINE).min(max_lines) {
+            // SAFETY: as in `prefetch`: a hint that never faults; the
+            // address is inside `bytes`.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(i * LINE)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (bytes, max_lines);
+}

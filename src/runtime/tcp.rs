@@ -21,6 +21,10 @@ pub struct TcpWorker<Q: PortQueue, A: TcpApp> {
     udp_buf: Vec<u8>,
 }
 
+/// How many events ahead of the one dispatched the application's state is
+/// prefetched.
+const STATE_PREFETCH_AHEAD: usize = 4;
+
 impl<Q: PortQueue, A: TcpApp> TcpWorker<Q, A> {
     /// A worker running `app` on `stack`.
     pub fn new(stack: Stack<Q>, app: A) -> Self {
@@ -128,7 +132,14 @@ impl<Q: PortQueue, A: TcpApp> TcpWorker<Q, A> {
         }
         let events = self.stack.take_events();
         let n = events.len();
-        for &ev in &events {
+        for (i, &ev) in events.iter().enumerate() {
+            // The application's state a few events ahead: with thousands
+            // of connections it is rarely in cache (see `crate::hint`).
+            if let Some(id) = events.get(i + STATE_PREFETCH_AHEAD).and_then(Event::conn) {
+                if let Some(st) = self.states.get(id.idx as usize) {
+                    crate::hint::prefetch(st, 1);
+                }
+            }
             match ev {
                 Event::Open(id) => {
                     let st = self.app.on_open(&mut Conn::new(&mut self.stack, id, now));
