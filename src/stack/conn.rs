@@ -166,7 +166,7 @@ impl<Q: PortQueue> Stack<Q> {
         }
         self.table_epoch = self.table_epoch.wrapping_add(1);
         if !c.v6 {
-            self.table.remove(&c.key);
+            self.table.remove(c.key);
         } else if let Some(k) = self.keys6.remove(&idx) {
             self.table6.remove(&k);
         }
@@ -278,7 +278,7 @@ impl<Q: PortQueue> Stack<Q> {
         let (table, table6) = (&self.table, &self.table6);
         let tw = &self.own.tw;
         let free = |p: u16| match TcpKey::new(rip, remote.port(), p) {
-            TcpKey::V4(k) => !table.contains_key(&k) && tw.reusable(k, now),
+            TcpKey::V4(k) => !table.contains_key(k) && tw.reusable(k, now),
             TcpKey::V6(k) => !table6.contains_key(&k),
         };
         let mut found = None;

@@ -58,6 +58,7 @@ pub mod timers;
 mod arp;
 mod conn;
 mod engine;
+mod flowtable;
 mod icmp6;
 mod listen;
 mod opts;
@@ -138,6 +139,21 @@ pub enum Event {
     UdpReadable(UdpId),
 }
 
+impl Event {
+    /// The TCP connection the event is about, if any.
+    pub fn conn(&self) -> Option<ConnId> {
+        match *self {
+            Event::Open(id)
+            | Event::Readable(id)
+            | Event::Writable(id)
+            | Event::PeerClosed(id)
+            | Event::Closed(id, _)
+            | Event::ConnectFailed(id) => Some(id),
+            Event::UdpReadable(_) => None,
+        }
+    }
+}
+
 /// One core's TCP/IP stack over one port queue.
 pub struct Stack<Q: PortQueue> {
     iface: Interface,
@@ -152,7 +168,7 @@ pub struct Stack<Q: PortQueue> {
     slots: Vec<Slot>,
     free: Vec<u32>,
     /// IPv4 connections by [`classify::tcp_key`] (16 bytes an entry).
-    table: HashMap<u64, u32, ahash::RandomState>,
+    table: flowtable::FlowTable,
     /// IPv6 connections.
     table6: HashMap<Key6, u32, ahash::RandomState>,
     /// Bumped whenever a table entry is added or removed, so a burst's
@@ -279,6 +295,14 @@ impl<Q: PortQueue> Stack<Q> {
         // The IPv6 maps are pre-sized only for an IPv6-only stack (a dual
         // stack does not know how its connections split).
         let expect6 = if cfg.ipv4().is_none() { expect } else { 0 };
+        // The 4-tuple table's hash key: random in every process (a peer
+        // that does not know it cannot choose colliding 4-tuples).
+        let table_seed = {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(0x7ab1e);
+            h.finish()
+        };
         Ok(Stack {
             iface,
             verify_checksums: !info.caps.rx_checksum,
@@ -290,7 +314,7 @@ impl<Q: PortQueue> Stack<Q> {
             cfg,
             slots: Vec::with_capacity(expect),
             free: Vec::new(),
-            table: HashMap::with_capacity_and_hasher(expect, Default::default()),
+            table: flowtable::FlowTable::with_capacity(expect, table_seed),
             table6: HashMap::with_capacity_and_hasher(expect6, Default::default()),
             table_epoch: 0,
             keys6: HashMap::with_capacity_and_hasher(expect6, Default::default()),
@@ -446,13 +470,25 @@ impl<Q: PortQueue> Stack<Q> {
             arrayvec::ArrayVec::<(Result<Class, Reject>, Option<u32>), { crate::buf::BURST }>::new(
             );
         let epoch = self.table_epoch;
+        // The headers of the whole burst (written by another core or a
+        // device, so not in this core's cache).
+        for buf in burst.iter() {
+            crate::hint::prefetch_bytes(buf.data(), 2);
+        }
         for buf in burst.iter_mut() {
             let class = self.classify(buf);
-            let found = match class {
-                Ok(Class::Tcp { key, .. }) => self.lookup(key),
-                _ => None,
-            };
-            classes.push((class, found));
+            if let Ok(Class::Tcp {
+                key: TcpKey::V4(k), ..
+            }) = class
+            {
+                self.table.prefetch(k);
+            }
+            classes.push((class, None));
+        }
+        for (class, found) in classes.iter_mut() {
+            if let Ok(Class::Tcp { key, .. }) = *class {
+                *found = self.lookup(key);
+            }
         }
         // Prefetch a few frames ahead of the one processed, so the misses
         // overlap without more in flight than the CPU can track.
@@ -694,7 +730,7 @@ impl<Q: PortQueue> Stack<Q> {
     #[inline]
     fn lookup(&self, key: TcpKey) -> Option<u32> {
         match key {
-            TcpKey::V4(k) => self.table.get(&k).copied(),
+            TcpKey::V4(k) => self.table.get(k),
             TcpKey::V6(k) => self.table6.get(&k).copied(),
         }
     }
