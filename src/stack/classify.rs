@@ -82,9 +82,9 @@ pub enum Reject {
 }
 
 /// The connection table key of a TCP segment we received: the peer's
-/// address and port and our port (our own address is not part of it: two
-/// connections from one peer address and port to two of our addresses of
-/// one family are one key, and the second is refused).
+/// address and port, our port and, for IPv6, which of our addresses it
+/// came to (a stack has one IPv4 address but several IPv6 ones, so one
+/// peer address and port may reach two of them at once).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TcpKey {
     /// IPv4 (see [`tcp_key`]): the key of the IPv4 table.
@@ -93,11 +93,37 @@ pub enum TcpKey {
     V6(Key6),
 }
 
-/// The IPv6 connection table key: the peer's address, its port and ours.
+/// The IPv6 connection table key: the peer's address, its port and ours,
+/// and our address as its index in [`Ours::v6`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Key6 {
     remote: [u32; 4],
     ports: u32,
+    local: u8,
+}
+
+impl Key6 {
+    /// The peer's address.
+    #[inline]
+    pub fn remote(&self) -> Ipv6Address {
+        let mut o = [0; 16];
+        for (i, w) in self.remote.iter().enumerate() {
+            o[4 * i..4 * i + 4].copy_from_slice(&w.to_be_bytes());
+        }
+        Ipv6Address::from(o)
+    }
+
+    /// Our address: its index in [`Ours::v6`].
+    #[inline]
+    pub fn local(&self) -> u8 {
+        self.local
+    }
+
+    /// The peer's port and ours.
+    #[inline]
+    pub fn ports(&self) -> (u16, u16) {
+        ((self.ports >> 16) as u16, self.ports as u16)
+    }
 }
 
 /// The IPv4 connection table key of a TCP segment we received: the peer's
@@ -107,27 +133,23 @@ pub fn tcp_key(remote: Ipv4Address, remote_port: u16, local_port: u16) -> u64 {
     (u32::from(remote) as u64) << 32 | (remote_port as u64) << 16 | local_port as u64
 }
 
-/// The IPv6 connection table key (see [`tcp_key`]).
+/// The peer's address in an IPv4 key (see [`tcp_key`]).
 #[inline]
-pub fn tcp_key6(remote: Ipv6Address, remote_port: u16, local_port: u16) -> Key6 {
+pub fn key_remote(key: u64) -> Ipv4Address {
+    Ipv4Address::from((key >> 32) as u32)
+}
+
+/// The IPv6 connection table key (see [`tcp_key`]): `local` is the index
+/// of our address in [`Ours::v6`].
+#[inline]
+pub fn tcp_key6(local: u8, remote: Ipv6Address, remote_port: u16, local_port: u16) -> Key6 {
     let o = remote.octets();
     Key6 {
         remote: std::array::from_fn(|i| {
             u32::from_be_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
         }),
         ports: (remote_port as u32) << 16 | local_port as u32,
-    }
-}
-
-impl TcpKey {
-    /// The key of a connection with the peer at `remote:remote_port` on
-    /// our `local_port`.
-    #[inline]
-    pub fn new(remote: IpAddr, remote_port: u16, local_port: u16) -> TcpKey {
-        match remote {
-            IpAddr::V4(a) => TcpKey::V4(tcp_key(a, remote_port, local_port)),
-            IpAddr::V6(a) => TcpKey::V6(tcp_key6(a, remote_port, local_port)),
-        }
+        local,
     }
 }
 
@@ -156,6 +178,33 @@ impl Ours {
     #[inline]
     pub fn has_v6(&self, a: Ipv6Address) -> bool {
         self.v6.contains(&a)
+    }
+
+    /// The index of our IPv6 unicast address `a` in [`Ours::v6`].
+    #[inline]
+    pub fn index6(&self, a: Ipv6Address) -> Option<u8> {
+        self.v6.iter().position(|u| *u == a).map(|i| i as u8)
+    }
+
+    /// The key of a connection from our `local` address and port to the
+    /// peer at `remote`; `None` if `local` is not one of our IPv6
+    /// addresses (an IPv4 key names no local address: there is one).
+    #[inline]
+    pub fn key(
+        &self,
+        local: IpAddr,
+        remote: IpAddr,
+        remote_port: u16,
+        local_port: u16,
+    ) -> Option<TcpKey> {
+        match (local, remote) {
+            (_, IpAddr::V4(r)) => Some(TcpKey::V4(tcp_key(r, remote_port, local_port))),
+            (IpAddr::V6(l), IpAddr::V6(r)) => {
+                let i = self.index6(l)?;
+                Some(TcpKey::V6(tcp_key6(i, r, remote_port, local_port)))
+            }
+            (IpAddr::V4(_), IpAddr::V6(_)) => None,
+        }
     }
 
     /// True if `a` is an IPv6 multicast group we are in: all nodes, or the
@@ -257,8 +306,15 @@ fn checked(check: Check, ok: impl FnOnce() -> bool) -> Result<(), Reject> {
     }
 }
 
-/// A TCP segment from `src` to `dst`, either family.
-fn tcp(payload: &[u8], src: IpAddr, dst: IpAddr, verify: Verify) -> Result<Class, Reject> {
+/// A TCP segment from `src` to `dst`, either family; `local6` is the
+/// index of an IPv6 `dst` among our addresses.
+fn tcp(
+    payload: &[u8],
+    src: IpAddr,
+    dst: IpAddr,
+    local6: u8,
+    verify: Verify,
+) -> Result<Class, Reject> {
     let tcp = TcpPacket::new_checked(payload).map_err(|_| Reject::Malformed)?;
     checked(verify.l4, || tcp.verify_checksum(&src.into(), &dst.into()))?;
     // Ports, flags and options: refuse here what either engine would
@@ -269,7 +325,10 @@ fn tcp(payload: &[u8], src: IpAddr, dst: IpAddr, verify: Verify) -> Result<Class
         return Err(Reject::Malformed);
     }
     Ok(Class::Tcp {
-        key: TcpKey::new(src, tcp.src_port(), tcp.dst_port()),
+        key: match src {
+            IpAddr::V4(a) => TcpKey::V4(tcp_key(a, tcp.src_port(), tcp.dst_port())),
+            IpAddr::V6(a) => TcpKey::V6(tcp_key6(local6, a, tcp.src_port(), tcp.dst_port())),
+        },
         dst_port: tcp.dst_port(),
         syn: tcp.syn() && !tcp.ack(),
         rst: tcp.rst(),
@@ -307,7 +366,7 @@ fn ipv4(bytes: &[u8], ours: Ipv4Address, verify: Verify) -> Result<Class, Reject
     }
     let payload = ip.payload();
     match ip.next_header() {
-        IpProtocol::Tcp => tcp(payload, src.into(), dst.into(), verify),
+        IpProtocol::Tcp => tcp(payload, src.into(), dst.into(), 0, verify),
         IpProtocol::Udp => udp(payload, src.into(), dst.into(), verify),
         IpProtocol::Icmp => {
             let icmp = Icmpv4Packet::new_checked(payload).map_err(|_| Reject::Malformed)?;
@@ -326,7 +385,8 @@ fn ipv6(bytes: &[u8], ours: &Ours, verify: Verify) -> Result<Class, Reject> {
         return Err(Reject::Malformed);
     }
     let (src, dst) = (ip.src_addr(), ip.dst_addr());
-    let unicast = ours.has_v6(dst);
+    let local = ours.index6(dst);
+    let unicast = local.is_some();
     let group = dst.is_multicast() && ours.in_group6(dst);
     if !(unicast || group) {
         return Err(Reject::NotForUs);
@@ -353,7 +413,7 @@ fn ipv6(bytes: &[u8], ours: &Ours, verify: Verify) -> Result<Class, Reject> {
         }
         // Only ICMPv6 may come from nowhere or go to a group.
         _ if src.is_unspecified() || !unicast => Err(Reject::Malformed),
-        IpProtocol::Tcp => tcp(payload, src.into(), dst.into(), verify),
+        IpProtocol::Tcp => tcp(payload, src.into(), dst.into(), local.unwrap_or(0), verify),
         IpProtocol::Udp => udp(payload, src.into(), dst.into(), verify),
         _ => Err(Reject::Unsupported),
     }
@@ -517,7 +577,7 @@ mod tests {
         assert_eq!(
             c,
             Class::Tcp {
-                key: TcpKey::V6(tcp_key6(PEER6, 40000, 80)),
+                key: TcpKey::V6(tcp_key6(0, PEER6, 40000, 80)),
                 dst_port: 80,
                 syn: true,
                 rst: false
@@ -526,8 +586,9 @@ mod tests {
         let Class::Tcp { key, .. } = c else {
             panic!("{c:?}")
         };
-        assert_eq!(key, TcpKey::new(PEER6.into(), 40000, 80));
-        assert_ne!(key, TcpKey::new(PEER6.into(), 40001, 80));
+        let o = ours();
+        assert_eq!(key, o.key(IP6.into(), PEER6.into(), 40000, 80).unwrap());
+        assert_ne!(key, o.key(IP6.into(), PEER6.into(), 40001, 80).unwrap());
     }
 
     #[test]

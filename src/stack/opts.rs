@@ -136,11 +136,14 @@ impl TcpOpts {
         TcpOpts { engine, ..self }
     }
 
-    /// The bypass engine's settings for these options and an MTU.
-    pub fn engine_config(&self, mtu: u16) -> Config {
+    /// The bypass engine's settings for these options and an MTU, for
+    /// IPv4 or (`v6`) IPv6 connections: the MSS leaves room for the IP
+    /// and TCP headers (20 + 20 or 40 + 20 bytes).
+    pub fn engine_config(&self, mtu: u16, v6: bool) -> Config {
         let d = Config::default();
+        let headers = if v6 { 60 } else { 40 };
         Config {
-            mss: mtu.saturating_sub(40).max(536),
+            mss: mtu.saturating_sub(headers).max(536),
             rcv_wnd: self.rx_buf.min(1 << 30) as u32,
             snd_buf: self.tx_buf.min(1 << 30) as u32,
             nagle: self.nagle,
