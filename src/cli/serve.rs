@@ -259,6 +259,7 @@ fn per_core(stats: &[Arc<StackStats>]) -> serde_json::Value {
                 "tx_packets": s.tx_packets.get(),
                 "accepted": s.accepted.get(),
                 "connected": s.connected.get(),
+                "bypass_opened": s.bypass_opened.get(),
                 "steered_out": s.steered_out.get(),
                 "steered_in": s.steered_in.get(),
                 "steer_drops": s.steer_drops.get(),

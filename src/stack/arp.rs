@@ -78,6 +78,12 @@ impl<A: Copy + Eq + Hash> Neighbours<A> {
         self.asked.remove(&ip);
     }
 
+    /// True if `ip` is in the cache or was asked for: an answer about it
+    /// is expected.
+    pub fn expects(&self, ip: A) -> bool {
+        self.map.contains_key(&ip) || self.asked.contains_key(&ip)
+    }
+
     /// The MAC of `ip`, if known and fresh.
     pub fn lookup(&self, ip: A, now: u64) -> Option<EthernetAddress> {
         self.map

@@ -196,6 +196,9 @@ impl<Q: PortQueue> Stack<Q> {
             return;
         }
         c.opened = true;
+        if matches!(c.eng, Eng::Own(_)) {
+            self.stats.bypass_opened.inc();
+        }
         if let Some(port) = c.listener.take() {
             if let Some(l) = self.listeners.get_mut(&port) {
                 l.pending -= 1;

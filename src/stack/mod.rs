@@ -543,7 +543,7 @@ impl<Q: PortQueue> Stack<Q> {
                 self.wake_neighbour_waiters();
             }
             Ok(Class::Nd) => {
-                self.own.nd.learn_from(buf.data(), self.now_us);
+                self.own.nd.learn_from(buf.data(), &self.ours, self.now_us);
                 self.feed_empty(buf);
                 self.wake_neighbour_waiters();
             }

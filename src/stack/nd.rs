@@ -11,6 +11,7 @@ use smoltcp::wire::{
 };
 
 use super::arp::Neighbours;
+use super::classify::Ours;
 
 /// The IPv6 next hops (neighbour discovery).
 pub(super) type NdCache = Neighbours<Ipv6Address>;
@@ -21,23 +22,30 @@ const ND_HOP_LIMIT: u8 = 255;
 
 impl NdCache {
     /// Learns from a neighbour discovery frame (already classified, its
-    /// extension headers removed): a solicitation's sender at its source
-    /// link-layer address, an advertisement's target at its target
-    /// link-layer address (or, without that option, at the frame's source
-    /// MAC when the target answers for itself). Anything else, or anything
-    /// that does not parse, teaches nothing.
-    pub fn learn_from(&mut self, frame: &[u8], now: u64) {
-        let Some((ip, mac)) = neighbour_in(frame) else {
+    /// extension headers removed), as RFC 4861 7.2.3 and 7.2.5 allow: the
+    /// sender of a solicitation for one of `ours` at its source link-layer
+    /// address, and the target of an advertisement we asked for (or know
+    /// already) at its target link-layer address (or, without that
+    /// option, at the frame's source MAC when the target answers for
+    /// itself). Anything else, or anything that does not parse, teaches
+    /// nothing: unsolicited advertisements cannot fill the cache.
+    pub fn learn_from(&mut self, frame: &[u8], ours: &Ours, now: u64) {
+        let Some((ip, mac, solicitation_for)) = neighbour_in(frame) else {
             return;
         };
-        if mac.is_unicast() && !ip.is_unspecified() && !ip.is_multicast() {
+        let wanted = match solicitation_for {
+            Some(target) => ours.has_v6(target),
+            None => self.expects(ip),
+        };
+        if wanted && mac.is_unicast() && !ip.is_unspecified() && !ip.is_multicast() {
             self.learn(ip, mac, now);
         }
     }
 }
 
-/// The neighbour a solicitation or advertisement tells of, and its MAC.
-fn neighbour_in(frame: &[u8]) -> Option<(Ipv6Address, EthernetAddress)> {
+/// The neighbour a solicitation or advertisement tells of, its MAC, and
+/// the target a solicitation asks for.
+fn neighbour_in(frame: &[u8]) -> Option<(Ipv6Address, EthernetAddress, Option<Ipv6Address>)> {
     let eth = EthernetFrame::new_checked(frame).ok()?;
     let ip = Ipv6Packet::new_checked(eth.payload()).ok()?;
     if ip.next_header() != IpProtocol::Icmpv6 || ip.hop_limit() != ND_HOP_LIMIT {
@@ -51,15 +59,16 @@ fn neighbour_in(frame: &[u8]) -> Option<(Ipv6Address, EthernetAddress)> {
         |l: RawHardwareAddress| (l.len() == 6).then(|| EthernetAddress::from_bytes(l.as_bytes()));
     match repr {
         Icmpv6Repr::Ndisc(NdiscRepr::NeighborSolicit {
-            lladdr: Some(l), ..
-        }) => Some((src, ll(l)?)),
+            lladdr: Some(l),
+            target_addr,
+        }) => Some((src, ll(l)?, Some(target_addr))),
         Icmpv6Repr::Ndisc(NdiscRepr::NeighborAdvert {
             target_addr,
             lladdr,
             ..
         }) => match lladdr {
-            Some(l) => Some((target_addr, ll(l)?)),
-            None if src == target_addr => Some((target_addr, eth.src_addr())),
+            Some(l) => Some((target_addr, ll(l)?, None)),
+            None if src == target_addr => Some((target_addr, eth.src_addr(), None)),
             None => None,
         },
         _ => None,
@@ -188,36 +197,51 @@ mod tests {
         );
         // The peer classifies it as neighbour discovery (checksum right,
         // it is in the group) and learns us from it.
-        assert_eq!(classify(f, &ours(PEER, PEER_MAC), true), Ok(Class::Nd));
+        let peer = ours(PEER, PEER_MAC);
+        assert_eq!(classify(f, &peer, true), Ok(Class::Nd));
         let mut c = NdCache::default();
-        c.learn_from(f, 0);
+        c.learn_from(f, &peer, 0);
         assert_eq!(c.lookup(US, 0), Some(MAC));
+        // A solicitation for an address that is not the receiver's
+        // teaches it nothing.
+        let mut c = NdCache::default();
+        c.learn_from(f, &ours(US, MAC), 0);
+        assert_eq!(c.lookup(US, 0), None);
         // Too short a buffer: nothing written.
         assert_eq!(solicit(&mut b[..40], MAC, US, PEER), 0);
     }
 
     #[test]
-    fn an_advertisement_teaches_its_target_unless_it_came_through_a_router() {
-        let mut c = NdCache::default();
+    fn an_advertisement_teaches_only_what_was_asked_for() {
+        let us = ours(US, MAC);
         let f = advert(PEER, true, 255);
-        assert_eq!(classify(&f, &ours(US, MAC), true), Ok(Class::Nd));
-        c.learn_from(&f, 0);
+        assert_eq!(classify(&f, &us, true), Ok(Class::Nd));
+        // Unsolicited: nothing learnt (RFC 4861 7.2.5).
+        let mut c = NdCache::default();
+        c.learn_from(&f, &us, 0);
+        assert_eq!(c.lookup(PEER, 0), None);
+        // Asked for: learnt.
+        assert!(c.may_ask(PEER, 0));
+        c.learn_from(&f, &us, 0);
         assert_eq!(c.lookup(PEER, 0), Some(PEER_MAC));
         // Without the option, the target answering for itself is at the
         // frame's source; one answering for another teaches nothing.
         let mut c = NdCache::default();
-        c.learn_from(&advert(PEER, false, 255), 0);
+        c.may_ask(PEER, 0);
+        c.learn_from(&advert(PEER, false, 255), &us, 0);
         assert_eq!(c.lookup(PEER, 0), Some(PEER_MAC));
         let other = Ipv6Address::new(0xfd00, 0, 0, 0, 0, 0, 0, 9);
-        c.learn_from(&advert(other, false, 255), 0);
+        c.may_ask(other, 0);
+        c.learn_from(&advert(other, false, 255), &us, 0);
         assert_eq!(c.lookup(other, 0), None);
         // Hop limit below 255: ignored (RFC 4861 7.1.2).
         let mut c = NdCache::default();
-        c.learn_from(&advert(PEER, true, 254), 0);
+        c.may_ask(PEER, 0);
+        c.learn_from(&advert(PEER, true, 254), &us, 0);
         assert_eq!(c.lookup(PEER, 0), None);
         // Every truncation teaches nothing and never panics.
         for n in 0..f.len() {
-            c.learn_from(&f[..n], 0);
+            c.learn_from(&f[..n], &us, 0);
         }
         assert_eq!(c.lookup(PEER, 0), None);
     }
