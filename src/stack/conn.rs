@@ -203,9 +203,13 @@ impl<Q: PortQueue> Stack<Q> {
             if let Some(l) = self.listeners.get_mut(&port) {
                 l.pending -= 1;
             }
-            self.stats.accepted.inc();
-        } else {
+        }
+        // A connection rebuilt from a SYN cookie was accepted too, though
+        // it never held a backlog slot.
+        if c.active {
             self.stats.connected.inc();
+        } else {
+            self.stats.accepted.inc();
         }
         self.events.push(Event::Open(id));
     }
