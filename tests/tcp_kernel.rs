@@ -769,17 +769,24 @@ const US6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x66, 0, 0, 0, 0, 0, 2);
 /// A dual-stack stack on a TAP in a private namespace whose kernel side
 /// has 10.66.0.1/24 and fd00:66::1/64 (no duplicate address detection, so
 /// the address is usable at once); the stack has 10.66.0.2/24 and
-/// fd00:66::2/64 and echoes on port 7 (smoltcp engine).
+/// fd00:66::2/64 and echoes on port 7, on the process's default engine
+/// (`BYPASS_TCP_ENGINE`; scripts/test.sh runs these on both).
 fn setup6<A: TcpApp>(tap: &str, app: A) -> (TcpWorker<TapQueue, A>, TapPort) {
-    let tcp = TcpOpts::default().on(bypass::stack::TcpEngine::Smoltcp);
-    setup6_with(
-        tap,
-        app,
-        ListenOpts {
-            tcp,
-            ..Default::default()
-        },
-    )
+    setup6_with(tap, app, ListenOpts::default())
+}
+
+/// Checks that all `n` connections a stack opened ran on the engine the
+/// process runs by default (the bypass engine's count is its own).
+fn assert_on_default_engine(st: &bypass::stack::StackStats, n: u64) {
+    let on_bypass = match TcpOpts::default().engine {
+        bypass::stack::TcpEngine::Bypass => n,
+        bypass::stack::TcpEngine::Smoltcp => 0,
+    };
+    assert_eq!(
+        st.bypass_opened.get(),
+        on_bypass,
+        "connections on the bypass engine"
+    );
 }
 
 /// [`setup6`] with the listener's settings.
@@ -795,8 +802,7 @@ fn setup6_with<A: TcpApp>(
          ip addr add {KERNEL}/24 dev {tap}; ip -6 addr add {KERNEL6}/64 dev {tap} nodad"
     ));
     let q = port.take_queues().pop().unwrap();
-    let mut cfg = StackConfig::new(US, 24).with_addr(US6.into(), 64);
-    cfg.connect = TcpOpts::default().on(bypass::stack::TcpEngine::Smoltcp);
+    let cfg = StackConfig::new(US, 24).with_addr(US6.into(), 64);
     let mut stack = Stack::new(q, port.info(), cfg, Instant(0)).unwrap();
     stack.listen(7, lopts).unwrap();
     (TcpWorker::new(stack, app), port)
@@ -851,6 +857,7 @@ fn ipv6_kernel_pings_and_its_clients_are_echoed_intact() {
     });
     let st = w.stack().stats();
     assert_eq!(st.accepted.get(), 9, "8 IPv6 and 1 IPv4 connections");
+    assert_on_default_engine(st, 9);
     // The kernel's MLD reports and router solicitations go to groups we
     // are not in (not for us); nothing it sent was malformed.
     let bad = [
@@ -883,6 +890,7 @@ fn our_stack_connects_to_a_kernel_ipv6_server() {
     assert_eq!(w.app().got, b"from userspace");
     assert_eq!(w.app().closed, Some(CloseReason::Normal));
     assert_eq!(w.stack().stats().connected.get(), 1);
+    assert_on_default_engine(w.stack().stats(), 1);
 }
 
 #[test]
@@ -894,7 +902,7 @@ fn a_thousand_concurrent_kernel_ipv6_connections_get_their_data_back() {
         tcp: TcpOpts {
             rx_buf: 4096,
             tx_buf: 4096,
-            ..TcpOpts::default().on(bypass::stack::TcpEngine::Smoltcp)
+            ..TcpOpts::default()
         },
         ..Default::default()
     };
@@ -904,6 +912,7 @@ fn a_thousand_concurrent_kernel_ipv6_connections_get_their_data_back() {
     });
     assert_eq!(w.stack().stats().accepted.get(), 1000);
     assert_eq!(w.stack().stats().reset.get(), 0);
+    assert_on_default_engine(w.stack().stats(), 1000);
 }
 
 #[test]
@@ -914,7 +923,7 @@ fn sixty_four_mebibytes_each_way_arrive_intact_over_ipv6() {
         tcp: TcpOpts {
             rx_buf: 256 * 1024,
             tx_buf: 256 * 1024,
-            ..TcpOpts::default().on(bypass::stack::TcpEngine::Smoltcp)
+            ..TcpOpts::default()
         },
         ..Default::default()
     };
@@ -924,4 +933,5 @@ fn sixty_four_mebibytes_each_way_arrive_intact_over_ipv6() {
     assert_eq!(sent_hash, got_hash, "64 MiB over IPv6 and back, intact");
     let st = w.stack().stats();
     assert!(st.rx_bytes.get() >= TOTAL as u64 && st.tx_bytes.get() >= TOTAL as u64);
+    assert_on_default_engine(st, 1);
 }
