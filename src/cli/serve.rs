@@ -235,6 +235,7 @@ fn totals(stats: &[Arc<StackStats>]) -> serde_json::Value {
         "conns_open": sum(|s| s.conns.get()),
         "accepted": sum(|s| s.accepted.get()),
         "connected": sum(|s| s.connected.get()),
+        "bypass_opened": sum(|s| s.bypass_opened.get()),
         "closed": sum(|s| s.closed.get()),
         "reset": sum(|s| s.reset.get()),
         "backlog_full": sum(|s| s.backlog_full.get()),
