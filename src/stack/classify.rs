@@ -591,6 +591,38 @@ mod tests {
         assert_ne!(key, o.key(IP6.into(), PEER6.into(), 40001, 80).unwrap());
     }
 
+    /// One peer address and port to two of our IPv6 addresses: two keys
+    /// (each naming our address by its index), each giving back the
+    /// peer's address and ports.
+    #[test]
+    fn ipv6_keys_name_our_address() {
+        let second = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x11);
+        let o = Ours {
+            v6: vec![IP6, second],
+            ..ours()
+        };
+        let to = |dst_ip| {
+            let e = Ends6 { dst_ip, ..ends6() };
+            let Ok(Class::Tcp { key, .. }) = classify(&tcp6_vec(&e, &syn(40000, 80, 1)), &o, true)
+            else {
+                panic!("not TCP")
+            };
+            key
+        };
+        let (a, b) = (to(IP6), to(second));
+        assert_ne!(a, b);
+        assert_eq!(b, o.key(second.into(), PEER6.into(), 40000, 80).unwrap());
+        let TcpKey::V6(k) = b else { panic!("{b:?}") };
+        assert_eq!((k.remote(), k.local(), k.ports()), (PEER6, 1, (40000, 80)));
+        // Not one of ours: no key.
+        assert_eq!(o.key(PEER6.into(), PEER6.into(), 40000, 80), None);
+        // IPv4 keys hold the peer's address.
+        let TcpKey::V4(k4) = o.key(IP.into(), PEER.into(), 1, 2).unwrap() else {
+            panic!()
+        };
+        assert_eq!(key_remote(k4), PEER);
+    }
+
     #[test]
     fn damage_is_classified() {
         let o = ours();
