@@ -62,7 +62,7 @@ mod conn;
 mod engine;
 mod icmp6;
 mod listen;
-mod nd;
+pub(crate) mod nd;
 mod opts;
 mod segment;
 mod smol;

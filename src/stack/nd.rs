@@ -75,40 +75,41 @@ fn neighbour_in(frame: &[u8]) -> Option<(Ipv6Address, EthernetAddress, Option<Ip
     }
 }
 
-/// The solicited-node multicast group of `a` (RFC 4291 2.7.1).
-fn solicited_node(a: Ipv6Address) -> Ipv6Address {
+/// The solicited-node multicast group of `a` (RFC 4291 2.7.1) and the
+/// MAC it goes to (33:33 and the group's last four bytes, RFC 2464 7).
+pub(crate) fn solicited_node(a: Ipv6Address) -> (Ipv6Address, EthernetAddress) {
     let o = a.octets();
     let mut g = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0, 0, 0];
     g[13..].copy_from_slice(&o[13..]);
-    Ipv6Address::from(g)
+    (
+        Ipv6Address::from(g),
+        EthernetAddress([0x33, 0x33, 0xff, o[13], o[14], o[15]]),
+    )
 }
 
-/// Writes a neighbour solicitation for `target` from `mac`/`src` (ours)
-/// into `buf`, to the target's solicited-node group, with our link-layer
-/// address; returns the frame's length (0 if `buf` is short).
-pub(super) fn solicit(
+/// Writes an Ethernet frame carrying `icmp` from `src_mac`/`src` to
+/// `dst_mac`/`dst` into `buf`, its checksum computed here; returns the
+/// frame's length (0 if `buf` is short).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn emit_icmp6(
     buf: &mut [u8],
-    mac: EthernetAddress,
+    src_mac: EthernetAddress,
+    dst_mac: EthernetAddress,
     src: Ipv6Address,
-    target: Ipv6Address,
+    dst: Ipv6Address,
+    hop_limit: u8,
+    icmp: &Icmpv6Repr,
 ) -> usize {
-    let group = solicited_node(target);
-    let g = group.octets();
-    let icmp = Icmpv6Repr::Ndisc(NdiscRepr::NeighborSolicit {
-        target_addr: target,
-        lladdr: Some(mac.into()),
-    });
     let ip = Ipv6Repr {
         src_addr: src,
-        dst_addr: group,
+        dst_addr: dst,
         next_header: IpProtocol::Icmpv6,
         payload_len: icmp.buffer_len(),
-        hop_limit: ND_HOP_LIMIT,
+        hop_limit,
     };
     let eth = EthernetRepr {
-        src_addr: mac,
-        // 33:33 and the group's last four bytes (RFC 2464 7).
-        dst_addr: EthernetAddress([0x33, 0x33, g[12], g[13], g[14], g[15]]),
+        src_addr: src_mac,
+        dst_addr: dst_mac,
         ethertype: EthernetProtocol::Ipv6,
     };
     let len = eth.buffer_len() + ip.buffer_len() + icmp.buffer_len();
@@ -121,11 +122,28 @@ pub(super) fn solicit(
     ip.emit(&mut p);
     icmp.emit(
         &src,
-        &group,
+        &dst,
         &mut Icmpv6Packet::new_unchecked(p.payload_mut()),
         &ChecksumCapabilities::default(),
     );
     len
+}
+
+/// Writes a neighbour solicitation for `target` from `mac`/`src` (ours)
+/// into `buf`, to the target's solicited-node group, with our link-layer
+/// address; returns the frame's length (0 if `buf` is short).
+pub(super) fn solicit(
+    buf: &mut [u8],
+    mac: EthernetAddress,
+    src: Ipv6Address,
+    target: Ipv6Address,
+) -> usize {
+    let (group, group_mac) = solicited_node(target);
+    let icmp = Icmpv6Repr::Ndisc(NdiscRepr::NeighborSolicit {
+        target_addr: target,
+        lladdr: Some(mac.into()),
+    });
+    emit_icmp6(buf, mac, group_mac, src, group, ND_HOP_LIMIT, &icmp)
 }
 
 #[cfg(test)]
@@ -146,36 +164,16 @@ mod tests {
         }
     }
 
-    /// An advertisement from `src` for `target` to `dst`, at `hop_limit`.
+    /// An advertisement from the peer for `target` to us, at `hop_limit`.
     fn advert(target: Ipv6Address, lladdr: bool, hop_limit: u8) -> Vec<u8> {
         let icmp = Icmpv6Repr::Ndisc(NdiscRepr::NeighborAdvert {
             flags: smoltcp::wire::NdiscNeighborFlags::SOLICITED,
             target_addr: target,
             lladdr: lladdr.then(|| PEER_MAC.into()),
         });
-        let ip = Ipv6Repr {
-            src_addr: PEER,
-            dst_addr: US,
-            next_header: IpProtocol::Icmpv6,
-            payload_len: icmp.buffer_len(),
-            hop_limit,
-        };
-        let eth = EthernetRepr {
-            src_addr: PEER_MAC,
-            dst_addr: MAC,
-            ethertype: EthernetProtocol::Ipv6,
-        };
-        let mut v = vec![0; eth.buffer_len() + ip.buffer_len() + icmp.buffer_len()];
-        let mut f = EthernetFrame::new_unchecked(&mut v[..]);
-        eth.emit(&mut f);
-        let mut p = Ipv6Packet::new_unchecked(f.payload_mut());
-        ip.emit(&mut p);
-        icmp.emit(
-            &PEER,
-            &US,
-            &mut Icmpv6Packet::new_unchecked(p.payload_mut()),
-            &ChecksumCapabilities::default(),
-        );
+        let mut v = vec![0; 128];
+        let n = emit_icmp6(&mut v, PEER_MAC, MAC, PEER, US, hop_limit, &icmp);
+        v.truncate(n);
         v
     }
 
