@@ -10,13 +10,11 @@ use crate::tcp::{Config, Keepalive};
 
 /// Which TCP implementation runs a connection.
 ///
-/// The default is still smoltcp's socket: the bypass engine becomes the
-/// default once it beats it on every figure (it does on real, lossy paths
-/// and in memory, not yet in lossless request/response throughput; see
-/// `docs/tcp.md`). The environment variable `BYPASS_TCP_ENGINE` (`bypass`
-/// or `smoltcp`) changes the default for the whole process, so the same
-/// program, test suite or benchmark runs on either engine without code
-/// changes.
+/// The default is the bypass engine, over IPv4 and IPv6 (see
+/// `docs/tcp.md` for how it compares with smoltcp's socket). The
+/// environment variable `BYPASS_TCP_ENGINE` (`bypass` or `smoltcp`)
+/// changes the default for the whole process, so the same program, test
+/// suite or benchmark runs on either engine without code changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TcpEngine {
     /// bypass's own engine ([`crate::tcp`]): SACK, RACK-TLP, CUBIC, an RTO
@@ -291,5 +289,20 @@ impl StackConfig {
     /// The IPv4 address, if the stack has one.
     pub fn ipv4(&self) -> Option<Ipv4Addr> {
         (!self.ip.is_unspecified()).then_some(self.ip)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mss_leaves_room_for_each_familys_headers() {
+        let o = TcpOpts::default();
+        assert_eq!(o.engine_config(1500, false).mss, 1460);
+        assert_eq!(o.engine_config(1500, true).mss, 1440);
+        assert_eq!(o.engine_config(9000, true).mss, 8940);
+        // Never below the 536 every host takes.
+        assert_eq!(o.engine_config(576, true).mss, 536);
     }
 }
