@@ -273,13 +273,12 @@ impl<Q: PortQueue> Stack<Q> {
         let (lo, hi) = self.cfg.ephemeral;
         let span = (hi - lo) as u32 + 1;
         let now = self.now_us;
-        let local = self.source_for(rip);
         let no_source = || {
             Error::Config(format!(
                 "cannot connect to {remote}: the stack has no address to send from"
             ))
         };
-        let source = local.ok_or_else(no_source)?;
+        let source = self.source_for(rip).ok_or_else(no_source)?;
         let ours = &self.ours;
         let key = |p: u16| ours.key(source, rip, remote.port(), p);
         // Our source is one of our addresses (smoltcp picks among them).
@@ -292,11 +291,11 @@ impl<Q: PortQueue> Stack<Q> {
             None => false,
         };
         let mut found = None;
-        match (&self.shard, local) {
+        match &self.shard {
             // The replies must hash back to this core.
-            (Some(sh), Some(local)) if sh.cores() > 1 => {
+            Some(sh) if sh.cores() > 1 => {
                 found = sh.rss().pick_local_port(
-                    local,
+                    source,
                     remote,
                     sh.core(),
                     (lo, hi),
