@@ -61,6 +61,7 @@ mod arp;
 mod conn;
 mod engine;
 mod icmp6;
+mod key;
 mod listen;
 pub(crate) mod nd;
 mod opts;
