@@ -236,14 +236,14 @@ fn checked(check: Check, ok: impl FnOnce() -> bool) -> Result<(), Reject> {
     }
 }
 
-/// A TCP segment from `src` to `dst`, either family; `local6` is the
-/// index of an IPv6 `dst` among our addresses.
+/// A TCP segment from `src` to `dst`, either family; `key` makes its
+/// table key from its ports (the peer's, ours).
 fn tcp(
     payload: &[u8],
     src: IpAddr,
     dst: IpAddr,
-    local6: u8,
     verify: Verify,
+    key: impl FnOnce(u16, u16) -> TcpKey,
 ) -> Result<Class, Reject> {
     let tcp = TcpPacket::new_checked(payload).map_err(|_| Reject::Malformed)?;
     checked(verify.l4, || tcp.verify_checksum(&src.into(), &dst.into()))?;
@@ -255,10 +255,7 @@ fn tcp(
         return Err(Reject::Malformed);
     }
     Ok(Class::Tcp {
-        key: match src {
-            IpAddr::V4(a) => TcpKey::V4(tcp_key(a, tcp.src_port(), tcp.dst_port())),
-            IpAddr::V6(a) => TcpKey::V6(tcp_key6(local6, a, tcp.src_port(), tcp.dst_port())),
-        },
+        key: key(tcp.src_port(), tcp.dst_port()),
         dst_port: tcp.dst_port(),
         syn: tcp.syn() && !tcp.ack(),
         rst: tcp.rst(),
@@ -296,7 +293,9 @@ fn ipv4(bytes: &[u8], ours: Ipv4Address, verify: Verify) -> Result<Class, Reject
     }
     let payload = ip.payload();
     match ip.next_header() {
-        IpProtocol::Tcp => tcp(payload, src.into(), dst.into(), 0, verify),
+        IpProtocol::Tcp => tcp(payload, src.into(), dst.into(), verify, |sp, dp| {
+            TcpKey::V4(tcp_key(src, sp, dp))
+        }),
         IpProtocol::Udp => udp(payload, src.into(), dst.into(), verify),
         IpProtocol::Icmp => {
             let icmp = Icmpv4Packet::new_checked(payload).map_err(|_| Reject::Malformed)?;
@@ -343,7 +342,9 @@ fn ipv6(bytes: &[u8], ours: &Ours, verify: Verify) -> Result<Class, Reject> {
         }
         // Only ICMPv6 may come from nowhere or go to a group.
         _ if src.is_unspecified() || !unicast => Err(Reject::Malformed),
-        IpProtocol::Tcp => tcp(payload, src.into(), dst.into(), local.unwrap_or(0), verify),
+        IpProtocol::Tcp => tcp(payload, src.into(), dst.into(), verify, |sp, dp| {
+            TcpKey::V6(tcp_key6(local.unwrap_or(0), src, sp, dp))
+        }),
         IpProtocol::Udp => udp(payload, src.into(), dst.into(), verify),
         _ => Err(Reject::Unsupported),
     }

@@ -380,20 +380,18 @@ impl<Q: PortQueue> Stack<Q> {
         let Some(o) = self.slots[idx as usize].conn.as_mut().and_then(own_mut) else {
             return;
         };
-        if o.tcb.rto_floor() > o.floor_seen {
+        let learnt = o.tcb.rto_floor() > o.floor_seen;
+        if learnt {
             o.floor_seen = o.tcb.rto_floor();
-            let floor = o.floor_seen;
-            if let Some(peer) = self.conn_peer(idx) {
-                self.own.learn_floor(peer.remote(), floor, self.now_us);
-            }
         }
-        let Some(o) = self.slots[idx as usize].conn.as_mut().and_then(own_mut) else {
-            return;
-        };
+        let floor = o.floor_seen;
         let evs = o.tcb.take_events();
         let state = o.tcb.state();
         let readable = o.tcb.readable();
         let peer_fin_drained = o.tcb.peer_closed() && readable == 0;
+        if learnt {
+            self.share_floor(idx, floor);
+        }
         self.report(
             idx,
             Report {
@@ -426,6 +424,16 @@ impl<Q: PortQueue> Stack<Q> {
                     self.touch(idx);
                 }
             }
+        }
+    }
+
+    /// Records the RTO floor connection `idx` learnt for its peer, for the
+    /// core's other connections to it.
+    #[cold]
+    #[inline(never)]
+    fn share_floor(&mut self, idx: u32, floor: u32) {
+        if let Some(peer) = self.conn_peer(idx) {
+            self.own.learn_floor(peer.remote(), floor, self.now_us);
         }
     }
 
@@ -510,35 +518,24 @@ impl<Q: PortQueue> Stack<Q> {
     /// its next hop's MAC.
     fn own_send_segments(&mut self, idx: u32) -> bool {
         let now = self.now_us;
-        let gen = self.slots[idx as usize].gen;
         let Some(peer) = self.conn_peer(idx) else {
             return false;
         };
-        let known = match self.slots[idx as usize].conn.as_ref().map(|c| &c.eng) {
-            Some(Eng::Own(o)) => o.mac.is_some(),
-            _ => return false,
-        };
-        if !known {
-            let (hop, mac) = self.neighbour(peer);
-            let Some(c) = self.slots[idx as usize].conn.as_mut() else {
-                return false;
-            };
-            if let Eng::Own(o) = &mut c.eng {
-                o.mac = mac;
-            }
-            if mac.is_none() {
-                if !c.arp_wait {
-                    c.arp_wait = true;
-                    self.arp_waiters.push((idx, gen));
-                }
-                self.ask_neighbour(peer, hop);
-                return false;
-            }
-        }
         let Some(o) = self.slots[idx as usize].conn.as_mut().and_then(own_mut) else {
             return false;
         };
-        let Some(mac) = o.mac else { return false };
+        let (o, mac) = match o.mac {
+            Some(m) => (o, m),
+            None => {
+                let Some(m) = self.resolve_next_hop(idx, peer) else {
+                    return false;
+                };
+                let Some(o) = self.slots[idx as usize].conn.as_mut().and_then(own_mut) else {
+                    return false;
+                };
+                (o, m)
+            }
+        };
         for _ in 0..EGRESS_PER_CONN {
             let mut env = self.own.env(&self.stats.tcp, o.cfg, now);
             let Some(seg) = o.tcb.poll_output(&mut env) else {
@@ -571,6 +568,28 @@ impl<Q: PortQueue> Stack<Q> {
         self.stats.max_cwnd.raise(o.tcb.cwnd() as u64);
         self.stats.max_peer_window.raise(o.tcb.peer_window() as u64);
         true
+    }
+
+    /// Finds the MAC of connection `idx`'s next hop towards `peer` (and
+    /// keeps it), or asks for it and puts the connection among those
+    /// woken when an ARP or ND frame arrives.
+    #[cold]
+    #[inline(never)]
+    fn resolve_next_hop(&mut self, idx: u32, peer: Peer) -> Option<EthernetAddress> {
+        let gen = self.slots[idx as usize].gen;
+        let (hop, mac) = self.neighbour(peer);
+        let c = self.slots[idx as usize].conn.as_mut()?;
+        if let Eng::Own(o) = &mut c.eng {
+            o.mac = mac;
+        }
+        if mac.is_none() {
+            if !c.arp_wait {
+                c.arp_wait = true;
+                self.arp_waiters.push((idx, gen));
+            }
+            self.ask_neighbour(peer, hop);
+        }
+        mac
     }
 
     /// Queues one segment built outside a connection (TIME-WAIT ACKs, SYN
