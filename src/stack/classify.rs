@@ -385,6 +385,19 @@ fn walk_ext(mut next: IpProtocol, mut rest: &[u8]) -> Result<(IpProtocol, &[u8],
     Err(Reject::BadExtHeader)
 }
 
+/// True for the next-header values [`walk_ext`] walks past or refuses.
+#[inline]
+fn is_ext_header(p: IpProtocol) -> bool {
+    matches!(
+        p,
+        IpProtocol::HopByHop
+            | IpProtocol::Ipv6Opts
+            | IpProtocol::Ipv6Route
+            | IpProtocol::Ipv6Frag
+            | IpProtocol::Ipv6NoNxt
+    )
+}
+
 /// The upper-layer protocol of an IPv6 packet and its bytes, past the
 /// extension headers; `None` if the chain is refused (see [`classify`]).
 pub(crate) fn upper_layer<'a>(ip: &Ipv6Packet<&'a [u8]>) -> Option<(IpProtocol, &'a [u8])> {
@@ -421,7 +434,11 @@ pub fn strip_ext_headers(frame: &mut [u8]) -> Option<usize> {
             return None;
         }
         let ip = Ipv6Packet::new_checked(eth.payload()).ok()?;
-        let (next, _, walked) = walk_ext(ip.next_header(), ip.payload()).ok()?;
+        let first = ip.next_header();
+        if !is_ext_header(first) {
+            return None; // the usual case: nothing to walk
+        }
+        let (next, _, walked) = walk_ext(first, ip.payload()).ok()?;
         (next, walked, ip.payload_len() as usize)
     };
     if walked == 0 {
