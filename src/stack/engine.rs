@@ -207,17 +207,36 @@ impl<Q: PortQueue> Stack<Q> {
                 local: self.ip,
                 remote: key_remote(k),
             }),
-            TcpKey::V6(k) => Some(Peer::V6 {
-                local: *self.ours.v6.get(k.local() as usize)?,
-                remote: k.remote(),
-            }),
+            TcpKey::V6(k) => self.peer6(k),
         }
+    }
+
+    /// [`Stack::peer_of`] for an IPv6 key (out of line, so the IPv4 paths
+    /// it is inlined into stay as small as before IPv6).
+    #[inline(never)]
+    fn peer6(&self, k: Key6) -> Option<Peer> {
+        Some(Peer::V6 {
+            local: *self.ours.v6.get(k.local() as usize)?,
+            remote: k.remote(),
+        })
     }
 
     /// The addresses of connection `idx`.
     #[inline]
     pub(super) fn conn_peer(&self, idx: u32) -> Option<Peer> {
-        self.peer_of(self.conn_key(idx)?)
+        let c = self.slots[idx as usize].conn.as_ref()?;
+        match c.v4_key() {
+            Some(k) => self.peer_of(TcpKey::V4(k)),
+            None => self.conn_peer6(idx),
+        }
+    }
+
+    /// [`Stack::conn_peer`] for an IPv6 connection (its key is in the
+    /// slot-to-key map; out of line for the same reason as
+    /// [`Stack::peer6`]).
+    #[inline(never)]
+    fn conn_peer6(&self, idx: u32) -> Option<Peer> {
+        self.peer6(*self.keys6.get(&idx)?)
     }
 
     /// A SYN for a bypass-engine listener with room in its backlog.
