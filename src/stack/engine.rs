@@ -456,7 +456,10 @@ impl<Q: PortQueue> Stack<Q> {
         }
     }
 
-    /// Replaces a connection in TIME-WAIT by a compact record.
+    /// Replaces a connection in TIME-WAIT by a compact record (once per
+    /// connection: kept out of [`Stack::own_after`], which runs for every
+    /// segment).
+    #[inline(never)]
     fn enter_time_wait_record(&mut self, idx: u32) {
         let now = self.now_us;
         let Some(key) = self.conn_key(idx) else {
