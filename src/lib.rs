@@ -16,8 +16,8 @@
 //! ```
 //!
 //! A layer uses only the layers above it in this list. `unsafe` code lives
-//! in `buf::pool`, `port` and `time::tsc` (the `rdtsc`/`cpuid` intrinsics)
-//! only; everything else is safe Rust.
+//! in `buf::pool`, `port`, `time::tsc` (the `rdtsc`/`cpuid` intrinsics) and
+//! `hint` (the prefetch intrinsic) only; everything else is safe Rust.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -26,6 +26,7 @@ pub mod buf;
 pub mod counter;
 pub mod error;
 pub mod flow;
+pub mod hint;
 pub mod port;
 pub mod rt;
 pub mod runtime;

@@ -10,7 +10,7 @@ mod common;
 mod dpdk_util;
 
 use std::net::UdpSocket;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bypass::buf::{Burst, Checksum, PacketBuf, TxOffload};
 use bypass::port::dpdk::ethdev::{RX_OFFLOAD_CHECKSUM, TX_OFFLOAD_CHECKSUM};
@@ -82,38 +82,22 @@ fn tap_scenario() {
         (std::net::Ipv4Addr::from(OUR_IP.octets()), 9999),
     )
     .expect("send");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut found = false;
-    while !found && Instant::now() < deadline {
-        let mut rx: Burst<Mbuf> = Burst::new();
-        if q.rx_burst(&mut rx) == 0 {
-            std::thread::sleep(Duration::from_millis(5));
-            continue;
+    let found = common::find_ipv4(&mut q, Duration::from_secs(5), |m, eth, ip| {
+        if ip.next_header() != IpProtocol::Udp {
+            return None;
         }
-        for m in rx.iter() {
-            let Ok(eth) = EthernetFrame::new_checked(m.data()) else {
-                continue;
-            };
-            if eth.ethertype() != EthernetProtocol::Ipv4 {
-                continue; // ARP, ...
-            }
-            let ip = Ipv4Packet::new_checked(eth.payload()).expect("IPv4");
-            if ip.next_header() != IpProtocol::Udp {
-                continue;
-            }
-            let udp = UdpPacket::new_checked(ip.payload()).expect("UDP");
-            if udp.dst_port() == 9999 {
-                assert_eq!(eth.dst_addr(), EthernetAddress(OUR_MAC));
-                assert_eq!(eth.src_addr(), EthernetAddress(kernel_mac));
-                assert_eq!(ip.src_addr(), KERNEL_IP);
-                assert_eq!(udp.payload(), b"hello-dpdk");
-                // The PMD checked both checksums (the kernel's are right).
-                let c = m.rx_checksum();
-                assert_eq!((c.l3, c.l4), (Checksum::Good, Checksum::Good), "{c:?}");
-                found = true;
-            }
-        }
-    }
+        let udp = UdpPacket::new_checked(ip.payload()).expect("UDP");
+        (udp.dst_port() == 9999).then(|| {
+            assert_eq!(eth.dst_addr(), EthernetAddress(OUR_MAC));
+            assert_eq!(eth.src_addr(), EthernetAddress(kernel_mac));
+            assert_eq!(ip.src_addr(), KERNEL_IP);
+            assert_eq!(udp.payload(), b"hello-dpdk");
+            // The PMD checked both checksums (the kernel's are right).
+            let c = m.rx_checksum();
+            assert_eq!((c.l3, c.l4), (Checksum::Good, Checksum::Good), "{c:?}");
+        })
+    })
+    .is_some();
     assert!(found, "the kernel's datagram never reached the DPDK port");
 
     // DPDK -> kernel: a frame built in place in an mbuf.

@@ -253,32 +253,16 @@ fn tap_vnet_header_carries_checksums_both_ways() {
         (std::net::Ipv4Addr::from(our_ip.octets()), 9999),
     )
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut seen = None;
-    while seen.is_none() && Instant::now() < deadline {
-        let mut rx = Burst::new();
-        if q.rx_burst(&mut rx) == 0 {
-            std::thread::sleep(Duration::from_millis(5));
-            continue;
+    let seen = common::find_ipv4(&mut q, Duration::from_secs(5), |b, _, ip| {
+        if ip.next_header() != IpProtocol::Udp {
+            return None;
         }
-        for b in rx.iter() {
-            let Ok(eth) = EthernetFrame::new_checked(b.data()) else {
-                continue;
-            };
-            if eth.ethertype() != EthernetProtocol::Ipv4 {
-                continue;
-            }
-            let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
-            if ip.next_header() != IpProtocol::Udp {
-                continue;
-            }
-            let udp = UdpPacket::new_checked(ip.payload()).unwrap();
-            if udp.dst_port() == 9999 {
-                assert_eq!(udp.payload(), b"from-kernel");
-                seen = Some(b.rx_checksum());
-            }
-        }
-    }
+        let udp = UdpPacket::new_checked(ip.payload()).unwrap();
+        (udp.dst_port() == 9999).then(|| {
+            assert_eq!(udp.payload(), b"from-kernel");
+            b.rx_checksum()
+        })
+    });
     let c = seen.expect("the kernel's datagram reached the port");
     assert_eq!(c.l4, Checksum::Good, "{c:?}");
 

@@ -21,6 +21,9 @@ const GROUP: u32 = 1 << 30;
 const DEPTH_SHIFT: u32 = 24;
 const VALUE_MASK: u32 = (1 << 24) - 1;
 
+/// First-level entries: one per /24.
+const TBL24: usize = 1 << 24;
+
 /// Largest next-hop id (24 bits).
 pub const MAX_NEXT_HOP: u32 = VALUE_MASK;
 
@@ -41,7 +44,8 @@ pub enum LpmError {
 /// A DIR-24-8 longest-prefix-match table from IPv4 addresses to next-hop
 /// ids.
 pub struct Lpm {
-    tbl24: Box<[u32]>,
+    /// A fixed-size array, so a lookup's index (24 bits) needs no bounds check.
+    tbl24: Box<[u32; TBL24]>,
     tbl8: Vec<u32>,
     max_groups: u32,
     routes: usize,
@@ -79,7 +83,12 @@ impl Lpm {
     /// takes 64 MiB of address space, committed as it is written.
     pub fn new(max_groups: u32) -> Lpm {
         Lpm {
-            tbl24: vec![0u32; 1 << 24].into_boxed_slice(),
+            // The vector has exactly TBL24 entries, so the conversion to the
+            // array type cannot fail.
+            tbl24: vec![0u32; TBL24]
+                .into_boxed_slice()
+                .try_into()
+                .expect("2^24 entries"),
             tbl8: Vec::new(),
             max_groups: max_groups.min(VALUE_MASK + 1),
             routes: 0,
@@ -152,7 +161,7 @@ impl Lpm {
     }
 
     /// The next hop of the longest prefix covering `addr`, if any.
-    #[inline]
+    #[inline(always)]
     pub fn lookup(&self, addr: u32) -> Option<u32> {
         let mut e = self.tbl24[(addr >> 8) as usize];
         if e & GROUP != 0 {

@@ -119,6 +119,20 @@ pub struct TxOffload {
 }
 
 impl TxOffload {
+    /// TSO for an Ethernet + IPv4 (20-byte header) + TCP frame whose TCP
+    /// header is `l4_len` bytes: cut into segments of `mss` payload bytes,
+    /// the IPv4 and TCP checksums filled in.
+    pub const fn tso_ipv4(l4_len: u8, mss: u16) -> TxOffload {
+        TxOffload {
+            l2_len: 14,
+            l3_len: 20,
+            l4_len,
+            ipv4_checksum: true,
+            l4_checksum: L4Offload::Tcp,
+            tso_mss: mss,
+        }
+    }
+
     /// True if nothing is requested.
     pub fn is_none(&self) -> bool {
         !self.ipv4_checksum && self.l4_checksum == L4Offload::None && self.tso_mss == 0

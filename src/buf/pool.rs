@@ -502,11 +502,15 @@ const LEN_MASK: u32 = (1 << 24) - 1;
 const META_SHIFT: u32 = 24;
 // Metadata bits: rx L3 and L4 status (2 bits each: 0 unknown, 1 good,
 // 2 bad), tx requests (IPv4 header checksum; L4 checksum: 0 none, 1 TCP,
-// 2 UDP).
+// 2 UDP; TSO, whose MSS is kept in the two headroom bytes just before the
+// frame, as an mbuf keeps its offload fields beside the data).
 const RX_L3_SHIFT: u32 = 0;
 const RX_L4_SHIFT: u32 = 2;
 const TX_IP_BIT: u32 = 1 << 4;
 const TX_L4_SHIFT: u32 = 5;
+const TX_TSO_BIT: u32 = 1 << 7;
+/// Headroom bytes a TSO request needs (for its MSS).
+const TSO_MSS_BYTES: usize = 2;
 
 fn status_bits(c: Checksum) -> u32 {
     match c {
@@ -619,11 +623,11 @@ impl PacketBuf for PoolBuf {
             l4: status_of(m >> RX_L4_SHIFT),
         }
     }
-    /// Carries IPv4 and TCP/UDP checksum requests; not TSO (returns false
-    /// for a request with an MSS). Header lengths are not stored: the
-    /// backend finds the headers in the frame.
+    /// Carries IPv4 and TCP/UDP checksum requests, and TSO requests when
+    /// the pool has headroom for the MSS (returns false otherwise). Header
+    /// lengths are not stored: the backend finds the headers in the frame.
     fn set_tx_offload(&mut self, req: TxOffload) -> bool {
-        if req.tso_mss != 0 {
+        if req.tso_mss != 0 && self.pool.headroom < TSO_MSS_BYTES {
             return false;
         }
         let l4 = match req.l4_checksum {
@@ -632,12 +636,42 @@ impl PacketBuf for PoolBuf {
             L4Offload::Udp => 2,
         };
         let ip = if req.ipv4_checksum { TX_IP_BIT } else { 0 };
+        let tso = if req.tso_mss != 0 {
+            // SAFETY: the headroom holds at least TSO_MSS_BYTES (checked
+            // above), so the bytes just before the frame's data are inside
+            // this handle's own frame, which `&mut self` borrows uniquely.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    req.tso_mss.to_ne_bytes().as_ptr(),
+                    self.room_ptr().sub(TSO_MSS_BYTES),
+                    TSO_MSS_BYTES,
+                )
+            };
+            TX_TSO_BIT
+        } else {
+            0
+        };
         let m = self.meta() & 0xf;
-        self.set_meta(m | ip | l4 << TX_L4_SHIFT);
+        self.set_meta(m | ip | l4 << TX_L4_SHIFT | tso);
         true
     }
     fn tx_offload(&self) -> TxOffload {
         let m = self.meta();
+        let tso_mss = if m & TX_TSO_BIT != 0 {
+            let mut b = [0u8; TSO_MSS_BYTES];
+            // SAFETY: the bit is only set when the headroom holds the MSS
+            // (set_tx_offload); the bytes are inside this handle's frame.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    self.room_ptr().sub(TSO_MSS_BYTES),
+                    b.as_mut_ptr(),
+                    TSO_MSS_BYTES,
+                )
+            };
+            u16::from_ne_bytes(b)
+        } else {
+            0
+        };
         TxOffload {
             ipv4_checksum: m & TX_IP_BIT != 0,
             l4_checksum: match (m >> TX_L4_SHIFT) & 3 {
@@ -645,6 +679,7 @@ impl PacketBuf for PoolBuf {
                 2 => L4Offload::Udp,
                 _ => L4Offload::None,
             },
+            tso_mss,
             ..TxOffload::default()
         }
     }
@@ -770,11 +805,26 @@ mod tests {
             l4_checksum: L4Offload::Udp,
             ..Default::default()
         };
-        assert!(b.set_tx_offload(req));
-        assert!(!b.set_tx_offload(TxOffload {
+        let tso = TxOffload {
+            l4_checksum: L4Offload::Tcp,
             tso_mss: 1448,
             ..req
-        }));
+        };
+        assert!(b.set_tx_offload(tso));
+        assert_eq!(b.tx_offload(), tso, "the MSS rides in the headroom");
+        assert_eq!(&b.data()[..4], &[1; 4], "and leaves the frame alone");
+        let bare = Pool::new(&PoolConfig {
+            frames: 1,
+            frame_size: 256,
+            headroom: 0,
+            huge: HugePolicy::Never,
+            name: "t0".into(),
+        })
+        .unwrap();
+        let mut nb = bare.alloc().unwrap();
+        assert!(!nb.set_tx_offload(tso), "no headroom: no room for an MSS");
+        assert!(nb.tx_offload().is_none());
+        assert!(b.set_tx_offload(req));
         assert_eq!(b.len(), 100);
         assert!(b.set_len(192));
         assert_eq!(b.len(), 192);

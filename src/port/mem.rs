@@ -477,6 +477,7 @@ impl MemPort {
             mtu: cfg.mtu,
             queues: cfg.queues.max(1),
             caps: PortCaps {
+                tso: false,
                 rx_checksum: false,
                 tx_checksum: false,
                 rss: true,

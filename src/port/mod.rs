@@ -108,6 +108,11 @@ pub struct PortCaps {
     pub rx_checksum: bool,
     /// The device fills in IP/TCP/UDP checksums on transmit.
     pub tx_checksum: bool,
+    /// The device cuts a large TCP segment whose buffer carries a TSO
+    /// request ([`TxOffload::tso_mss`](crate::buf::TxOffload)) into
+    /// segments of that MSS, and the queue's buffers can hold such a
+    /// segment (up to 64 KiB of IP packet).
+    pub tso: bool,
     /// The device spreads flows over its queues by a Toeplitz hash.
     pub rss: bool,
     /// The most queues the device offers.

@@ -22,9 +22,26 @@
 //! `VIRTIO_NET_HDR_F_NEEDS_CSUM` (its checksum field must hold the
 //! pseudo-header sum, as for a NIC) and the kernel finishes it; an IPv4
 //! header checksum request is done here in software (the header has no
-//! such offload). Segmentation offload (TSO/GSO) is not used.
+//! such offload).
 //!
-//! Options: `tap:NAME[,queues=N][,mtu=M][,mac=02:..][,netns=NS][,frames=F][,vnet]`.
+//! With `tso` (which needs `vnet`), the queues' buffers hold a whole
+//! 64 KiB IP packet, and a buffer whose [`crate::buf::TxOffload`] carries
+//! a TSO MSS goes out as one large frame with a GSO header
+//! (`VIRTIO_NET_HDR_GSO_TCPV4`/`TCPV6`, `gso_size` the MSS, `hdr_len` the
+//! Ethernet, IP and TCP headers): one `writev` for up to 64 KiB of TCP
+//! payload. The kernel delivers it to a local socket as one packet, or
+//! cuts it into MSS-sized segments on its way out of another interface.
+//! The frame must be Ethernet + IPv4 (no options needed) or IPv6 (TCP as
+//! the next header) + TCP, with the IP length fields covering the whole
+//! segment and the TCP checksum field holding the pseudo-header sum over
+//! the whole segment's TCP length (as for any TSO NIC); the port fills in
+//! the IPv4 header checksum. A TSO request on a frame that is not such a
+//! segment is dropped and counted as a transmit error. A segment whose
+//! payload fits in one MSS goes out as an ordinary frame.
+//! Receive is unchanged: the kernel is not told we take large segments
+//! (no `TUN_F_TSO*`), so it sends us MTU-sized frames.
+//!
+//! Options: `tap:NAME[,queues=N][,mtu=M][,mac=02:..][,netns=NS][,frames=F][,vnet][,tso]`.
 //! `netns=NS` opens (or creates) the TAP inside the network namespace `NS`
 //! (`/run/netns/NS`); its queues work from any thread afterwards.
 #![allow(unsafe_code)]
@@ -55,6 +72,15 @@ const TUN_F_CSUM: libc::c_uint = 0x01;
 const VNET_HDR_LEN: usize = 10;
 const VNET_F_NEEDS_CSUM: u8 = 1;
 const VNET_F_DATA_VALID: u8 = 2;
+/// `gso_type` values.
+const VNET_GSO_TCPV4: u8 = 1;
+const VNET_GSO_TCPV6: u8 = 4;
+const VNET_GSO_ECN: u8 = 0x80;
+/// Pool frames (headroom included) when `tso`: the largest IP packet, its
+/// Ethernet header, and the headroom (the pool's own upper bound).
+const TSO_FRAME: u32 = 65536 + 512;
+/// Default frames per queue pool when `tso` (each is 64.5 KiB).
+const TSO_FRAMES: u32 = 512;
 
 /// How to open a TAP port.
 #[derive(Debug, Clone)]
@@ -75,6 +101,8 @@ pub struct TapConfig {
     pub huge: HugePolicy,
     /// Use virtio-net headers (checksum offload both ways).
     pub vnet: bool,
+    /// Large buffers and TSO on transmit (needs `vnet`).
+    pub tso: bool,
 }
 
 impl TapConfig {
@@ -89,6 +117,7 @@ impl TapConfig {
             frames: 4096,
             huge: HugePolicy::Auto,
             vnet: false,
+            tso: false,
         }
     }
 
@@ -99,9 +128,14 @@ impl TapConfig {
         c.mtu = spec.take("mtu")?;
         c.mac = spec.take("mac")?;
         c.netns = spec.take("netns")?;
-        c.frames = spec.take("frames")?.unwrap_or(c.frames);
+        let frames = spec.take("frames")?;
         c.vnet = spec.take_flag("vnet")?;
-        spec.finish(&["queues", "mtu", "mac", "netns", "frames", "vnet"])?;
+        c.tso = spec.take_flag("tso")?;
+        spec.finish(&["queues", "mtu", "mac", "netns", "frames", "vnet", "tso"])?;
+        if c.tso && !c.vnet {
+            return Err(spec.err("tso needs vnet (write `,vnet,tso`)"));
+        }
+        c.frames = frames.unwrap_or(if c.tso { TSO_FRAMES } else { c.frames });
         if c.queues == 0 || c.queues > 256 {
             return Err(spec.err("queues must be 1..=256"));
         }
@@ -143,35 +177,78 @@ fn rx_status(hdr: &[u8; VNET_HDR_LEN]) -> RxChecksum {
 
 /// The virtio-net header for sending `buf`, filling the IPv4 header
 /// checksum in place if asked (the header cannot ask the kernel for it).
-fn tx_header(buf: &mut PoolBuf) -> [u8; VNET_HDR_LEN] {
-    use smoltcp::wire::{EthernetFrame, EthernetProtocol, Ipv4Packet};
+/// `None`: the buffer asks for TSO but is not a TCP segment this port can
+/// cut (the caller drops it and counts a transmit error).
+fn tx_header(buf: &mut PoolBuf) -> Option<[u8; VNET_HDR_LEN]> {
+    use smoltcp::wire::{
+        EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, Ipv6Packet, TcpPacket,
+    };
     let mut h = [0u8; VNET_HDR_LEN];
     let req = buf.tx_offload();
     if req.is_none() {
-        return h;
+        return Some(h);
     }
+    let tso = req.tso_mss != 0;
     let Ok(mut eth) = EthernetFrame::new_checked(buf.data_mut()) else {
-        return h;
+        return (!tso).then_some(h);
     };
-    if eth.ethertype() != EthernetProtocol::Ipv4 {
-        return h;
+    // (IP header length, TCP header and payload) of a TCP segment, after
+    // filling an IPv4 header checksum if asked (always for TSO).
+    let (l3_len, tcp) = match eth.ethertype() {
+        EthernetProtocol::Ipv4 => {
+            let Ok(mut ip) = Ipv4Packet::new_checked(eth.payload_mut()) else {
+                return (!tso).then_some(h);
+            };
+            if req.ipv4_checksum || tso {
+                ip.fill_checksum();
+            }
+            let tcp =
+                ip.next_header() == IpProtocol::Tcp && !ip.more_frags() && ip.frag_offset() == 0;
+            let hl = ip.header_len() as usize;
+            let total = ip.total_len() as usize;
+            (hl, tcp.then(|| total - hl))
+        }
+        // Checksum requests on IPv6 are left as they were (not offloaded);
+        // TSO is (TCP right after the fixed header).
+        EthernetProtocol::Ipv6 if tso => {
+            let Ok(ip) = Ipv6Packet::new_checked(eth.payload_mut()) else {
+                return (!tso).then_some(h);
+            };
+            let tcp = ip.next_header() == IpProtocol::Tcp;
+            (40, tcp.then(|| ip.payload_len() as usize))
+        }
+        _ => return (!tso).then_some(h),
+    };
+    let start = 14 + l3_len;
+    let offset: u16 = match (tso, req.l4_checksum) {
+        (true, _) | (false, L4Offload::Tcp) => 16,
+        (false, L4Offload::Udp) => 6,
+        (false, L4Offload::None) => return Some(h),
+    };
+    if tso {
+        let v6 = eth.ethertype() == EthernetProtocol::Ipv6;
+        // The TCP header: its length, and CWR (ECN) for the GSO type.
+        let seg = tcp.and_then(|len| eth.payload_mut().get_mut(l3_len..l3_len + len));
+        let tcp = seg.and_then(|s| TcpPacket::new_checked(&s[..]).ok())?;
+        let (thl, cwr, seg_len) = (tcp.header_len() as usize, tcp.cwr(), tcp.as_ref().len());
+        if thl < 20 {
+            return None;
+        }
+        let payload = seg_len - thl;
+        if payload > req.tso_mss as usize {
+            let mut gso = if v6 { VNET_GSO_TCPV6 } else { VNET_GSO_TCPV4 };
+            if cwr {
+                gso |= VNET_GSO_ECN; // CWR: the kernel sets it on the first segment only
+            }
+            h[1] = gso;
+            h[2..4].copy_from_slice(&((start + thl) as u16).to_le_bytes());
+            h[4..6].copy_from_slice(&req.tso_mss.to_le_bytes());
+        }
     }
-    let Ok(mut ip) = Ipv4Packet::new_checked(eth.payload_mut()) else {
-        return h;
-    };
-    if req.ipv4_checksum {
-        ip.fill_checksum();
-    }
-    let offset: u16 = match req.l4_checksum {
-        L4Offload::None => return h,
-        L4Offload::Tcp => 16,
-        L4Offload::Udp => 6,
-    };
-    let start = 14 + ip.header_len() as u16;
     h[0] = VNET_F_NEEDS_CSUM;
-    h[6..8].copy_from_slice(&start.to_le_bytes());
+    h[6..8].copy_from_slice(&(start as u16).to_le_bytes());
     h[8..10].copy_from_slice(&offset.to_le_bytes());
-    h
+    Some(h)
 }
 
 impl PortQueue for TapQueue {
@@ -248,7 +325,16 @@ impl PortQueue for TapQueue {
         let vnet = self.vnet;
         for b in burst.iter_mut() {
             let hdr = if vnet {
-                tx_header(b)
+                match tx_header(b) {
+                    Some(h) => h,
+                    None => {
+                        // A TSO request on a frame that is not a TCP
+                        // segment: consumed and counted.
+                        errors += 1;
+                        consumed += 1;
+                        continue;
+                    }
+                }
             } else {
                 [0; VNET_HDR_LEN]
             };
@@ -386,7 +472,11 @@ impl TapPort {
         }
         sys::set_up(&cfg.name)?;
         let mtu = sys::get_mtu(&cfg.name)?;
-        let frame_size = (mtu as u32 + 14 + 4 + 128).next_multiple_of(64).max(2048);
+        let frame_size = if cfg.tso {
+            TSO_FRAME
+        } else {
+            (mtu as u32 + 14 + 4 + 128).next_multiple_of(64).max(2048)
+        };
         let mut queues = Vec::new();
         let mut counters = Vec::new();
         for (i, fd) in fds.into_iter().enumerate() {
@@ -415,6 +505,7 @@ impl TapPort {
                 mtu,
                 queues: cfg.queues,
                 caps: PortCaps {
+                    tso: cfg.tso,
                     rx_checksum: false,
                     tx_checksum: false,
                     rss: false,
@@ -444,5 +535,117 @@ impl Port for TapPort {
             c.add_to(&mut s);
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buf::TxOffload;
+    use crate::testing::{emit_tcp, emit_tcp6, emit_udp, syn, Ends, Ends6};
+
+    fn pool() -> Pool {
+        Pool::new(&PoolConfig {
+            frames: 16,
+            frame_size: TSO_FRAME,
+            headroom: 128,
+            huge: HugePolicy::Never,
+            name: "tap-test".into(),
+        })
+        .unwrap()
+    }
+
+    const ENDS: Ends = Ends {
+        src_mac: [2, 0, 0, 0, 0, 1],
+        dst_mac: [2, 0, 0, 0, 0, 2],
+        src_ip: std::net::Ipv4Addr::new(10, 0, 0, 1),
+        dst_ip: std::net::Ipv4Addr::new(10, 0, 0, 2),
+    };
+
+    const TSO: TxOffload = TxOffload::tso_ipv4(20, 1000);
+
+    /// (flags, gso_type, hdr_len, gso_size, csum_start, csum_offset).
+    fn fields(h: [u8; VNET_HDR_LEN]) -> (u8, u8, u16, u16, u16, u16) {
+        let w = |i: usize| u16::from_le_bytes([h[i], h[i + 1]]);
+        (h[0], h[1], w(2), w(4), w(6), w(8))
+    }
+
+    /// A buffer holding what `build` writes, with `req` recorded.
+    fn buf(p: &Pool, req: TxOffload, build: impl FnOnce(&mut [u8]) -> usize) -> PoolBuf {
+        let mut b = p.alloc().unwrap();
+        let n = build(b.room_mut());
+        assert!(b.set_len(n));
+        assert!(b.set_tx_offload(req));
+        b
+    }
+
+    #[test]
+    fn tso_headers_for_ipv4_and_ipv6_segments() {
+        let p = pool();
+        let data = vec![7u8; 5000];
+        let mut seg = syn(1000, 2000, 1);
+        seg.control = smoltcp::wire::TcpControl::None;
+        seg.max_seg_size = None;
+        seg.payload = &data;
+        // IPv4: a GSO header, and the IPv4 header checksum filled in.
+        let mut b = buf(&p, TSO, |room| {
+            let n = emit_tcp(room, &ENDS, &seg);
+            let mut f = smoltcp::wire::EthernetFrame::new_unchecked(&mut room[..n]);
+            smoltcp::wire::Ipv4Packet::new_unchecked(f.payload_mut()).set_checksum(0);
+            n
+        });
+        let h = tx_header(&mut b).unwrap();
+        assert_eq!(
+            fields(h),
+            (VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, 54, 1000, 34, 16)
+        );
+        let ip = smoltcp::wire::Ipv4Packet::new_checked(&b.data()[14..]).unwrap();
+        assert!(ip.verify_checksum());
+        // IPv6.
+        let e6 = Ends6 {
+            src_mac: ENDS.src_mac,
+            dst_mac: ENDS.dst_mac,
+            src_ip: "fd00::1".parse().unwrap(),
+            dst_ip: "fd00::2".parse().unwrap(),
+        };
+        let mut b = buf(&p, TSO, |room| emit_tcp6(room, &e6, &seg));
+        assert_eq!(
+            fields(tx_header(&mut b).unwrap()),
+            (VNET_F_NEEDS_CSUM, VNET_GSO_TCPV6, 74, 1000, 54, 16)
+        );
+        // CWR asks for the ECN variant.
+        seg.control = smoltcp::wire::TcpControl::Psh;
+        let mut b = buf(&p, TSO, |room| {
+            let n = emit_tcp(room, &ENDS, &seg);
+            let mut f = smoltcp::wire::EthernetFrame::new_unchecked(&mut room[..n]);
+            let mut ip = smoltcp::wire::Ipv4Packet::new_unchecked(f.payload_mut());
+            smoltcp::wire::TcpPacket::new_unchecked(ip.payload_mut()).set_cwr(true);
+            n
+        });
+        assert_eq!(
+            fields(tx_header(&mut b).unwrap()).1,
+            VNET_GSO_TCPV4 | VNET_GSO_ECN
+        );
+        // A payload of one MSS or less: no GSO, the checksum still left to
+        // the kernel.
+        seg.payload = &data[..1000];
+        let mut b = buf(&p, TSO, |room| emit_tcp(room, &ENDS, &seg));
+        assert_eq!(
+            fields(tx_header(&mut b).unwrap()),
+            (VNET_F_NEEDS_CSUM, 0, 0, 0, 34, 16)
+        );
+        // TSO asked of a UDP datagram, or of a runt: refused.
+        let mut b = buf(&p, TSO, |room| emit_udp(room, &ENDS, 1, 2, &data));
+        assert_eq!(tx_header(&mut b), None);
+        let mut b = buf(&p, TSO, |room| {
+            room[..10].fill(0);
+            10
+        });
+        assert_eq!(tx_header(&mut b), None);
+        // No request: an empty header.
+        let mut b = p.alloc().unwrap();
+        let n = emit_tcp(b.room_mut(), &ENDS, &seg);
+        b.set_len(n);
+        assert_eq!(tx_header(&mut b), Some([0; VNET_HDR_LEN]));
     }
 }

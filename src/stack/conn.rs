@@ -20,25 +20,28 @@ pub(super) enum Eng {
     Own(OwnConn),
 }
 
+// `repr(C)`, the engine first: a bypass-engine block starts the slot, on
+// a cache line (see `Slot`), and these fields share the slot's last line.
+#[repr(C)]
 pub(super) struct Conn {
+    pub eng: Eng,
     /// The IPv4 table's key ([`super::classify::tcp_key`]); unused (0)
     /// for IPv6, whose key is kept in [`Stack`]'s `keys6` instead, so that
     /// an IPv4 connection costs no more than before IPv6.
     key: u64,
-    /// An IPv6 connection.
-    v6: bool,
     /// Earliest deadline this connection has in the timer heap.
     pub timer: u64,
-    pub touched: bool,
     /// Listening port while the handshake is under way (backlog slot).
     pub listener: Option<u16>,
+    /// An IPv6 connection.
+    v6: bool,
+    pub touched: bool,
     pub active: bool,
     pub opened: bool,
     pub peer_fin_told: bool,
     pub closed_told: bool,
     /// In `arp_waiters`.
     pub arp_wait: bool,
-    pub eng: Eng,
 }
 
 impl Conn {
@@ -57,9 +60,12 @@ pub(super) struct Report {
     pub peer_fin_drained: bool,
 }
 
+/// One connection's place in the table. Cache-line aligned, with the
+/// connection first, so a bypass-engine block's hot lines are whole lines.
+#[repr(C, align(64))]
 pub(super) struct Slot {
-    pub gen: u32,
     pub conn: Option<Conn>,
+    pub gen: u32,
 }
 
 /// The live connection `id` names, if it is still there (a stale id, of a
@@ -118,6 +124,18 @@ impl<Q: PortQueue> Stack<Q> {
                 (self.slots.len() - 1) as u32
             }
         };
+        if let Some(Conn {
+            eng: Eng::Own(o), ..
+        }) = &self.slots[idx as usize].conn
+        {
+            // The layout the hot/cold order of `Tcb` counts on.
+            debug_assert_eq!(
+                &o.tcb as *const _ as usize % 64,
+                0,
+                "a bypass-engine block starts a cache line"
+            );
+        }
+        self.table_epoch = self.table_epoch.wrapping_add(1);
         match key {
             TcpKey::V4(k) => {
                 self.table.insert(k, idx);
@@ -146,6 +164,7 @@ impl<Q: PortQueue> Stack<Q> {
         if let Eng::Own(o) = &mut c.eng {
             o.tcb.release(&mut self.own.slab);
         }
+        self.table_epoch = self.table_epoch.wrapping_add(1);
         if !c.v6 {
             self.table.remove(&c.key);
         } else if let Some(k) = self.keys6.remove(&idx) {
@@ -349,6 +368,12 @@ mod tests {
             size_of::<Conn>() - size_of::<Eng>(),
             32,
             "a connection's own fields, as before IPv6"
+        );
+        assert_eq!(size_of::<Slot>() % 64, 0, "slots are whole cache lines");
+        assert!(
+            size_of::<Slot>() <= 704,
+            "a slot is {} B",
+            size_of::<Slot>()
         );
         eprintln!(
             "Slot {} B, Conn {} B, Eng {} B, OwnConn {} B",

@@ -66,7 +66,9 @@ pub(super) struct OwnCore {
     csum: ChecksumCapabilities,
 }
 
-/// A connection on the bypass engine (its addresses are its table key).
+/// A connection on the bypass engine (its addresses are its table key;
+/// `repr(C)`: the block first, see `conn::Slot`).
+#[repr(C)]
 pub(super) struct OwnConn {
     pub tcb: Tcb,
     /// Index of its settings in [`OwnCore::cfgs`] (of its family).

@@ -160,6 +160,9 @@ pub struct Stack<Q: PortQueue> {
     table: HashMap<u64, u32, ahash::RandomState>,
     /// IPv6 connections.
     table6: HashMap<Key6, u32, ahash::RandomState>,
+    /// Bumped whenever a table entry is added or removed, so a burst's
+    /// lookups made before processing it stay valid while it is unchanged.
+    table_epoch: u32,
     /// The key of each IPv6 connection, by slot (kept out of the slot so
     /// IPv4 connections do not pay for IPv6 keys).
     keys6: HashMap<u32, Key6, ahash::RandomState>,
@@ -183,6 +186,14 @@ pub struct Stack<Q: PortQueue> {
 fn smol(now: Instant) -> SmolInstant {
     SmolInstant::from_micros(now.micros() as i64)
 }
+
+/// Cache lines of a connection's slot prefetched per frame: all of it (a
+/// bypass-engine block's hot part is its first lines, the slot's header
+/// follows the block).
+const PREFETCH_LINES: usize = 12;
+/// How many frames ahead of the one being processed its connection's slot
+/// is prefetched.
+const PREFETCH_AHEAD: usize = 4;
 
 impl<Q: PortQueue> Stack<Q> {
     /// A stack on `queue` of the port described by `info`.
@@ -286,6 +297,7 @@ impl<Q: PortQueue> Stack<Q> {
             free: Vec::new(),
             table: HashMap::with_capacity_and_hasher(expect, Default::default()),
             table6: HashMap::with_capacity_and_hasher(expect6, Default::default()),
+            table_epoch: 0,
             keys6: HashMap::with_capacity_and_hasher(expect6, Default::default()),
             icmp6_limit: icmp6::Limiter::default(),
             listeners: HashMap::new(),
@@ -418,28 +430,70 @@ impl<Q: PortQueue> Stack<Q> {
             .rx_bytes
             .add(burst.iter().map(|b| b.len() as u64).sum());
         if self.shard.is_none() {
-            for buf in burst {
-                self.ingress(buf);
-            }
+            self.ingress_burst(burst);
             return done + n;
         }
+        let mut local = crate::buf::Burst::new();
         for buf in burst {
-            self.route(buf);
+            if let Some(b) = self.route(buf) {
+                local.push(b);
+            }
         }
+        self.ingress_burst(local);
         done + n
     }
 
-    /// Sends a frame received on this core to where it is processed.
-    fn route(&mut self, buf: Q::Buf) {
+    /// Classifies a burst, prefetches the block of every connection it
+    /// names (their cache misses then overlap: see [`crate::hint`]), then
+    /// processes it in order.
+    fn ingress_burst(&mut self, mut burst: crate::buf::Burst<Q::Buf>) {
+        let mut classes =
+            arrayvec::ArrayVec::<(Result<Class, Reject>, Option<u32>), { crate::buf::BURST }>::new(
+            );
+        let epoch = self.table_epoch;
+        for buf in burst.iter_mut() {
+            let class = self.classify(buf);
+            let found = match class {
+                Ok(Class::Tcp { key, .. }) => self.lookup(key),
+                _ => None,
+            };
+            classes.push((class, found));
+        }
+        // Prefetch a few frames ahead of the one processed, so the misses
+        // overlap without more in flight than the CPU can track.
+        for &(_, found) in classes.iter().take(PREFETCH_AHEAD) {
+            self.prefetch_slot(found);
+        }
+        for (i, (buf, (class, found))) in burst.into_iter().zip(classes.iter()).enumerate() {
+            self.prefetch_slot(classes.get(i + PREFETCH_AHEAD).and_then(|c| c.1));
+            // The lookup stands while no connection came or went.
+            let known = (self.table_epoch == epoch).then_some(*found);
+            self.dispatch(buf, *class, known);
+        }
+    }
+
+    #[inline]
+    fn prefetch_slot(&self, idx: Option<u32>) {
+        if let Some(slot) = idx.and_then(|i| self.slots.get(i as usize)) {
+            crate::hint::prefetch(slot, PREFETCH_LINES);
+        }
+    }
+
+    /// Sends a frame received on this core to where it is processed;
+    /// returns it when that is here.
+    fn route(&mut self, buf: Q::Buf) -> Option<Q::Buf> {
         let Some(sh) = self.shard.as_ref() else {
-            return self.ingress(buf);
+            return Some(buf);
         };
         match sh.route(buf.data()) {
-            Route::Local => self.ingress(buf),
-            Route::To(core) => match sh.send(core, buf) {
-                Ok(()) => self.stats.steered_out.inc(),
-                Err(_dropped) => self.stats.steer_drops.inc(),
-            },
+            Route::Local => Some(buf),
+            Route::To(core) => {
+                match sh.send(core, buf) {
+                    Ok(()) => self.stats.steered_out.inc(),
+                    Err(_dropped) => self.stats.steer_drops.inc(),
+                }
+                None
+            }
             Route::Arp => {
                 let queue = &mut self.tx.queue;
                 let (sent, dropped) = sh.replicate_arp(buf.data(), || queue.alloc());
@@ -447,7 +501,7 @@ impl<Q: PortQueue> Stack<Q> {
                 if dropped > 0 {
                     self.stats.arp_copy_drops.add(dropped);
                 }
-                self.ingress(buf);
+                Some(buf)
             }
         }
     }
@@ -459,18 +513,20 @@ impl<Q: PortQueue> Stack<Q> {
             sh.drain(&mut msgs);
         }
         let n = msgs.len();
+        let mut frames = crate::buf::Burst::new();
         for m in msgs {
-            match m {
+            frames.push(match m {
                 Msg::Frame(b) => {
                     self.stats.steered_in.inc();
-                    self.ingress(b);
+                    b
                 }
                 Msg::Arp(b) => {
                     self.stats.arp_copies_in.inc();
-                    self.ingress(b);
+                    b
                 }
-            }
+            });
         }
+        self.ingress_burst(frames);
         n
     }
 
@@ -521,16 +577,21 @@ impl<Q: PortQueue> Stack<Q> {
         .min()
     }
 
-    fn ingress(&mut self, buf: Q::Buf) {
+    fn classify(&self, buf: &mut Q::Buf) -> Result<Class, Reject> {
         let verify = Verify::for_frame(buf.rx_checksum(), self.verify_checksums);
         let class = classify_with(buf.data(), &self.ours, verify);
-        let mut buf = buf;
         if class.is_ok() {
             // IPv6 extension headers, checked: smoltcp knows none of them.
             if let Some(n) = strip_ext_headers(buf.data_mut()) {
                 buf.set_len(n);
             }
         }
+        class
+    }
+
+    /// Processes a classified frame. `known`: its connection's table
+    /// lookup, if already made against the table as it is now.
+    fn dispatch(&mut self, buf: Q::Buf, class: Result<Class, Reject>, known: Option<Option<u32>>) {
         match class {
             Err(r) => {
                 self.stats.reject(r);
@@ -555,7 +616,7 @@ impl<Q: PortQueue> Stack<Q> {
                 syn,
                 rst,
             }) => {
-                if let Some(idx) = self.lookup(key) {
+                if let Some(idx) = known.unwrap_or_else(|| self.lookup(key)) {
                     match self.slots[idx as usize].conn.as_ref().map(|c| &c.eng) {
                         Some(Eng::Own(_)) => self.own_input(idx, buf),
                         _ => self.smol_input(idx, buf, rst),

@@ -11,12 +11,12 @@
 //! soon as the bytes in them are acknowledged or read. Nothing here is
 //! shared between cores.
 
-use std::collections::VecDeque;
+use super::ring::Ring;
 
 /// Bytes per chunk.
 pub const CHUNK: usize = 2048;
-/// Block-list capacity kept by an emptied queue.
-const KEEP_BLOCKS: usize = 4;
+/// Block numbers held inline (8 KiB of queue without a heap block).
+const INLINE_BLOCKS: usize = 4;
 const NONE: u32 = u32::MAX;
 
 /// The chunks of one core.
@@ -154,7 +154,7 @@ impl Slab {
 pub struct ChunkBuf {
     /// Offset of byte 0 inside the first block.
     head: u32,
-    blocks: VecDeque<u32>,
+    blocks: Ring<u32, INLINE_BLOCKS>,
 }
 
 impl ChunkBuf {
@@ -174,6 +174,21 @@ impl ChunkBuf {
         let (first, last) = (start / CHUNK, (end - 1) / CHUNK);
         while self.blocks.len() <= last {
             self.blocks.push_back(NONE);
+        }
+        if first == last {
+            // Within one block (every message shorter than a chunk).
+            let mut c = self.blocks[first];
+            if c == NONE {
+                let Some(n) = slab.alloc() else {
+                    self.trim_tail();
+                    return false;
+                };
+                c = n;
+                self.blocks[first] = c;
+            }
+            let o = start % CHUNK;
+            slab.chunks[c as usize][o..o + data.len()].copy_from_slice(data);
+            return true;
         }
         // Check that every missing chunk can be had, so a failure writes
         // nothing.
@@ -288,16 +303,13 @@ impl ChunkBuf {
         }
     }
 
-    /// Gives every chunk back. A short block list keeps its (tiny)
-    /// allocation, so a connection that exchanges small messages does not
-    /// allocate and free it on every one; a long one is freed.
+    /// Gives every chunk back. The block list goes back inline, so a
+    /// connection that exchanges small messages never allocates one.
     pub fn clear(&mut self, slab: &mut Slab) {
-        for c in self.blocks.drain(..) {
+        for &c in self.blocks.iter() {
             slab.release(c);
         }
-        if self.blocks.capacity() > KEEP_BLOCKS {
-            self.blocks = VecDeque::new();
-        }
+        self.blocks.clear();
         self.head = 0;
     }
 }

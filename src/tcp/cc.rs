@@ -116,10 +116,10 @@ pub fn initial_window(mss: u32) -> u32 {
 
 /// One connection's congestion controller.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// `repr(C)`: what every ACK reads first, the undo copy last (see `Tcb`).
+#[repr(C)]
 pub struct Cc {
     w: Window,
-    /// The state before the last congestion event or first timeout.
-    saved: Option<Window>,
     hystart: HyStart,
     mss: u32,
     /// Smoothed RTT for CUBIC's target (RFC 9438 §4.2), µs; 0 if unknown.
@@ -128,6 +128,8 @@ pub struct Cc {
     in_recovery: bool,
     /// Nothing happened yet: `set_mss` may recompute the initial window.
     pristine: bool,
+    /// The state before the last congestion event or first timeout.
+    saved: Option<Window>,
 }
 
 impl Cc {

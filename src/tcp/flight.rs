@@ -4,12 +4,11 @@
 //! how many are SACKed, lost, retransmitted) kept as the flags change, so
 //! none of them is a walk over the whole flight.
 
-use std::collections::VecDeque;
-
+use super::ring::Ring;
 use super::seq;
 
 /// A segment in flight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Sent {
     /// First sequence number.
     pub start: u32,
@@ -42,7 +41,9 @@ pub mod sf {
 /// The records and their counts.
 #[derive(Debug, Default)]
 pub struct Flight {
-    segs: VecDeque<Sent>,
+    /// One record inline: a request/response connection never has more
+    /// in flight, and then touches no heap block (see [`Ring`]).
+    segs: Ring<Sent, 1>,
     /// Bytes not SACKed and not lost (RFC 6675's pipe: a lost record that
     /// was retransmitted is no longer LOST, so it counts again).
     pipe: u32,
@@ -105,24 +106,24 @@ impl Flight {
         self.segs.iter()
     }
 
-    /// Removes the records a cumulative ACK of `ack` covers, trimming one
-    /// it covers in part; calls `f` with each one removed.
-    pub fn ack(&mut self, ack: u32, mut f: impl FnMut(&Sent)) {
-        while let Some(&s) = self.segs.front() {
-            if seq::le(s.end, ack) {
-                self.count(&s, false);
-                self.segs.pop_front();
-                f(&s);
-            } else {
-                if seq::lt(s.start, ack) {
-                    self.count(&s, false);
-                    self.segs[0].start = ack;
-                    let t = self.segs[0];
-                    self.count(&t, true);
-                }
-                break;
-            }
+    /// Removes and returns the oldest record if a cumulative ACK of `ack`
+    /// covers all of it; trims it if the ACK covers it in part (and
+    /// returns `None`). Call until `None` to apply the ACK.
+    #[inline]
+    pub fn pop_acked(&mut self, ack: u32) -> Option<Sent> {
+        let s = *self.segs.front()?;
+        if seq::le(s.end, ack) {
+            self.count(&s, false);
+            self.segs.pop_front();
+            return Some(s);
         }
+        if seq::lt(s.start, ack) {
+            self.count(&s, false);
+            self.segs[0].start = ack;
+            let t = self.segs[0];
+            self.count(&t, true);
+        }
+        None
     }
 
     /// Sets record `k`'s flags.

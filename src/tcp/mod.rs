@@ -30,6 +30,7 @@ mod input;
 pub mod isn;
 mod output;
 pub mod recovery;
+pub mod ring;
 pub mod rtt;
 pub mod seq;
 pub mod syncookie;

@@ -94,14 +94,12 @@ impl Tcb {
         // Cumulative ACK: drop what it covers.
         let mut acked_data = 0;
         if advanced {
-            let mut flight = std::mem::take(&mut self.sent);
-            flight.ack(ack, |s| {
+            while let Some(s) = self.sent.pop_acked(ack) {
                 if s.flags & sf::SACKED == 0 {
-                    self.rack_update(now, s, &mut newest_rtt);
+                    self.rack_update(now, &s, &mut newest_rtt);
                 }
                 delivered_any = true;
-            });
-            self.sent = flight;
+            }
             // Free the acknowledged bytes of the send queue (the SYN and
             // FIN take sequence space but no queue bytes).
             let data_end = self.snd_base.wrapping_add(self.snd_queued);

@@ -126,92 +126,44 @@ pub(super) enum Rtx {
 }
 
 /// One connection.
+///
+/// The layout is hot/cold by hand (`repr(C)`; the stack's connection
+/// slots start on a cache line): with 16,384 connections a block is rarely
+/// in cache when its segment comes, so what a lossless segment touches
+/// sits in its first lines.
+#[repr(C)]
 pub struct Tcb {
-    pub(super) state: State,
+    // Line 0: what every segment reads or writes (sequence space, flags,
+    // state). With `repr(C)` the declared order is the layout: one cache
+    // line when the block starts on one.
     pub(super) flags: u32,
-    pub(super) ev: u8,
-    pub(super) reason: CloseReason,
-    pub(super) lport: u16,
-    pub(super) rport: u16,
-
-    // Send side (RFC 9293 3.3.1).
-    pub(super) iss: u32,
     pub(super) snd_una: u32,
     pub(super) snd_nxt: u32,
     /// Highest sequence number sent plus one.
     pub(super) snd_max: u32,
     pub(super) snd_wnd: u32,
-    pub(super) max_snd_wnd: u32,
     pub(super) snd_wl1: u32,
     pub(super) snd_wl2: u32,
-    pub(super) snd_wscale: u8,
-    pub(super) rcv_wscale: u8,
-    /// Payload bytes per segment we send.
-    pub(super) smss: u16,
     /// Sequence number of the first byte of `snd_buf`.
     pub(super) snd_base: u32,
     /// Bytes queued in `snd_buf` (from `snd_base`).
     pub(super) snd_queued: u32,
-    pub(super) snd_buf: ChunkBuf,
-    /// Segments in flight, in sequence order.
-    pub(super) sent: Flight,
-
-    // Receive side.
-    pub(super) irs: u32,
     pub(super) rcv_nxt: u32,
-    /// Unread in-order bytes (at the front of `rcv_buf`).
-    pub(super) rcv_ready: u32,
     /// Right edge of the window we last advertised.
     pub(super) rcv_adv: u32,
-    pub(super) rcv_buf: ChunkBuf,
-    /// Out-of-order ranges beyond `rcv_nxt`, in sequence order.
-    pub(super) ooo: Vec<(u32, u32)>,
-    /// Start of the out-of-order range that changed last (first SACK block).
-    pub(super) ooo_last: u32,
-    /// The peer's FIN, when it arrived beyond a hole.
-    pub(super) fin_at: Option<u32>,
-    /// A duplicate range to report first in the next ACK (RFC 2883).
-    pub(super) dsack: Option<(u32, u32)>,
+    /// Unread in-order bytes (at the front of `rcv_buf`).
+    pub(super) rcv_ready: u32,
     /// Bytes received since we last sent an ACK.
     pub(super) rcv_unacked: u32,
-    /// Segments still acknowledged at once at the start (quick ACK).
-    pub(super) quickack: u8,
-
-    // Timestamps (RFC 7323).
-    pub(super) ts_offset: u32,
     pub(super) ts_recent: u32,
-    pub(super) ts_recent_at: u64,
-
-    // Recovery and congestion.
-    pub(super) rtt: RttEstimator,
-    pub(super) cc: Cc,
-    pub(super) recovery_point: u32,
-    pub(super) dupacks: u8,
-    /// RACK: send time and end of the most recently sent segment known
-    /// delivered, and its RTT.
-    pub(super) rack_xmit: u64,
-    pub(super) rack_end: u32,
-    pub(super) rack_rtt: u64,
-    pub(super) reo_wnd_mult: u8,
-    /// End of the tail-loss probe's retransmission, if one is out.
-    pub(super) tlp_end: Option<u32>,
-    /// A floor under the RTO learnt from this peer's delayed ACKs (µs).
-    pub(super) rto_floor: u32,
-    /// Our timestamp when the first timeout of an episode fired, and the
-    /// original send time of the segment it retransmitted (spurious
-    /// timeout detection, RFC 3522 / RFC 4015).
-    pub(super) rto_tsval: Option<u32>,
-    pub(super) rto_orig_xmit: u64,
-    /// snd_una when the last congestion response was made (for undo).
-    pub(super) undo_marker: Option<u32>,
-    pub(super) undo_retrans: u32,
-
-    // Timers.
-    pub(super) rtx_at: u64,
+    pub(super) ts_offset: u32,
+    pub(super) state: State,
+    pub(super) ev: u8,
     pub(super) rtx: Rtx,
-    pub(super) ack_at: u64,
-    /// When the handshake began.
-    pub(super) born: u64,
+    pub(super) dupacks: u8,
+
+    // Line 1: the clocks every segment reads or sets.
+    pub(super) ts_recent_at: u64,
     /// Last segment from the peer.
     pub(super) last_rcv: u64,
     /// Last payload either way (idle timeout).
@@ -219,22 +171,77 @@ pub struct Tcb {
     /// When the oldest unacknowledged data was last acknowledged-into-
     /// progress (user timeout).
     pub(super) progress_at: u64,
-    /// When TIME-WAIT ends.
-    pub(super) tw_until: u64,
-    pub(super) ka_sent: u8,
+    pub(super) rtx_at: u64,
+    pub(super) ack_at: u64,
+    /// RACK: send time and end of the most recently sent segment known
+    /// delivered, and its RTT.
+    pub(super) rack_xmit: u64,
+    /// When we last sent new data (restart after idle).
+    pub(super) last_send: u64,
+
+    // Lines 2-7: RACK, ports and sizes, the flight records, the two
+    // queues, what is checked on most segments and set rarely, the RTT
+    // estimator, and the congestion controller (its hot part first).
+    pub(super) rack_rtt: u64,
+    pub(super) rack_end: u32,
+    pub(super) recovery_point: u32,
+    /// A floor under the RTO learnt from this peer's delayed ACKs (µs).
+    pub(super) rto_floor: u32,
+    pub(super) max_snd_wnd: u32,
+    pub(super) lport: u16,
+    pub(super) rport: u16,
+    /// Payload bytes per segment we send.
+    pub(super) smss: u16,
+    pub(super) snd_wscale: u8,
+    pub(super) rcv_wscale: u8,
+    /// Segments still acknowledged at once at the start (quick ACK).
+    pub(super) quickack: u8,
     /// Duplicate ACKs owed: one per out-of-order segment (RFC 5681 4.2),
     /// even when several arrived in one receive burst.
     pub(super) dup_owed: u8,
+    pub(super) reo_wnd_mult: u8,
+    pub(super) ka_sent: u8,
+    /// End of the tail-loss probe's retransmission, if one is out.
+    pub(super) tlp_end: Option<u32>,
     /// Zero-window probes sent since the window last opened.
     pub(super) persist_n: u8,
-    pub(super) last_challenge: u64,
+    pub(super) syn_retransmitted: bool,
+    pub(super) reason: CloseReason,
+    /// Segments in flight, in sequence order.
+    pub(super) sent: Flight,
+    pub(super) snd_buf: ChunkBuf,
+    pub(super) rcv_buf: ChunkBuf,
     /// A RST to send in answer to a segment (seq, ack), RFC 9293 3.10.7.
     pub(super) rst_reply: Option<(u32, Option<u32>)>,
+    /// A duplicate range to report first in the next ACK (RFC 2883).
+    pub(super) dsack: Option<(u32, u32)>,
+    /// The peer's FIN, when it arrived beyond a hole.
+    pub(super) fin_at: Option<u32>,
+    /// Out-of-order ranges beyond `rcv_nxt`, in sequence order.
+    pub(super) ooo: Vec<(u32, u32)>,
+    pub(super) rtt: RttEstimator,
+    pub(super) cc: Cc,
+
+    // Cold: the handshake, loss episodes, TIME-WAIT, keepalive.
+    pub(super) iss: u32,
+    pub(super) irs: u32,
+    /// Start of the out-of-order range that changed last (first SACK block).
+    pub(super) ooo_last: u32,
+    pub(super) undo_retrans: u32,
+    /// Our timestamp when the first timeout of an episode fired, and the
+    /// original send time of the segment it retransmitted (spurious
+    /// timeout detection, RFC 3522 / RFC 4015).
+    pub(super) rto_tsval: Option<u32>,
+    /// snd_una when the last congestion response was made (for undo).
+    pub(super) undo_marker: Option<u32>,
+    pub(super) rto_orig_xmit: u64,
+    /// When the handshake began.
+    pub(super) born: u64,
+    /// When TIME-WAIT ends.
+    pub(super) tw_until: u64,
+    pub(super) last_challenge: u64,
     /// When our SYN was first sent, and whether it was sent again.
     pub(super) syn_xmit: u64,
-    pub(super) syn_retransmitted: bool,
-    /// When we last sent new data (restart after idle).
-    pub(super) last_send: u64,
 }
 
 impl Tcb {

@@ -5,6 +5,11 @@ pub mod mem_net;
 pub mod wire;
 
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use bypass::buf::{Burst, PacketBuf};
+use bypass::port::PortQueue;
+use smoltcp::wire::{EthernetFrame, EthernetProtocol, Ipv4Packet};
 
 /// Fails the test unless we are root. Privileged tests are marked
 /// `#[ignore = "needs root"]`, so a plain `cargo test` lists them as
@@ -142,4 +147,38 @@ impl Drop for RawSender {
         // SAFETY: the fd is ours and closed once.
         unsafe { libc::close(self.fd) };
     }
+}
+
+/// Receives from `q` for up to `within`, handing each IPv4 packet (with
+/// its buffer and Ethernet frame) to `f` until `f` returns `Some`; other
+/// frames (ARP, IPv6, malformed) are skipped, and the rest of the burst
+/// `f` accepted a packet from is dropped. `None` if the time runs out.
+pub fn find_ipv4<Q: PortQueue, T>(
+    q: &mut Q,
+    within: Duration,
+    mut f: impl FnMut(&Q::Buf, &EthernetFrame<&[u8]>, &Ipv4Packet<&[u8]>) -> Option<T>,
+) -> Option<T> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let mut rx = Burst::new();
+        if q.rx_burst(&mut rx) == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+            continue;
+        }
+        for b in rx.iter() {
+            let Ok(eth) = EthernetFrame::new_checked(b.data()) else {
+                continue;
+            };
+            if eth.ethertype() != EthernetProtocol::Ipv4 {
+                continue;
+            }
+            let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
+                continue;
+            };
+            if let Some(t) = f(b, &eth, &ip) {
+                return Some(t);
+            }
+        }
+    }
+    None
 }

@@ -181,7 +181,9 @@ impl PortQueue for DpdkQueue {
                 base as *mut *mut sys::rte_mbuf,
                 len as u16,
             ) as usize;
-            if n > 0 {
+            if n == len {
+                burst.set_len(0);
+            } else if n > 0 {
                 burst.set_len(0);
                 std::ptr::copy(base.add(n), base, len - n);
                 burst.set_len(len - n);
@@ -297,6 +299,7 @@ impl DpdkPort {
                 mtu,
                 queues: cfg.queues,
                 caps: PortCaps {
+                    tso: false,
                     // Checksum offloads are enabled where the device has
                     // them (`offloads()`), but they are per frame: each
                     // Mbuf says what was checked (rx_checksum) and carries

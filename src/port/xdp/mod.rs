@@ -597,6 +597,7 @@ impl XdpPort {
                 mtu: st.mtu.min(u16::MAX as u32) as u16,
                 queues: cfg.queues,
                 caps: PortCaps {
+                    tso: false,
                     rx_checksum: false,
                     tx_checksum: false,
                     rss: dev_queues > 1,

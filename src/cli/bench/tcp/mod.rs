@@ -81,6 +81,12 @@ pub struct TcpBenchArgs {
     /// Seconds measured per point, after the ramp.
     #[arg(long, value_name = "SECS", default_value_t = 2.0)]
     pub duration: f64,
+    /// tcp-rr, cps: run the whole sweep this many times, round after
+    /// round, and report each side's median round at each point (every
+    /// round's rate is in the JSON). Rates on a shared VM swing between
+    /// identical runs; a median of 3 or 5 is what to compare.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub rounds: u32,
     /// Longest ramp (opening every connection) before a point is cut short.
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     pub ramp_timeout: f64,

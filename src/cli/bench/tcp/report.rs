@@ -41,6 +41,10 @@ pub struct SideRun {
     pub stalls: Vec<Stall>,
     /// Why this side's figure is not one to compare (None: it is).
     pub invalid: Option<String>,
+    /// With `--rounds` above 1: every round's rate, in the order run (this
+    /// side's figures are those of the median round).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub round_rates: Vec<f64>,
 }
 
 impl SideRun {
@@ -85,7 +89,30 @@ impl SideRun {
             cpu_wait_share,
             stalls,
             invalid: (!why.is_empty()).then(|| why.join("; ")),
+            round_rates: Vec::new(),
         }
+    }
+
+    /// The median of several rounds of the same side (the lower median
+    /// for an even count), carrying every round's rate. Any invalid round
+    /// makes the result invalid: a median must not hide a broken round.
+    pub fn median(mut runs: Vec<SideRun>) -> Option<SideRun> {
+        let rates: Vec<f64> = runs.iter().map(SideRun::rate).collect();
+        let bad: Vec<String> = runs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.invalid.as_ref().map(|w| format!("round {}: {w}", i + 1)))
+            .collect();
+        runs.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
+        let k = runs.len().checked_sub(1)? / 2;
+        let mut m = runs.swap_remove(k);
+        if rates.len() > 1 {
+            m.round_rates = rates;
+        }
+        if !bad.is_empty() {
+            m.invalid = Some(bad.join("; "));
+        }
+        Some(m)
     }
 
     /// Transactions (cps: connections) per second.
@@ -223,6 +250,21 @@ pub fn print_points(a: &TcpBenchArgs, title: &str, unit: &str, pts: &[Point]) {
         );
         for (n, s) in &p.baselines {
             side_row(a, "", n, s, if n == best { "(best)" } else { "" });
+        }
+        let rounds: Vec<String> = std::iter::once(("ours", &p.ours))
+            .chain(p.baselines.iter().map(|(n, s)| (n.as_str(), s)))
+            .filter(|(_, s)| !s.round_rates.is_empty())
+            .map(|(n, s)| {
+                let r: Vec<String> = s.round_rates.iter().map(|r| format!("{r:.0}")).collect();
+                format!("{n} {}", r.join("/"))
+            })
+            .collect();
+        if !rounds.is_empty() {
+            a.say(&format!(
+                "{:>8} rounds (median shown): {}",
+                "",
+                rounds.join("; ")
+            ));
         }
         for (n, why) in &p.not_run {
             a.say(&format!("{:>8} {:>24} not run: {why}", "", n));

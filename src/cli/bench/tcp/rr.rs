@@ -1,6 +1,8 @@
 //! `bench tcp-rr` and `bench cps`: sweeps over connection counts, ours
 //! against every kernel baseline at each point.
 
+use std::collections::BTreeMap;
+
 use bypass::Result;
 
 use super::kernel::ServerProc;
@@ -25,19 +27,49 @@ fn sweep(a: &TcpBenchArgs, mode: ModeArg) -> Result<Vec<Point>> {
     };
     let tcp = a.tcp_opts(4096)?;
     let max_secs = (dur + ramp).as_secs_f64() + 30.0;
+    let points = a.points(default)?;
+    // Per point: ours' rounds, each baseline's rounds, and why some did
+    // not run. Rounds go over the whole sweep, so a slow minute of the
+    // machine lands on every point rather than on one.
+    type Runs = (
+        Vec<SideRun>,
+        BTreeMap<String, Vec<SideRun>>,
+        BTreeMap<String, String>,
+    );
+    let mut runs: Vec<Runs> = points.iter().map(|_| Default::default()).collect();
+    for round in 1..=a.rounds {
+        if a.rounds > 1 {
+            a.say(&format!("round {round} of {}", a.rounds));
+        }
+        for (i, &n) in points.iter().enumerate() {
+            let la = load_args(mode, n, a.size, a.pipeline.unwrap_or(1));
+            let ours = run_ours_at(a, None, ServerKind::Echo, &la, tcp)?;
+            a.say(&format!("  {n} connections, {}", ours.engine_line));
+            let (baselines, not_run) = run_baselines(
+                a,
+                n,
+                &la,
+                |b| ServerProc::echo(b, a.server_core, max_secs, a.loopback()),
+                |b| b.label().to_string(),
+            )?;
+            let r = &mut runs[i];
+            r.0.push(ours_side(ours));
+            for (name, side) in baselines {
+                r.1.entry(name).or_default().push(side);
+            }
+            r.2.extend(not_run);
+        }
+    }
     let mut out = Vec::new();
-    for n in a.points(default)? {
-        let la = load_args(mode, n, a.size, a.pipeline.unwrap_or(1));
-        let ours = run_ours_at(a, None, ServerKind::Echo, &la, tcp)?;
-        a.say(&format!("  {n} connections, {}", ours.engine_line));
-        let (baselines, not_run) = run_baselines(
-            a,
-            n,
-            &la,
-            |b| ServerProc::echo(b, a.server_core, max_secs, a.loopback()),
-            |b| b.label().to_string(),
-        )?;
-        out.push(Point::new(n, ours_side(ours), baselines, not_run));
+    for (&n, (ours, baselines, not_run)) in points.iter().zip(runs) {
+        let Some(ours) = SideRun::median(ours) else {
+            continue;
+        };
+        let baselines = baselines
+            .into_iter()
+            .filter_map(|(name, v)| SideRun::median(v).map(|m| (name, m)))
+            .collect();
+        out.push(Point::new(n, ours, baselines, not_run));
     }
     Ok(out)
 }
