@@ -298,38 +298,23 @@ pub fn with_ext6(frame: &[u8], headers: &[(IpProtocol, &[u8])]) -> Option<Vec<u8
 /// the target's solicited-node group; from the unspecified address (as
 /// duplicate address detection asks) it carries no link-layer option.
 pub fn ns6_vec(src_mac: [u8; 6], src: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
-    use smoltcp::wire::{Icmpv6Packet, Icmpv6Repr, NdiscRepr, RawHardwareAddress};
-    let o = target.octets();
-    let group = Ipv6Addr::from([
-        0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, o[13], o[14], o[15],
-    ]);
+    use smoltcp::wire::{Icmpv6Repr, NdiscRepr, RawHardwareAddress};
+    let (group, group_mac) = crate::stack::nd::solicited_node(target);
     let icmp = Icmpv6Repr::Ndisc(NdiscRepr::NeighborSolicit {
         target_addr: target,
         lladdr: (!src.is_unspecified()).then(|| RawHardwareAddress::from_bytes(&src_mac)),
     });
-    let ip = Ipv6Repr {
-        src_addr: src,
-        dst_addr: group,
-        next_header: IpProtocol::Icmpv6,
-        payload_len: icmp.buffer_len(),
-        hop_limit: 255,
-    };
-    let eth = EthernetRepr {
-        src_addr: EthernetAddress(src_mac),
-        dst_addr: EthernetAddress([0x33, 0x33, 0xff, o[13], o[14], o[15]]),
-        ethertype: EthernetProtocol::Ipv6,
-    };
-    let mut v = vec![0; eth.buffer_len() + ip.buffer_len() + icmp.buffer_len()];
-    let mut f = EthernetFrame::new_unchecked(&mut v[..]);
-    eth.emit(&mut f);
-    let mut p = Ipv6Packet::new_unchecked(f.payload_mut());
-    ip.emit(&mut p);
-    icmp.emit(
-        &src,
-        &group,
-        &mut Icmpv6Packet::new_unchecked(p.payload_mut()),
-        &ChecksumCapabilities::default(),
+    let mut v = vec![0; 128];
+    let n = crate::stack::nd::emit_icmp6(
+        &mut v,
+        EthernetAddress(src_mac),
+        group_mac,
+        src,
+        group,
+        255,
+        &icmp,
     );
+    v.truncate(n);
     v
 }
 

@@ -286,6 +286,7 @@ fn http_serves_curl_over_ipv6_and_ipv4_at_once() {
     assert!(out.status.success(), "{}", stderr(&out));
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["accepted"], 3, "{j}");
+    assert_on_default_engine(&j, 3);
     assert_eq!(j["drops_by_reason"]["malformed"], 0, "{j}");
     // The capture holds the IPv6 frames both ways.
     let mut r = pcap_file::pcap::PcapReader::new(std::fs::File::open(&pcap).unwrap()).unwrap();
@@ -679,7 +680,22 @@ fn http_dual_stack_on_two_cores_serves_both_families_at_once() {
         assert!(c["accepted"].as_u64().unwrap() > 0, "core {core}: {j}");
     }
     assert_eq!(j["accepted"], 80, "{j}");
+    assert_on_default_engine(&j, 80);
     assert_eq!(j["reset"], 0, "{j}");
+}
+
+/// Checks in a serving command's JSON summary that its `n` connections
+/// ran on the engine the test process (and so the command it started)
+/// runs by default.
+fn assert_on_default_engine(j: &serde_json::Value, n: u64) {
+    let want = match bypass::stack::TcpOpts::default().engine {
+        bypass::stack::TcpEngine::Bypass => n,
+        bypass::stack::TcpEngine::Smoltcp => 0,
+    };
+    assert_eq!(
+        j["bypass_opened"], want,
+        "connections on the bypass engine: {j}"
+    );
 }
 
 #[cfg(feature = "dpdk")]

@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
 
 use bypass::app::tcp::{Conn, Ctx, TcpApp};
@@ -377,13 +377,19 @@ fn malformed_frames_are_dropped_and_counted_by_reason() {
             "{name} opened a connection"
         );
     }
-    let st = r.server.stack().stats();
+    let st = r.server.stack().stats().clone();
     assert_eq!(st.icmp6_errors_tx.get(), OWED_AN_ICMP6_ERROR.len() as u64);
-    // And it still serves.
+    // And it still serves, both families.
     r.client.app_mut().want = 3;
     r.client.app_mut().conc = 3;
     assert!(r.drive(100_000, |r| r.client.app().finished() == 3));
-    assert_eq!(r.client.app().ok, 3);
+    r.client.app_mut().to = SocketAddr::from((SERVER6, PORT));
+    r.client.app_mut().want = 6;
+    assert!(r.drive(100_000, |r| r.client.app().finished() == 6));
+    assert_eq!(r.client.app().ok, 6);
+    if TcpOpts::default().engine == bypass::stack::TcpEngine::Bypass {
+        assert_eq!(st.bypass_opened.get(), 6, "both families on the engine");
+    }
     r.settle_and_check_leaks();
 }
 
@@ -734,9 +740,12 @@ fn transfers_are_intact_under_every_fault_mix() {
             f(6, 0.10, 0.10, 0.10, 0.05, 3),
         ),
     ];
-    for (name, faults) in mixes {
+    // Each mix over IPv4, then over IPv6.
+    for ((name, faults), v6) in mixes.iter().flat_map(|m| [(m, false), (m, true)]) {
+        let (name, faults) = (format!("{name}{}", if v6 { ", IPv6" } else { "" }), *faults);
         let conns = 4;
         let bytes = 128 << 10;
+        let churn = Churn::new(conns, conns, bytes);
         let mut r = rig(
             Setup {
                 faults,
@@ -745,7 +754,7 @@ fn transfers_are_intact_under_every_fault_mix() {
                 client_tcp: TcpOpts::default(),
                 ..Default::default()
             },
-            Churn::new(conns, conns, bytes),
+            if v6 { churn.v6() } else { churn },
         );
         let t0 = r.now;
         let ok = r.drive(5_000_000, |r| r.client.app().finished() == conns);
@@ -763,6 +772,10 @@ fn transfers_are_intact_under_every_fault_mix() {
         assert!(ok, "{name}: stalled");
         assert_eq!(c.ok, conns, "{name}: every connection completes in order");
         assert_eq!(c.bad, 0, "{name}: a byte differs");
+        if TcpOpts::default().engine == bypass::stack::TcpEngine::Bypass {
+            let on_engine = r.server.stack().stats().bypass_opened.get();
+            assert_eq!(on_engine, conns as u64, "{name}: on the bypass engine");
+        }
         if faults.corrupt > 0.0 {
             assert!(
                 r.server.stack().stats().drops() > 0,

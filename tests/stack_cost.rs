@@ -52,7 +52,7 @@ impl TcpApp for Rr {
 }
 
 /// A cost measurement, run by hand: `BYPASS_TCP_ENGINE=E valgrind
-/// --tool=callgrind target/release/deps/stack_mem-* --ignored
+/// --tool=callgrind target/release/deps/stack_cost-* --ignored
 /// rr_cost_on_a_manual_clock` gives the instructions per transaction of an
 /// engine (the clock is manual, so timers and instruction counts repeat).
 #[test]
@@ -61,8 +61,8 @@ fn rr_cost_on_a_manual_clock() {
     rr_cost(SERVER.into());
 }
 
-/// [`rr_cost_on_a_manual_clock`] over IPv6 (the smoltcp engine): the
-/// same workload, so the two instruction counts compare the families.
+/// [`rr_cost_on_a_manual_clock`] over IPv6: the same workload, so the two
+/// instruction counts compare the families.
 #[test]
 #[ignore = "a cost measurement, run by hand"]
 fn rr_cost_on_a_manual_clock_ipv6() {
@@ -120,6 +120,7 @@ struct Cps {
     started: usize,
     total: usize,
     closed: usize,
+    server: IpAddr,
 }
 
 impl TcpApp for Cps {
@@ -145,7 +146,7 @@ impl TcpApp for Cps {
     fn poll(&mut self, ctx: &mut Ctx<'_>) -> usize {
         let mut n = 0;
         while self.open < self.conns && self.started < self.total {
-            ctx.connect(SocketAddr::from((SERVER, 7))).unwrap();
+            ctx.connect(SocketAddr::new(self.server, 7)).unwrap();
             self.open += 1;
             self.started += 1;
             n += 1;
@@ -160,6 +161,17 @@ impl TcpApp for Cps {
 #[test]
 #[ignore = "a cost measurement, run by hand"]
 fn cps_cost_on_a_manual_clock() {
+    cps_cost(SERVER.into());
+}
+
+/// [`cps_cost_on_a_manual_clock`] over IPv6.
+#[test]
+#[ignore = "a cost measurement, run by hand"]
+fn cps_cost_on_a_manual_clock_ipv6() {
+    cps_cost(SERVER6.into());
+}
+
+fn cps_cost(server: IpAddr) {
     let total = 20_000;
     // CPS_CONNS=1: one connection at a time, so manual time per connection
     // counts the poll rounds each one takes.
@@ -173,6 +185,7 @@ fn cps_cost_on_a_manual_clock() {
         started: 0,
         total,
         closed: 0,
+        server,
     };
     let o = TcpOpts::default();
     let lopts = ListenOpts {

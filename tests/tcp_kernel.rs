@@ -665,13 +665,26 @@ fn active_opens_on_two_cores_stay_on_their_core_over_a_two_queue_tap() {
 #[test]
 #[ignore = "needs root"]
 fn a_kernel_client_is_served_at_once_during_a_syn_flood() {
-    // Spoofed SYNs from addresses that never answer fill the backlog; SYN
-    // cookies (the bypass engine's policy for a full backlog) keep nothing
-    // for them, so a real client's first SYN is answered and it is served
-    // at once. (smoltcp cannot make a socket with a chosen ISN: with it the
-    // client waits for its SYN retransmission, 1 s or more; scripts/test.sh
-    // runs this on the bypass engine only.)
     common::require_root("a_kernel_client_is_served_at_once_during_a_syn_flood");
+    kernel_clients_during_a_syn_flood("bpk9", false);
+}
+
+/// [`a_kernel_client_is_served_at_once_during_a_syn_flood`] over IPv6:
+/// the cookies are made and checked over IPv6 tuples.
+#[test]
+#[ignore = "needs root"]
+fn a_kernel_ipv6_client_is_served_at_once_during_a_syn_flood() {
+    common::require_root("a_kernel_ipv6_client_is_served_at_once_during_a_syn_flood");
+    kernel_clients_during_a_syn_flood("bp6k4", true);
+}
+
+/// Spoofed SYNs from addresses that never answer fill the backlog; SYN
+/// cookies (the bypass engine's policy for a full backlog) keep nothing
+/// for them, so a real client's first SYN is answered and it is served at
+/// once. (smoltcp cannot make a socket with a chosen ISN: with it the
+/// client waits for its SYN retransmission, 1 s or more; so the listener
+/// is on the bypass engine whatever the process's default.)
+fn kernel_clients_during_a_syn_flood(tap: &str, v6: bool) {
     let lopts = ListenOpts {
         backlog: 64,
         on_full: BacklogFull::Cookie,
@@ -680,13 +693,18 @@ fn a_kernel_client_is_served_at_once_during_a_syn_flood() {
             ..Default::default()
         },
     };
-    let (w, port) = setup("bpk9", Echo, lopts);
+    let (w, port) = if v6 {
+        setup6_with(tap, Echo, lopts)
+    } else {
+        setup(tap, Echo, lopts)
+    };
+    let to: SocketAddr = if v6 { (US6, 7).into() } else { (US, 7).into() };
     let mac = port.info().mac.0;
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (w, (times, flooded)) = with_running(w, || {
         std::thread::scope(|s| {
             let flood = s.spawn(|| {
-                let raw = common::RawSender::open("bpk9");
+                let raw = common::RawSender::open(tap);
                 let mut sent = 0u64;
                 let mut x = 0x2545_f491_4f6c_dd1du64;
                 let t0 = std::time::Instant::now();
@@ -698,22 +716,48 @@ fn a_kernel_client_is_served_at_once_during_a_syn_flood() {
                     x ^= x << 13;
                     x ^= x >> 7;
                     x ^= x << 17;
-                    let ends = bypass::testing::Ends {
-                        // A unicast MAC nobody has: the SYN-ACKs go nowhere.
-                        src_mac: [
-                            0x02,
-                            0x66,
-                            (x >> 8) as u8,
-                            (x >> 16) as u8,
-                            (x >> 24) as u8,
-                            7,
-                        ],
-                        dst_mac: mac,
-                        src_ip: Ipv4Addr::new(10, 66, 1 + (x >> 40) as u8 % 200, (x >> 48) as u8),
-                        dst_ip: US,
-                    };
+                    // A unicast MAC nobody has: the SYN-ACKs go nowhere.
+                    let src_mac = [
+                        0x02,
+                        0x66,
+                        (x >> 8) as u8,
+                        (x >> 16) as u8,
+                        (x >> 24) as u8,
+                        7,
+                    ];
                     let syn = bypass::testing::syn(1024 + (x >> 32) as u16 % 60000, 7, x as u32);
-                    if raw.send(&bypass::testing::tcp_vec(&ends, &syn)) {
+                    let frame = if v6 {
+                        let ends = bypass::testing::Ends6 {
+                            src_mac,
+                            dst_mac: mac,
+                            src_ip: Ipv6Addr::new(
+                                0xfd00,
+                                0x66,
+                                1,
+                                0,
+                                0,
+                                0,
+                                (x >> 40) as u16,
+                                (x >> 48) as u16,
+                            ),
+                            dst_ip: US6,
+                        };
+                        bypass::testing::tcp6_vec(&ends, &syn)
+                    } else {
+                        let ends = bypass::testing::Ends {
+                            src_mac,
+                            dst_mac: mac,
+                            src_ip: Ipv4Addr::new(
+                                10,
+                                66,
+                                1 + (x >> 40) as u8 % 200,
+                                (x >> 48) as u8,
+                            ),
+                            dst_ip: US,
+                        };
+                        bypass::testing::tcp_vec(&ends, &syn)
+                    };
+                    if raw.send(&frame) {
                         sent += 1;
                     }
                     // About 20,000 SYNs a second: hundreds of times what
@@ -731,7 +775,7 @@ fn a_kernel_client_is_served_at_once_during_a_syn_flood() {
             let mut times = Vec::new();
             for i in 0..10 {
                 let t = std::time::Instant::now();
-                let mut c = connect();
+                let mut c = connect_to(to);
                 let msg = format!("real client {i:02}");
                 c.write_all(msg.as_bytes()).unwrap();
                 let mut b = vec![0u8; msg.len()];
@@ -769,17 +813,24 @@ const US6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x66, 0, 0, 0, 0, 0, 2);
 /// A dual-stack stack on a TAP in a private namespace whose kernel side
 /// has 10.66.0.1/24 and fd00:66::1/64 (no duplicate address detection, so
 /// the address is usable at once); the stack has 10.66.0.2/24 and
-/// fd00:66::2/64 and echoes on port 7 (smoltcp engine).
+/// fd00:66::2/64 and echoes on port 7, on the process's default engine
+/// (`BYPASS_TCP_ENGINE`; scripts/test.sh runs these on both).
 fn setup6<A: TcpApp>(tap: &str, app: A) -> (TcpWorker<TapQueue, A>, TapPort) {
-    let tcp = TcpOpts::default().on(bypass::stack::TcpEngine::Smoltcp);
-    setup6_with(
-        tap,
-        app,
-        ListenOpts {
-            tcp,
-            ..Default::default()
-        },
-    )
+    setup6_with(tap, app, ListenOpts::default())
+}
+
+/// Checks that all `n` connections a stack opened ran on the engine the
+/// process runs by default (the bypass engine's count is its own).
+fn assert_on_default_engine(st: &bypass::stack::StackStats, n: u64) {
+    let on_bypass = match TcpOpts::default().engine {
+        bypass::stack::TcpEngine::Bypass => n,
+        bypass::stack::TcpEngine::Smoltcp => 0,
+    };
+    assert_eq!(
+        st.bypass_opened.get(),
+        on_bypass,
+        "connections on the bypass engine"
+    );
 }
 
 /// [`setup6`] with the listener's settings.
@@ -795,8 +846,7 @@ fn setup6_with<A: TcpApp>(
          ip addr add {KERNEL}/24 dev {tap}; ip -6 addr add {KERNEL6}/64 dev {tap} nodad"
     ));
     let q = port.take_queues().pop().unwrap();
-    let mut cfg = StackConfig::new(US, 24).with_addr(US6.into(), 64);
-    cfg.connect = TcpOpts::default().on(bypass::stack::TcpEngine::Smoltcp);
+    let cfg = StackConfig::new(US, 24).with_addr(US6.into(), 64);
     let mut stack = Stack::new(q, port.info(), cfg, Instant(0)).unwrap();
     stack.listen(7, lopts).unwrap();
     (TcpWorker::new(stack, app), port)
@@ -851,6 +901,7 @@ fn ipv6_kernel_pings_and_its_clients_are_echoed_intact() {
     });
     let st = w.stack().stats();
     assert_eq!(st.accepted.get(), 9, "8 IPv6 and 1 IPv4 connections");
+    assert_on_default_engine(st, 9);
     // The kernel's MLD reports and router solicitations go to groups we
     // are not in (not for us); nothing it sent was malformed.
     let bad = [
@@ -883,6 +934,7 @@ fn our_stack_connects_to_a_kernel_ipv6_server() {
     assert_eq!(w.app().got, b"from userspace");
     assert_eq!(w.app().closed, Some(CloseReason::Normal));
     assert_eq!(w.stack().stats().connected.get(), 1);
+    assert_on_default_engine(w.stack().stats(), 1);
 }
 
 #[test]
@@ -894,7 +946,7 @@ fn a_thousand_concurrent_kernel_ipv6_connections_get_their_data_back() {
         tcp: TcpOpts {
             rx_buf: 4096,
             tx_buf: 4096,
-            ..TcpOpts::default().on(bypass::stack::TcpEngine::Smoltcp)
+            ..TcpOpts::default()
         },
         ..Default::default()
     };
@@ -904,6 +956,7 @@ fn a_thousand_concurrent_kernel_ipv6_connections_get_their_data_back() {
     });
     assert_eq!(w.stack().stats().accepted.get(), 1000);
     assert_eq!(w.stack().stats().reset.get(), 0);
+    assert_on_default_engine(w.stack().stats(), 1000);
 }
 
 #[test]
@@ -914,7 +967,7 @@ fn sixty_four_mebibytes_each_way_arrive_intact_over_ipv6() {
         tcp: TcpOpts {
             rx_buf: 256 * 1024,
             tx_buf: 256 * 1024,
-            ..TcpOpts::default().on(bypass::stack::TcpEngine::Smoltcp)
+            ..TcpOpts::default()
         },
         ..Default::default()
     };
@@ -924,4 +977,5 @@ fn sixty_four_mebibytes_each_way_arrive_intact_over_ipv6() {
     assert_eq!(sent_hash, got_hash, "64 MiB over IPv6 and back, intact");
     let st = w.stack().stats();
     assert!(st.rx_bytes.get() >= TOTAL as u64 && st.tx_bytes.get() >= TOTAL as u64);
+    assert_on_default_engine(st, 1);
 }

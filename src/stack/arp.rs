@@ -1,15 +1,18 @@
-//! A small ARP cache for the bypass engine's next hops.
+//! A small neighbour cache for the bypass engine's next hops, and ARP.
 //!
-//! smoltcp's interface still answers ARP requests for our address and keeps
-//! its own neighbour cache for the smoltcp engine and UDP, but that cache is
-//! not reachable from outside. The bypass engine builds its frames itself,
-//! so the stack keeps this one: learnt from every ARP frame it sees (and
-//! from the SYNs of passive opens, whose source MAC is the next hop),
-//! refreshed by traffic, bounded in size. A connection whose next hop is
-//! unknown sends a (rate-limited) request and waits; it is woken when an
-//! ARP frame arrives.
+//! smoltcp's interface still answers ARP requests and neighbour
+//! solicitations for our addresses and keeps its own neighbour cache for
+//! the smoltcp engine and UDP, but that cache is not reachable from
+//! outside. The bypass engine builds its frames itself, so the stack keeps
+//! one [`Neighbours`] cache per family: IPv4 learnt from every ARP frame it
+//! sees, IPv6 from neighbour solicitations and advertisements
+//! ([`super::nd`]), both from the SYNs of passive opens (whose source MAC
+//! is the next hop); bounded in size. A connection whose next hop is
+//! unknown sends a (rate-limited) ARP request or neighbour solicitation
+//! and waits; it is woken when an ARP or ND frame arrives.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
@@ -23,10 +26,24 @@ const REQUEST_GAP_US: u64 = 100_000;
 /// Most entries; beyond it the cache starts over.
 const MAX_ENTRIES: usize = 1 << 16;
 
-#[derive(Debug, Default)]
-pub(super) struct ArpCache {
-    map: HashMap<Ipv4Address, (EthernetAddress, u64), ahash::RandomState>,
-    asked: HashMap<Ipv4Address, u64, ahash::RandomState>,
+/// Next hops of one family (`A`: its address type): their MACs, and
+/// when each was last asked for.
+#[derive(Debug)]
+pub(super) struct Neighbours<A> {
+    map: HashMap<A, (EthernetAddress, u64), ahash::RandomState>,
+    asked: HashMap<A, u64, ahash::RandomState>,
+}
+
+/// The IPv4 next hops (ARP).
+pub(super) type ArpCache = Neighbours<Ipv4Address>;
+
+impl<A> Default for Neighbours<A> {
+    fn default() -> Self {
+        Neighbours {
+            map: HashMap::default(),
+            asked: HashMap::default(),
+        }
+    }
 }
 
 impl ArpCache {
@@ -49,9 +66,11 @@ impl ArpCache {
             }
         }
     }
+}
 
+impl<A: Copy + Eq + Hash> Neighbours<A> {
     /// Records `ip` at `mac`.
-    pub fn learn(&mut self, ip: Ipv4Address, mac: EthernetAddress, now: u64) {
+    pub fn learn(&mut self, ip: A, mac: EthernetAddress, now: u64) {
         if self.map.len() >= MAX_ENTRIES && !self.map.contains_key(&ip) {
             self.map.clear();
         }
@@ -59,8 +78,14 @@ impl ArpCache {
         self.asked.remove(&ip);
     }
 
+    /// True if `ip` is in the cache or was asked for: an answer about it
+    /// is expected.
+    pub fn expects(&self, ip: A) -> bool {
+        self.map.contains_key(&ip) || self.asked.contains_key(&ip)
+    }
+
     /// The MAC of `ip`, if known and fresh.
-    pub fn lookup(&self, ip: Ipv4Address, now: u64) -> Option<EthernetAddress> {
+    pub fn lookup(&self, ip: A, now: u64) -> Option<EthernetAddress> {
         self.map
             .get(&ip)
             .filter(|(_, at)| now.saturating_sub(*at) < TTL_US)
@@ -68,7 +93,7 @@ impl ArpCache {
     }
 
     /// True if a request for `ip` may go out now (and notes that it did).
-    pub fn may_ask(&mut self, ip: Ipv4Address, now: u64) -> bool {
+    pub fn may_ask(&mut self, ip: A, now: u64) -> bool {
         if self.asked.len() >= MAX_ENTRIES {
             self.asked.clear();
         }

@@ -29,6 +29,8 @@ use smoltcp::wire::{
     Ipv6OptionRepr, Ipv6OptionsIterator, Ipv6Packet, Ipv6RoutingHeader, TcpPacket, UdpPacket,
 };
 
+pub use super::key::{key_remote, tcp_key, tcp_key6, Key6, TcpKey};
+
 /// Most IPv6 extension headers walked before the packet is refused.
 pub const MAX_EXT_HEADERS: usize = 8;
 
@@ -81,56 +83,6 @@ pub enum Reject {
     BadExtHeader,
 }
 
-/// The connection table key of a TCP segment we received: the peer's
-/// address and port and our port (our own address is not part of it: two
-/// connections from one peer address and port to two of our addresses of
-/// one family are one key, and the second is refused).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TcpKey {
-    /// IPv4 (see [`tcp_key`]): the key of the IPv4 table.
-    V4(u64),
-    /// IPv6: the key of the IPv6 table.
-    V6(Key6),
-}
-
-/// The IPv6 connection table key: the peer's address, its port and ours.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Key6 {
-    remote: [u32; 4],
-    ports: u32,
-}
-
-/// The IPv4 connection table key of a TCP segment we received: the peer's
-/// address and port and our port.
-#[inline]
-pub fn tcp_key(remote: Ipv4Address, remote_port: u16, local_port: u16) -> u64 {
-    (u32::from(remote) as u64) << 32 | (remote_port as u64) << 16 | local_port as u64
-}
-
-/// The IPv6 connection table key (see [`tcp_key`]).
-#[inline]
-pub fn tcp_key6(remote: Ipv6Address, remote_port: u16, local_port: u16) -> Key6 {
-    let o = remote.octets();
-    Key6 {
-        remote: std::array::from_fn(|i| {
-            u32::from_be_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
-        }),
-        ports: (remote_port as u32) << 16 | local_port as u32,
-    }
-}
-
-impl TcpKey {
-    /// The key of a connection with the peer at `remote:remote_port` on
-    /// our `local_port`.
-    #[inline]
-    pub fn new(remote: IpAddr, remote_port: u16, local_port: u16) -> TcpKey {
-        match remote {
-            IpAddr::V4(a) => TcpKey::V4(tcp_key(a, remote_port, local_port)),
-            IpAddr::V6(a) => TcpKey::V6(tcp_key6(a, remote_port, local_port)),
-        }
-    }
-}
-
 /// The addresses a stack answers to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ours {
@@ -156,6 +108,33 @@ impl Ours {
     #[inline]
     pub fn has_v6(&self, a: Ipv6Address) -> bool {
         self.v6.contains(&a)
+    }
+
+    /// The index of our IPv6 unicast address `a` in [`Ours::v6`].
+    #[inline]
+    pub fn index6(&self, a: Ipv6Address) -> Option<u8> {
+        self.v6.iter().position(|u| *u == a).map(|i| i as u8)
+    }
+
+    /// The key of a connection from our `local` address and port to the
+    /// peer at `remote`; `None` if `local` is not one of our IPv6
+    /// addresses (an IPv4 key names no local address: there is one).
+    #[inline]
+    pub fn key(
+        &self,
+        local: IpAddr,
+        remote: IpAddr,
+        remote_port: u16,
+        local_port: u16,
+    ) -> Option<TcpKey> {
+        match (local, remote) {
+            (_, IpAddr::V4(r)) => Some(TcpKey::V4(tcp_key(r, remote_port, local_port))),
+            (IpAddr::V6(l), IpAddr::V6(r)) => {
+                let i = self.index6(l)?;
+                Some(TcpKey::V6(tcp_key6(i, r, remote_port, local_port)))
+            }
+            (IpAddr::V4(_), IpAddr::V6(_)) => None,
+        }
     }
 
     /// True if `a` is an IPv6 multicast group we are in: all nodes, or the
@@ -257,8 +236,15 @@ fn checked(check: Check, ok: impl FnOnce() -> bool) -> Result<(), Reject> {
     }
 }
 
-/// A TCP segment from `src` to `dst`, either family.
-fn tcp(payload: &[u8], src: IpAddr, dst: IpAddr, verify: Verify) -> Result<Class, Reject> {
+/// A TCP segment from `src` to `dst`, either family; `key` makes its
+/// table key from its ports (the peer's, ours).
+fn tcp(
+    payload: &[u8],
+    src: IpAddr,
+    dst: IpAddr,
+    verify: Verify,
+    key: impl FnOnce(u16, u16) -> TcpKey,
+) -> Result<Class, Reject> {
     let tcp = TcpPacket::new_checked(payload).map_err(|_| Reject::Malformed)?;
     checked(verify.l4, || tcp.verify_checksum(&src.into(), &dst.into()))?;
     // Ports, flags and options: refuse here what either engine would
@@ -269,7 +255,7 @@ fn tcp(payload: &[u8], src: IpAddr, dst: IpAddr, verify: Verify) -> Result<Class
         return Err(Reject::Malformed);
     }
     Ok(Class::Tcp {
-        key: TcpKey::new(src, tcp.src_port(), tcp.dst_port()),
+        key: key(tcp.src_port(), tcp.dst_port()),
         dst_port: tcp.dst_port(),
         syn: tcp.syn() && !tcp.ack(),
         rst: tcp.rst(),
@@ -307,7 +293,9 @@ fn ipv4(bytes: &[u8], ours: Ipv4Address, verify: Verify) -> Result<Class, Reject
     }
     let payload = ip.payload();
     match ip.next_header() {
-        IpProtocol::Tcp => tcp(payload, src.into(), dst.into(), verify),
+        IpProtocol::Tcp => tcp(payload, src.into(), dst.into(), verify, |sp, dp| {
+            TcpKey::V4(tcp_key(src, sp, dp))
+        }),
         IpProtocol::Udp => udp(payload, src.into(), dst.into(), verify),
         IpProtocol::Icmp => {
             let icmp = Icmpv4Packet::new_checked(payload).map_err(|_| Reject::Malformed)?;
@@ -326,7 +314,8 @@ fn ipv6(bytes: &[u8], ours: &Ours, verify: Verify) -> Result<Class, Reject> {
         return Err(Reject::Malformed);
     }
     let (src, dst) = (ip.src_addr(), ip.dst_addr());
-    let unicast = ours.has_v6(dst);
+    let local = ours.index6(dst);
+    let unicast = local.is_some();
     let group = dst.is_multicast() && ours.in_group6(dst);
     if !(unicast || group) {
         return Err(Reject::NotForUs);
@@ -353,7 +342,9 @@ fn ipv6(bytes: &[u8], ours: &Ours, verify: Verify) -> Result<Class, Reject> {
         }
         // Only ICMPv6 may come from nowhere or go to a group.
         _ if src.is_unspecified() || !unicast => Err(Reject::Malformed),
-        IpProtocol::Tcp => tcp(payload, src.into(), dst.into(), verify),
+        IpProtocol::Tcp => tcp(payload, src.into(), dst.into(), verify, |sp, dp| {
+            TcpKey::V6(tcp_key6(local.unwrap_or(0), src, sp, dp))
+        }),
         IpProtocol::Udp => udp(payload, src.into(), dst.into(), verify),
         _ => Err(Reject::Unsupported),
     }
@@ -394,6 +385,19 @@ fn walk_ext(mut next: IpProtocol, mut rest: &[u8]) -> Result<(IpProtocol, &[u8],
     Err(Reject::BadExtHeader)
 }
 
+/// True for the next-header values [`walk_ext`] walks past or refuses.
+#[inline]
+fn is_ext_header(p: IpProtocol) -> bool {
+    matches!(
+        p,
+        IpProtocol::HopByHop
+            | IpProtocol::Ipv6Opts
+            | IpProtocol::Ipv6Route
+            | IpProtocol::Ipv6Frag
+            | IpProtocol::Ipv6NoNxt
+    )
+}
+
 /// The upper-layer protocol of an IPv6 packet and its bytes, past the
 /// extension headers; `None` if the chain is refused (see [`classify`]).
 pub(crate) fn upper_layer<'a>(ip: &Ipv6Packet<&'a [u8]>) -> Option<(IpProtocol, &'a [u8])> {
@@ -430,7 +434,11 @@ pub fn strip_ext_headers(frame: &mut [u8]) -> Option<usize> {
             return None;
         }
         let ip = Ipv6Packet::new_checked(eth.payload()).ok()?;
-        let (next, _, walked) = walk_ext(ip.next_header(), ip.payload()).ok()?;
+        let first = ip.next_header();
+        if !is_ext_header(first) {
+            return None; // the usual case: nothing to walk
+        }
+        let (next, _, walked) = walk_ext(first, ip.payload()).ok()?;
         (next, walked, ip.payload_len() as usize)
     };
     if walked == 0 {
@@ -517,7 +525,7 @@ mod tests {
         assert_eq!(
             c,
             Class::Tcp {
-                key: TcpKey::V6(tcp_key6(PEER6, 40000, 80)),
+                key: TcpKey::V6(tcp_key6(0, PEER6, 40000, 80)),
                 dst_port: 80,
                 syn: true,
                 rst: false
@@ -526,8 +534,41 @@ mod tests {
         let Class::Tcp { key, .. } = c else {
             panic!("{c:?}")
         };
-        assert_eq!(key, TcpKey::new(PEER6.into(), 40000, 80));
-        assert_ne!(key, TcpKey::new(PEER6.into(), 40001, 80));
+        let o = ours();
+        assert_eq!(key, o.key(IP6.into(), PEER6.into(), 40000, 80).unwrap());
+        assert_ne!(key, o.key(IP6.into(), PEER6.into(), 40001, 80).unwrap());
+    }
+
+    /// One peer address and port to two of our IPv6 addresses: two keys
+    /// (each naming our address by its index), each giving back the
+    /// peer's address and ports.
+    #[test]
+    fn ipv6_keys_name_our_address() {
+        let second = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x11);
+        let o = Ours {
+            v6: vec![IP6, second],
+            ..ours()
+        };
+        let to = |dst_ip| {
+            let e = Ends6 { dst_ip, ..ends6() };
+            let Ok(Class::Tcp { key, .. }) = classify(&tcp6_vec(&e, &syn(40000, 80, 1)), &o, true)
+            else {
+                panic!("not TCP")
+            };
+            key
+        };
+        let (a, b) = (to(IP6), to(second));
+        assert_ne!(a, b);
+        assert_eq!(b, o.key(second.into(), PEER6.into(), 40000, 80).unwrap());
+        let TcpKey::V6(k) = b else { panic!("{b:?}") };
+        assert_eq!((k.remote(), k.local(), k.ports()), (PEER6, 1, (40000, 80)));
+        // Not one of ours: no key.
+        assert_eq!(o.key(PEER6.into(), PEER6.into(), 40000, 80), None);
+        // IPv4 keys hold the peer's address.
+        let TcpKey::V4(k4) = o.key(IP.into(), PEER.into(), 1, 2).unwrap() else {
+            panic!()
+        };
+        assert_eq!(key_remote(k4), PEER);
     }
 
     #[test]

@@ -184,6 +184,16 @@ impl<Q: PortQueue> Stack<Q> {
         }
     }
 
+    /// The table key of connection `idx`.
+    #[inline]
+    pub(super) fn conn_key(&self, idx: u32) -> Option<TcpKey> {
+        let c = self.slots[idx as usize].conn.as_ref()?;
+        match c.v4_key() {
+            Some(k) => Some(TcpKey::V4(k)),
+            None => self.keys6.get(&idx).map(|k| TcpKey::V6(*k)),
+        }
+    }
+
     pub(super) fn live_mut(&mut self, idx: u32, gen: u32) -> Option<&mut Conn> {
         live(&mut self.slots, ConnId { idx, gen })
     }
@@ -205,13 +215,20 @@ impl<Q: PortQueue> Stack<Q> {
             return;
         }
         c.opened = true;
+        if matches!(c.eng, Eng::Own(_)) {
+            self.stats.bypass_opened.inc();
+        }
         if let Some(port) = c.listener.take() {
             if let Some(l) = self.listeners.get_mut(&port) {
                 l.pending -= 1;
             }
-            self.stats.accepted.inc();
-        } else {
+        }
+        // A connection rebuilt from a SYN cookie was accepted too, though
+        // it never held a backlog slot.
+        if c.active {
             self.stats.connected.inc();
+        } else {
+            self.stats.accepted.inc();
         }
         self.events.push(Event::Open(id));
     }
@@ -268,25 +285,36 @@ impl<Q: PortQueue> Stack<Q> {
 
     /// A local port for an active open to `remote`: free in the table (or
     /// held by a TIME-WAIT record that may be taken over, RFC 6191), and
-    /// hashing back to this core when the stack is sharded.
-    pub(super) fn pick_local_port(&mut self, remote: SocketAddr) -> Result<u16> {
+    /// hashing back to this core when the stack is sharded. Returns it
+    /// with the connection's table key.
+    pub(super) fn pick_local_port(&mut self, remote: SocketAddr) -> Result<(u16, TcpKey)> {
         let rip: IpAddr = remote.ip();
         let (lo, hi) = self.cfg.ephemeral;
         let span = (hi - lo) as u32 + 1;
         let now = self.now_us;
-        let local = self.source_for(rip);
+        let no_source = || {
+            Error::Config(format!(
+                "cannot connect to {remote}: the stack has no address to send from"
+            ))
+        };
+        let source = self.source_for(rip).ok_or_else(no_source)?;
+        let ours = &self.ours;
+        let key = |p: u16| ours.key(source, rip, remote.port(), p);
+        // Our source is one of our addresses (smoltcp picks among them).
+        key(lo).ok_or_else(no_source)?;
         let (table, table6) = (&self.table, &self.table6);
-        let tw = &self.own.tw;
-        let free = |p: u16| match TcpKey::new(rip, remote.port(), p) {
-            TcpKey::V4(k) => !table.contains_key(k) && tw.reusable(k, now),
-            TcpKey::V6(k) => !table6.contains_key(&k),
+        let (tw, tw6) = (&self.own.tw, &self.own.tw6);
+        let free = |p: u16| match key(p) {
+            Some(TcpKey::V4(k)) => !table.contains_key(k) && tw.reusable(k, now),
+            Some(TcpKey::V6(k)) => !table6.contains_key(&k) && tw6.reusable(k, now),
+            None => false,
         };
         let mut found = None;
-        match (&self.shard, local) {
+        match &self.shard {
             // The replies must hash back to this core.
-            (Some(sh), Some(local)) if sh.cores() > 1 => {
+            Some(sh) if sh.cores() > 1 => {
                 found = sh.rss().pick_local_port(
-                    local,
+                    source,
                     remote,
                     sh.core(),
                     (lo, hi),
@@ -311,12 +339,11 @@ impl<Q: PortQueue> Stack<Q> {
                 "no free local port towards {remote}: all {span} ephemeral ports are in use or in TIME-WAIT"
             )));
         };
-        let key = TcpKey::new(rip, remote.port(), lport);
-        if matches!(key, TcpKey::V4(k) if self.own.tw.remove(k)) {
-            self.stats.time_wait.sub(1);
+        let key = key(lport).ok_or_else(no_source)?;
+        if self.tw_remove(key) {
             self.stats.time_wait_reused.inc();
         }
-        Ok(lport)
+        Ok((lport, key))
     }
 }
 
@@ -328,14 +355,15 @@ mod tests {
 
     /// What a connection costs in the tables: an IPv4 connection costs
     /// what it did before IPv6 (a 16-byte map entry, an 8-byte key in its
-    /// slot, whose flags absorb the family bit: 696 bytes a slot, as on
-    /// main before IPv6); an IPv6 one adds a 24-byte entry in the IPv6 map
-    /// and one in the slot-to-key map.
+    /// slot, whose flags absorb the family bit; the key is also where the
+    /// bypass engine finds the peer's address); an IPv6 one adds a 28-byte
+    /// entry in the IPv6 map (the peer's address and port, our port and
+    /// the index of our address) and one in the slot-to-key map.
     #[test]
     fn table_entry_sizes() {
         assert_eq!(size_of::<(u64, u32)>(), 16, "IPv4 map entry");
-        assert_eq!(size_of::<(Key6, u32)>(), 24, "IPv6 map entry");
-        assert_eq!(size_of::<(u32, Key6)>(), 24, "IPv6 slot-to-key entry");
+        assert_eq!(size_of::<(Key6, u32)>(), 28, "IPv6 map entry");
+        assert_eq!(size_of::<(u32, Key6)>(), 28, "IPv6 slot-to-key entry");
         assert_eq!(
             size_of::<Conn>() - size_of::<Eng>(),
             32,
@@ -348,10 +376,11 @@ mod tests {
             size_of::<Slot>()
         );
         eprintln!(
-            "Slot {} B, Conn {} B, Eng {} B",
+            "Slot {} B, Conn {} B, Eng {} B, OwnConn {} B",
             size_of::<Slot>(),
             size_of::<Conn>(),
-            size_of::<Eng>()
+            size_of::<Eng>(),
+            size_of::<OwnConn>()
         );
     }
 }

@@ -1,28 +1,38 @@
-//! The bridge to bypass's own TCP engine ([`crate::tcp`]): it parses each
-//! segment once with `smoltcp::wire`, hands it to the connection's
-//! [`Tcb`], builds the Ethernet, IPv4 and TCP headers of what the engine
-//! sends straight into pool buffers (payload copied once, from the slab
-//! chunk into the frame), and turns the engine's events into the stack's
-//! [`Event`]s. It also answers SYNs with SYN cookies when a listener's
-//! backlog is full, rebuilds connections from valid cookies, keeps the
-//! TIME-WAIT records and finds next hops through [`super::arp`].
+//! The bridge to bypass's own TCP engine ([`crate::tcp`]), for IPv4 and
+//! IPv6: it parses each segment once with `smoltcp::wire`, hands it to
+//! the connection's [`Tcb`], builds the Ethernet, IP and TCP headers of
+//! what the engine sends straight into pool buffers (payload copied once,
+//! from the slab chunk into the frame; see [`super::segment`]), and turns
+//! the engine's events into the stack's [`Event`]s. It also answers SYNs
+//! with SYN cookies when a listener's backlog is full, rebuilds
+//! connections from valid cookies, keeps the TIME-WAIT records and finds
+//! next hops through [`super::arp`] (IPv4) and [`super::nd`] (IPv6).
+//!
+//! A connection's addresses are not kept in its block: they are its
+//! table key (the IPv4 key holds the peer's address; an IPv6
+//! connection's key, with the peer's address and the index of ours, is
+//! in the stack's slot-to-key map), so an IPv4 connection pays nothing
+//! for IPv6.
+//!
+//! [`Event`]: super::Event
 
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::socket::tcp::State as SmolState;
-use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Address,
-    Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, TcpTimestampRepr,
-};
+use smoltcp::wire::{EthernetAddress, TcpControl, TcpRepr, TcpSeqNumber, TcpTimestampRepr};
 
 use super::arp::{self, ArpCache};
-use super::classify::{tcp_key, TcpKey};
+use super::classify::{key_remote, Key6, TcpKey};
 use super::conn::{Eng, Report};
+use super::nd::{self, NdCache};
+use super::segment::{build, next_hop, next_hop6};
+pub(super) use super::segment::{parse, Peer};
 use super::timers::Entry;
 use super::timewait::{TimeWaits, TwRecord};
 use super::{Stack, StackConfig, TcpOpts, EGRESS_PER_CONN};
 use crate::buf::PacketBuf;
+use crate::error::{Error, Result};
 use crate::port::PortQueue;
 use crate::tcp::buf::Slab;
 use crate::tcp::isn::IsnGen;
@@ -33,8 +43,9 @@ use crate::tcp::{Config, Env, State, Tcb, TcpStats};
 /// The bypass engine's state on one core.
 pub(super) struct OwnCore {
     pub slab: Slab,
-    /// Connection settings: index 0 for active opens, then one per
-    /// listener.
+    /// Connection settings in pairs, IPv4 then IPv6 (their MSS differs by
+    /// the IP header): the pair at 0 for active opens, then one pair per
+    /// listener (see [`family_cfg`]).
     pub cfgs: Vec<Config>,
     isn: IsnGen,
     /// Per-connection timestamp offsets (a keyed hash of the 4-tuple, so a
@@ -43,28 +54,36 @@ pub(super) struct OwnCore {
     cookies: SynCookies,
     limiter: ChallengeLimiter,
     pub arp: ArpCache,
-    pub tw: TimeWaits,
+    pub nd: NdCache,
+    pub tw: TimeWaits<u64>,
+    pub tw6: TimeWaits<Key6>,
     /// Per peer address: the highest RTO floor its connections learnt and
     /// when (see [`Tcb::share_rto_floor`]); it halves every 10 s unless
     /// learnt again. Read only when a retransmission timer is about to
     /// fire, written only when a connection learns a higher floor.
-    floors: std::collections::HashMap<Ipv4Address, (u32, u64), ahash::RandomState>,
+    floors: std::collections::HashMap<IpAddr, (u32, u64), ahash::RandomState>,
     mtu: u16,
     csum: ChecksumCapabilities,
 }
 
-/// A connection on the bypass engine (`repr(C)`: the block first, see
-/// `conn::Slot`).
+/// A connection on the bypass engine (its addresses are its table key;
+/// `repr(C)`: the block first, see `conn::Slot`).
 #[repr(C)]
 pub(super) struct OwnConn {
     pub tcb: Tcb,
-    /// Index of its settings in [`OwnCore::cfgs`].
+    /// Index of its settings in [`OwnCore::cfgs`] (of its family).
     pub cfg: u16,
-    pub remote: Ipv4Address,
     /// The next hop's MAC, once known.
     pub mac: Option<EthernetAddress>,
     /// The RTO floor last shared with the peer's record.
     pub floor_seen: u32,
+}
+
+/// The index of the settings of `family_cfg`'s family: `cfg` names a pair
+/// (its IPv4 half), the IPv6 half follows it.
+#[inline]
+pub(super) fn family_cfg(cfg: u16, v6: bool) -> u16 {
+    cfg + v6 as u16
 }
 
 fn key16(seed: u64, salt: u64) -> [u8; 16] {
@@ -94,23 +113,30 @@ impl OwnCore {
         };
         OwnCore {
             slab: Slab::new(cfg.tcp_memory),
-            cfgs: vec![cfg.connect.engine_config(mtu)],
+            cfgs: vec![
+                cfg.connect.engine_config(mtu, false),
+                cfg.connect.engine_config(mtu, true),
+            ],
             isn: IsnGen::new(draw(1)),
             ts_keys: IsnGen::new(draw(2)),
             cookies: SynCookies::new(draw(3)),
             limiter: ChallengeLimiter::default(),
             arp: ArpCache::default(),
+            nd: NdCache::default(),
             tw: TimeWaits::default(),
+            tw6: TimeWaits::default(),
             floors: Default::default(),
             mtu,
             csum,
         }
     }
 
-    /// Adds the settings of a listener; returns their index.
+    /// Adds the settings of a listener, for both families; returns the
+    /// index of the pair.
     pub fn add_config(&mut self, opts: &TcpOpts) -> u16 {
-        self.cfgs.push(opts.engine_config(self.mtu));
-        (self.cfgs.len() - 1) as u16
+        self.cfgs.push(opts.engine_config(self.mtu, false));
+        self.cfgs.push(opts.engine_config(self.mtu, true));
+        (self.cfgs.len() - 2) as u16
     }
 
     fn env<'a>(&'a mut self, stats: &'a TcpStats, cfg: u16, now: u64) -> Env<'a> {
@@ -128,7 +154,7 @@ impl OwnCore {
     }
 
     /// The RTO floor learnt for `peer`, decayed.
-    fn floor(&self, peer: Ipv4Address, now: u64) -> u32 {
+    fn floor(&self, peer: IpAddr, now: u64) -> u32 {
         match self.floors.get(&peer) {
             Some(&(f, at)) => f >> (now.saturating_sub(at) / FLOOR_HALF_LIFE_US).min(31),
             None => 0,
@@ -136,7 +162,7 @@ impl OwnCore {
     }
 
     /// Records a floor a connection to `peer` learnt.
-    fn learn_floor(&mut self, peer: Ipv4Address, floor: u32, now: u64) {
+    fn learn_floor(&mut self, peer: IpAddr, floor: u32, now: u64) {
         if self.floor(peer, now) < floor {
             if self.floors.len() >= 1 << 16 {
                 self.floors.clear();
@@ -166,28 +192,6 @@ pub(super) fn smol_state(s: State) -> SmolState {
     }
 }
 
-/// The parts of a received segment the bridge needs besides its `TcpRepr`.
-struct Wire {
-    src_mac: EthernetAddress,
-    src_ip: Ipv4Address,
-}
-
-/// Parses a classified TCP frame (headers already checked) and calls `f`
-/// with its addresses and segment.
-fn parse<R>(frame: &[u8], f: impl FnOnce(&Wire, &TcpRepr) -> R) -> Option<R> {
-    let eth = EthernetFrame::new_checked(frame).ok()?;
-    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
-    let t = TcpPacket::new_checked(ip.payload()).ok()?;
-    let repr = crate::tcp::wire::parse(&t)?;
-    Some(f(
-        &Wire {
-            src_mac: eth.src_addr(),
-            src_ip: ip.src_addr(),
-        },
-        &repr,
-    ))
-}
-
 fn own_mut(c: &mut super::conn::Conn) -> Option<&mut OwnConn> {
     match &mut c.eng {
         Eng::Own(o) => Some(o),
@@ -196,60 +200,149 @@ fn own_mut(c: &mut super::conn::Conn) -> Option<&mut OwnConn> {
 }
 
 impl<Q: PortQueue> Stack<Q> {
-    fn sock(&self, port: u16) -> SocketAddr {
-        SocketAddr::V4(SocketAddrV4::new(self.ip, port))
+    /// The addresses a table key names (`None` for an IPv6 key whose
+    /// local index is not one of ours, which the classifier never makes).
+    #[inline]
+    pub(super) fn peer_of(&self, key: TcpKey) -> Option<Peer> {
+        match key {
+            TcpKey::V4(k) => Some(Peer::V4 {
+                local: self.ip,
+                remote: key_remote(k),
+            }),
+            TcpKey::V6(k) => self.peer6(k),
+        }
+    }
+
+    /// [`Stack::peer_of`] for an IPv6 key (out of line, so the IPv4 paths
+    /// it is inlined into stay as small as before IPv6).
+    #[inline(never)]
+    fn peer6(&self, k: Key6) -> Option<Peer> {
+        Some(Peer::V6 {
+            local: *self.ours.v6.get(k.local() as usize)?,
+            remote: k.remote(),
+        })
+    }
+
+    /// The addresses of connection `idx`.
+    #[inline]
+    pub(super) fn conn_peer(&self, idx: u32) -> Option<Peer> {
+        let c = self.slots[idx as usize].conn.as_ref()?;
+        match c.v4_key() {
+            Some(k) => self.peer_of(TcpKey::V4(k)),
+            None => self.conn_peer6(idx),
+        }
+    }
+
+    /// [`Stack::conn_peer`] for an IPv6 connection (its key is in the
+    /// slot-to-key map; out of line for the same reason as
+    /// [`Stack::peer6`]).
+    #[inline(never)]
+    fn conn_peer6(&self, idx: u32) -> Option<Peer> {
+        self.peer6(*self.keys6.get(&idx)?)
     }
 
     /// A SYN for a bypass-engine listener with room in its backlog.
-    pub(super) fn own_accept(&mut self, key: u64, port: u16, cfg: u16, buf: Q::Buf) -> Option<u32> {
+    pub(super) fn own_accept(
+        &mut self,
+        key: TcpKey,
+        port: u16,
+        cfg: u16,
+        buf: Q::Buf,
+    ) -> Option<u32> {
         let now = self.now_us;
-        let local = self.sock(port);
+        let peer = self.peer_of(key)?;
+        let cfg = family_cfg(cfg, peer.is_v6());
         let own = &mut self.own;
         let stats = &self.stats.tcp;
-        let (tcb, remote, mac) = parse(buf.data(), |w, repr| {
-            let remote = SocketAddr::V4(SocketAddrV4::new(w.src_ip, repr.src_port));
+        let (tcb, mac) = parse(buf.data(), |w, repr| {
+            let (local, remote) = peer.sockets(port, repr.src_port);
             let iss = own.isn.isn(local, remote, now);
             let tso = own.ts_offset(local, remote);
             let mut env = own.env(stats, cfg, now);
-            (Tcb::accept(&mut env, repr, iss, tso), w.src_ip, w.src_mac)
+            (Tcb::accept(&mut env, repr, iss, tso), w.src_mac)
         })?;
         drop(buf);
         let conn = OwnConn {
             tcb,
             cfg,
-            remote,
             mac: Some(mac),
             floor_seen: 0,
         };
-        let idx = self.insert(TcpKey::V4(key), Eng::Own(conn), Some(port), false);
+        let idx = self.insert(key, Eng::Own(conn), Some(port), false);
         self.own_after(idx, true);
         Some(idx)
     }
 
-    /// An active open on the bypass engine.
-    pub(super) fn own_connect(&mut self, remote: SocketAddrV4, lport: u16) -> u32 {
+    /// An active open on the bypass engine, from our port `lport` to
+    /// `remote`; `key` names it.
+    pub(super) fn own_connect(
+        &mut self,
+        remote: SocketAddr,
+        lport: u16,
+        key: TcpKey,
+    ) -> Result<u32> {
         let now = self.now_us;
-        let local = self.sock(lport);
-        let r = SocketAddr::V4(remote);
+        let Some(peer) = self.peer_of(key) else {
+            return Err(Error::Config(format!(
+                "cannot connect to {remote}: no address of ours to send from"
+            )));
+        };
+        let (local, r) = peer.sockets(lport, remote.port());
         let iss = self.own.isn.isn(local, r, now);
         let tso = self.own.ts_offset(local, r);
-        let mut env = self.own.env(&self.stats.tcp, 0, now);
+        let cfg = family_cfg(0, peer.is_v6());
+        let mut env = self.own.env(&self.stats.tcp, cfg, now);
         let tcb = Tcb::connect(&mut env, lport, remote.port(), iss, tso);
-        let rip: Ipv4Address = *remote.ip();
-        let mac = self.own.arp.lookup(next_hop(&self.cfg, rip), now);
+        let mac = self.neighbour(peer).1;
         let conn = OwnConn {
             tcb,
-            cfg: 0,
-            remote: rip,
+            cfg,
             mac,
             floor_seen: 0,
         };
-        self.insert(
-            TcpKey::V4(tcp_key(rip, remote.port(), lport)),
-            Eng::Own(conn),
-            None,
-            true,
-        )
+        Ok(self.insert(key, Eng::Own(conn), None, true))
+    }
+
+    /// The next hop towards `peer` and its MAC, if known and fresh.
+    fn neighbour(&self, peer: Peer) -> (IpAddr, Option<EthernetAddress>) {
+        let now = self.now_us;
+        match peer {
+            Peer::V4 { remote, .. } => {
+                let hop = next_hop(&self.cfg, remote);
+                (hop.into(), self.own.arp.lookup(hop, now))
+            }
+            Peer::V6 { remote, .. } => {
+                let hop = next_hop6(&self.cfg, remote);
+                (hop.into(), self.own.nd.lookup(hop, now))
+            }
+        }
+    }
+
+    /// Asks for the MAC of `hop` (an ARP request or a neighbour
+    /// solicitation from our address of `peer`), unless asked lately.
+    fn ask_neighbour(&mut self, peer: Peer, hop: IpAddr) {
+        let now = self.now_us;
+        let may = match hop {
+            IpAddr::V4(h) => self.own.arp.may_ask(h, now),
+            IpAddr::V6(h) => self.own.nd.may_ask(h, now),
+        };
+        if !may {
+            return;
+        }
+        let Some(mut b) = self.tx.queue.alloc() else {
+            self.stats.tx_no_buffer.inc();
+            return;
+        };
+        let n = match (hop, peer.local()) {
+            (IpAddr::V4(h), _) => arp::request(b.room_mut(), self.mac, self.ip, h),
+            (IpAddr::V6(h), IpAddr::V6(src)) => nd::solicit(b.room_mut(), self.mac, src, h),
+            (IpAddr::V6(_), IpAddr::V4(_)) => 0,
+        };
+        if n > 0 {
+            b.set_len(n);
+            self.stats.arp_requests_tx.inc();
+            self.tx.push(b);
+        }
     }
 
     /// A segment for a bypass-engine connection.
@@ -276,6 +369,9 @@ impl<Q: PortQueue> Stack<Q> {
     /// A timer entry of a bypass-engine connection is due.
     pub(super) fn own_timer(&mut self, e: Entry) {
         let now = self.now_us;
+        let Some(peer) = self.conn_peer(e.idx) else {
+            return;
+        };
         let Some(c) = self.slots[e.idx as usize].conn.as_mut() else {
             return;
         };
@@ -286,7 +382,7 @@ impl<Q: PortQueue> Stack<Q> {
         }
         // Another connection to this peer may have learnt that its ACKs
         // come later than this timer thinks: then wait.
-        let floor = self.own.floor(o.remote, now);
+        let floor = self.own.floor(peer.remote(), now);
         if o.tcb.share_rto_floor(floor) {
             o.floor_seen = floor;
             if o.tcb.poll_at(&self.own.cfgs[o.cfg as usize]) > now {
@@ -302,18 +398,21 @@ impl<Q: PortQueue> Stack<Q> {
     /// Hands the engine's events to the application and settles the
     /// connection: reaped when closed, turned into a record in TIME-WAIT.
     fn own_after(&mut self, idx: u32, touch: bool) {
-        let Some(c) = self.slots[idx as usize].conn.as_mut() else {
+        let Some(o) = self.slots[idx as usize].conn.as_mut().and_then(own_mut) else {
             return;
         };
-        let Eng::Own(o) = &mut c.eng else { return };
-        if o.tcb.rto_floor() > o.floor_seen {
+        let learnt = o.tcb.rto_floor() > o.floor_seen;
+        if learnt {
             o.floor_seen = o.tcb.rto_floor();
-            self.own.learn_floor(o.remote, o.floor_seen, self.now_us);
         }
+        let floor = o.floor_seen;
         let evs = o.tcb.take_events();
         let state = o.tcb.state();
         let readable = o.tcb.readable();
         let peer_fin_drained = o.tcb.peer_closed() && readable == 0;
+        if learnt {
+            self.share_floor(idx, floor);
+        }
         self.report(
             idx,
             Report {
@@ -341,11 +440,6 @@ impl<Q: PortQueue> Stack<Q> {
                 self.ended(idx, true);
                 self.enter_time_wait_record(idx);
             }
-            State::TimeWait => {
-                if touch {
-                    self.touch(idx);
-                }
-            }
             _ => {
                 if touch {
                     self.touch(idx);
@@ -354,32 +448,44 @@ impl<Q: PortQueue> Stack<Q> {
         }
     }
 
-    /// Replaces a connection in TIME-WAIT by a compact record.
+    /// Records the RTO floor connection `idx` learnt for its peer, for the
+    /// core's other connections to it.
+    #[cold]
+    #[inline(never)]
+    fn share_floor(&mut self, idx: u32, floor: u32) {
+        if let Some(peer) = self.conn_peer(idx) {
+            self.own.learn_floor(peer.remote(), floor, self.now_us);
+        }
+    }
+
+    /// Replaces a connection in TIME-WAIT by a compact record (once per
+    /// connection: kept out of [`Stack::own_after`], which runs for every
+    /// segment).
+    #[inline(never)]
     fn enter_time_wait_record(&mut self, idx: u32) {
         let now = self.now_us;
-        let Some(c) = self.slots[idx as usize].conn.as_mut() else {
+        let Some(key) = self.conn_key(idx) else {
             return;
         };
-        let Some(key) = c.v4_key() else { return };
-        let Eng::Own(o) = &mut c.eng else { return };
+        let Some(peer) = self.peer_of(key) else {
+            return;
+        };
+        let Some(o) = self.slots[idx as usize].conn.as_mut().and_then(own_mut) else {
+            return;
+        };
         // Send what is owed first (the ACK of the peer's FIN).
         let mac = o.mac;
-        let remote = o.remote;
-        let cfg = o.cfg;
-        let wait_us = self.own.cfgs[cfg as usize].time_wait_us;
+        let wait_us = self.own.cfgs[o.cfg as usize].time_wait_us;
         let (lport, rport) = o.tcb.ports();
         let (snd_nxt, rcv_nxt) = o.tcb.seqs();
-        let local = SocketAddr::V4(SocketAddrV4::new(self.ip, lport));
+        let (local, remote) = peer.sockets(lport, rport);
         let rec = TwRecord {
             snd_nxt,
             rcv_nxt,
             ts_recent: o.tcb.ts_recent(),
-            ts_offset: self
-                .own
-                .ts_offset(local, SocketAddr::V4(SocketAddrV4::new(remote, rport))),
+            ts_offset: self.own.ts_offset(local, remote),
             lport,
             rport,
-            remote,
             mac: mac.unwrap_or(EthernetAddress::BROADCAST),
             since: now,
             until: now.saturating_add(wait_us),
@@ -388,7 +494,10 @@ impl<Q: PortQueue> Stack<Q> {
         self.own_send_segments(idx);
         self.reap(idx);
         if mac.is_some() {
-            self.own.tw.insert(key, rec);
+            match key {
+                TcpKey::V4(k) => self.own.tw.insert(k, rec),
+                TcpKey::V6(k) => self.own.tw6.insert(k, rec),
+            }
             self.stats.time_wait.inc();
         }
     }
@@ -403,7 +512,7 @@ impl<Q: PortQueue> Stack<Q> {
         self.stats.conn_polls.inc();
         let sent = self.own_send_segments(idx);
         // Waiting for the next hop's MAC, the connection is tried again
-        // when an ARP frame arrives or at its own deadline.
+        // when an ARP or ND frame arrives or at its own deadline.
         self.own_schedule(idx);
         if sent {
             self.own_after(idx, false);
@@ -433,34 +542,24 @@ impl<Q: PortQueue> Stack<Q> {
     /// its next hop's MAC.
     fn own_send_segments(&mut self, idx: u32) -> bool {
         let now = self.now_us;
-        let gen = self.slots[idx as usize].gen;
-        let Some(c) = self.slots[idx as usize].conn.as_mut() else {
+        let Some(peer) = self.conn_peer(idx) else {
             return false;
         };
-        let Eng::Own(o) = &mut c.eng else {
+        let Some(o) = self.slots[idx as usize].conn.as_mut().and_then(own_mut) else {
             return false;
         };
-        if o.mac.is_none() {
-            let hop = next_hop(&self.cfg, o.remote);
-            o.mac = self.own.arp.lookup(hop, now);
-            if o.mac.is_none() {
-                if !c.arp_wait {
-                    c.arp_wait = true;
-                    self.arp_waiters.push((idx, gen));
-                }
-                if self.own.arp.may_ask(hop, now) {
-                    if let Some(mut b) = self.tx.queue.alloc() {
-                        let n = arp::request(b.room_mut(), self.mac, self.ip, hop);
-                        b.set_len(n);
-                        self.stats.arp_requests_tx.inc();
-                        self.tx.push(b);
-                    }
-                }
-                return false;
+        let (o, mac) = match o.mac {
+            Some(m) => (o, m),
+            None => {
+                let Some(m) = self.resolve_next_hop(idx, peer) else {
+                    return false;
+                };
+                let Some(o) = self.slots[idx as usize].conn.as_mut().and_then(own_mut) else {
+                    return false;
+                };
+                (o, m)
             }
-        }
-        let Some(mac) = o.mac else { return false };
-        let remote = o.remote;
+        };
         for _ in 0..EGRESS_PER_CONN {
             let mut env = self.own.env(&self.stats.tcp, o.cfg, now);
             let Some(seg) = o.tcb.poll_output(&mut env) else {
@@ -477,8 +576,7 @@ impl<Q: PortQueue> Stack<Q> {
                 &mut b,
                 self.mac,
                 mac,
-                self.ip,
-                remote,
+                peer,
                 &seg.repr,
                 seg.data_len as usize,
                 |dst| tcb.copy_payload(slab, seg.data_off, dst),
@@ -496,12 +594,34 @@ impl<Q: PortQueue> Stack<Q> {
         true
     }
 
+    /// Finds the MAC of connection `idx`'s next hop towards `peer` (and
+    /// keeps it), or asks for it and puts the connection among those
+    /// woken when an ARP or ND frame arrives.
+    #[cold]
+    #[inline(never)]
+    fn resolve_next_hop(&mut self, idx: u32, peer: Peer) -> Option<EthernetAddress> {
+        let gen = self.slots[idx as usize].gen;
+        let (hop, mac) = self.neighbour(peer);
+        let c = self.slots[idx as usize].conn.as_mut()?;
+        if let Eng::Own(o) = &mut c.eng {
+            o.mac = mac;
+        }
+        if mac.is_none() {
+            if !c.arp_wait {
+                c.arp_wait = true;
+                self.arp_waiters.push((idx, gen));
+            }
+            self.ask_neighbour(peer, hop);
+        }
+        mac
+    }
+
     /// Queues one segment built outside a connection (TIME-WAIT ACKs, SYN
     /// cookies).
     pub(super) fn emit_segment(
         &mut self,
         mac: EthernetAddress,
-        remote: Ipv4Address,
+        peer: Peer,
         repr: &TcpRepr,
         len: usize,
         fill: impl FnOnce(&mut [u8]),
@@ -510,17 +630,7 @@ impl<Q: PortQueue> Stack<Q> {
             self.stats.tx_no_buffer.inc();
             return;
         };
-        if build(
-            &mut b,
-            self.mac,
-            mac,
-            self.ip,
-            remote,
-            repr,
-            len,
-            fill,
-            &self.own.csum,
-        ) {
+        if build(&mut b, self.mac, mac, peer, repr, len, fill, &self.own.csum) {
             self.tx.push(b);
         }
     }
@@ -546,16 +656,18 @@ impl<Q: PortQueue> Stack<Q> {
         o.tcb.send(&mut env, data)
     }
 
-    /// Answers a SYN with a SYN cookie (RFC 4987): a SYN-ACK whose
-    /// sequence number encodes what the connection needs; nothing kept.
-    pub(super) fn send_cookie(&mut self, cfg: u16, buf: Q::Buf) {
+    /// Answers a SYN (`key` names its 4-tuple) with a SYN cookie (RFC
+    /// 4987): a SYN-ACK whose sequence number encodes what the connection
+    /// needs; nothing kept.
+    pub(super) fn send_cookie(&mut self, cfg: u16, key: TcpKey, buf: Q::Buf) {
         let now = self.now_us;
+        let Some(peer) = self.peer_of(key) else {
+            return;
+        };
         let own = &self.own;
-        let c = &own.cfgs[cfg as usize];
-        let ip = self.ip;
-        let Some((repr, mac, remote)) = parse(buf.data(), |w, syn| {
-            let local = SocketAddr::V4(SocketAddrV4::new(ip, syn.dst_port));
-            let remote = SocketAddr::V4(SocketAddrV4::new(w.src_ip, syn.src_port));
+        let c = &own.cfgs[family_cfg(cfg, peer.is_v6()) as usize];
+        let Some((repr, mac)) = parse(buf.data(), |w, syn| {
+            let (local, remote) = peer.sockets(syn.dst_port, syn.src_port);
             let opts = CookieOpts {
                 mss: syn.max_seg_size.unwrap_or(536).min(c.mss),
                 wscale: syn.window_scale.filter(|_| c.window_scale),
@@ -586,30 +698,32 @@ impl<Q: PortQueue> Stack<Q> {
                 timestamp,
                 payload: &[],
             };
-            (repr, w.src_mac, w.src_ip)
+            (repr, w.src_mac)
         }) else {
             return;
         };
         drop(buf);
         self.stats.syn_cookies_sent.inc();
-        self.emit_segment(mac, remote, &repr, 0, |_| {});
+        self.emit_segment(mac, peer, &repr, 0, |_| {});
     }
 
     /// An ACK for no connection on a listener that answers with cookies:
     /// a valid cookie rebuilds the connection. Returns the frame back if
     /// it is not one.
-    pub(super) fn cookie_ack(&mut self, key: u64, port: u16, buf: Q::Buf) -> Option<Q::Buf> {
+    pub(super) fn cookie_ack(&mut self, key: TcpKey, port: u16, buf: Q::Buf) -> Option<Q::Buf> {
         let l = self.listeners.get(&port)?;
         if l.opts.on_full != super::BacklogFull::Cookie {
             return Some(buf);
         }
-        let cfg = l.cfg;
+        let Some(peer) = self.peer_of(key) else {
+            return Some(buf);
+        };
+        let cfg = family_cfg(l.cfg, peer.is_v6());
         if self.conn_count() >= self.cfg.max_conns {
             self.stats.table_full.inc();
             return None;
         }
         let now = self.now_us;
-        let ip = self.ip;
         let own = &mut self.own;
         let stats = &self.stats.tcp;
         let made = parse(buf.data(), |w, seg| {
@@ -617,8 +731,7 @@ impl<Q: PortQueue> Stack<Q> {
             if seg.control == TcpControl::Syn || seg.control == TcpControl::Rst {
                 return None;
             }
-            let local = SocketAddr::V4(SocketAddrV4::new(ip, seg.dst_port));
-            let remote = SocketAddr::V4(SocketAddrV4::new(w.src_ip, seg.src_port));
+            let (local, remote) = peer.sockets(seg.dst_port, seg.src_port);
             let tsecr = seg.timestamp.map(|t| t.tsecr);
             let opts =
                 own.cookies
@@ -637,10 +750,10 @@ impl<Q: PortQueue> Stack<Q> {
             );
             // The ACK may carry data already.
             tcb.input(&mut env, seg);
-            Some((tcb, w.src_ip, w.src_mac))
+            Some((tcb, w.src_mac))
         })
         .flatten();
-        let Some((tcb, remote, mac)) = made else {
+        let Some((tcb, mac)) = made else {
             self.stats.syn_cookies_bad.inc();
             return Some(buf);
         };
@@ -649,71 +762,11 @@ impl<Q: PortQueue> Stack<Q> {
         let conn = OwnConn {
             tcb,
             cfg,
-            remote,
             mac: Some(mac),
             floor_seen: 0,
         };
-        let idx = self.insert(TcpKey::V4(key), Eng::Own(conn), None, false);
+        let idx = self.insert(key, Eng::Own(conn), None, false);
         self.own_after(idx, true);
         None
     }
-}
-
-/// Where frames to `ip` go first: itself on our subnet, else the gateway.
-fn next_hop(cfg: &StackConfig, ip: Ipv4Address) -> Ipv4Address {
-    let p = cfg.prefix as u32;
-    let mask = if p == 0 { 0 } else { u32::MAX << (32 - p) };
-    let on_link = u32::from(ip) & mask == u32::from(cfg.ip) & mask;
-    match cfg.gateway {
-        Some(gw) if !on_link => gw,
-        _ => ip,
-    }
-}
-
-/// Builds Ethernet, IPv4 and TCP headers for `repr` plus `len` payload
-/// bytes written by `fill`, into `b`. False if the buffer is too small.
-#[allow(clippy::too_many_arguments)]
-fn build<B: PacketBuf>(
-    b: &mut B,
-    src_mac: EthernetAddress,
-    dst_mac: EthernetAddress,
-    src_ip: Ipv4Address,
-    dst_ip: Ipv4Address,
-    repr: &TcpRepr,
-    len: usize,
-    fill: impl FnOnce(&mut [u8]),
-    csum: &ChecksumCapabilities,
-) -> bool {
-    let tcp_len = repr.header_len() + len;
-    let ip = Ipv4Repr {
-        src_addr: src_ip,
-        dst_addr: dst_ip,
-        next_header: IpProtocol::Tcp,
-        payload_len: tcp_len,
-        hop_limit: 64,
-    };
-    let eth = EthernetRepr {
-        src_addr: src_mac,
-        dst_addr: dst_mac,
-        ethertype: EthernetProtocol::Ipv4,
-    };
-    let total = eth.buffer_len() + ip.buffer_len() + tcp_len;
-    if b.capacity() < total {
-        return false;
-    }
-    let room = &mut b.room_mut()[..total];
-    let mut frame = EthernetFrame::new_unchecked(room);
-    eth.emit(&mut frame);
-    let mut ipp = Ipv4Packet::new_unchecked(frame.payload_mut());
-    ip.emit(&mut ipp, csum);
-    let mut t = TcpPacket::new_unchecked(ipp.payload_mut());
-    // Header first (the payload is written in place after it), checksum
-    // last over both.
-    crate::tcp::wire::emit(repr, &mut t);
-    fill(&mut t.payload_mut()[..len]);
-    if csum.tcp.tx() {
-        t.fill_checksum(&src_ip.into(), &dst_ip.into());
-    }
-    b.set_len(total);
-    true
 }

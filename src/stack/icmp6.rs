@@ -13,12 +13,10 @@
 //! UDP to a closed port, as over IPv4: it quotes the datagram and so is
 //! always larger than what provoked it. TCP answers closed ports with RST.
 
-use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Icmpv6Packet,
-    Icmpv6ParamProblem, Icmpv6Repr, IpProtocol, Ipv6Address, Ipv6ExtHeader, Ipv6OptionFailureType,
-    Ipv6OptionRepr, Ipv6OptionsIterator, Ipv6Packet, Ipv6Repr, Ipv6RoutingHeader, IPV6_HEADER_LEN,
-    IPV6_MIN_MTU,
+    EthernetAddress, EthernetFrame, EthernetProtocol, Icmpv6ParamProblem, Icmpv6Repr, IpProtocol,
+    Ipv6Address, Ipv6ExtHeader, Ipv6OptionFailureType, Ipv6OptionRepr, Ipv6OptionsIterator,
+    Ipv6Packet, Ipv6Repr, Ipv6RoutingHeader, IPV6_HEADER_LEN, IPV6_MIN_MTU,
 };
 
 use super::classify::{Ours, MAX_EXT_HEADERS};
@@ -151,40 +149,15 @@ pub(super) fn param_problem(
         header,
         data,
     };
-    let out_ip = Ipv6Repr {
-        src_addr: src,
-        dst_addr: header.src_addr,
-        next_header: IpProtocol::Icmpv6,
-        payload_len: icmp.buffer_len(),
-        hop_limit: 64,
-    };
-    let out_eth = EthernetRepr {
-        src_addr: mac,
-        dst_addr: eth.src_addr(),
-        ethertype: EthernetProtocol::Ipv6,
-    };
-    let n = out_eth.buffer_len() + out_ip.buffer_len() + icmp.buffer_len();
-    let Some(room) = room.get_mut(..n) else {
-        return 0;
-    };
-    let mut f = EthernetFrame::new_unchecked(room);
-    out_eth.emit(&mut f);
-    let mut p = Ipv6Packet::new_unchecked(f.payload_mut());
-    out_ip.emit(&mut p);
-    icmp.emit(
-        &src,
-        &header.src_addr,
-        &mut Icmpv6Packet::new_unchecked(p.payload_mut()),
-        &ChecksumCapabilities::default(),
-    );
-    n
+    super::nd::emit_icmp6(room, mac, eth.src_addr(), src, header.src_addr, 64, &icmp)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testing::{syn, tcp6_vec, with_ext6, Ends6};
-    use smoltcp::wire::Icmpv6Message;
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{Icmpv6Message, Icmpv6Packet};
     use std::net::Ipv6Addr;
 
     const US: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);

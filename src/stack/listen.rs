@@ -64,8 +64,8 @@ impl<Q: PortQueue> Stack<Q> {
                     return;
                 }
                 BacklogFull::Cookie => {
-                    if opts.tcp.engine == TcpEngine::Bypass && matches!(key, TcpKey::V4(_)) {
-                        self.send_cookie(cfg, buf);
+                    if opts.tcp.engine == TcpEngine::Bypass {
+                        self.send_cookie(cfg, key, buf);
                     }
                     return;
                 }
@@ -83,14 +83,9 @@ impl<Q: PortQueue> Stack<Q> {
         if let Some(l) = self.listeners.get_mut(&port) {
             l.pending += 1;
         }
-        let idx = match (opts.tcp.engine, key) {
-            (TcpEngine::Bypass, TcpKey::V4(k)) => self.own_accept(k, port, cfg, buf),
-            // IPv6 runs on smoltcp for now, whatever the listener asked.
-            (TcpEngine::Bypass, TcpKey::V6(_)) => {
-                let tcp = super::smol::ipv6_on_smoltcp(&opts.tcp);
-                self.smol_accept(key, port, &tcp, buf)
-            }
-            (TcpEngine::Smoltcp, _) => self.smol_accept(key, port, &opts.tcp, buf),
+        let idx = match opts.tcp.engine {
+            TcpEngine::Bypass => self.own_accept(key, port, cfg, buf),
+            TcpEngine::Smoltcp => self.smol_accept(key, port, &opts.tcp, buf),
         };
         let Some(idx) = idx else {
             if let Some(l) = self.listeners.get_mut(&port) {

@@ -30,16 +30,18 @@
 //!   ICMP error (which would be larger than the datagram). Under a SYN
 //!   flood, [`BacklogFull::DropOldest`] keeps room for new handshakes.
 //! - **Neighbours.** A connection whose next hop is not yet resolved waits
-//!   (smoltcp silences it); when an ARP frame arrives, the waiting
+//!   (smoltcp silences it; the bypass engine asks by ARP or neighbour
+//!   solicitation itself); when an ARP or ND frame arrives, the waiting
 //!   connections are polled again.
 //!
 //! - **IPv6 and dual stack.** A stack has an IPv4 address, IPv6 ones, or
 //!   both, and always a link-local IPv6 address made from its MAC;
-//!   smoltcp's interface does neighbour discovery and echo. The 4-tuple
+//!   smoltcp's interface answers neighbour discovery and echo. The 4-tuple
 //!   table has one map per family (an IPv4 connection costs what it did
-//!   before IPv6). IPv6 connections run on the smoltcp engine (the bypass
-//!   engine's bridge is IPv4-only for now). Refused IPv6 packets draw the
-//!   rate-limited Parameter Problems RFC 8200 asks for (`stack/icmp6.rs`).
+//!   before IPv6); the IPv6 key names which of our addresses the
+//!   connection is on. Both engines carry both families. Refused IPv6
+//!   packets draw the rate-limited Parameter Problems RFC 8200 asks for
+//!   (`stack/icmp6.rs`).
 //! - **Cores.** One stack runs per core, over that core's own queue. With
 //!   a [`shard::Shard`] (see [`Stack::set_shard`]) each TCP/UDP flow has one
 //!   owning core, named by RSS: frames received elsewhere are steered to it,
@@ -60,15 +62,18 @@ mod conn;
 mod engine;
 mod flowtable;
 mod icmp6;
+mod key;
 mod listen;
+pub(crate) mod nd;
 mod opts;
+mod segment;
 mod smol;
 mod stats;
 mod timewait;
 mod udp;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet};
@@ -394,7 +399,7 @@ impl<Q: PortQueue> Stack<Q> {
 
     /// TIME-WAIT records held (bypass engine).
     pub fn time_wait_count(&self) -> usize {
-        self.own.tw.len()
+        self.own.tw.len() + self.own.tw6.len()
     }
 
     /// Payload chunks of the bypass engine in use now, and made so far.
@@ -598,11 +603,14 @@ impl<Q: PortQueue> Stack<Q> {
 
     /// Microseconds until the earliest timer (for sleeping when idle).
     pub fn next_timer(&self) -> Option<u64> {
-        let tw = self.own.tw.next_expiry();
-        match (self.timers.next(), tw) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.timers.next(),
+            self.own.tw.next_expiry(),
+            self.own.tw6.next_expiry(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn classify(&self, buf: &mut Q::Buf) -> Result<Class, Reject> {
@@ -633,6 +641,7 @@ impl<Q: PortQueue> Stack<Q> {
                 self.wake_neighbour_waiters();
             }
             Ok(Class::Nd) => {
+                self.own.nd.learn_from(buf.data(), &self.ours, self.now_us);
                 self.feed_empty(buf);
                 self.wake_neighbour_waiters();
             }
@@ -650,22 +659,18 @@ impl<Q: PortQueue> Stack<Q> {
                     }
                     return;
                 }
-                let buf = match key {
-                    TcpKey::V4(k) if self.own.tw.contains(k) => {
-                        match self.time_wait_input(k, buf) {
-                            Some(b) => b, // a SYN that may open a new connection
-                            None => return,
-                        }
+                let buf = if self.in_time_wait(key) {
+                    match self.time_wait_input(key, buf) {
+                        Some(b) => b, // a SYN that may open a new connection
+                        None => return,
                     }
-                    _ => buf,
+                } else {
+                    buf
                 };
-                match (
-                    self.listeners.get(&dst_port).map(|l| l.opts.tcp.engine),
-                    key,
-                ) {
-                    (Some(_), _) if syn && !rst => self.accept(key, dst_port, buf),
-                    (Some(TcpEngine::Bypass), TcpKey::V4(k)) if !syn && !rst => {
-                        if let Some(b) = self.cookie_ack(k, dst_port, buf) {
+                match self.listeners.get(&dst_port).map(|l| l.opts.tcp.engine) {
+                    Some(_) if syn && !rst => self.accept(key, dst_port, buf),
+                    Some(TcpEngine::Bypass) if !syn && !rst => {
+                        if let Some(b) = self.cookie_ack(key, dst_port, buf) {
                             self.no_conn(b);
                         }
                     }
@@ -761,11 +766,9 @@ impl<Q: PortQueue> Stack<Q> {
         }
     }
 
-    /// Opens a connection to `remote`. The connection reports
+    /// Opens a connection to `remote` on the engine
+    /// [`StackConfig::connect`] names. The connection reports
     /// [`Event::Open`] once established, or [`Event::ConnectFailed`].
-    /// IPv6 connections run on the smoltcp engine for now, whatever
-    /// [`StackConfig::connect`] names (the bypass engine's bridge is
-    /// IPv4-only).
     pub fn connect(&mut self, remote: SocketAddr) -> Result<ConnId> {
         if self.conn_count() >= self.cfg.max_conns {
             self.stats.table_full.inc();
@@ -784,10 +787,10 @@ impl<Q: PortQueue> Stack<Q> {
                 "cannot connect to {remote}: the stack has no address of its family"
             )));
         }
-        let lport = self.pick_local_port(remote)?;
-        let idx = match (self.cfg.connect.engine, remote) {
-            (TcpEngine::Bypass, SocketAddr::V4(r)) => self.own_connect(r, lport),
-            _ => self.smol_connect(remote, lport)?,
+        let (lport, key) = self.pick_local_port(remote)?;
+        let idx = match self.cfg.connect.engine {
+            TcpEngine::Bypass => self.own_connect(remote, lport, key)?,
+            TcpEngine::Smoltcp => self.smol_connect(remote, lport, key)?,
         };
         self.touch(idx);
         Ok(self.id(idx))
@@ -921,16 +924,12 @@ impl<Q: PortQueue> Stack<Q> {
 
     /// The connection's (local, remote) endpoints.
     pub fn endpoints(&mut self, id: ConnId) -> Option<(SocketAddr, SocketAddr)> {
-        let ip = self.ip;
-        let c = self.live_mut(id.idx, id.gen)?;
+        let c = conn::live_ref(&self.slots, id)?;
         match &c.eng {
             Eng::Smol(s) => s.endpoints(),
             Eng::Own(o) => {
                 let (l, r) = o.tcb.ports();
-                Some((
-                    SocketAddrV4::new(ip, l).into(),
-                    SocketAddrV4::new(o.remote, r).into(),
-                ))
+                Some(self.conn_peer(id.idx)?.sockets(l, r))
             }
         }
     }

@@ -10,13 +10,11 @@ use crate::tcp::{Config, Keepalive};
 
 /// Which TCP implementation runs a connection.
 ///
-/// The default is still smoltcp's socket: the bypass engine becomes the
-/// default once it beats it on every figure (it does on real, lossy paths
-/// and in memory, not yet in lossless request/response throughput; see
-/// `docs/tcp.md`). The environment variable `BYPASS_TCP_ENGINE` (`bypass`
-/// or `smoltcp`) changes the default for the whole process, so the same
-/// program, test suite or benchmark runs on either engine without code
-/// changes.
+/// The default is the bypass engine, over IPv4 and IPv6 (see
+/// `docs/tcp.md` for how it compares with smoltcp's socket). The
+/// environment variable `BYPASS_TCP_ENGINE` (`bypass` or `smoltcp`)
+/// changes the default for the whole process, so the same program, test
+/// suite or benchmark runs on either engine without code changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TcpEngine {
     /// bypass's own engine ([`crate::tcp`]): SACK, RACK-TLP, CUBIC, an RTO
@@ -136,11 +134,14 @@ impl TcpOpts {
         TcpOpts { engine, ..self }
     }
 
-    /// The bypass engine's settings for these options and an MTU.
-    pub fn engine_config(&self, mtu: u16) -> Config {
+    /// The bypass engine's settings for these options and an MTU, for
+    /// IPv4 or (`v6`) IPv6 connections: the MSS leaves room for the IP
+    /// and TCP headers (20 + 20 or 40 + 20 bytes).
+    pub fn engine_config(&self, mtu: u16, v6: bool) -> Config {
         let d = Config::default();
+        let headers = if v6 { 60 } else { 40 };
         Config {
-            mss: mtu.saturating_sub(40).max(536),
+            mss: mtu.saturating_sub(headers).max(536),
             rcv_wnd: self.rx_buf.min(1 << 30) as u32,
             snd_buf: self.tx_buf.min(1 << 30) as u32,
             nagle: self.nagle,
@@ -288,5 +289,20 @@ impl StackConfig {
     /// The IPv4 address, if the stack has one.
     pub fn ipv4(&self) -> Option<Ipv4Addr> {
         (!self.ip.is_unspecified()).then_some(self.ip)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mss_leaves_room_for_each_familys_headers() {
+        let o = TcpOpts::default();
+        assert_eq!(o.engine_config(1500, false).mss, 1460);
+        assert_eq!(o.engine_config(1500, true).mss, 1440);
+        assert_eq!(o.engine_config(9000, true).mss, 8940);
+        // Never below the 536 every host takes.
+        assert_eq!(o.engine_config(576, true).mss, 536);
     }
 }

@@ -131,21 +131,6 @@ impl SmolConn {
     }
 }
 
-/// The settings of an IPv6 connection asked of the bypass engine, which
-/// runs on smoltcp instead (the bypass engine's bridge is IPv4-only for
-/// now): the same, with smoltcp's up-front buffers capped at 64 KiB (the
-/// bypass engine's windows are limits, not allocations).
-pub(super) fn ipv6_on_smoltcp(opts: &TcpOpts) -> TcpOpts {
-    if opts.engine == super::TcpEngine::Smoltcp {
-        return *opts;
-    }
-    TcpOpts {
-        rx_buf: opts.rx_buf.min(64 * 1024),
-        tx_buf: opts.tx_buf.min(64 * 1024),
-        ..opts.on(super::TcpEngine::Smoltcp)
-    }
-}
-
 fn new_socket(opts: &TcpOpts) -> tcp::Socket<'static> {
     let mut s = tcp::Socket::new(
         tcp::SocketBuffer::new(vec![0; opts.rx_buf]),
@@ -206,12 +191,15 @@ impl<Q: PortQueue> Stack<Q> {
         Some(idx)
     }
 
-    pub(super) fn smol_connect(&mut self, remote: SocketAddr, lport: u16) -> Result<u32> {
-        let opts = match remote {
-            SocketAddr::V4(_) => self.cfg.connect,
-            // IPv6 runs here even when the bypass engine was asked for.
-            SocketAddr::V6(_) => ipv6_on_smoltcp(&self.cfg.connect),
-        };
+    /// An active open on the smoltcp engine (`key` names the connection:
+    /// smoltcp picks the same local address as [`Stack::source_for`]).
+    pub(super) fn smol_connect(
+        &mut self,
+        remote: SocketAddr,
+        lport: u16,
+        key: TcpKey,
+    ) -> Result<u32> {
+        let opts = self.cfg.connect;
         let mut sock = new_socket(&opts);
         sock.connect(
             self.iface.context(),
@@ -220,12 +208,7 @@ impl<Q: PortQueue> Stack<Q> {
         )
         .map_err(|e| Error::Config(format!("connect to {remote}: {e}")))?;
         let dead = self.cfg.connect.dead_peer_ms;
-        Ok(self.insert(
-            TcpKey::new(remote.ip(), remote.port(), lport),
-            Eng::Smol(SmolConn::new(sock, dead)),
-            None,
-            true,
-        ))
+        Ok(self.insert(key, Eng::Smol(SmolConn::new(sock, dead)), None, true))
     }
 
     fn feed_conn(&mut self, idx: u32, buf: Q::Buf) {

@@ -97,6 +97,9 @@ pub struct StackStats {
     pub time_wait_reused: Counter,
     /// Active opens refused because no local port was free.
     pub connect_no_port: Counter,
+    /// Connections established (accepted or connected) on the bypass
+    /// engine; the others of `accepted` and `connected` ran on smoltcp's.
+    pub bypass_opened: Counter,
     /// Most bytes in flight on one bypass-engine connection so far
     /// (high-water mark; shows what window a busy connection achieved).
     pub max_in_flight: Counter,

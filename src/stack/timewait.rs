@@ -1,7 +1,9 @@
 //! TIME-WAIT as compact records (bypass engine): when a connection enters
 //! TIME-WAIT its block and buffers go, and a record of what is needed to
 //! answer stray segments stays for 2 MSL: the sequence numbers, the
-//! peer's last timestamp, the addresses.
+//! peer's last timestamp, the next hop's MAC; the addresses are the
+//! record's key (one map per family, so an IPv4 record costs what it did
+//! before IPv6).
 //!
 //! A retransmitted FIN is acknowledged again (and restarts the wait), an
 //! exact RST ends the record, and a new SYN for the same 4-tuple takes the
@@ -12,12 +14,12 @@
 //! that closes many connections does not run out of ports.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 
-use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, Ipv4Address, Ipv4Packet, TcpControl, TcpPacket, TcpRepr,
-    TcpSeqNumber, TcpTimestampRepr,
-};
+use smoltcp::wire::{EthernetAddress, TcpControl, TcpRepr, TcpSeqNumber, TcpTimestampRepr};
 
+use super::classify::TcpKey;
+use super::engine::{self, Peer};
 use super::Stack;
 use crate::buf::PacketBuf;
 use crate::port::PortQueue;
@@ -34,16 +36,17 @@ pub(super) struct TwRecord {
     pub ts_offset: u32,
     pub lport: u16,
     pub rport: u16,
-    pub remote: Ipv4Address,
     pub mac: EthernetAddress,
     pub since: u64,
     pub until: u64,
     pub wait_us: u64,
 }
 
-#[derive(Debug, Default)]
-pub(super) struct TimeWaits {
-    map: HashMap<u64, TwRecord, ahash::RandomState>,
+/// The records of one family, by connection table key (`K`: `u64` for
+/// IPv4, [`super::classify::Key6`] for IPv6).
+#[derive(Debug)]
+pub(super) struct TimeWaits<K> {
+    map: HashMap<K, TwRecord, ahash::RandomState>,
     /// (key, when to look, the record's `since`) in the order records
     /// were made; a record whose wait was extended is found again later.
     /// An entry whose record was removed or replaced (a reused port, an
@@ -52,19 +55,28 @@ pub(super) struct TimeWaits {
     /// stays within twice the table (a client churning 50,000 connections
     /// a second through 28,000 ports otherwise grew it by 16 B for every
     /// connection for a whole 60 s wait: 0.8 MiB/s in `bench soak`).
-    order: VecDeque<(u64, u64, u64)>,
+    order: VecDeque<(K, u64, u64)>,
 }
 
-impl TimeWaits {
+impl<K> Default for TimeWaits<K> {
+    fn default() -> Self {
+        TimeWaits {
+            map: HashMap::default(),
+            order: VecDeque::new(),
+        }
+    }
+}
+
+impl<K: Copy + Eq + Hash> TimeWaits<K> {
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
-    pub fn contains(&self, key: u64) -> bool {
+    pub fn contains(&self, key: K) -> bool {
         !self.map.is_empty() && self.map.contains_key(&key)
     }
 
-    pub fn insert(&mut self, key: u64, r: TwRecord) {
+    pub fn insert(&mut self, key: K, r: TwRecord) {
         self.order.push_back((key, r.until, r.since));
         self.map.insert(key, r);
         if self.order.len() > 2 * self.map.len() + 64 {
@@ -80,12 +92,12 @@ impl TimeWaits {
         self.order.len()
     }
 
-    pub fn remove(&mut self, key: u64) -> bool {
+    pub fn remove(&mut self, key: K) -> bool {
         self.map.remove(&key).is_some()
     }
 
     /// May an active open use this 4-tuple now?
-    pub fn reusable(&self, key: u64, now: u64) -> bool {
+    pub fn reusable(&self, key: K, now: u64) -> bool {
         match self.map.get(&key) {
             None => true,
             Some(r) => r.ts_recent.is_some() && now.saturating_sub(r.since) >= REUSE_AFTER_US,
@@ -130,31 +142,59 @@ impl<Q: PortQueue> Stack<Q> {
             let n = self.own.tw.expire(self.now_us);
             self.stats.time_wait.sub(n);
         }
+        if self.own.tw6.len() > 0 {
+            let n = self.own.tw6.expire(self.now_us);
+            self.stats.time_wait.sub(n);
+        }
+    }
+
+    /// True if a TIME-WAIT record holds `key`.
+    #[inline]
+    pub(super) fn in_time_wait(&self, key: TcpKey) -> bool {
+        match key {
+            TcpKey::V4(k) => self.own.tw.contains(k),
+            TcpKey::V6(k) => self.own.tw6.contains(k),
+        }
+    }
+
+    /// The record `key` names.
+    fn tw_record(&self, key: TcpKey) -> Option<TwRecord> {
+        match key {
+            TcpKey::V4(k) => self.own.tw.map.get(&k).copied(),
+            TcpKey::V6(k) => self.own.tw6.map.get(&k).copied(),
+        }
+    }
+
+    /// Removes the record `key` names; true if there was one.
+    pub(super) fn tw_remove(&mut self, key: TcpKey) -> bool {
+        let gone = match key {
+            TcpKey::V4(k) => self.own.tw.remove(k),
+            TcpKey::V6(k) => self.own.tw6.remove(k),
+        };
+        if gone {
+            self.stats.time_wait.sub(1);
+        }
+        gone
     }
 
     /// A segment for a 4-tuple in TIME-WAIT. Returns the frame back if it
     /// is a SYN that takes the record over (it then goes to the listener).
-    pub(super) fn time_wait_input(&mut self, key: u64, buf: Q::Buf) -> Option<Q::Buf> {
+    pub(super) fn time_wait_input(&mut self, key: TcpKey, buf: Q::Buf) -> Option<Q::Buf> {
         let now = self.now_us;
-        let (control, seg_seq, ts, plen) = {
-            let eth = EthernetFrame::new_unchecked(buf.data());
-            let ip = Ipv4Packet::new_unchecked(eth.payload());
-            let Ok(t) = TcpPacket::new_checked(ip.payload()) else {
-                return None;
-            };
-            let r = crate::tcp::wire::parse(&t)?;
+        let (control, seg_seq, ts, plen) = engine::parse(buf.data(), |_, r| {
             (
                 r.control,
                 r.seq_number.0 as u32,
                 r.timestamp,
                 r.payload.len(),
             )
-        };
-        let r = *self.own.tw.map.get(&key)?;
+        })?;
+        let r = self.tw_record(key)?;
+        let peer = self.peer_of(key)?;
         match control {
             TcpControl::Rst => {
-                if seg_seq == r.rcv_nxt && self.own.tw.remove(key) {
-                    self.stats.time_wait.sub(1);
+                if seg_seq == r.rcv_nxt {
+                    self.tw_remove(key);
                 }
                 None
             }
@@ -164,24 +204,27 @@ impl<Q: PortQueue> Stack<Q> {
                     _ => seq::gt(seg_seq, r.rcv_nxt),
                 };
                 if newer {
-                    self.own.tw.remove(key);
-                    self.stats.time_wait.sub(1);
+                    self.tw_remove(key);
                     self.stats.time_wait_reused.inc();
                     return Some(buf);
                 }
-                self.tw_ack(&r);
+                self.tw_ack(&r, peer);
                 None
             }
             TcpControl::Fin => {
-                if let Some(rec) = self.own.tw.map.get_mut(&key) {
+                let rec = match key {
+                    TcpKey::V4(k) => self.own.tw.map.get_mut(&k),
+                    TcpKey::V6(k) => self.own.tw6.map.get_mut(&k),
+                };
+                if let Some(rec) = rec {
                     rec.until = now.saturating_add(rec.wait_us);
                 }
-                self.tw_ack(&r);
+                self.tw_ack(&r, peer);
                 None
             }
             _ => {
                 if plen > 0 {
-                    self.tw_ack(&r);
+                    self.tw_ack(&r, peer);
                 }
                 None
             }
@@ -189,7 +232,7 @@ impl<Q: PortQueue> Stack<Q> {
     }
 
     /// Acknowledges from a TIME-WAIT record.
-    fn tw_ack(&mut self, r: &TwRecord) {
+    fn tw_ack(&mut self, r: &TwRecord, peer: Peer) {
         let now = self.now_us;
         let repr = TcpRepr {
             src_port: r.lport,
@@ -207,7 +250,7 @@ impl<Q: PortQueue> Stack<Q> {
                 .map(|t| TcpTimestampRepr::new(((now / 1000) as u32).wrapping_add(r.ts_offset), t)),
             payload: &[],
         };
-        self.emit_segment(r.mac, r.remote, &repr, 0, |_| {});
+        self.emit_segment(r.mac, peer, &repr, 0, |_| {});
     }
 }
 
@@ -223,7 +266,6 @@ mod tests {
             ts_offset: 0,
             lport: 1,
             rport: 1,
-            remote: Ipv4Address::new(10, 0, 0, 1),
             mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
             since,
             until: since + wait,
@@ -236,7 +278,7 @@ mod tests {
         // 1,000 tuples, each replaced every 1 ms of a 60 s wait, 200,000
         // times in all: without dropping stale entries the queue would
         // hold all 200,000.
-        let mut tw = TimeWaits::default();
+        let mut tw = TimeWaits::<u64>::default();
         let wait = 60_000_000;
         for i in 0..200_000u64 {
             let key = i % 1000;
@@ -258,7 +300,7 @@ mod tests {
 
     #[test]
     fn an_extended_wait_is_found_again() {
-        let mut tw = TimeWaits::default();
+        let mut tw = TimeWaits::<u64>::default();
         tw.insert(7, rec(0, 100));
         tw.map.get_mut(&7).unwrap().until = 250;
         assert_eq!(tw.expire(100), 0);

@@ -45,6 +45,8 @@ pub struct Churn {
     /// Keep connections open after their echo (until `hold` is cleared).
     pub hold: bool,
     pub held: Vec<ConnId>,
+    /// The server's address (IPv4 unless set).
+    pub to: SocketAddr,
 }
 
 impl Churn {
@@ -61,7 +63,14 @@ impl Churn {
             bad: 0,
             hold: false,
             held: Vec::new(),
+            to: SocketAddrV4::new(SERVER, PORT).into(),
         }
+    }
+
+    /// The same, to the server's IPv6 address.
+    pub fn v6(mut self) -> Self {
+        self.to = SocketAddr::from((SERVER6, PORT));
+        self
     }
     pub fn finished(&self) -> usize {
         self.ok + self.failed + self.reset
@@ -120,7 +129,7 @@ impl TcpApp for Churn {
             }
         }
         while self.active < self.conc && self.issued < self.want {
-            if ctx.connect(SocketAddrV4::new(SERVER, PORT).into()).is_err() {
+            if ctx.connect(self.to).is_err() {
                 break;
             }
             self.issued += 1;
@@ -181,7 +190,7 @@ pub fn rig<C: TcpApp>(s: Setup, client: C) -> Rig<C> {
     sc.max_conns = s.max_conns;
     let mut st = Stack::new(qa, &ia, sc, Instant(0)).unwrap();
     st.listen(PORT, s.lopts).unwrap();
-    let mut cc = StackConfig::new(CLIENT, 24);
+    let mut cc = StackConfig::new(CLIENT, 24).with_addr(CLIENT6.into(), 64);
     cc.connect = s.client_tcp;
     let (qb, _) = Inject::new(b.take_queues().pop().unwrap());
     let c = Stack::new(qb, &ib, cc, Instant(0)).unwrap();
