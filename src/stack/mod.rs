@@ -203,14 +203,6 @@ fn smol(now: Instant) -> SmolInstant {
     SmolInstant::from_micros(now.micros() as i64)
 }
 
-/// Cache lines of a connection's slot prefetched per frame: all of it (a
-/// bypass-engine block's hot part is its first lines, the slot's header
-/// follows the block).
-const PREFETCH_LINES: usize = 12;
-/// How many frames ahead of the one being processed its connection's slot
-/// is prefetched.
-const PREFETCH_AHEAD: usize = 4;
-
 impl<Q: PortQueue> Stack<Q> {
     /// A stack on `queue` of the port described by `info`.
     pub fn new(queue: Q, info: &PortInfo, cfg: StackConfig, now: Instant) -> Result<Self> {
@@ -467,9 +459,12 @@ impl<Q: PortQueue> Stack<Q> {
         done + n
     }
 
-    /// Classifies a burst, prefetches the block of every connection it
-    /// names (their cache misses then overlap: see [`crate::hint`]), then
-    /// processes it in order.
+    /// Classifies a burst and looks up its connections with their table
+    /// lines and headers prefetched (their cache misses then overlap: see
+    /// [`crate::hint`]), then processes it in order. Prefetching each
+    /// connection's block as well measured no faster here (16,384
+    /// connections: 747k tx/s without, 720k with, medians of 5), so it
+    /// is not done.
     fn ingress_burst(&mut self, mut burst: crate::buf::Burst<Q::Buf>) {
         let mut classes =
             arrayvec::ArrayVec::<(Result<Class, Reject>, Option<u32>), { crate::buf::BURST }>::new(
@@ -495,23 +490,10 @@ impl<Q: PortQueue> Stack<Q> {
                 *found = self.lookup(key);
             }
         }
-        // Prefetch a few frames ahead of the one processed, so the misses
-        // overlap without more in flight than the CPU can track.
-        for &(_, found) in classes.iter().take(PREFETCH_AHEAD) {
-            self.prefetch_slot(found);
-        }
-        for (i, (buf, (class, found))) in burst.into_iter().zip(classes.iter()).enumerate() {
-            self.prefetch_slot(classes.get(i + PREFETCH_AHEAD).and_then(|c| c.1));
+        for (buf, (class, found)) in burst.into_iter().zip(classes) {
             // The lookup stands while no connection came or went.
-            let known = (self.table_epoch == epoch).then_some(*found);
-            self.dispatch(buf, *class, known);
-        }
-    }
-
-    #[inline]
-    fn prefetch_slot(&self, idx: Option<u32>) {
-        if let Some(slot) = idx.and_then(|i| self.slots.get(i as usize)) {
-            crate::hint::prefetch(slot, PREFETCH_LINES);
+            let known = (self.table_epoch == epoch).then_some(found);
+            self.dispatch(buf, class, known);
         }
     }
 
