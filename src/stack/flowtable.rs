@@ -69,20 +69,27 @@ impl FlowTable {
         self.get(key).is_some()
     }
 
-    /// The value of `key`.
+    /// Where `key` is (`Ok`), or the empty entry that ends its probe
+    /// (`Err`).
     #[inline]
-    pub fn get(&self, key: u64) -> Option<u32> {
+    fn probe(&self, key: u64) -> Result<usize, usize> {
         let mut i = self.home(key);
         loop {
             let e = self.entries[i];
             if e.val == EMPTY {
-                return None;
+                return Err(i);
             }
             if e.key == key {
-                return Some(e.val);
+                return Ok(i);
             }
             i = (i + 1) & self.mask;
         }
+    }
+
+    /// The value of `key`.
+    #[inline]
+    pub fn get(&self, key: u64) -> Option<u32> {
+        self.probe(key).ok().map(|i| self.entries[i].val)
     }
 
     /// Sets `key` to `val`; returns the value it replaced.
@@ -91,34 +98,19 @@ impl FlowTable {
         if (self.len + 1) * 2 > self.entries.len() {
             self.grow();
         }
-        let mut i = self.home(key);
-        loop {
-            let e = &mut self.entries[i];
-            if e.val == EMPTY {
-                *e = Entry { key, val };
+        match self.probe(key) {
+            Ok(i) => Some(std::mem::replace(&mut self.entries[i].val, val)),
+            Err(i) => {
+                self.entries[i] = Entry { key, val };
                 self.len += 1;
-                return None;
+                None
             }
-            if e.key == key {
-                return Some(std::mem::replace(&mut e.val, val));
-            }
-            i = (i + 1) & self.mask;
         }
     }
 
     /// Removes `key`; returns its value.
     pub fn remove(&mut self, key: u64) -> Option<u32> {
-        let mut i = self.home(key);
-        loop {
-            let e = self.entries[i];
-            if e.val == EMPTY {
-                return None;
-            }
-            if e.key == key {
-                break;
-            }
-            i = (i + 1) & self.mask;
-        }
+        let i = self.probe(key).ok()?;
         let val = self.entries[i].val;
         // Shift later entries of the run back into the hole when their
         // home lies at or before it (cyclically), so no probe for them
