@@ -135,7 +135,6 @@ impl<Q: PortQueue> Stack<Q> {
                 "a bypass-engine block starts a cache line"
             );
         }
-        self.table_epoch = self.table_epoch.wrapping_add(1);
         match key {
             TcpKey::V4(k) => {
                 self.table.insert(k, idx);
@@ -164,7 +163,6 @@ impl<Q: PortQueue> Stack<Q> {
         if let Eng::Own(o) = &mut c.eng {
             o.tcb.release(&mut self.own.slab);
         }
-        self.table_epoch = self.table_epoch.wrapping_add(1);
         if !c.v6 {
             self.table.remove(c.key);
         } else if let Some(k) = self.keys6.remove(&idx) {

@@ -176,9 +176,6 @@ pub struct Stack<Q: PortQueue> {
     table: flowtable::FlowTable,
     /// IPv6 connections.
     table6: HashMap<Key6, u32, ahash::RandomState>,
-    /// Bumped whenever a table entry is added or removed, so a burst's
-    /// lookups made before processing it stay valid while it is unchanged.
-    table_epoch: u32,
     /// The key of each IPv6 connection, by slot (kept out of the slot so
     /// IPv4 connections do not pay for IPv6 keys).
     keys6: HashMap<u32, Key6, ahash::RandomState>,
@@ -292,14 +289,6 @@ impl<Q: PortQueue> Stack<Q> {
         // The IPv6 maps are pre-sized only for an IPv6-only stack (a dual
         // stack does not know how its connections split).
         let expect6 = if cfg.ipv4().is_none() { expect } else { 0 };
-        // The 4-tuple table's hash key: random in every process (a peer
-        // that does not know it cannot choose colliding 4-tuples).
-        let table_seed = {
-            use std::hash::{BuildHasher, Hasher};
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u64(0x7ab1e);
-            h.finish()
-        };
         Ok(Stack {
             iface,
             verify_checksums: !info.caps.rx_checksum,
@@ -311,9 +300,10 @@ impl<Q: PortQueue> Stack<Q> {
             cfg,
             slots: Vec::with_capacity(expect),
             free: Vec::new(),
-            table: flowtable::FlowTable::with_capacity(expect, table_seed),
+            // Its hash key is random in every process: a peer that does not
+            // know it cannot choose colliding 4-tuples.
+            table: flowtable::FlowTable::with_capacity(expect, crate::port::sys::random_u64()),
             table6: HashMap::with_capacity_and_hasher(expect6, Default::default()),
-            table_epoch: 0,
             keys6: HashMap::with_capacity_and_hasher(expect6, Default::default()),
             icmp6_limit: icmp6::Limiter::default(),
             listeners: HashMap::new(),
@@ -459,17 +449,14 @@ impl<Q: PortQueue> Stack<Q> {
         done + n
     }
 
-    /// Classifies a burst and looks up its connections with their table
-    /// lines and headers prefetched (their cache misses then overlap: see
+    /// Classifies a burst with its headers and its connections' table
+    /// lines prefetched (their cache misses then overlap: see
     /// [`crate::hint`]), then processes it in order. Prefetching each
     /// connection's block as well measured no faster here (16,384
     /// connections: 747k tx/s without, 720k with, medians of 5), so it
     /// is not done.
     fn ingress_burst(&mut self, mut burst: crate::buf::Burst<Q::Buf>) {
-        let mut classes =
-            arrayvec::ArrayVec::<(Result<Class, Reject>, Option<u32>), { crate::buf::BURST }>::new(
-            );
-        let epoch = self.table_epoch;
+        let mut classes = arrayvec::ArrayVec::<Result<Class, Reject>, { crate::buf::BURST }>::new();
         // The headers of the whole burst (written by another core or a
         // device, so not in this core's cache).
         for buf in burst.iter() {
@@ -483,17 +470,10 @@ impl<Q: PortQueue> Stack<Q> {
             {
                 self.table.prefetch(k);
             }
-            classes.push((class, None));
+            classes.push(class);
         }
-        for (class, found) in classes.iter_mut() {
-            if let Ok(Class::Tcp { key, .. }) = *class {
-                *found = self.lookup(key);
-            }
-        }
-        for (buf, (class, found)) in burst.into_iter().zip(classes) {
-            // The lookup stands while no connection came or went.
-            let known = (self.table_epoch == epoch).then_some(found);
-            self.dispatch(buf, class, known);
+        for (buf, class) in burst.into_iter().zip(classes) {
+            self.dispatch(buf, class);
         }
     }
 
@@ -607,9 +587,8 @@ impl<Q: PortQueue> Stack<Q> {
         class
     }
 
-    /// Processes a classified frame. `known`: its connection's table
-    /// lookup, if already made against the table as it is now.
-    fn dispatch(&mut self, buf: Q::Buf, class: Result<Class, Reject>, known: Option<Option<u32>>) {
+    /// Processes a classified frame.
+    fn dispatch(&mut self, buf: Q::Buf, class: Result<Class, Reject>) {
         match class {
             Err(r) => {
                 self.stats.reject(r);
@@ -634,7 +613,7 @@ impl<Q: PortQueue> Stack<Q> {
                 syn,
                 rst,
             }) => {
-                if let Some(idx) = known.unwrap_or_else(|| self.lookup(key)) {
+                if let Some(idx) = self.lookup(key) {
                     match self.slots[idx as usize].conn.as_ref().map(|c| &c.eng) {
                         Some(Eng::Own(_)) => self.own_input(idx, buf),
                         _ => self.smol_input(idx, buf, rst),
