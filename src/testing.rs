@@ -113,8 +113,16 @@ fn put_tcp(l4: &mut [u8], src: IpAddr, dst: IpAddr, tcp: &TcpRepr<'_>) {
     );
 }
 
+/// UDP header bytes.
+const UDP_HEADER: usize = 8;
+
 /// Emits a UDP datagram into `l4`, its checksum over `src` and `dst`.
-fn put_udp(l4: &mut [u8], src: IpAddr, dst: IpAddr, udp: &UdpRepr, payload: &[u8]) {
+fn put_udp(l4: &mut [u8], src: IpAddr, dst: IpAddr, ports: (u16, u16), payload: &[u8]) {
+    let udp = UdpRepr {
+        src_port: ports.0,
+        dst_port: ports.1,
+    };
+    debug_assert_eq!(udp.header_len(), UDP_HEADER);
     udp.emit(
         &mut UdpPacket::new_unchecked(l4),
         &src.into(),
@@ -135,18 +143,9 @@ pub fn emit_tcp(room: &mut [u8], e: &Ends, tcp: &TcpRepr<'_>) -> usize {
 
 /// Emits an Ethernet/IPv4/UDP frame into `room`; returns its length.
 pub fn emit_udp(room: &mut [u8], e: &Ends, sport: u16, dport: u16, payload: &[u8]) -> usize {
-    let udp = UdpRepr {
-        src_port: sport,
-        dst_port: dport,
-    };
-    let (n, at) = emit_ip(room, e, IpProtocol::Udp, udp.header_len() + payload.len());
-    put_udp(
-        &mut room[at..n],
-        e.src_ip.into(),
-        e.dst_ip.into(),
-        &udp,
-        payload,
-    );
+    let (n, at) = emit_ip(room, e, IpProtocol::Udp, UDP_HEADER + payload.len());
+    let (src, dst) = (e.src_ip.into(), e.dst_ip.into());
+    put_udp(&mut room[at..n], src, dst, (sport, dport), payload);
     n
 }
 
@@ -233,18 +232,9 @@ pub fn emit_tcp6(room: &mut [u8], e: &Ends6, tcp: &TcpRepr<'_>) -> usize {
 
 /// Emits an Ethernet/IPv6/UDP frame into `room`; returns its length.
 pub fn emit_udp6(room: &mut [u8], e: &Ends6, sport: u16, dport: u16, payload: &[u8]) -> usize {
-    let udp = UdpRepr {
-        src_port: sport,
-        dst_port: dport,
-    };
-    let (n, at) = emit_ip6(room, e, IpProtocol::Udp, udp.header_len() + payload.len());
-    put_udp(
-        &mut room[at..n],
-        e.src_ip.into(),
-        e.dst_ip.into(),
-        &udp,
-        payload,
-    );
+    let (n, at) = emit_ip6(room, e, IpProtocol::Udp, UDP_HEADER + payload.len());
+    let (src, dst) = (e.src_ip.into(), e.dst_ip.into());
+    put_udp(&mut room[at..n], src, dst, (sport, dport), payload);
     n
 }
 
