@@ -1,9 +1,9 @@
 //! CPU hints: prefetching what the next steps will read.
 //!
-//! With thousands of connections, a segment's connection block is rarely
-//! in cache when its frame arrives, and each miss costs as much as a few
-//! hundred instructions. The stack classifies a whole receive burst first
-//! and prefetches every connection block the burst names, so their misses
+//! With thousands of connections, what a frame's processing reads is
+//! rarely in cache when the frame arrives, and each miss costs as much as
+//! a few hundred instructions. The stack classifies a whole receive burst
+//! first and prefetches its headers and table lines, so their misses
 //! overlap instead of being paid one after another (the same idea as DPDK
 //! l3fwd's prefetch of the next frames' headers).
 //!
@@ -19,37 +19,30 @@ pub const LINE: usize = 64;
 /// into L1. A hint only: it never faults and changes no value.
 #[inline(always)]
 pub fn prefetch<T>(r: &T, max_lines: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let p = (r as *const T).cast::<i8>();
-        let lines = std::mem::size_of::<T>().div_ceil(LINE).min(max_lines);
-        for i in 0..lines {
-            // SAFETY: a prefetch is a hint: it never faults, even on an
-            // invalid address, and reads nothing into the program. The
-            // address is inside `*r` (`wrapping_add` for the pointer
-            // arithmetic, so no in-bounds requirement applies either).
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(i * LINE)) };
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (r, max_lines);
+    lines((r as *const T).cast(), std::mem::size_of::<T>(), max_lines);
 }
 
 /// Asks the CPU to bring the first `max_lines` cache lines of `bytes`
 /// into L1 (a frame's headers before they are parsed).
 #[inline(always)]
 pub fn prefetch_bytes(bytes: &[u8], max_lines: usize) {
+    lines(bytes.as_ptr(), bytes.len(), max_lines);
+}
+
+#[inline(always)]
+fn lines(p: *const u8, len: usize, max_lines: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let p = bytes.as_ptr().cast::<i8>();
-        for i in 0..bytes.len().div_ceil(LINE).min(max_lines) {
-            // SAFETY: as in `prefetch`: a hint that never faults; the
-            // address is inside `bytes`.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(i * LINE)) };
+        for i in 0..len.div_ceil(LINE).min(max_lines) {
+            // SAFETY: a prefetch is a hint: it never faults, even on an
+            // invalid address, and reads nothing into the program. The
+            // address is inside the caller's object (`wrapping_add` for
+            // the pointer arithmetic, so no in-bounds requirement applies
+            // either).
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(i * LINE).cast()) };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (bytes, max_lines);
+    let _ = (p, len, max_lines);
 }

@@ -73,6 +73,7 @@ impl<T: Copy + Default, const N: usize> Ring<T, N> {
     }
 
     /// True when the elements are on the heap.
+    #[cfg(test)]
     pub fn spilled(&self) -> bool {
         matches!(self.store, Store::Heap(_))
     }
