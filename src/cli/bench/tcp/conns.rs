@@ -297,11 +297,13 @@ fn point(a: &TcpBenchArgs, n: usize) -> Result<(Point, OursRun)> {
     let slot = Stack::<bypass::port::mem::MemQueue>::CONN_SLOT_BYTES;
     a.say(&format!(
         "  where an end's bytes go (size_of): the table slot {slot} B (the stack's Conn with the {} engine's block inline), \
-         the 4-tuple map entry 16 B + 1 control byte per bucket (~{:.0} B per end at this fill), \
+         the 4-tuple table's 16 B entries, at most half of them used (~{:.0} B per end at this fill), \
          a timer heap entry 16 B while a deadline is set, the application's state (server: 8 B; loadgen: {} B + its request stamps once it has sent), \
          plus allocator overhead",
         TcpOpts::default().engine,
-        17.0 * r.server_table.1.next_power_of_two().max(1) as f64 * 8.0 / 7.0 / open.max(1) as f64,
+        // `table_capacity` is half the entries (the table stays at most
+        // half full).
+        16.0 * 2.0 * r.server_table.1 as f64 / open.max(1) as f64,
         std::mem::size_of::<Option<(u32, bypass::app::loadgen::Flow)>>(),
     ));
     a.say(&r.engine_line);
