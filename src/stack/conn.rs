@@ -29,8 +29,6 @@ pub(super) struct Conn {
     /// for IPv6, whose key is kept in [`Stack`]'s `keys6` instead, so that
     /// an IPv4 connection costs no more than before IPv6.
     key: u64,
-    /// Earliest deadline this connection has in the timer heap.
-    pub timer: u64,
     /// Listening port while the handshake is under way (backlog slot).
     pub listener: Option<u16>,
     /// An IPv6 connection.
@@ -101,7 +99,6 @@ impl<Q: PortQueue> Stack<Q> {
                 TcpKey::V6(_) => 0,
             },
             v6: matches!(key, TcpKey::V6(_)),
-            timer: super::NO_TIMER,
             touched: false,
             listener,
             active,
@@ -168,6 +165,7 @@ impl<Q: PortQueue> Stack<Q> {
         } else if let Some(k) = self.keys6.remove(&idx) {
             self.table6.remove(&k);
         }
+        self.timers.forget(idx);
         self.free.push(idx);
         self.stats.conns.sub(1);
     }
@@ -356,7 +354,8 @@ mod tests {
     /// slot, whose flags absorb the family bit; the key is also where the
     /// bypass engine finds the peer's address); an IPv6 one adds a 28-byte
     /// entry in the IPv6 map (the peer's address and port, our port and
-    /// the index of our address) and one in the slot-to-key map.
+    /// the index of our address) and one in the slot-to-key map. The
+    /// timers keep 16 bytes per slot of their own.
     #[test]
     fn table_entry_sizes() {
         assert_eq!(size_of::<(u64, u32)>(), 16, "IPv4 map entry");
@@ -364,8 +363,8 @@ mod tests {
         assert_eq!(size_of::<(u32, Key6)>(), 28, "IPv6 slot-to-key entry");
         assert_eq!(
             size_of::<Conn>() - size_of::<Eng>(),
-            32,
-            "a connection's own fields, as before IPv6"
+            24,
+            "a connection's own fields (its deadlines are in the timers' array)"
         );
         assert_eq!(size_of::<Slot>() % 64, 0, "slots are whole cache lines");
         assert!(

@@ -28,7 +28,7 @@ use super::conn::{Eng, Report};
 use super::nd::{self, NdCache};
 use super::segment::{build, next_hop, next_hop6};
 pub(super) use super::segment::{parse, Peer};
-use super::timers::Entry;
+use super::timers;
 use super::timewait::{TimeWaits, TwRecord};
 use super::{Stack, StackConfig, TcpOpts, EGRESS_PER_CONN};
 use crate::buf::PacketBuf;
@@ -366,19 +366,20 @@ impl<Q: PortQueue> Stack<Q> {
         self.own_after(idx, true);
     }
 
-    /// A timer entry of a bypass-engine connection is due.
-    pub(super) fn own_timer(&mut self, e: Entry) {
+    /// A bypass-engine connection's deadline is due.
+    pub(super) fn own_timer(&mut self, idx: u32) {
         let now = self.now_us;
-        let Some(peer) = self.conn_peer(e.idx) else {
+        let Some(peer) = self.conn_peer(idx) else {
             return;
         };
-        let Some(c) = self.slots[e.idx as usize].conn.as_mut() else {
+        let Some(c) = self.slots[idx as usize].conn.as_mut() else {
             return;
         };
         let Eng::Own(o) = &mut c.eng else { return };
         if o.tcb.poll_at(&self.own.cfgs[o.cfg as usize]) > now {
-            // The deadline moved on since this entry was pushed.
-            return self.own_schedule(e.idx);
+            // Moved on without a schedule (the timers only know what
+            // `own_schedule` told them).
+            return self.own_schedule(idx);
         }
         // Another connection to this peer may have learnt that its ACKs
         // come later than this timer thinks: then wait.
@@ -386,13 +387,13 @@ impl<Q: PortQueue> Stack<Q> {
         if o.tcb.share_rto_floor(floor) {
             o.floor_seen = floor;
             if o.tcb.poll_at(&self.own.cfgs[o.cfg as usize]) > now {
-                return self.own_schedule(e.idx);
+                return self.own_schedule(idx);
             }
         }
         self.stats.timer_fires.inc();
         let mut env = self.own.env(&self.stats.tcp, o.cfg, now);
         o.tcb.on_timer(&mut env);
-        self.own_after(e.idx, true);
+        self.own_after(idx, true);
     }
 
     /// Hands the engine's events to the application and settles the
@@ -520,22 +521,21 @@ impl<Q: PortQueue> Stack<Q> {
         1
     }
 
-    /// Puts the connection's next deadline in the timer heap, unless an
-    /// entry at least as early is there already (see [`super::timers`]).
+    /// Tells the timers the connection's next deadline (a later one than
+    /// before costs a store, see [`super::timers`]).
     fn own_schedule(&mut self, idx: u32) {
-        let gen = self.slots[idx as usize].gen;
-        let Some(c) = self.slots[idx as usize].conn.as_mut() else {
+        let Some(c) = self.slots[idx as usize].conn.as_ref() else {
             return;
         };
         let Eng::Own(o) = &c.eng else { return };
-        let at = o
-            .tcb
-            .poll_at(&self.own.cfgs[o.cfg as usize])
-            .max(self.now_us);
-        if at < c.timer && at != crate::tcp::tcb::NEVER {
-            c.timer = at;
-            self.timers.push(Entry { at, idx, gen });
-        }
+        let at = o.tcb.poll_at(&self.own.cfgs[o.cfg as usize]);
+        // `NEVER` is the timers' `NONE`.
+        let at = if at == crate::tcp::tcb::NEVER {
+            timers::NONE
+        } else {
+            at.max(self.now_us)
+        };
+        self.timers.set(idx, at);
     }
 
     /// Builds and queues the connection's segments. False if it waits for

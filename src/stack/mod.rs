@@ -16,7 +16,7 @@
 //!   backlog the SYN is dropped (or answered with RST) and counted.
 //! - **Timers.** After a connection is touched (a segment in, the
 //!   application wrote, a timer fired) it alone is polled for egress and its
-//!   next deadline (`poll_at`) goes into a heap ([`timers`]); idle
+//!   next deadline (`poll_at`) goes to a timing wheel ([`timers`]); idle
 //!   connections cost nothing per iteration.
 //! - **No connection.** A segment for no connection is handed to an empty
 //!   set, and smoltcp answers as TCP requires (RST, nothing for a RST); ARP
@@ -100,7 +100,6 @@ pub use stats::StackStats;
 
 /// Most segments one connection may send in one egress pass.
 const EGRESS_PER_CONN: usize = 64;
-const NO_TIMER: u64 = u64::MAX;
 
 /// A connection, as the application names it. Stale ids (of a connection
 /// that has gone) are recognised and refused.
@@ -533,19 +532,11 @@ impl<Q: PortQueue> Stack<Q> {
     pub fn poll_tx(&mut self, now: Instant) -> usize {
         self.set_now(now);
         let t = now.micros();
-        while let Some(e) = self.timers.pop_due(t) {
-            let slot = &mut self.slots[e.idx as usize];
-            let Some(c) = slot
-                .conn
-                .as_mut()
-                .filter(|c| slot.gen == e.gen && c.timer == e.at)
-            else {
-                continue; // stale: the connection went, or has an earlier entry
-            };
-            c.timer = NO_TIMER;
-            match c.eng {
-                Eng::Smol(_) => self.smol_timer(e),
-                Eng::Own(_) => self.own_timer(e),
+        while let Some(idx) = self.timers.pop_due(t) {
+            match self.slots[idx as usize].conn.as_ref().map(|c| &c.eng) {
+                Some(Eng::Smol(_)) => self.smol_timer(idx),
+                Some(Eng::Own(_)) => self.own_timer(idx),
+                None => {}
             }
         }
         self.expire_time_wait();

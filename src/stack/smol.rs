@@ -13,7 +13,6 @@ use smoltcp::wire::IpEndpoint;
 use super::classify::TcpKey;
 use super::conn::{Eng, Report};
 use super::device::OneFrame;
-use super::timers::Entry;
 use super::{Stack, TcpOpts, EGRESS_PER_CONN};
 use crate::buf::PacketBuf;
 use crate::error::{Error, Result};
@@ -298,32 +297,26 @@ impl<Q: PortQueue> Stack<Q> {
         None
     }
 
-    /// A timer entry of a smoltcp connection is due.
-    pub(super) fn smol_timer(&mut self, e: Entry) {
+    /// A smoltcp connection's deadline is due.
+    pub(super) fn smol_timer(&mut self, idx: u32) {
         let t = self.now_us;
-        let Some(c) = self.slots[e.idx as usize].conn.as_mut() else {
+        let Some(c) = self.slots[idx as usize].conn.as_mut() else {
             return;
         };
         let arp_wait = c.arp_wait;
-        let timer = &mut c.timer;
         let Eng::Smol(s) = &mut c.eng else { return };
-        // The deadline may have moved on since this entry was pushed
-        // (a delayed ACK that a reply carried, an RTO re-armed): then
-        // just reschedule, without an egress pass.
+        // The deadline may have moved on since it was set (a delayed ACK
+        // that a reply carried, an RTO re-armed): smoltcp's deadlines only
+        // ever lower ours (see `smol_egress`), so ask it, and just
+        // reschedule without an egress pass.
         match self.iface.poll_at(self.now, &s.set) {
             Some(at) if at.total_micros().max(0) as u64 > t => {
-                let at = at.total_micros() as u64;
-                *timer = at;
-                self.timers.push(Entry {
-                    at,
-                    idx: e.idx,
-                    gen: e.gen,
-                });
+                self.timers.lower(idx, at.total_micros() as u64);
             }
             None if !arp_wait && s.last_state == tcp::State::Established => {}
             _ => {
                 self.stats.timer_fires.inc();
-                self.touch(e.idx);
+                self.touch(idx);
             }
         }
     }
@@ -426,13 +419,8 @@ impl<Q: PortQueue> Stack<Q> {
                 if now >= deadline {
                     s.abort();
                     abort = true;
-                } else if deadline < c.timer {
-                    c.timer = deadline;
-                    self.timers.push(Entry {
-                        at: deadline,
-                        idx,
-                        gen,
-                    });
+                } else {
+                    self.timers.lower(idx, deadline);
                 }
             }
         }
@@ -453,10 +441,7 @@ impl<Q: PortQueue> Stack<Q> {
         }
         if let Some(at) = self.iface.poll_at(self.now, &sc.set) {
             let at = at.total_micros().max(0) as u64;
-            if at < c.timer {
-                c.timer = at;
-                self.timers.push(Entry { at, idx, gen });
-            }
+            self.timers.lower(idx, at);
         }
         if changed {
             // Egress or a timer changed the state (timeout, TIME-WAIT over,

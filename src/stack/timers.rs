@@ -1,86 +1,373 @@
-//! Connection timers: a min-heap of (deadline, connection) with lazy
-//! deletion.
+//! Connection timers: a hierarchical timing wheel of (deadline,
+//! connection) entries with lazy deletion, and each connection's
+//! deadlines in a compact array beside it.
 //!
-//! Each connection remembers the earliest deadline it has in the heap. A
-//! new deadline is pushed only when it is earlier than that one; a later
-//! deadline waits for the earlier entry to fire (the connection is polled a
-//! little early, which smoltcp allows, and rescheduled). An entry whose
-//! connection has gone (generation mismatch) or no longer holds that
-//! deadline is skipped when popped. So each connection has at most a
-//! couple of entries, and a loop iteration touches only due connections:
-//! its cost does not depend on how many connections are idle.
+//! Each connection has two numbers here, 16 bytes in one array indexed by
+//! its slot, away from its (large) state:
+//! - `queued`: the earliest deadline it has in the wheel;
+//! - `want`: the deadline it wants now.
+//!
+//! [`Timers::set`] replaces `want` and adds an entry only when the new
+//! deadline is earlier than `queued`. A deadline that moves later (a
+//! retransmission or loss-probe timer re-armed by every ACK) costs one
+//! store: when the old entry comes up, the array says it moved and the
+//! entry goes back in at the new deadline, without touching the
+//! connection. An entry whose deadline is no longer `queued` is stale and
+//! is dropped when it comes up. So each connection has at most a couple of
+//! entries, and a loop iteration touches only the connections that are
+//! due: its cost does not depend on how many are idle.
+//!
+//! The wheel has six levels of 64 buckets. Level 0's buckets are 1 µs
+//! apart, level `l`'s 64^l µs, so six levels cover 2^36 µs (19 hours); a
+//! later deadline goes in the top level and comes back around until it
+//! is due. A bucket of level `l > 0` is emptied into the levels below
+//! when the wheel's time reaches it. Insertion is O(1), and finding the
+//! next busy bucket is a bit scan per level. Deadlines fire exactly: a
+//! connection is never told early that a timer is due.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+/// No deadline.
+pub const NONE: u64 = u64::MAX;
 
-/// A deadline for connection `idx` of generation `gen`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Entry {
-    /// Microseconds.
-    pub at: u64,
-    /// Connection slot.
-    pub idx: u32,
-    /// Slot generation when scheduled.
-    pub gen: u32,
+const LEVELS: usize = 6;
+const SLOT_BITS: u32 = 6;
+const SLOTS: usize = 1 << SLOT_BITS;
+/// The span of the whole wheel, in µs.
+const SPAN: u64 = 1 << (SLOT_BITS as u64 * LEVELS as u64);
+
+/// An entry in the wheel: connection `idx` at `at` µs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    at: u64,
+    idx: u32,
 }
 
-/// The timer heap.
-#[derive(Debug, Default)]
+/// A connection's deadlines (see the module docs).
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(16))]
+struct Due {
+    queued: u64,
+    want: u64,
+}
+
+const IDLE: Due = Due {
+    queued: NONE,
+    want: NONE,
+};
+
+/// The timer wheel and each connection's deadlines.
+#[derive(Debug)]
 pub struct Timers {
-    heap: BinaryHeap<Reverse<Entry>>,
+    /// The wheel's time (µs): every entry in a bucket is due at or after
+    /// it.
+    elapsed: u64,
+    /// `LEVELS * SLOTS` buckets, level-major.
+    buckets: Vec<Vec<Entry>>,
+    /// Per level, which buckets hold entries.
+    busy: [u64; LEVELS],
+    /// Connections found due, handed out by [`Timers::pop_due`].
+    ready: Vec<u32>,
+    /// A bucket being emptied (kept for its capacity).
+    scratch: Vec<Entry>,
+    due: Vec<Due>,
+}
+
+impl Default for Timers {
+    fn default() -> Timers {
+        Timers::with_capacity(0)
+    }
 }
 
 impl Timers {
-    /// A heap with room for `n` entries before it grows.
+    /// Timers for about `n` connections before the per-connection array
+    /// grows.
     pub fn with_capacity(n: usize) -> Timers {
         Timers {
-            heap: BinaryHeap::with_capacity(n),
+            elapsed: 0,
+            buckets: (0..LEVELS * SLOTS).map(|_| Vec::new()).collect(),
+            busy: [0; LEVELS],
+            ready: Vec::new(),
+            scratch: Vec::new(),
+            due: Vec::with_capacity(n),
         }
     }
 
-    /// Adds an entry.
-    pub fn push(&mut self, e: Entry) {
-        self.heap.push(Reverse(e));
-    }
-
-    /// Removes and returns the earliest entry due at `now`.
-    pub fn pop_due(&mut self, now: u64) -> Option<Entry> {
-        match self.heap.peek() {
-            Some(Reverse(e)) if e.at <= now => self.heap.pop().map(|Reverse(e)| e),
-            _ => None,
+    /// Connection `idx` now wants its timer at `at` (µs; [`NONE`] for
+    /// never), replacing what it wanted before.
+    #[inline]
+    pub fn set(&mut self, idx: u32, at: u64) {
+        let d = self.due_mut(idx);
+        d.want = at;
+        if at < d.queued {
+            d.queued = at;
+            self.insert(Entry { at, idx });
         }
     }
 
-    /// The earliest deadline, if any.
+    /// Connection `idx` also wants its timer by `at`: its deadline becomes
+    /// the earlier of `at` and what it wanted.
+    #[inline]
+    pub fn lower(&mut self, idx: u32, at: u64) {
+        let want = self.due.get(idx as usize).map_or(NONE, |d| d.want);
+        self.set(idx, at.min(want));
+    }
+
+    /// Connection `idx` has gone: its entries become stale.
+    pub fn forget(&mut self, idx: u32) {
+        if let Some(d) = self.due.get_mut(idx as usize) {
+            *d = IDLE;
+        }
+    }
+
+    /// The next connection whose deadline is due at `now`, if any. Its
+    /// deadline is cleared: it sets a new one if it still wants one.
+    pub fn pop_due(&mut self, now: u64) -> Option<u32> {
+        loop {
+            if let Some(idx) = self.ready.pop() {
+                return Some(idx);
+            }
+            let (level, slot, at) = self.next_bucket()?;
+            if at > now {
+                return None;
+            }
+            self.elapsed = at;
+            self.drain(level * SLOTS + slot, now);
+        }
+    }
+
+    /// The earliest time at which [`Timers::pop_due`] may find something
+    /// due, if any.
     pub fn next(&self) -> Option<u64> {
-        self.heap.peek().map(|Reverse(e)| e.at)
+        if !self.ready.is_empty() {
+            return Some(self.elapsed);
+        }
+        self.next_bucket().map(|(_, _, at)| at)
     }
 
-    /// Entries in the heap (live and stale).
-    pub fn len(&self) -> usize {
-        self.heap.len()
+    fn due_mut(&mut self, idx: u32) -> &mut Due {
+        let i = idx as usize;
+        if i >= self.due.len() {
+            self.due.resize(i + 1, IDLE);
+        }
+        &mut self.due[i]
     }
 
-    /// True if there are no entries.
-    pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
+    fn insert(&mut self, e: Entry) {
+        let at = e.at.max(self.elapsed);
+        let level = level_for(self.elapsed, at);
+        let slot = ((at >> (SLOT_BITS as usize * level)) as usize) & (SLOTS - 1);
+        self.buckets[level * SLOTS + slot].push(e);
+        self.busy[level] |= 1 << slot;
     }
+
+    /// Empties bucket `b` (its time has come, `elapsed` is its start):
+    /// stale entries go, moved ones go back in at their new deadline, due
+    /// ones are ready, and the rest move to lower levels.
+    fn drain(&mut self, b: usize, now: u64) {
+        self.busy[b / SLOTS] &= !(1 << (b % SLOTS));
+        std::mem::swap(&mut self.scratch, &mut self.buckets[b]);
+        let mut entries = std::mem::take(&mut self.scratch);
+        for e in entries.drain(..) {
+            let d = &mut self.due[e.idx as usize];
+            if d.queued != e.at {
+                continue; // stale: an earlier entry replaced it, or it fired
+            }
+            if d.want != e.at {
+                // Moved on (never earlier: that would have queued anew).
+                d.queued = d.want;
+                if d.want != NONE {
+                    let at = d.want;
+                    self.insert(Entry { at, idx: e.idx });
+                }
+            } else if e.at <= now {
+                *d = IDLE;
+                self.ready.push(e.idx);
+            } else {
+                self.insert(e);
+            }
+        }
+        self.scratch = entries;
+    }
+
+    /// The earliest busy bucket: (level, slot, the time it starts).
+    fn next_bucket(&self) -> Option<(usize, usize, u64)> {
+        let mut best: Option<(usize, usize, u64)> = None;
+        for (level, &busy) in self.busy.iter().enumerate() {
+            if busy == 0 {
+                continue;
+            }
+            let shift = SLOT_BITS as usize * level;
+            let pos = ((self.elapsed >> shift) as usize) & (SLOTS - 1);
+            // Level 0 holds entries due now, in bucket `pos`; a higher
+            // level only later buckets, so its search starts after `pos`.
+            let first = if level == 0 { pos } else { (pos + 1) % SLOTS };
+            let slot = (first + busy.rotate_right(first as u32).trailing_zeros() as usize) % SLOTS;
+            let range = 1u64 << (shift + SLOT_BITS as usize);
+            let start = self.elapsed & !(range - 1);
+            let mut at = start + ((slot as u64) << shift);
+            if level > 0 && slot <= pos {
+                // Only the top level wraps (a deadline past the wheel's
+                // span): the bucket's next turn.
+                at += range;
+            }
+            let at = at.max(self.elapsed);
+            if best.is_none_or(|(_, _, b)| at < b) {
+                best = Some((level, slot, at));
+            }
+        }
+        best
+    }
+}
+
+/// The level an entry due at `at` goes in when the wheel's time is
+/// `elapsed`: the highest 6-bit group in which the two differ.
+fn level_for(elapsed: u64, at: u64) -> usize {
+    let masked = ((elapsed ^ at) | (SLOTS as u64 - 1)).min(SPAN - 1);
+    ((63 - masked.leading_zeros()) / SLOT_BITS) as usize
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+
+    fn drain_due(t: &mut Timers, now: u64) -> Vec<u32> {
+        let mut v = Vec::new();
+        while let Some(i) = t.pop_due(now) {
+            v.push(i);
+        }
+        v.sort_unstable();
+        v
+    }
 
     #[test]
-    fn pops_in_deadline_order_only_when_due() {
+    fn fires_only_when_due() {
         let mut t = Timers::default();
         for (at, idx) in [(30, 1), (10, 2), (20, 3)] {
-            t.push(Entry { at, idx, gen: 0 });
+            t.set(idx, at);
         }
-        assert_eq!(t.pop_due(5), None);
-        assert_eq!(t.pop_due(25).map(|e| e.idx), Some(2));
-        assert_eq!(t.pop_due(25).map(|e| e.idx), Some(3));
-        assert_eq!(t.pop_due(25), None);
+        assert_eq!(t.next(), Some(10));
+        assert_eq!(drain_due(&mut t, 5), Vec::<u32>::new());
+        assert_eq!(drain_due(&mut t, 25), vec![2, 3]);
         assert_eq!(t.next(), Some(30));
+        assert_eq!(drain_due(&mut t, 29), Vec::<u32>::new());
+        assert_eq!(drain_due(&mut t, 30), vec![1]);
+        assert_eq!(t.next(), None);
+    }
+
+    #[test]
+    fn a_deadline_moved_later_fires_once_at_its_new_time() {
+        let mut t = Timers::default();
+        t.set(7, 1_000);
+        t.set(7, 50_000);
+        assert!(drain_due(&mut t, 49_999).is_empty());
+        assert_eq!(drain_due(&mut t, 50_000), vec![7]);
+        assert!(drain_due(&mut t, u64::MAX - 1).is_empty());
+    }
+
+    #[test]
+    fn a_deadline_moved_earlier_fires_once() {
+        let mut t = Timers::default();
+        t.set(3, 90_000);
+        t.set(3, 2_000);
+        assert_eq!(drain_due(&mut t, 2_000), vec![3]);
+        // It fired and set nothing new: the later entry is stale.
+        assert!(drain_due(&mut t, 1 << 40).is_empty());
+    }
+
+    #[test]
+    fn cleared_and_forgotten_deadlines_never_fire() {
+        let mut t = Timers::default();
+        t.set(1, 500);
+        t.set(1, NONE);
+        t.set(2, 600);
+        t.forget(2);
+        assert!(drain_due(&mut t, 1 << 40).is_empty());
+        assert_eq!(t.next(), None);
+    }
+
+    #[test]
+    fn lower_keeps_the_earlier_deadline() {
+        let mut t = Timers::default();
+        t.set(4, 800);
+        t.lower(4, 5_000);
+        assert!(drain_due(&mut t, 799).is_empty());
+        assert_eq!(drain_due(&mut t, 800), vec![4]);
+        t.lower(4, 5_000);
+        assert_eq!(drain_due(&mut t, 5_000), vec![4]);
+    }
+
+    #[test]
+    fn deadlines_past_the_wheels_span_wait_their_turn() {
+        let mut t = Timers::default();
+        let far = 3 * SPAN + 12_345;
+        t.set(9, far);
+        t.set(8, SPAN - 1);
+        let mut now = 0;
+        let mut fired = Vec::new();
+        while let Some(at) = t.next() {
+            assert!(at >= now, "the wheel went back in time");
+            now = at;
+            for i in drain_due(&mut t, now) {
+                fired.push((i, now));
+            }
+        }
+        assert_eq!(fired, vec![(8, SPAN - 1), (9, far)]);
+    }
+
+    /// Against a model: random sets, moves, clears and time steps; every
+    /// connection fires exactly at its wanted deadline, in a pass of
+    /// `pop_due` whose `now` is the first at or after it.
+    #[test]
+    fn agrees_with_a_model_over_random_operations() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut t = Timers::default();
+        let mut want: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut now = 0u64;
+        for _ in 0..200_000 {
+            let r = next();
+            let idx = (r % 500) as u32;
+            match (r >> 16) % 8 {
+                0..=3 => {
+                    // Spans from a few µs to hours.
+                    let span = 1u64 << ((r >> 24) % 40);
+                    let at = now + (r >> 32) % span;
+                    t.set(idx, at);
+                    want.insert(idx, at);
+                }
+                4 => {
+                    t.set(idx, NONE);
+                    want.remove(&idx);
+                }
+                5 => {
+                    t.forget(idx);
+                    want.remove(&idx);
+                }
+                _ => {
+                    now += (r >> 24) % (1 << ((r >> 20) % 24));
+                    let mut fired = drain_due(&mut t, now);
+                    let mut expect: Vec<u32> = want
+                        .iter()
+                        .filter(|(_, &at)| at <= now)
+                        .map(|(&i, _)| i)
+                        .collect();
+                    fired.sort_unstable();
+                    expect.sort_unstable();
+                    assert_eq!(fired, expect, "at {now}");
+                    for i in expect {
+                        want.remove(&i);
+                    }
+                    let next_want = want.values().min().copied();
+                    if let (Some(w), Some(n)) = (next_want, t.next()) {
+                        assert!(n <= w, "next() {n} after a deadline {w}");
+                    }
+                }
+            }
+        }
     }
 }
