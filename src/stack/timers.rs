@@ -210,7 +210,7 @@ impl Timers {
                 at += range;
             }
             let at = at.max(self.elapsed);
-            if best.is_none_or(|(_, _, b)| at < b) {
+            if best.map_or(true, |(_, _, b)| at < b) {
                 best = Some((level, slot, at));
             }
         }
