@@ -29,6 +29,8 @@ pub(super) struct Conn {
     /// for IPv6, whose key is kept in [`Stack`]'s `keys6` instead, so that
     /// an IPv4 connection costs no more than before IPv6.
     key: u64,
+    /// Its timer (see [`super::timers`]).
+    pub timer: super::timers::Deadline,
     /// Listening port while the handshake is under way (backlog slot).
     pub listener: Option<u16>,
     /// An IPv6 connection.
@@ -99,6 +101,7 @@ impl<Q: PortQueue> Stack<Q> {
                 TcpKey::V6(_) => 0,
             },
             v6: matches!(key, TcpKey::V6(_)),
+            timer: Default::default(),
             touched: false,
             listener,
             active,
@@ -165,9 +168,27 @@ impl<Q: PortQueue> Stack<Q> {
         } else if let Some(k) = self.keys6.remove(&idx) {
             self.table6.remove(&k);
         }
-        self.timers.forget(idx);
         self.free.push(idx);
         self.stats.conns.sub(1);
+    }
+
+    /// Connection `idx` now wants its timer at `at` µs ([`super::timers::NONE`]:
+    /// never), replacing what it wanted.
+    pub(super) fn set_timer(&mut self, idx: u32, at: u64) {
+        if let Some(c) = self.slots[idx as usize].conn.as_mut() {
+            if let Some(e) = c.timer.set(idx, at) {
+                self.timers.insert(e);
+            }
+        }
+    }
+
+    /// Connection `idx` also wants its timer by `at` µs.
+    pub(super) fn lower_timer(&mut self, idx: u32, at: u64) {
+        if let Some(c) = self.slots[idx as usize].conn.as_mut() {
+            if let Some(e) = c.timer.lower(idx, at) {
+                self.timers.insert(e);
+            }
+        }
     }
 
     #[inline]
@@ -354,8 +375,7 @@ mod tests {
     /// slot, whose flags absorb the family bit; the key is also where the
     /// bypass engine finds the peer's address); an IPv6 one adds a 28-byte
     /// entry in the IPv6 map (the peer's address and port, our port and
-    /// the index of our address) and one in the slot-to-key map. The
-    /// timers keep 16 bytes per slot of their own.
+    /// the index of our address) and one in the slot-to-key map.
     #[test]
     fn table_entry_sizes() {
         assert_eq!(size_of::<(u64, u32)>(), 16, "IPv4 map entry");
@@ -363,8 +383,8 @@ mod tests {
         assert_eq!(size_of::<(u32, Key6)>(), 28, "IPv6 slot-to-key entry");
         assert_eq!(
             size_of::<Conn>() - size_of::<Eng>(),
-            24,
-            "a connection's own fields (its deadlines are in the timers' array)"
+            40,
+            "a connection's own fields"
         );
         assert_eq!(size_of::<Slot>() % 64, 0, "slots are whole cache lines");
         assert!(

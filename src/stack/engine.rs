@@ -535,7 +535,7 @@ impl<Q: PortQueue> Stack<Q> {
         } else {
             at.max(self.now_us)
         };
-        self.timers.set(idx, at);
+        self.set_timer(idx, at);
     }
 
     /// Builds and queues the connection's segments. False if it waits for

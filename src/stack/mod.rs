@@ -93,7 +93,7 @@ use conn::{Eng, Slot};
 use device::{OneFrame, TxPath};
 use listen::Listener;
 use shard::{Msg, Route, Shard};
-use timers::Timers;
+use timers::{Came, Timers};
 
 pub use opts::{BacklogFull, ListenOpts, StackConfig, TcpEngine, TcpOpts};
 pub use stats::StackStats;
@@ -306,7 +306,7 @@ impl<Q: PortQueue> Stack<Q> {
             keys6: HashMap::with_capacity_and_hasher(expect6, Default::default()),
             icmp6_limit: icmp6::Limiter::default(),
             listeners: HashMap::new(),
-            timers: Timers::with_capacity(expect),
+            timers: Timers::default(),
             touched: Vec::new(),
             arp_waiters: Vec::new(),
             empty: SocketSet::new(Vec::new()),
@@ -532,11 +532,19 @@ impl<Q: PortQueue> Stack<Q> {
     pub fn poll_tx(&mut self, now: Instant) -> usize {
         self.set_now(now);
         let t = now.micros();
-        while let Some(idx) = self.timers.pop_due(t) {
-            match self.slots[idx as usize].conn.as_ref().map(|c| &c.eng) {
-                Some(Eng::Smol(_)) => self.smol_timer(idx),
-                Some(Eng::Own(_)) => self.own_timer(idx),
-                None => {}
+        while let Some(e) = self.timers.pop_due(t) {
+            // A connection that went left its entries behind: a new one
+            // in its slot has none of them queued, so they are stale.
+            let Some(c) = self.slots[e.idx as usize].conn.as_mut() else {
+                continue;
+            };
+            match c.timer.came(e) {
+                Came::Stale => {}
+                Came::Moved(e) => self.timers.insert(e),
+                Came::Due => match c.eng {
+                    Eng::Smol(_) => self.smol_timer(e.idx),
+                    Eng::Own(_) => self.own_timer(e.idx),
+                },
             }
         }
         self.expire_time_wait();

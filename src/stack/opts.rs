@@ -227,8 +227,8 @@ pub struct StackConfig {
     pub gateway6: Option<Ipv6Addr>,
     /// Most connections (all states) on this core.
     pub max_conns: usize,
-    /// Connections expected on this core (0: no guess). The table, the
-    /// slots and the timers' array are sized for this many at creation, so
+    /// Connections expected on this core (0: no guess). The table and
+    /// the slots are sized for this many at creation, so
     /// they never grow (and a rehash never stops the loop) while the table
     /// stays below it. Costs about 1 byte per expected connection up front
     /// (the hash table's control bytes); the rest is address space, taken

@@ -311,7 +311,7 @@ impl<Q: PortQueue> Stack<Q> {
         // reschedule without an egress pass.
         match self.iface.poll_at(self.now, &s.set) {
             Some(at) if at.total_micros().max(0) as u64 > t => {
-                self.timers.lower(idx, at.total_micros() as u64);
+                self.lower_timer(idx, at.total_micros() as u64);
             }
             None if !arp_wait && s.last_state == tcp::State::Established => {}
             _ => {
@@ -420,7 +420,9 @@ impl<Q: PortQueue> Stack<Q> {
                     s.abort();
                     abort = true;
                 } else {
-                    self.timers.lower(idx, deadline);
+                    if let Some(e) = c.timer.lower(idx, deadline) {
+                        self.timers.insert(e);
+                    }
                 }
             }
         }
@@ -441,7 +443,7 @@ impl<Q: PortQueue> Stack<Q> {
         }
         if let Some(at) = self.iface.poll_at(self.now, &sc.set) {
             let at = at.total_micros().max(0) as u64;
-            self.timers.lower(idx, at);
+            self.lower_timer(idx, at);
         }
         if changed {
             // Egress or a timer changed the state (timeout, TIME-WAIT over,
