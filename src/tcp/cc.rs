@@ -101,6 +101,8 @@ enum Algo {
 
 /// Everything an undo restores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// `repr(C)`: the two numbers first, the algorithm's state after them.
+#[repr(C)]
 struct Window {
     cwnd: u32,
     ssthresh: u32,
@@ -119,7 +121,8 @@ pub fn initial_window(mss: u32) -> u32 {
 // `repr(C)`: what every ACK reads first, the undo copy last (see `Tcb`).
 #[repr(C)]
 pub struct Cc {
-    w: Window,
+    // What an ACK in slow start reads and writes comes first, with the
+    // window's two numbers: in a `Tcb` these 40 bytes share a line.
     hystart: HyStart,
     mss: u32,
     /// Smoothed RTT for CUBIC's target (RFC 9438 §4.2), µs; 0 if unknown.
@@ -128,6 +131,9 @@ pub struct Cc {
     in_recovery: bool,
     /// Nothing happened yet: `set_mss` may recompute the initial window.
     pristine: bool,
+    /// [`CcAlgo::None`] (so that the hot path need not read `w.algo`).
+    none: bool,
+    w: Window,
     /// The state before the last congestion event or first timeout.
     saved: Option<Window>,
 }
@@ -154,6 +160,7 @@ impl Cc {
             srtt_us: 0,
             in_recovery: false,
             pristine: true,
+            none: algo == CcAlgo::None,
         }
     }
 
@@ -178,7 +185,7 @@ impl Cc {
 
     /// cwnd < ssthresh (never for [`CcAlgo::None`]).
     pub fn in_slow_start(&self) -> bool {
-        !matches!(self.w.algo, Algo::None) && self.w.cwnd < self.w.ssthresh
+        !self.none && self.w.cwnd < self.w.ssthresh
     }
 
     /// The MSS the controller counts with.
@@ -192,7 +199,7 @@ impl Cc {
     /// docs).
     pub fn set_mss(&mut self, mss: u32) {
         self.mss = mss.max(1);
-        if matches!(self.w.algo, Algo::None) {
+        if self.none {
             return;
         }
         if self.pristine {
@@ -214,7 +221,7 @@ impl Cc {
         rtt_us: Option<u64>,
         now_us: u64,
     ) {
-        if matches!(self.w.algo, Algo::None) || acked == 0 {
+        if self.none || acked == 0 {
             return;
         }
         self.pristine = false;
@@ -270,7 +277,7 @@ impl Cc {
     /// ssthresh. The state before is kept for [`Cc::undo`].
     pub fn on_congestion_event(&mut self, flight: u32, now_us: u64) {
         let _ = now_us; // the epoch starts with the first ACK after recovery
-        if matches!(self.w.algo, Algo::None) {
+        if self.none {
             return;
         }
         self.saved = Some(self.w);
@@ -308,7 +315,7 @@ impl Cc {
     /// window, RFC 5681 §3.1). CUBIC restarts its epoch (RFC 9438 §4.8).
     pub fn on_rto(&mut self, flight: u32, first: bool, now_us: u64) {
         let _ = now_us; // the epoch starts with the first ACK in avoidance
-        if matches!(self.w.algo, Algo::None) {
+        if self.none {
             return;
         }
         if first {
