@@ -29,6 +29,7 @@ impl Tcb {
             if seq::le(a, self.iss) || seq::gt(a, self.snd_max) {
                 if seg.control != TcpControl::Rst {
                     self.rst_reply = Some((a, None));
+                    self.flags |= flag::RARE;
                 }
                 return;
             }
@@ -161,6 +162,7 @@ impl Tcb {
             if plen > 0 && seq::le(seg_seq.wrapping_add(plen), self.rcv_nxt) {
                 // A duplicate: report it (RFC 2883).
                 self.dsack = Some((seg_seq, seg_seq.wrapping_add(plen)));
+                self.flags |= flag::RARE;
             }
             env.stats.out_of_window.inc();
             self.flags |= flag::ACK_NOW;
@@ -216,6 +218,7 @@ impl Tcb {
         if self.state == State::SynReceived {
             if !self.complete_handshake(env, seg, ack) {
                 self.rst_reply = Some((ack, None));
+                self.flags |= flag::RARE;
                 return;
             }
         } else {
@@ -279,6 +282,7 @@ impl Tcb {
                     self.peer_fin(env);
                 } else if seq::gt(fin_seq, self.rcv_nxt) {
                     self.fin_at = Some(fin_seq);
+                    self.flags |= flag::RARE;
                 }
             }
             self.flags |= flag::ACK_NOW;
@@ -341,6 +345,7 @@ impl Tcb {
         if seq::lt(s, self.rcv_nxt) {
             let skip = seq::dist(s, self.rcv_nxt) as usize;
             self.dsack = Some((s, self.rcv_nxt));
+            self.flags |= flag::RARE;
             data = &data[skip.min(data.len())..];
             s = self.rcv_nxt;
         }
@@ -378,26 +383,29 @@ impl Tcb {
         if in_order {
             self.rcv_nxt = s.wrapping_add(len);
             self.rcv_ready += len;
-            let had_holes = !self.ooo.is_empty();
-            // Ranges that now join the in-order data.
-            while let Some(&(l, r)) = self.ooo.first() {
-                if seq::gt(l, self.rcv_nxt) {
-                    break;
+            let rare = self.flags & flag::RARE != 0;
+            let had_holes = rare && !self.ooo.is_empty();
+            if had_holes {
+                // Ranges that now join the in-order data.
+                while let Some(&(l, r)) = self.ooo.first() {
+                    if seq::gt(l, self.rcv_nxt) {
+                        break;
+                    }
+                    self.ooo.remove(0);
+                    if seq::gt(r, self.rcv_nxt) {
+                        self.rcv_ready += seq::dist(self.rcv_nxt, r);
+                        self.rcv_nxt = r;
+                    }
                 }
-                self.ooo.remove(0);
-                if seq::gt(r, self.rcv_nxt) {
-                    self.rcv_ready += seq::dist(self.rcv_nxt, r);
-                    self.rcv_nxt = r;
+                if self.ooo.is_empty() {
+                    self.ooo = Vec::new();
                 }
-            }
-            if self.ooo.is_empty() {
-                self.ooo = Vec::new();
             }
             self.ev |= ev::READABLE;
             if had_holes {
                 self.flags |= flag::ACK_NOW; // a hole filled (RFC 5681 4.2)
             }
-            if self.fin_at == Some(self.rcv_nxt) {
+            if rare && self.fin_at == Some(self.rcv_nxt) {
                 self.peer_fin(env);
             }
         } else {
@@ -453,5 +461,6 @@ impl Tcb {
             .unwrap_or(self.ooo.len());
         self.ooo.insert(at, (l, r));
         self.ooo_last = l;
+        self.flags |= flag::RARE;
     }
 }

@@ -15,9 +15,19 @@ impl Tcb {
     /// bounds how many per pass); copy each segment's payload with
     /// [`Tcb::copy_payload`].
     pub fn poll_output(&mut self, env: &mut Env) -> Option<Seg> {
+        let s = self.next_output(env);
+        if s.is_none() && self.flags & flag::RARE != 0 {
+            self.settle_rare();
+        }
+        s
+    }
+
+    fn next_output(&mut self, env: &mut Env) -> Option<Seg> {
         let now = env.now;
-        if let Some((s, a)) = self.rst_reply.take() {
-            return Some(self.rst_seg(s, a));
+        if self.flags & flag::RARE != 0 {
+            if let Some((s, a)) = self.rst_reply.take() {
+                return Some(self.rst_seg(s, a));
+            }
         }
         if self.state == State::Closed {
             return None;
@@ -95,7 +105,7 @@ impl Tcb {
 
     /// SACK blocks waiting to be reported (D-SACK first), at most three.
     fn sack_blocks_pending(&self) -> usize {
-        if self.flags & flag::SACK_OK == 0 {
+        if self.flags & flag::SACK_OK == 0 || self.flags & flag::RARE == 0 {
             return 0;
         }
         (self.dsack.is_some() as usize + self.ooo.len()).min(3)
@@ -364,6 +374,7 @@ impl Tcb {
             let len = self.unsent().min(self.smss as u32).min(usable);
             let s = self.send_new(env, len);
             self.tlp_end = Some(self.snd_max);
+            self.flags |= flag::RARE;
             self.arm_rto(env.now);
             return Some(s);
         }
@@ -374,6 +385,7 @@ impl Tcb {
         }
         self.retransmitted(env, k);
         self.tlp_end = Some(self.snd_max);
+        self.flags |= flag::RARE;
         self.arm_rto(env.now);
         let fin = s.flags & sf::FIN != 0;
         Some(self.data_seg(env, s.start, s.end, fin))

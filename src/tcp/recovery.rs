@@ -153,7 +153,7 @@ impl Tcb {
         }
 
         // The tail-loss probe's episode ends when its sequence is acked.
-        if let Some(end) = self.tlp_end {
+        if let Some(end) = self.rare(|t| t.tlp_end) {
             // A D-SACK of the probe means the original had arrived: its
             // ACK was lost or delayed. Either way no congestion response
             // (below); the timer learns nothing, since an ACK lost at
@@ -459,7 +459,7 @@ impl Tcb {
         let tlp_ok = self.flags & flag::SACK_OK != 0
             && !self.in_recovery()
             && self.flags & flag::AFTER_RTO == 0
-            && self.tlp_end.is_none()
+            && self.rare(|t| t.tlp_end).is_none()
             && self.state.synchronized();
         if tlp_ok {
             let pto = self.pto();

@@ -95,6 +95,12 @@ pub(super) mod flag {
     pub const AFTER_RTO: u32 = 1 << 16;
     /// Window update worth sending (the window opened a lot).
     pub const WND_UPDATE: u32 = 1 << 17;
+    /// One of the rarely-set fields kept in the block's cold part
+    /// (`tlp_end`, `rst_reply`, `dsack`, `fin_at`, `ooo`) may be set.
+    /// Clear means all are empty, so a segment's processing reads none of
+    /// them (and not their cache line); set by every write that fills one,
+    /// cleared by [`Tcb::poll_output`] once all are empty again.
+    pub const RARE: u32 = 1 << 18;
 }
 
 /// Events the stack turns into application events.
@@ -201,8 +207,6 @@ pub struct Tcb {
     pub(super) dup_owed: u8,
     pub(super) reo_wnd_mult: u8,
     pub(super) ka_sent: u8,
-    /// End of the tail-loss probe's retransmission, if one is out.
-    pub(super) tlp_end: Option<u32>,
     /// Zero-window probes sent since the window last opened.
     pub(super) persist_n: u8,
     pub(super) syn_retransmitted: bool,
@@ -211,6 +215,14 @@ pub struct Tcb {
     pub(super) sent: Flight,
     pub(super) snd_buf: ChunkBuf,
     pub(super) rcv_buf: ChunkBuf,
+    pub(super) rtt: RttEstimator,
+    pub(super) cc: Cc,
+
+    // Cold: the rarely-set fields behind `flag::RARE` (checked on every
+    // segment, set by loss, reordering and refusals), then the handshake,
+    // loss episodes, TIME-WAIT, keepalive.
+    /// End of the tail-loss probe's retransmission, if one is out.
+    pub(super) tlp_end: Option<u32>,
     /// A RST to send in answer to a segment (seq, ack), RFC 9293 3.10.7.
     pub(super) rst_reply: Option<(u32, Option<u32>)>,
     /// A duplicate range to report first in the next ACK (RFC 2883).
@@ -219,10 +231,6 @@ pub struct Tcb {
     pub(super) fin_at: Option<u32>,
     /// Out-of-order ranges beyond `rcv_nxt`, in sequence order.
     pub(super) ooo: Vec<(u32, u32)>,
-    pub(super) rtt: RttEstimator,
-    pub(super) cc: Cc,
-
-    // Cold: the handshake, loss episodes, TIME-WAIT, keepalive.
     pub(super) iss: u32,
     pub(super) irs: u32,
     /// Start of the out-of-order range that changed last (first SACK block).
@@ -592,6 +600,30 @@ impl Tcb {
         self.rcv_buf.lend_first(slab, self.rcv_ready)
     }
 
+    /// `f` of the block when one of its rarely-set fields may be set
+    /// (`flag::RARE`), else `None` without reading them.
+    #[inline]
+    pub(super) fn rare<T>(&self, f: impl FnOnce(&Tcb) -> Option<T>) -> Option<T> {
+        if self.flags & flag::RARE != 0 {
+            f(self)
+        } else {
+            None
+        }
+    }
+
+    /// Clears `flag::RARE` when every rarely-set field is empty again.
+    #[cold]
+    pub(super) fn settle_rare(&mut self) {
+        if self.tlp_end.is_none()
+            && self.rst_reply.is_none()
+            && self.dsack.is_none()
+            && self.fin_at.is_none()
+            && self.ooo.is_empty()
+        {
+            self.flags &= !flag::RARE;
+        }
+    }
+
     /// Consumes `n` read bytes; the window opens accordingly.
     pub fn consume(&mut self, env: &mut Env, n: u32) {
         let n = n.min(self.rcv_ready);
@@ -602,8 +634,8 @@ impl Tcb {
         self.rcv_ready -= n;
         // What is still stored past the consumed bytes: unread in-order
         // bytes and the out-of-order ranges.
-        let span = match self.ooo.last() {
-            Some(&(_, end)) => seq::dist(self.rcv_nxt, end) + self.rcv_ready,
+        let span = match self.rare(|t| t.ooo.last().copied()) {
+            Some((_, end)) => seq::dist(self.rcv_nxt, end) + self.rcv_ready,
             None => self.rcv_ready,
         };
         self.rcv_buf.advance(env.slab, n, span);
