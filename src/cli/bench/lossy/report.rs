@@ -53,7 +53,11 @@ pub fn setup(a: &LossyArgs, t: &Topo, configs: &[BypassConfig], load: &str) -> S
     );
     s += &format!("  offloads: {}\n", t.offloads.join("; "));
     for c in configs {
-        let tap = c.tap.as_deref().map(|o| format!(", TAP `{o}`")).unwrap_or_default();
+        let tap = c
+            .tap
+            .as_deref()
+            .map(|o| format!(", TAP `{o}`"))
+            .unwrap_or_default();
         s += &format!("  bypass {}: `{}`{tap}\n", c.label, c.args.join(" "));
     }
     s += &format!(
