@@ -14,7 +14,9 @@ use bypass::stack::{CloseReason, ConnId, ListenOpts, Stack, StackConfig, TcpOpts
 use bypass::time::Instant;
 
 mod common;
-use common::mem_net::{net, opts, wire, Net, CLIENT, CLIENT6, SERVER, SERVER6};
+use common::mem_net::{
+    net, net_on, opts, wire, wire_config, Net, CLIENT, CLIENT6, SERVER, SERVER6,
+};
 
 fn pattern(i: usize, salt: u8) -> u8 {
     (i.wrapping_mul(2654435761) >> 13) as u8 ^ salt
@@ -181,10 +183,22 @@ fn transfer_to(
     server: IpAddr,
     lopts: ListenOpts,
 ) -> Net<Echo, Client> {
+    transfer_on(&wire_config(faults, 8192), bytes, conns, server, lopts)
+}
+
+/// [`transfer_to`] over a wire made as `cfg` says.
+fn transfer_on(
+    cfg: &MemConfig,
+    bytes: usize,
+    conns: usize,
+    server: IpAddr,
+    lopts: ListenOpts,
+) -> Net<Echo, Client> {
+    let faults = cfg.faults_ab;
     let copts = opts(64 * 1024).on(lopts.tcp.engine);
     let mut client = Client::new(conns, bytes, 7);
     client.server = server;
-    let mut n = net(faults, Echo::default(), client, lopts, copts);
+    let mut n = net_on(cfg, Echo::default(), client, lopts, copts);
     let ok = n.drive(3_000_000, |n| n.client.app().done == conns);
     let (c, s) = (n.client.stack().stats(), n.server.stack().stats());
     assert!(
@@ -268,6 +282,91 @@ fn ipv6_loss_is_recovered_by_the_bypass_engine() {
         "loss was met and repaired"
     );
     assert!(rtos < recoveries, "mostly repaired without a timeout");
+}
+
+/// The bypass engine on both ends, listener and active opens.
+fn bypass_engine() -> ListenOpts {
+    ListenOpts {
+        tcp: TcpOpts::default().on(bypass::stack::TcpEngine::Bypass),
+        ..Default::default()
+    }
+}
+
+/// A wire that acts as a TSO device (`tso`) or not, with `faults`.
+fn tso_wire(tso: bool, faults: Faults) -> MemConfig {
+    MemConfig {
+        tso,
+        ..wire_config(faults, 2048)
+    }
+}
+
+/// Over a wire that cuts large segments, a bulk echo in both families
+/// leaves both stacks as TSO frames of several MSS each, and every byte
+/// comes back intact; over the same wire without TSO nothing changes (no
+/// TSO frame).
+#[test]
+fn bulk_echo_goes_out_as_tso_frames_when_the_port_cuts_them() {
+    for server in [IpAddr::from(SERVER), SERVER6.into()] {
+        for tso in [true, false] {
+            let n = transfer_on(
+                &tso_wire(tso, Faults::default()),
+                2 << 20,
+                2,
+                server,
+                bypass_engine(),
+            );
+            for (who, s) in [
+                ("server", n.server.stack().stats()),
+                ("client", n.client.stack().stats()),
+            ] {
+                let (frames, segs) = (s.tso_frames.get(), s.tso_segments.get());
+                eprintln!("{server} tso={tso} {who}: {frames} TSO frames, {segs} segments, {} frames sent", s.tx_packets.get());
+                if tso {
+                    assert!(frames > 0, "{who} ({server}) sent no TSO frame");
+                    assert!(
+                        segs >= 4 * frames,
+                        "{who}: TSO frames of {segs}/{frames} MSS on average"
+                    );
+                } else {
+                    assert_eq!((frames, segs), (0, 0), "{who}: no TSO without the port's");
+                }
+            }
+        }
+    }
+}
+
+/// A wire that cuts large segments and loses 2% of what it carries: a
+/// lost MSS inside a TSO frame is repaired on its own (the engine's
+/// records stay per MSS), so retransmitted segments stay about as many as
+/// the segments lost, not a whole frame's worth per loss; every byte is
+/// echoed intact.
+#[test]
+fn an_mss_lost_inside_a_tso_frame_is_retransmitted_alone() {
+    let faults = Faults {
+        seed: 23,
+        loss: 0.02,
+        ..Default::default()
+    };
+    let n = transfer_on(
+        &tso_wire(true, faults),
+        2 << 20,
+        2,
+        SERVER.into(),
+        bypass_engine(),
+    );
+    let (s, c) = (n.server.stack().stats(), n.client.stack().stats());
+    let lost =
+        n.server.stack().queue().fault_stats().lost + n.client.stack().queue().fault_stats().lost;
+    let retransmits = s.tcp.retransmits.get() + c.tcp.retransmits.get();
+    let tso_frames = s.tso_frames.get() + c.tso_frames.get();
+    eprintln!(
+        "2% loss under TSO: {lost} frames lost, {retransmits} retransmits, {tso_frames} TSO frames"
+    );
+    assert!(tso_frames > 0 && lost > 0, "TSO frames met loss");
+    assert!(
+        retransmits <= 2 * lost + 16,
+        "{retransmits} retransmitted segments for {lost} lost frames: more than the lost MSS went again"
+    );
 }
 
 /// A listener on the bypass engine runs IPv6 and IPv4 connections on it,

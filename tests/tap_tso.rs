@@ -245,8 +245,10 @@ fn tap_tso_segment_is_cut_into_mss_segments_when_forwarded() {
              ip route add {OUR_NET} via {NEAR_IP}"
         ));
         let listener = TcpListener::bind((FAR_IP, 8080)).unwrap();
-        ready_tx.send(()).unwrap();
+        // Counted before the sender is told to go (after, its segments
+        // may already be in).
         let rx_before = common::if_stat("bvb", "rx_packets");
+        ready_tx.send(()).unwrap();
         let mut conn = accept(&listener);
         let mut got = vec![0u8; n];
         conn.read_exact(&mut got)

@@ -133,6 +133,20 @@ impl TxOffload {
         }
     }
 
+    /// TSO for an Ethernet + IPv6 (40-byte header, TCP as its next
+    /// header) + TCP frame: as [`TxOffload::tso_ipv4`], with no IPv4
+    /// header checksum to fill in.
+    pub const fn tso_ipv6(l4_len: u8, mss: u16) -> TxOffload {
+        TxOffload {
+            l2_len: 14,
+            l3_len: 40,
+            l4_len,
+            ipv4_checksum: false,
+            l4_checksum: L4Offload::Tcp,
+            tso_mss: mss,
+        }
+    }
+
     /// True if nothing is requested.
     pub fn is_none(&self) -> bool {
         !self.ipv4_checksum && self.l4_checksum == L4Offload::None && self.tso_mss == 0

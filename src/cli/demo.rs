@@ -42,6 +42,10 @@ pub struct DemoArgs {
     /// does not verify them again).
     #[arg(long)]
     vnet: bool,
+    /// Also TSO on transmit (implies --vnet): the bypass engine sends runs
+    /// of full-MSS segments as one large frame that the kernel takes whole.
+    #[arg(long)]
+    tso: bool,
 }
 
 fn tool(name: &str) -> Result<()> {
@@ -96,13 +100,21 @@ pub fn run(a: DemoArgs) -> Result<()> {
     sys::unshare_netns()?;
     // IPv4 only: no IPv6 autoconfiguration chatter on the new TAP.
     sh("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1")?;
+    let vnet = a.vnet || a.tso;
     let port = TapPort::open(&TapConfig {
-        vnet: a.vnet,
+        vnet,
+        tso: a.tso,
+        frames: if a.tso { 512 } else { 4096 },
         ..TapConfig::new("bp0")
     })?;
     sh("ip addr add 10.88.0.1/24 dev bp0")?;
     let common = Common {
-        ports: vec![if a.vnet { "tap:bp0,vnet" } else { "tap:bp0" }.into()],
+        ports: vec![match (vnet, a.tso) {
+            (_, true) => "tap:bp0,vnet,tso",
+            (true, false) => "tap:bp0,vnet",
+            (false, false) => "tap:bp0",
+        }
+        .into()],
         cores: a.cores.clone(),
         duration: Some(a.duration + 1.5),
         stats_interval: 1.0,

@@ -244,6 +244,8 @@ fn totals(stats: &[Arc<StackStats>]) -> serde_json::Value {
         "rst_not_exact": sum(|s| s.rst_not_exact.get()),
         "udp_no_port": sum(|s| s.udp_no_port.get()),
         "tx_held": sum(|s| s.tx_held.get()),
+        "tso_frames": sum(|s| s.tso_frames.get()),
+        "tso_segments": sum(|s| s.tso_segments.get()),
         "no_conn": sum(|s| s.no_conn.get()),
         "icmp6_errors_tx": sum(|s| s.icmp6_errors_tx.get()),
         "icmp6_errors_limited": sum(|s| s.icmp6_errors_limited.get()),

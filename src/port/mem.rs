@@ -20,6 +20,12 @@
 //! duplication, reordering, delay (counted in receive polls, so tests stay
 //! deterministic) and corruption (one byte flipped after the Ethernet
 //! header, which the receiver's checksums must catch).
+//!
+//! **TSO.** With [`MemConfig::tso`] each end advertises TSO and acts as a
+//! TSO device: its queues' buffers hold a 64 KiB IP packet, and a buffer
+//! carrying a TSO request is cut in software into MSS-sized frames
+//! (`port/gso.rs`) before the fault injector, so a loss takes one MSS out
+//! of a large segment, as on a real link.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -82,7 +88,15 @@ pub struct MemConfig {
     pub huge: HugePolicy,
     /// Base name of the two ends (`NAME.a`, `NAME.b`).
     pub name: String,
+    /// Act as a TSO device (see the module docs): `frame_size` is then
+    /// the size of the cut segments' frames, and the queues hand out
+    /// 64.5 KiB frames.
+    pub tso: bool,
 }
+
+/// Frames (headroom included) of a TSO wire's queues: the largest IP
+/// packet, its Ethernet header and the headroom.
+const TSO_FRAME: u32 = 65536 + 512;
 
 impl Default for MemConfig {
     fn default() -> Self {
@@ -96,6 +110,7 @@ impl Default for MemConfig {
             faults_ba: Faults::default(),
             huge: HugePolicy::Never,
             name: "wire".into(),
+            tso: false,
         }
     }
 }
@@ -177,6 +192,8 @@ pub struct MemQueue {
     tx_stats: Arc<WireStats>,
     rx_stats: Arc<WireStats>,
     pool: Pool,
+    /// With TSO: the pool of the frames large segments are cut into.
+    seg_pool: Option<Pool>,
     injector: Option<Injector>,
     /// Receive polls so far (the clock of the delay fault).
     polls: u64,
@@ -203,7 +220,12 @@ impl Drop for MemQueue {
         for ring in &self.peer_rx {
             for _ in 0..ring.len() {
                 match ring.pop() {
-                    Some((_, b)) if self.pool.owns(&b) => drop(b),
+                    Some((_, b))
+                        if self.pool.owns(&b)
+                            || self.seg_pool.as_ref().is_some_and(|p| p.owns(&b)) =>
+                    {
+                        drop(b)
+                    }
                     Some(other) => {
                         let _ = ring.push(other);
                     }
@@ -281,6 +303,24 @@ impl MemQueue {
         }
     }
 
+    /// Cuts a frame with a TSO request into MSS-sized frames (as a TSO
+    /// device does) and puts them through the fault mix. A frame that is
+    /// not a TCP segment, or no buffer for a segment, loses the rest of
+    /// the frame (counted as lost).
+    #[cold]
+    fn cut(&mut self, b: PoolBuf) {
+        // Out of `self` while the segments go through `inject`.
+        let Some(seg_pool) = self.seg_pool.take() else {
+            return;
+        };
+        let mss = b.tx_offload().tso_mss as usize;
+        let ok = super::gso::segment(b.data(), mss, || seg_pool.alloc(), |s| self.inject(s));
+        self.seg_pool = Some(seg_pool);
+        if ok.is_none() {
+            self.tx_stats.tx.lost.add(1);
+        }
+    }
+
     fn drain_pending(&mut self) -> bool {
         while let Some(b) = self.pending.pop_front() {
             if let Err(b) = self.push_wire(b) {
@@ -355,7 +395,11 @@ impl PortQueue for MemQueue {
                 rest.push(b);
                 continue;
             }
-            if self.injector.is_none() {
+            if self.seg_pool.is_some() && b.tx_offload().tso_mss != 0 {
+                consumed += 1;
+                self.cut(b);
+                blocked = !self.drain_pending();
+            } else if self.injector.is_none() {
                 match self.push_wire(b) {
                     Ok(()) => consumed += 1,
                     Err(b) => {
@@ -381,8 +425,16 @@ impl PortQueue for MemQueue {
         self.id
     }
 
+    /// With TSO, the two pools' counters summed.
     fn pool_stats(&self) -> PoolStats {
-        self.pool.stats()
+        let mut s = self.pool.stats();
+        if let Some(p) = &self.seg_pool {
+            let t = p.stats();
+            s.capacity += t.capacity;
+            s.in_use += t.in_use;
+            s.alloc_failures += t.alloc_failures;
+        }
+        s
     }
 
     fn flush(&mut self) {
@@ -426,11 +478,24 @@ impl MemPort {
             let pool = |end: &str| {
                 Pool::new(&PoolConfig {
                     frames: cfg.pool_frames,
-                    frame_size: cfg.frame_size,
+                    frame_size: if cfg.tso { TSO_FRAME } else { cfg.frame_size },
                     headroom: 128,
                     huge: cfg.huge,
                     name: format!("{}.{end}.q{q}", cfg.name),
                 })
+            };
+            let seg_pool = |end: &str| {
+                cfg.tso
+                    .then(|| {
+                        Pool::new(&PoolConfig {
+                            frames: cfg.pool_frames,
+                            frame_size: cfg.frame_size,
+                            headroom: 128,
+                            huge: cfg.huge,
+                            name: format!("{}.{end}.q{q}.seg", cfg.name),
+                        })
+                    })
+                    .transpose()
             };
             let injector = |f: Faults, salt: u64| {
                 (!f.is_none()).then(|| Injector {
@@ -447,6 +512,7 @@ impl MemPort {
                 tx_stats: ab_stats.clone(),
                 rx_stats: ba_stats.clone(),
                 pool: pool("a")?,
+                seg_pool: seg_pool("a")?,
                 injector: injector(cfg.faults_ab, 2 * q as u64 + 1),
                 polls: 0,
                 peer_polls: polls_b.clone(),
@@ -462,6 +528,7 @@ impl MemPort {
                 tx_stats: ba_stats.clone(),
                 rx_stats: ab_stats.clone(),
                 pool: pool("b")?,
+                seg_pool: seg_pool("b")?,
                 injector: injector(cfg.faults_ba, 2 * q as u64 + 2),
                 polls: 0,
                 peer_polls: polls_a.clone(),
@@ -477,7 +544,7 @@ impl MemPort {
             mtu: cfg.mtu,
             queues: cfg.queues.max(1),
             caps: PortCaps {
-                tso: false,
+                tso: cfg.tso,
                 rx_checksum: false,
                 tx_checksum: false,
                 rss: true,

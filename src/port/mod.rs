@@ -39,6 +39,7 @@
 
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
+pub(crate) mod gso;
 pub mod mem;
 mod spec;
 pub mod sys;

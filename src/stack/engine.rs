@@ -30,10 +30,11 @@ use super::segment::{build, next_hop, next_hop6};
 pub(super) use super::segment::{parse, Peer};
 use super::timers;
 use super::timewait::{TimeWaits, TwRecord};
+use super::tso::Coalescer;
 use super::{Stack, StackConfig, TcpOpts, EGRESS_PER_CONN};
 use crate::buf::PacketBuf;
 use crate::error::{Error, Result};
-use crate::port::PortQueue;
+use crate::port::{PortCaps, PortQueue};
 use crate::tcp::buf::Slab;
 use crate::tcp::isn::IsnGen;
 use crate::tcp::syncookie::{CookieOpts, SynCookies};
@@ -64,6 +65,9 @@ pub(super) struct OwnCore {
     floors: std::collections::HashMap<IpAddr, (u32, u64), ahash::RandomState>,
     mtu: u16,
     csum: ChecksumCapabilities,
+    /// The port cuts large segments: send full-MSS runs as TSO frames
+    /// (see [`super::tso`]).
+    tso: bool,
 }
 
 /// A connection on the bypass engine (its addresses are its table key;
@@ -96,7 +100,7 @@ fn key16(seed: u64, salt: u64) -> [u8; 16] {
 }
 
 impl OwnCore {
-    pub fn new(cfg: &StackConfig, mtu: u16, tx_csum_offload: bool) -> OwnCore {
+    pub fn new(cfg: &StackConfig, mtu: u16, caps: &PortCaps) -> OwnCore {
         let draw = |salt: u64| match cfg.random_seed {
             Some(s) => key16(s, salt),
             None => {
@@ -106,7 +110,7 @@ impl OwnCore {
                 k
             }
         };
-        let csum = if tx_csum_offload {
+        let csum = if caps.tx_checksum {
             ChecksumCapabilities::ignored()
         } else {
             ChecksumCapabilities::default()
@@ -128,6 +132,7 @@ impl OwnCore {
             floors: Default::default(),
             mtu,
             csum,
+            tso: caps.tso,
         }
     }
 
@@ -560,18 +565,32 @@ impl<Q: PortQueue> Stack<Q> {
                 (o, m)
             }
         };
+        // Runs of full-MSS segments leave as one TSO frame when the port
+        // cuts them (the engine still makes, and keeps records of, one
+        // segment per MSS).
+        let mut tso = Coalescer::new(self.own.tso, o.tcb.mss());
         for _ in 0..EGRESS_PER_CONN {
             let mut env = self.own.env(&self.stats.tcp, o.cfg, now);
             let Some(seg) = o.tcb.poll_output(&mut env) else {
                 break;
             };
-            let Some(mut b) = self.tx.queue.alloc() else {
+            let slab = &self.own.slab;
+            let tcb = &o.tcb;
+            let fill = |dst: &mut [u8]| tcb.copy_payload(slab, seg.data_off, dst);
+            if tso.extend(&seg, fill) {
+                continue;
+            }
+            if let Some(f) = tso.close(&self.own.csum, &self.stats) {
+                self.tx.push(f);
+            }
+            let Some(b) = self.tx.queue.alloc() else {
                 // Lost like a frame dropped on the wire: TCP retransmits.
                 self.stats.tx_no_buffer.inc();
                 break;
             };
-            let slab = &self.own.slab;
-            let tcb = &o.tcb;
+            let Some(mut b) = tso.start(b, self.mac, mac, peer, &seg, fill) else {
+                continue;
+            };
             let built = build(
                 &mut b,
                 self.mac,
@@ -579,7 +598,7 @@ impl<Q: PortQueue> Stack<Q> {
                 peer,
                 &seg.repr,
                 seg.data_len as usize,
-                |dst| tcb.copy_payload(slab, seg.data_off, dst),
+                fill,
                 &self.own.csum,
             );
             if built {
@@ -587,6 +606,9 @@ impl<Q: PortQueue> Stack<Q> {
             } else {
                 self.stats.tx_no_buffer.inc();
             }
+        }
+        if let Some(f) = tso.close(&self.own.csum, &self.stats) {
+            self.tx.push(f);
         }
         self.stats.max_in_flight.raise(o.tcb.in_flight() as u64);
         self.stats.max_cwnd.raise(o.tcb.cwnd() as u64);

@@ -79,6 +79,7 @@ mod segment;
 mod smol;
 mod stats;
 mod timewait;
+mod tso;
 mod udp;
 
 use std::collections::HashMap;
@@ -292,7 +293,7 @@ impl<Q: PortQueue> Stack<Q> {
         };
         let next_port =
             cfg.ephemeral.0 + (port_seed % (cfg.ephemeral.1 - cfg.ephemeral.0 + 1) as u64) as u16;
-        let own = engine::OwnCore::new(&cfg, info.mtu, info.caps.tx_checksum);
+        let own = engine::OwnCore::new(&cfg, info.mtu, &info.caps);
         let expect = cfg.expected_conns.min(cfg.max_conns);
         // The IPv6 maps are pre-sized only for an IPv6-only stack (a dual
         // stack does not know how its connections split).

@@ -25,6 +25,11 @@ pub struct StackStats {
     pub tx_held: Counter,
     /// Frames not built for want of a pool buffer.
     pub tx_no_buffer: Counter,
+    /// Frames sent with a TSO request: several MSS-sized segments of one
+    /// connection in one buffer, for the port to cut (see `stack/tso.rs`).
+    pub tso_frames: Counter,
+    /// The MSS-sized segments those frames carried.
+    pub tso_segments: Counter,
     /// Dropped: malformed headers, lengths or options.
     pub drop_malformed: Counter,
     /// Dropped: bad checksum.

@@ -30,7 +30,12 @@ pub fn wire(
     bypass::port::PortInfo,
     bypass::port::PortInfo,
 ) {
-    let (mut a, mut b) = MemPort::pair(&MemConfig {
+    wire_cfg(&wire_config(faults, frames))
+}
+
+/// The wire [`wire`] makes: `faults` both ways (seeds one apart).
+pub fn wire_config(faults: Faults, frames: u32) -> MemConfig {
+    MemConfig {
         faults_ab: faults,
         faults_ba: Faults {
             seed: faults.seed.wrapping_add(1),
@@ -39,8 +44,19 @@ pub fn wire(
         pool_frames: frames,
         ring_size: 4096,
         ..Default::default()
-    })
-    .unwrap();
+    }
+}
+
+/// The two ends of a wire made as `cfg` says.
+pub fn wire_cfg(
+    cfg: &MemConfig,
+) -> (
+    MemQueue,
+    MemQueue,
+    bypass::port::PortInfo,
+    bypass::port::PortInfo,
+) {
+    let (mut a, mut b) = MemPort::pair(cfg).unwrap();
     let (ia, ib) = (a.info().clone(), b.info().clone());
     (
         a.take_queues().pop().unwrap(),
@@ -57,7 +73,18 @@ pub fn net<A: TcpApp, B: TcpApp>(
     lopts: ListenOpts,
     copts: TcpOpts,
 ) -> Net<A, B> {
-    let (qa, qb, ia, ib) = wire(faults, 8192);
+    net_on(&wire_config(faults, 8192), server, client, lopts, copts)
+}
+
+/// [`net`] over a wire made as `cfg` says.
+pub fn net_on<A: TcpApp, B: TcpApp>(
+    cfg: &MemConfig,
+    server: A,
+    client: B,
+    lopts: ListenOpts,
+    copts: TcpOpts,
+) -> Net<A, B> {
+    let (qa, qb, ia, ib) = wire_cfg(cfg);
     // Both dual-stack.
     let sc = StackConfig::new(SERVER, 24).with_addr(SERVER6.into(), 64);
     let mut s = Stack::new(qa, &ia, sc, Instant(0)).unwrap();

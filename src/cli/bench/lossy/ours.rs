@@ -18,13 +18,17 @@ use super::topo::TapSlot;
 
 /// One bypass configuration: a label (the column) and extra arguments for
 /// `bypass echo` and `bypass loadgen` (flags both accept, e.g. `--rx-buf`,
-/// `--cores`, and `--tcp ENGINE` once it exists).
+/// `--cores`, `--tcp ENGINE`). One more flag is the bench's own:
+/// `--tap OPTS` appends options to the TAP port's spec (e.g. `--tap
+/// vnet,tso`: virtio-net headers and TSO).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BypassConfig {
     /// Column name.
     pub label: String,
     /// Extra arguments, split on whitespace.
     pub args: Vec<String>,
+    /// Options appended to the TAP port's spec (`--tap OPTS`).
+    pub tap: Option<String>,
 }
 
 impl BypassConfig {
@@ -42,9 +46,24 @@ impl BypassConfig {
                 "a bypass configuration needs a name other than `kernel` (NAME=ARGS), got `{label}`"
             )));
         }
+        let mut args: Vec<String> = args.split_whitespace().map(String::from).collect();
+        let tap = match args.iter().position(|a| a == "--tap") {
+            Some(i) if i + 1 < args.len() => {
+                let opts = args.remove(i + 1);
+                args.remove(i);
+                Some(opts)
+            }
+            Some(_) => {
+                return Err(Error::Config(format!(
+                    "bypass configuration `{label}`: --tap needs the TAP options, e.g. `--tap vnet,tso`"
+                )))
+            }
+            None => None,
+        };
         Ok(BypassConfig {
             label: label.to_string(),
-            args: args.split_whitespace().map(String::from).collect(),
+            args,
+            tap,
         })
     }
 }
@@ -145,13 +164,18 @@ fn me() -> Result<std::path::PathBuf> {
 }
 
 /// `bypass SUB` on the TAP of `slot` (in namespace `router`) with its
-/// address and gateway.
-fn command(sub: &str, router: &str, slot: &TapSlot) -> Result<Command> {
+/// address and gateway, and the TAP options of `cfg`.
+fn command(sub: &str, router: &str, slot: &TapSlot, cfg: &BypassConfig) -> Result<Command> {
     let mut cmd = Command::new(me()?);
+    let extra = cfg
+        .tap
+        .as_deref()
+        .map(|o| format!(",{o}"))
+        .unwrap_or_default();
     cmd.arg(sub)
         .args([
             "--port",
-            &format!("tap:{},netns={router},mac={}", slot.name, slot.mac),
+            &format!("tap:{},netns={router},mac={}{extra}", slot.name, slot.mac),
         ])
         .args(["--ip", &format!("{}/24", slot.ip)])
         .args(["--gateway", &slot.gw.to_string()]);
@@ -168,7 +192,7 @@ pub fn start_echo(
     port: u16,
     abort: &Stop,
 ) -> Result<Proc> {
-    let mut cmd = command("echo", router, slot)?;
+    let mut cmd = command("echo", router, slot, cfg)?;
     cmd.args(["--listen", &port.to_string()])
         .args(["--stats-interval", "0"])
         .args(&cfg.args)
@@ -221,7 +245,7 @@ pub fn loadgen(
     secs: f64,
     abort: &Stop,
 ) -> Result<LoadRun> {
-    let mut cmd = command("loadgen", router, slot)?;
+    let mut cmd = command("loadgen", router, slot, cfg)?;
     cmd.args(["--target", &target.to_string()])
         .args(["--mode", "rr"])
         .args(["--connections", &conns.to_string()])
@@ -313,6 +337,12 @@ mod tests {
         assert_eq!(BypassConfig::parse("plain").unwrap().args.len(), 0);
         assert!(BypassConfig::parse("=--x").is_err());
         assert!(BypassConfig::parse("kernel=").is_err());
+        // --tap OPTS goes to the port's spec, not to the command.
+        let t = BypassConfig::parse("tso=--tcp bypass --tap vnet,tso").unwrap();
+        assert_eq!(t.args, ["--tcp", "bypass"]);
+        assert_eq!(t.tap.as_deref(), Some("vnet,tso"));
+        assert_eq!(c.tap, None);
+        assert!(BypassConfig::parse("x=--tcp bypass --tap").is_err());
     }
 
     #[test]

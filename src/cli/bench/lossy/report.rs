@@ -53,7 +53,12 @@ pub fn setup(a: &LossyArgs, t: &Topo, configs: &[BypassConfig], load: &str) -> S
     );
     s += &format!("  offloads: {}\n", t.offloads.join("; "));
     for c in configs {
-        s += &format!("  bypass {}: `{}`\n", c.label, c.args.join(" "));
+        let tap = c
+            .tap
+            .as_deref()
+            .map(|o| format!(", TAP `{o}`"))
+            .unwrap_or_default();
+        s += &format!("  bypass {}: `{}`{tap}\n", c.label, c.args.join(" "));
     }
     s += &format!(
         "  bulk {} MiB at loss 0 and {:.2}%, bound {:.0} s; rr {} B x {} conn at {:.2}% for {} s; \
