@@ -87,10 +87,18 @@ impl<Q: PortQueue, H: PacketHandler> ForwardWorker<Q, H> {
         self.queues
     }
 
+    /// Sends port `p`'s output burst, if it holds frames. The test is
+    /// inlined (it is all a loop whose bursts went out whole pays); the
+    /// send is not.
+    #[inline(always)]
     fn flush(&mut self, p: usize) {
-        if self.tx[p].is_empty() {
-            return;
+        if !self.tx[p % MAX_PORTS].is_empty() {
+            self.flush_now(p);
         }
+    }
+
+    #[inline(never)]
+    fn flush_now(&mut self, p: usize) {
         let bytes = std::mem::take(&mut self.tx_bytes[p]);
         send(&mut self.queues[p], &self.stats, p, &mut self.tx[p], bytes);
     }
