@@ -137,6 +137,32 @@ fn send<Q: PortQueue>(q: &mut Q, stats: &CoreRef, p: usize, burst: &mut Burst<Q:
 /// Frames per turn of pass 1's loop.
 const STEP: usize = 4;
 
+/// The bytes pass 1 counts.
+struct Bytes {
+    rx: u64,
+    /// Bytes the handler added (or, negative, removed).
+    changed: i64,
+}
+
+/// The handler on one frame; returns its fate.
+#[inline(always)]
+fn handle_one<B: PacketBuf, H: PacketHandler>(
+    handler: &mut H,
+    buf: &mut B,
+    p: usize,
+    nports: usize,
+    bytes: &mut Bytes,
+) -> Fate {
+    let len = buf.len();
+    bytes.rx += len as u64;
+    let mut frame = Frame::new(buf, p as u16);
+    let v = handler.handle(&mut frame);
+    if frame.resized() {
+        bytes.changed += frame.len() as i64 - len as i64;
+    }
+    fate(v, p, nports)
+}
+
 /// What pass 1 learnt about a burst.
 struct Pass1 {
     /// Bytes received.
@@ -188,28 +214,22 @@ fn handle_burst<B: PacketBuf, H: PacketHandler>(
     for b in bufs.iter() {
         b.prefetch();
     }
-    let (mut rx_bytes, mut changed) = (0u64, 0i64);
-    let mut one = |b: &mut B, f: &mut Fate| {
-        let len = b.len();
-        rx_bytes += len as u64;
-        let mut frame = Frame::new(b, p as u16);
-        let v = handler.handle(&mut frame);
-        if frame.resized() {
-            changed += frame.len() as i64 - len as i64;
-        }
-        *f = fate(v, p, nports);
-    };
+    let mut bytes = Bytes { rx: 0, changed: 0 };
     // Four frames per turn of the loop, then the rest.
     let mut bs = bufs.chunks_exact_mut(STEP);
     let mut fs = fates[..n].chunks_exact_mut(STEP);
     for (b4, f4) in (&mut bs).zip(&mut fs) {
         for (b, f) in b4.iter_mut().zip(f4.iter_mut()) {
-            one(b, f);
+            *f = handle_one(handler, b, p, nports, &mut bytes);
         }
     }
     for (b, f) in bs.into_remainder().iter_mut().zip(fs.into_remainder()) {
-        one(b, f);
+        *f = handle_one(handler, b, p, nports, &mut bytes);
     }
+    let Bytes {
+        rx: rx_bytes,
+        changed,
+    } = bytes;
     Pass1 {
         rx_bytes,
         out_bytes: (rx_bytes as i64 + changed) as u64,
