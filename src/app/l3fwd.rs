@@ -21,6 +21,7 @@ use smoltcp::wire::{EthernetAddress, EthernetFrame, EthernetProtocol, Ipv4Packet
 
 use super::lpm::{Lpm, LpmError};
 use super::{Checksum, Discard, Frame, PacketHandler, Verdict};
+use crate::buf::PacketBuf;
 use crate::port::MacAddr;
 
 /// One route.
@@ -242,7 +243,7 @@ impl L3Fwd {
 
 impl PacketHandler for L3Fwd {
     #[inline(always)]
-    fn handle(&mut self, frame: &mut Frame<'_>) -> Verdict {
+    fn handle<B: PacketBuf>(&mut self, frame: &mut Frame<'_, B>) -> Verdict {
         let checked = frame.l3_checksum();
         let Ok(mut eth) = EthernetFrame::new_checked(frame.data_mut()) else {
             return Verdict::Discard(Discard::Malformed);
@@ -292,6 +293,8 @@ impl PacketHandler for L3Fwd {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::SliceBuf;
+    use crate::buf::RxChecksum;
     use crate::testing::Rng;
     use smoltcp::wire::{EthernetRepr, IpProtocol, Ipv4Address, Ipv4Repr};
 
@@ -336,9 +339,7 @@ mod tests {
     }
 
     fn run(h: &mut L3Fwd, b: &mut [u8]) -> Verdict {
-        let len = b.len();
-        let mut f = Frame::new(b, len, 0);
-        h.handle(&mut f)
+        h.handle(&mut Frame::new(&mut SliceBuf::whole(b), 0))
     }
 
     #[test]
@@ -499,13 +500,18 @@ mod tests {
         b[14 + 10] ^= 0xff; // corrupt the header checksum
         assert_eq!(run(&mut h, &mut b), Verdict::Discard(Discard::BadChecksum));
         // ... unless the device says it checked (and then it is trusted).
-        let len = b.len();
-        let mut f = Frame::new(&mut b, len, 0).with_l3_checksum(Checksum::Good);
-        assert_eq!(h.handle(&mut f), Verdict::Out(1));
+        let checked = |l3| RxChecksum {
+            l3,
+            l4: Checksum::Unknown,
+        };
+        let mut sb = SliceBuf::whole(&mut b).with_rx_checksum(checked(Checksum::Good));
+        assert_eq!(h.handle(&mut Frame::new(&mut sb, 0)), Verdict::Out(1));
         let mut b = frame(Ipv4Address::new(10, 0, 0, 1), 64, 3);
-        let len = b.len();
-        let mut f = Frame::new(&mut b, len, 0).with_l3_checksum(Checksum::Bad);
-        assert_eq!(h.handle(&mut f), Verdict::Discard(Discard::BadChecksum));
+        let mut sb = SliceBuf::whole(&mut b).with_rx_checksum(checked(Checksum::Bad));
+        assert_eq!(
+            h.handle(&mut Frame::new(&mut sb, 0)),
+            Verdict::Discard(Discard::BadChecksum)
+        );
         let mut b = frame(Ipv4Address::new(10, 0, 0, 1), 64, 3);
         b[12] = 0x86; // IPv6 ethertype
         b[13] = 0xdd;

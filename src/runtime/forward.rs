@@ -87,10 +87,18 @@ impl<Q: PortQueue, H: PacketHandler> ForwardWorker<Q, H> {
         self.queues
     }
 
+    /// Sends port `p`'s output burst, if it holds frames. The test is
+    /// inlined (it is all a loop whose bursts went out whole pays); the
+    /// send is not.
+    #[inline(always)]
     fn flush(&mut self, p: usize) {
-        if self.tx[p].is_empty() {
-            return;
+        if !self.tx[p % MAX_PORTS].is_empty() {
+            self.flush_now(p);
         }
+    }
+
+    #[inline(never)]
+    fn flush_now(&mut self, p: usize) {
         let bytes = std::mem::take(&mut self.tx_bytes[p]);
         send(&mut self.queues[p], &self.stats, p, &mut self.tx[p], bytes);
     }
@@ -126,24 +134,12 @@ fn send<Q: PortQueue>(q: &mut Q, stats: &CoreRef, p: usize, burst: &mut Burst<Q:
     pc.tx_bytes.add(bytes);
 }
 
-/// Frames handled per step of pass 1; the next step's frames have their
-/// first line prefetched meanwhile (as DPDK's examples do, four at a time).
+/// Frames per turn of pass 1's loop.
 const STEP: usize = 4;
 
-/// What pass 1 learnt about a burst: its bytes before and after the
-/// handler, and whether every frame got the same fate.
-struct Pass1 {
-    rx_bytes: u64,
-    out_bytes: u64,
-    uniform: bool,
-}
-
-/// What pass 1 adds up over a burst, frame by frame.
-struct Acc {
-    /// OR and AND of the fates so far.
-    any: Fate,
-    every: Fate,
-    rx_bytes: u64,
+/// The bytes pass 1 counts.
+struct Bytes {
+    rx: u64,
     /// Bytes the handler added (or, negative, removed).
     changed: i64,
 }
@@ -155,32 +151,56 @@ fn handle_one<B: PacketBuf, H: PacketHandler>(
     buf: &mut B,
     p: usize,
     nports: usize,
-    acc: &mut Acc,
+    bytes: &mut Bytes,
 ) -> Fate {
     let len = buf.len();
-    acc.rx_bytes += len as u64;
-    let l3 = buf.rx_checksum().l3;
-    let mut frame = Frame::new(buf.room_mut(), len, p as u16).with_l3_checksum(l3);
+    bytes.rx += len as u64;
+    let mut frame = Frame::new(buf, p as u16);
     let v = handler.handle(&mut frame);
-    let new_len = frame.len();
-    if new_len != len {
-        buf.set_len(new_len);
-        acc.changed += new_len as i64 - len as i64;
+    if frame.resized() {
+        bytes.changed += frame.len() as i64 - len as i64;
     }
-    let f = fate(v, p, nports);
-    acc.any |= f;
-    acc.every &= f;
-    f
+    fate(v, p, nports)
+}
+
+/// What pass 1 learnt about a burst.
+struct Pass1 {
+    /// Bytes received.
+    rx_bytes: u64,
+    /// Bytes after the handler (differs only where it resized a frame).
+    out_bytes: u64,
+    /// True if every frame got the same fate (`fates[0]`).
+    uniform: bool,
+}
+
+/// True if the first `n` of `fates` are all equal: for a full burst, its
+/// four words of eight fates against the first fate repeated, with no
+/// branch; one by one otherwise.
+#[inline(always)]
+fn all_same(fates: &[Fate; BURST], n: usize) -> bool {
+    let f0 = fates[0];
+    if n == BURST {
+        let rep = u64::from_ne_bytes([f0; 8]);
+        let w = |i: usize| {
+            let c = &fates[i..i + 8];
+            u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) ^ rep
+        };
+        (w(0) | w(8) | w(16) | w(24)) == 0
+    } else {
+        fates[..n.min(BURST)].iter().all(|&f| f == f0)
+    }
 }
 
 /// Pass 1 over a received burst from port `p`: the handler sees each frame
 /// in place, and its verdict becomes a one-byte fate in `fates`.
 ///
-/// Frames go [`STEP`] at a time while the next step's are prefetched. Per
-/// frame this is the handler plus a handful of instructions: the fate is
-/// stored and folded into an OR and an AND of all fates (equal exactly
-/// when every fate is the same), and the length is added up once (the bytes
-/// out differ only by what the handler changed, counted when it does).
+/// First a quick walk over the burst prefetches every frame's first line
+/// (the lines arrive while the handler works on the first frames). Then
+/// the handler runs on each frame and its fate is stored: per frame, the
+/// handler, its length added up, a store and the loop. The bytes out
+/// differ from the bytes in only by what the handler changed, counted when
+/// it resizes a frame; whether all fates are equal is found afterwards,
+/// eight fates per compare.
 #[inline(always)]
 fn handle_burst<B: PacketBuf, H: PacketHandler>(
     handler: &mut H,
@@ -191,41 +211,29 @@ fn handle_burst<B: PacketBuf, H: PacketHandler>(
 ) -> Pass1 {
     let n = bufs.len().min(BURST);
     let bufs = &mut bufs[..n];
-    let mut acc = Acc {
-        any: 0,
-        every: !0,
-        rx_bytes: 0,
-        changed: 0,
-    };
-    for b in bufs.iter().take(STEP) {
+    for b in bufs.iter() {
         b.prefetch();
     }
-    let mut i = 0;
-    while i + STEP <= n {
-        if let Some(next) = bufs.get(i + STEP..i + 2 * STEP) {
-            for b in next {
-                b.prefetch();
-            }
+    let mut bytes = Bytes { rx: 0, changed: 0 };
+    // Four frames per turn of the loop, then the rest.
+    let mut bs = bufs.chunks_exact_mut(STEP);
+    let mut fs = fates[..n].chunks_exact_mut(STEP);
+    for (b4, f4) in (&mut bs).zip(&mut fs) {
+        for (b, f) in b4.iter_mut().zip(f4.iter_mut()) {
+            *f = handle_one(handler, b, p, nports, &mut bytes);
         }
-        for k in i..i + STEP {
-            fates[k] = handle_one(handler, &mut bufs[k], p, nports, &mut acc);
-        }
-        i += STEP;
     }
-    while i < n {
-        fates[i] = handle_one(handler, &mut bufs[i], p, nports, &mut acc);
-        i += 1;
+    for (b, f) in bs.into_remainder().iter_mut().zip(fs.into_remainder()) {
+        *f = handle_one(handler, b, p, nports, &mut bytes);
     }
-    let Acc {
-        any,
-        every,
-        rx_bytes,
+    let Bytes {
+        rx: rx_bytes,
         changed,
-    } = acc;
+    } = bytes;
     Pass1 {
         rx_bytes,
         out_bytes: (rx_bytes as i64 + changed) as u64,
-        uniform: any == every,
+        uniform: all_same(fates, n),
     }
 }
 
@@ -246,19 +254,27 @@ impl<Q: PortQueue, H: PacketHandler> Worker for ForwardWorker<Q, H> {
             let pc = &self.stats.ports[p];
             pc.rx_packets.add(n as u64);
             pc.rx_bytes.add(pass.rx_bytes);
-            let first = fates[0];
             // Pass 2, fast path: the whole burst goes out of one port whose
             // output burst is empty: send it as it is.
-            if pass.uniform && first < DROPPED && self.tx[first as usize % MAX_PORTS].is_empty() {
-                let out = first as usize;
-                send(
-                    &mut self.queues[out],
-                    &self.stats,
-                    out,
-                    &mut rx,
-                    pass.out_bytes,
-                );
-                continue;
+            if pass.uniform {
+                let f = fates[0];
+                if f < DROPPED && self.tx[f as usize % MAX_PORTS].is_empty() {
+                    let out = f as usize;
+                    send(
+                        &mut self.queues[out],
+                        &self.stats,
+                        out,
+                        &mut rx,
+                        pass.out_bytes,
+                    );
+                    continue;
+                }
+                if f >= DROPPED {
+                    let why = DropReason::ALL[(f - DROPPED) as usize];
+                    self.stats.ports[p].drop(why, n as u64);
+                    rx.clear();
+                    continue;
+                }
             }
             // Pass 2, general case: frame by frame.
             for (buf, &f) in rx.drain(..).zip(fates.iter()) {
@@ -313,7 +329,7 @@ mod tests {
     /// bytes), drops the others.
     struct EvenOnly;
     impl PacketHandler for EvenOnly {
-        fn handle(&mut self, f: &mut Frame<'_>) -> Verdict {
+        fn handle<B: PacketBuf>(&mut self, f: &mut Frame<'_, B>) -> Verdict {
             if f.data()[0] % 2 == 0 {
                 f.set_len(60);
                 Verdict::Reply
@@ -327,7 +343,7 @@ mod tests {
     /// that does not exist, 2 dropped for want of a route.
     struct ByFirst;
     impl PacketHandler for ByFirst {
-        fn handle(&mut self, f: &mut Frame<'_>) -> Verdict {
+        fn handle<B: PacketBuf>(&mut self, f: &mut Frame<'_, B>) -> Verdict {
             match f.data()[0] {
                 0 => Verdict::Out(0),
                 1 => Verdict::Out(5),
@@ -414,6 +430,21 @@ mod tests {
         assert_eq!((s.tx_packets, s.tx_bytes), (42, 42 * 60));
         assert_eq!(s.drops_by_reason["handler"], 3);
         assert_eq!(snap.cores[0].polls, 2, "published when the worker finishes");
+    }
+
+    #[test]
+    fn a_full_burst_with_one_other_fate_goes_frame_by_frame() {
+        // Every word of eight fates, and each byte position, once odd.
+        for odd in [0, 7, 8, 20, 31] {
+            let (mut w, mut qb, stats) = rig(EvenOnly);
+            let firsts: Vec<u8> = (0..32).map(|i| if i == odd { 1 } else { 2 }).collect();
+            send(&mut qb, &firsts, 64);
+            assert_eq!(w.poll(Instant(0)), 32);
+            assert_eq!(drain(&mut qb), vec![(2, 60); 31], "odd frame at {odd}");
+            let s = &stats.snapshot().ports[0];
+            assert_eq!(s.drops_by_reason["handler"], 1);
+            assert_eq!((s.tx_packets, s.tx_bytes), (31, 31 * 60));
+        }
     }
 
     #[test]

@@ -468,7 +468,7 @@ fn run_dpdk(
 mod tests {
     use super::*;
     use bypass::app::l3fwd::{parse_routes, L3Fwd, Table};
-    use bypass::app::{Frame, PacketHandler, Verdict};
+    use bypass::app::{Frame, PacketHandler, SliceBuf, Verdict};
 
     #[test]
     fn inputs_route_every_frame_and_the_tables_agree() {
@@ -489,8 +489,7 @@ mod tests {
         while let Some(p) = r.next_packet() {
             let mut b = p.unwrap().data.into_owned();
             assert_eq!(b.len(), 60);
-            let len = b.len();
-            let v = h.handle(&mut Frame::new(&mut b, len, 0));
+            let v = h.handle(&mut Frame::new(&mut SliceBuf::whole(&mut b), 0));
             assert!(matches!(v, Verdict::Out(0 | 1)), "{v:?}");
             n += 1;
         }

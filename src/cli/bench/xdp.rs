@@ -287,9 +287,7 @@ fn generate(mut q: XdpQueue, core: usize, secs: f64, frame: Arc<Vec<u8>>) -> Res
 
 /// Drops MACs it cannot parse; swaps the others.
 fn macswap<B: PacketBuf>(h: &mut MacSwap, b: &mut B) -> bool {
-    let len = b.len();
-    let mut f = Frame::new(b.room_mut(), len, 0);
-    h.handle(&mut f) != Verdict::Drop
+    h.handle(&mut Frame::new(b, 0)) != Verdict::Drop
 }
 
 struct Receiver {

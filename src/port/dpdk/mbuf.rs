@@ -144,9 +144,17 @@ impl PacketBuf for Mbuf {
         unsafe { std::slice::from_raw_parts_mut(self.start(), cap) }
     }
 
+    /// Prefetches where the frame starts in an mbuf of our pools, without
+    /// reading the mbuf: a pool made by [`super::Mempool::new`] has no
+    /// private area, so an mbuf's buffer follows its `rte_mbuf` header,
+    /// and a driver puts a received frame `RTE_PKTMBUF_HEADROOM` into it.
+    /// A prefetch is only a hint: for an mbuf laid out otherwise it warms
+    /// a useless line, never faults; reading `buf_addr` and `data_off` to
+    /// be exact would cost two dependent loads per frame.
     #[inline]
     fn prefetch(&self) {
-        crate::buf::prefetch_line(self.start());
+        let at = std::mem::size_of::<sys::rte_mbuf>() + sys::RTE_PKTMBUF_HEADROOM as usize;
+        crate::buf::prefetch_line((self.0.as_ptr() as *const u8).wrapping_add(at));
     }
 
     #[inline]

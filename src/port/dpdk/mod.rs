@@ -23,6 +23,7 @@
 
 pub mod eal;
 pub mod ethdev;
+mod fastpath;
 pub mod mbuf;
 pub mod mempool;
 
@@ -40,6 +41,7 @@ use super::{LinkStats, MacAddr, Port, PortCaps, PortInfo, PortQueue, PortSpec};
 use crate::buf::{Burst, PoolStats};
 use crate::error::{Error, Result};
 use ethdev::{EthConfig, EthDev};
+use fastpath::FastPath;
 
 /// Default rx/tx descriptors per queue (adjusted to the device).
 pub const DEFAULT_DESC: u16 = 1024;
@@ -119,8 +121,8 @@ struct Shared {
 
 /// One queue pair of a DPDK port, owned by one core.
 pub struct DpdkQueue {
-    port: u16,
     id: u16,
+    fp: FastPath,
     pool: *mut sys::rte_mempool,
     pool_ref: Arc<Mempool>,
     hugepages: bool,
@@ -150,13 +152,15 @@ impl PortQueue for DpdkQueue {
         if room == 0 {
             return 0;
         }
-        // SAFETY: Mbuf is repr(transparent) over a non-null *mut rte_mbuf, so
-        // the array's spare slots can take `room` mbuf pointers; the driver
+        // SAFETY: the port is started and this queue is ours alone (the
+        // PortQueue contract). Mbuf is repr(transparent) over a non-null
+        // *mut rte_mbuf, so the array's spare slots can take `room` mbuf
+        // pointers; the driver
         // writes exactly n (<= room) valid, owned, single-segment mbufs,
         // which set_len then hands to the burst.
         unsafe {
             let slots = burst.as_mut_ptr().add(len) as *mut *mut sys::rte_mbuf;
-            let n = sys::rte_eth_rx_burst(self.port, self.id, slots, room as u16) as usize;
+            let n = self.fp.rx(slots, room as u16) as usize;
             burst.set_len(len + n);
             n
         }
@@ -175,12 +179,7 @@ impl PortQueue for DpdkQueue {
         // unsent rest moves to the front, still owned by the burst.
         unsafe {
             let base = burst.as_mut_ptr();
-            let n = sys::rte_eth_tx_burst(
-                self.port,
-                self.id,
-                base as *mut *mut sys::rte_mbuf,
-                len as u16,
-            ) as usize;
+            let n = self.fp.tx(base as *mut *mut sys::rte_mbuf, len as u16) as usize;
             if n == len {
                 burst.set_len(0);
             } else if n > 0 {
@@ -283,8 +282,8 @@ impl DpdkPort {
             .iter()
             .enumerate()
             .map(|(i, p)| DpdkQueue {
-                port: id,
                 id: i as u16,
+                fp: FastPath::new(id, i as u16),
                 pool: p.as_ptr(),
                 pool_ref: p.clone(),
                 hugepages,
