@@ -1,6 +1,7 @@
 //! Shared helpers of the integration tests.
 #![allow(dead_code)]
 
+pub mod client;
 pub mod mem_net;
 pub mod wire;
 
