@@ -50,7 +50,7 @@ cargo test --workspace --all-features --no-fail-fast -- --include-ignored --skip
 # is bypass's own; this run is smoltcp's socket.
 echo "== cargo test, TCP tests on the smoltcp engine"
 BYPASS_TCP_ENGINE=smoltcp cargo test --all-features --no-fail-fast \
-  --test stack_mem --test stack_faults --test stack_multicore --test hostile --test tcp_kernel \
+  --test stack_mem --test stack_faults --test stack_multicore --test hostile --test tcp_kernel --test tcp_kernel_cores --test tcp_kernel_v6 \
   --test cli --test loadgen --test soak --test fuzz_replay --test rt_mem --test rt_kernel \
   -- --include-ignored --skip steer_cost --skip cost_on_a_manual_clock "${filter[@]}"
 echo "== leftovers"

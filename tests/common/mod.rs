@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod client;
+#[cfg(feature = "tap")]
+pub mod kernel;
 pub mod mem_net;
 pub mod wire;
 
