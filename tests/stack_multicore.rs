@@ -16,15 +16,14 @@ use bypass::stack::shard::{shards, ShardConfig, Steering};
 use bypass::stack::{CloseReason, ConnId, ListenOpts, Stack, StackConfig, StackStats, TcpOpts};
 use bypass::time::Instant;
 
+mod common;
+use common::client::pattern;
+
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const SERVER6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
 const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
 const CORES: usize = 2;
-
-fn pattern(i: usize, salt: u8) -> u8 {
-    (i.wrapping_mul(2654435761) >> 13) as u8 ^ salt
-}
 
 #[derive(Default)]
 struct Flow {
@@ -77,18 +76,7 @@ impl Client {
     }
 
     fn pump(&self, f: &mut Flow, c: &mut Conn<'_>) {
-        let mut chunk = [0u8; 2048];
-        while f.sent < self.total {
-            let n = (self.total - f.sent).min(chunk.len());
-            for (i, b) in chunk[..n].iter_mut().enumerate() {
-                *b = pattern(f.sent + i, f.salt);
-            }
-            let k = c.send(&chunk[..n]);
-            f.sent += k;
-            if k < n {
-                break;
-            }
-        }
+        common::client::send_pattern::<2048>(c, &mut f.sent, self.total, f.salt);
     }
 }
 

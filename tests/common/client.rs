@@ -55,17 +55,28 @@ impl Client {
         }
     }
     pub fn pump(&mut self, f: &mut Flow, c: &mut Conn<'_>) {
-        let mut chunk = [0u8; 4096];
-        while f.sent < self.total {
-            let n = (self.total - f.sent).min(chunk.len());
-            for (i, b) in chunk[..n].iter_mut().enumerate() {
-                *b = pattern(f.sent + i, 7);
-            }
-            let k = c.send(&chunk[..n]);
-            f.sent += k;
-            if k < n {
-                break;
-            }
+        send_pattern::<4096>(c, &mut f.sent, self.total, 7);
+    }
+}
+
+/// Sends the pattern `salt` from byte `*sent` up to `total`, `CHUNK` bytes
+/// at a time, until the connection takes less than it was offered.
+pub fn send_pattern<const CHUNK: usize>(
+    c: &mut Conn<'_>,
+    sent: &mut usize,
+    total: usize,
+    salt: u8,
+) {
+    let mut chunk = [0u8; CHUNK];
+    while *sent < total {
+        let n = (total - *sent).min(CHUNK);
+        for (i, b) in chunk[..n].iter_mut().enumerate() {
+            *b = pattern(*sent + i, salt);
+        }
+        let k = c.send(&chunk[..n]);
+        *sent += k;
+        if k < n {
+            break;
         }
     }
 }

@@ -71,13 +71,7 @@ pub fn with_running<A: TcpApp, R>(
                 .pop()
                 .unwrap()
         });
-        struct Guard(Stop);
-        impl Drop for Guard {
-            fn drop(&mut self) {
-                self.0.set();
-            }
-        }
-        let g = Guard(stop.clone());
+        let g = StopOnDrop(stop.clone());
         let r = f();
         drop(g);
         (h.join().unwrap(), r)
@@ -333,13 +327,7 @@ pub fn with_running_all<A: TcpApp, R>(
     std::thread::scope(|s| {
         let st = stop.clone();
         let h = s.spawn(move || runtime::run(&cfg, ws, &st, |_| {}).unwrap());
-        struct Guard(Stop);
-        impl Drop for Guard {
-            fn drop(&mut self) {
-                self.0.set();
-            }
-        }
-        let g = Guard(stop.clone());
+        let g = StopOnDrop(stop.clone());
         let r = f();
         drop(g);
         (h.join().unwrap(), r)
@@ -581,4 +569,14 @@ pub fn setup6_on<A: TcpApp>(
     let mut stack = Stack::new(q, port.info(), cfg, Instant(0)).unwrap();
     stack.listen(7, lopts).unwrap();
     (TcpWorker::new(stack, app), port)
+}
+
+/// Stops the run when dropped, so a failing check in the test body still
+/// ends the stack's threads.
+pub struct StopOnDrop(pub Stop);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.set();
+    }
 }
