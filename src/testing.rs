@@ -14,6 +14,19 @@ use smoltcp::wire::{
     Ipv6Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, UdpPacket, UdpRepr,
 };
 
+/// A pool of `frames` buffers of `frame_size` bytes (`headroom` of them
+/// before the data) on ordinary pages, for tests.
+pub fn pool(frames: u32, frame_size: u32, headroom: u32) -> crate::buf::Pool {
+    crate::buf::Pool::new(&crate::buf::PoolConfig {
+        frames,
+        frame_size,
+        headroom,
+        huge: crate::buf::HugePolicy::Never,
+        name: "test".into(),
+    })
+    .expect("a test pool on ordinary pages")
+}
+
 /// A small deterministic generator (xorshift64*) for tests and generated
 /// inputs that must replay: the same seed gives the same sequence.
 #[derive(Debug, Clone)]

@@ -93,7 +93,7 @@ pub(crate) fn segment<B: PacketBuf>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::buf::{HugePolicy, Pool, PoolConfig};
+    use crate::buf::Pool;
     use crate::testing::{emit_tcp, emit_udp, syn, Ends};
     use smoltcp::wire::TcpControl;
 
@@ -105,14 +105,7 @@ mod tests {
     };
 
     fn pool(frame_size: u32) -> Pool {
-        Pool::new(&PoolConfig {
-            frames: 16,
-            frame_size,
-            headroom: 128,
-            huge: HugePolicy::Never,
-            name: "gso-test".into(),
-        })
-        .unwrap()
+        crate::testing::pool(16, frame_size, 128)
     }
 
     /// A 2,500-byte FIN+PSH segment cut by 1,000: three valid segments in

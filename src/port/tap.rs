@@ -557,14 +557,7 @@ mod tests {
     use crate::testing::{emit_tcp, emit_tcp6, emit_udp, syn, Ends, Ends6};
 
     fn pool() -> Pool {
-        Pool::new(&PoolConfig {
-            frames: 16,
-            frame_size: TSO_FRAME,
-            headroom: 128,
-            huge: HugePolicy::Never,
-            name: "tap-test".into(),
-        })
-        .unwrap()
+        crate::testing::pool(16, TSO_FRAME, 128)
     }
 
     const ENDS: Ends = Ends {

@@ -205,18 +205,11 @@ pub(super) fn next_hop6(cfg: &StackConfig, ip: Ipv6Address) -> Ipv6Address {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::buf::{HugePolicy, Pool, PoolConfig};
+    use crate::buf::Pool;
     use smoltcp::wire::{TcpControl, TcpSeqNumber};
 
     fn pool(frame_size: u32) -> Pool {
-        Pool::new(&PoolConfig {
-            frames: 4,
-            frame_size,
-            headroom: 0,
-            huge: HugePolicy::Never,
-            name: "segment-test".into(),
-        })
-        .unwrap()
+        crate::testing::pool(4, frame_size, 0)
     }
 
     const MAC_A: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);

@@ -304,18 +304,11 @@ fn learn_only(frame: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::buf::{HugePolicy, Pool, PoolBuf, PoolConfig};
+    use crate::buf::{Pool, PoolBuf};
     use smoltcp::wire::{ArpRepr, EthernetAddress, EthernetRepr, Ipv4Address};
 
     fn pool() -> Pool {
-        Pool::new(&PoolConfig {
-            frames: 64,
-            frame_size: 2048,
-            headroom: 128,
-            huge: HugePolicy::Never,
-            name: "shard-test".into(),
-        })
-        .unwrap()
+        crate::testing::pool(64, 2048, 128)
     }
 
     fn arp_request() -> Vec<u8> {

@@ -255,7 +255,7 @@ fn request(peer: Peer, thl: usize, mss: u16) -> TxOffload {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::buf::{HugePolicy, Pool, PoolConfig};
+    use crate::buf::Pool;
     use smoltcp::wire::{Ipv4Address, Ipv6Address, TcpSeqNumber, TcpTimestampRepr};
 
     const MAC_A: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);
@@ -263,14 +263,7 @@ mod tests {
     const MSS: u16 = 1448;
 
     fn pool(frame_size: u32, headroom: u32) -> Pool {
-        Pool::new(&PoolConfig {
-            frames: 512,
-            frame_size,
-            headroom,
-            huge: HugePolicy::Never,
-            name: "tso-test".into(),
-        })
-        .unwrap()
+        crate::testing::pool(512, frame_size, headroom)
     }
 
     const V4: Peer = Peer::V4 {
