@@ -32,6 +32,7 @@ use super::timers;
 use super::timewait::{TimeWaits, TwRecord};
 use super::tso::Coalescer;
 use super::{Stack, StackConfig, TcpOpts, EGRESS_PER_CONN};
+use super::{StackStats, TxPath};
 use crate::buf::PacketBuf;
 use crate::error::{Error, Result};
 use crate::port::{PortCaps, PortQueue};
@@ -201,6 +202,53 @@ fn own_mut(c: &mut super::conn::Conn) -> Option<&mut OwnConn> {
     match &mut c.eng {
         Eng::Own(o) => Some(o),
         Eng::Smol(_) => None,
+    }
+}
+
+/// Builds and queues `o`'s segments on a port that cuts large segments:
+/// runs of full-MSS segments leave as one TSO frame (see [`super::tso`]).
+/// `to` is the source MAC, the next hop's MAC and the addresses.
+#[inline(never)]
+fn emit_tso<Q: PortQueue>(
+    o: &mut OwnConn,
+    own: &mut OwnCore,
+    tx: &mut TxPath<Q>,
+    stats: &StackStats,
+    to: (EthernetAddress, EthernetAddress, Peer),
+    now: u64,
+) {
+    let (src_mac, mac, peer) = to;
+    let mut tso = Coalescer::new(true, o.tcb.mss());
+    for _ in 0..EGRESS_PER_CONN {
+        let mut env = own.env(&stats.tcp, o.cfg, now);
+        let Some(seg) = o.tcb.poll_output(&mut env) else {
+            break;
+        };
+        let (slab, tcb) = (&own.slab, &o.tcb);
+        let fill = |dst: &mut [u8]| tcb.copy_payload(slab, seg.data_off, dst);
+        if tso.extend(&seg, fill) {
+            continue;
+        }
+        if let Some(f) = tso.close(&own.csum, stats) {
+            tx.push(f);
+        }
+        let Some(b) = tx.queue.alloc() else {
+            // Lost like a frame dropped on the wire: TCP retransmits.
+            stats.tx_no_buffer.inc();
+            break;
+        };
+        let Some(mut b) = tso.start(b, src_mac, mac, peer, &seg, fill) else {
+            continue;
+        };
+        let len = seg.data_len as usize;
+        if build(&mut b, src_mac, mac, peer, &seg.repr, len, fill, &own.csum) {
+            tx.push(b);
+        } else {
+            stats.tx_no_buffer.inc();
+        }
+    }
+    if let Some(f) = tso.close(&own.csum, stats) {
+        tx.push(f);
     }
 }
 
@@ -565,50 +613,42 @@ impl<Q: PortQueue> Stack<Q> {
                 (o, m)
             }
         };
-        // Runs of full-MSS segments leave as one TSO frame when the port
-        // cuts them (the engine still makes, and keeps records of, one
-        // segment per MSS).
-        let mut tso = Coalescer::new(self.own.tso, o.tcb.mss());
-        for _ in 0..EGRESS_PER_CONN {
-            let mut env = self.own.env(&self.stats.tcp, o.cfg, now);
-            let Some(seg) = o.tcb.poll_output(&mut env) else {
-                break;
-            };
-            let slab = &self.own.slab;
-            let tcb = &o.tcb;
-            let fill = |dst: &mut [u8]| tcb.copy_payload(slab, seg.data_off, dst);
-            if tso.extend(&seg, fill) {
-                continue;
+        if self.own.tso {
+            // Runs of full-MSS segments leave as one TSO frame (the engine
+            // still makes, and keeps records of, one segment per MSS).
+            let to = (self.mac, mac, peer);
+            emit_tso(o, &mut self.own, &mut self.tx, &self.stats, to, now);
+        } else {
+            // A frame per segment: `build` inlined here, no coalescer to
+            // pass through (measured: 190 instructions per transaction).
+            for _ in 0..EGRESS_PER_CONN {
+                let mut env = self.own.env(&self.stats.tcp, o.cfg, now);
+                let Some(seg) = o.tcb.poll_output(&mut env) else {
+                    break;
+                };
+                let Some(mut b) = self.tx.queue.alloc() else {
+                    // Lost like a frame dropped on the wire: TCP retransmits.
+                    self.stats.tx_no_buffer.inc();
+                    break;
+                };
+                let (slab, tcb) = (&self.own.slab, &o.tcb);
+                let fill = |dst: &mut [u8]| tcb.copy_payload(slab, seg.data_off, dst);
+                let len = seg.data_len as usize;
+                if build(
+                    &mut b,
+                    self.mac,
+                    mac,
+                    peer,
+                    &seg.repr,
+                    len,
+                    fill,
+                    &self.own.csum,
+                ) {
+                    self.tx.push(b);
+                } else {
+                    self.stats.tx_no_buffer.inc();
+                }
             }
-            if let Some(f) = tso.close(&self.own.csum, &self.stats) {
-                self.tx.push(f);
-            }
-            let Some(b) = self.tx.queue.alloc() else {
-                // Lost like a frame dropped on the wire: TCP retransmits.
-                self.stats.tx_no_buffer.inc();
-                break;
-            };
-            let Some(mut b) = tso.start(b, self.mac, mac, peer, &seg, fill) else {
-                continue;
-            };
-            let built = build(
-                &mut b,
-                self.mac,
-                mac,
-                peer,
-                &seg.repr,
-                seg.data_len as usize,
-                fill,
-                &self.own.csum,
-            );
-            if built {
-                self.tx.push(b);
-            } else {
-                self.stats.tx_no_buffer.inc();
-            }
-        }
-        if let Some(f) = tso.close(&self.own.csum, &self.stats) {
-            self.tx.push(f);
         }
         self.stats.max_in_flight.raise(o.tcb.in_flight() as u64);
         self.stats.max_cwnd.raise(o.tcb.cwnd() as u64);
