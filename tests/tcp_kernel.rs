@@ -99,6 +99,7 @@ fn sixty_four_mebibytes_each_way_arrive_intact() {
         "64 MiB through our stack and back, intact"
     );
     let st = w.stack().stats();
+    eprintln!("{:?}", st.tcp);
     assert!(st.rx_bytes.get() >= TOTAL as u64 && st.tx_bytes.get() >= TOTAL as u64);
 }
 

@@ -8,7 +8,7 @@ use bypass::port::Port;
 use bypass::runtime::{self, RunConfig, Stop, TcpWorker};
 use bypass::stack::{BacklogFull, CloseReason, ListenOpts, Stack, StackConfig, TcpOpts};
 use bypass::time::Instant;
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::time::Duration;
 // ---- two cores over a two-queue TAP ---------------------------------------
@@ -126,11 +126,15 @@ pub fn fnv(h: &mut u64, data: &[u8]) {
 pub const TOTAL: usize = 64 << 20;
 
 /// Sends [`TOTAL`] bytes to the echo server at `to` while reading them
-/// back; returns the hashes of what was sent and what came back.
+/// back; returns the hashes of what was sent and what came back. Fails if
+/// nothing comes back for 10 s; after 2 s without progress it prints the
+/// kernel end's view of the connection (`ss -tino`, `nstat`), so a stall
+/// that does recover is still explained in the test's output.
 pub fn through_and_back(to: SocketAddr) -> (u64, u64) {
     {
         let s = connect_to(to);
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
         let mut r = s.try_clone().unwrap();
         let writer = std::thread::spawn(move || {
             let mut s = s;
@@ -154,9 +158,39 @@ pub fn through_and_back(to: SocketAddr) -> (u64, u64) {
         let mut h = 0xcbf29ce484222325u64;
         let mut buf = vec![0u8; 256 * 1024];
         let mut got = 0;
+        let mut last = std::time::Instant::now();
+        let mut said = false;
         while got < TOTAL {
-            let n = r.read(&mut buf).unwrap();
+            let n = match r.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    let quiet = last.elapsed();
+                    // A local link loses frames only to full queues, and
+                    // a good TCP recovers from that in well under a second.
+                    assert!(
+                        quiet < Duration::from_secs(10),
+                        "no echo for 10 s after {got} bytes"
+                    );
+                    if quiet > Duration::from_secs(2) && !said {
+                        // What the kernel's end sees of the stall (its
+                        // window, retransmissions and timers).
+                        said = true;
+                        let ss = super::sh("ss -tino; nstat -az | grep -Ei 'retrans|timeout|loss|drop|prune|collapse|zerowin' || true");
+                        eprintln!(
+                            "stalled {quiet:?} after {got} bytes:\n{}",
+                            String::from_utf8_lossy(&ss.stdout)
+                        );
+                    }
+                    continue;
+                }
+                Err(e) => panic!("read after {got} bytes: {e}"),
+            };
             assert!(n > 0, "EOF after {got} bytes");
+            if said {
+                eprintln!("progress again after {:?}", last.elapsed());
+                said = false;
+            }
+            last = std::time::Instant::now();
             fnv(&mut h, &buf[..n]);
             got += n;
         }
