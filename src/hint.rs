@@ -22,8 +22,10 @@ pub fn prefetch<T>(r: &T, max_lines: usize) {
     lines((r as *const T).cast(), std::mem::size_of::<T>(), max_lines);
 }
 
-/// Asks the CPU to bring the first `max_lines` cache lines of `bytes`
-/// into L1 (a frame's headers before they are parsed).
+/// Asks the CPU to bring the cache lines `bytes` spans (at most
+/// `max_lines`, counted from the line its first byte is in) into L1: a
+/// frame's headers before they are parsed. A frame rarely starts on a
+/// line boundary, so 130 bytes can span three lines.
 #[inline(always)]
 pub fn prefetch_bytes(bytes: &[u8], max_lines: usize) {
     lines(bytes.as_ptr(), bytes.len(), max_lines);
@@ -34,13 +36,16 @@ fn lines(p: *const u8, len: usize, max_lines: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        for i in 0..len.div_ceil(LINE).min(max_lines) {
+        // The lines the object spans, from the one its first byte is in.
+        let skew = p as usize % LINE;
+        let first = p.wrapping_sub(skew);
+        for i in 0..(skew + len).div_ceil(LINE).min(max_lines) {
             // SAFETY: a prefetch is a hint: it never faults, even on an
             // invalid address, and reads nothing into the program. The
-            // address is inside the caller's object (`wrapping_add` for
-            // the pointer arithmetic, so no in-bounds requirement applies
-            // either).
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(i * LINE).cast()) };
+            // address is in a line the caller's object covers
+            // (`wrapping_*` for the pointer arithmetic, so no in-bounds
+            // requirement applies either).
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(first.wrapping_add(i * LINE).cast()) };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
