@@ -45,6 +45,7 @@ mod app;
 mod client;
 mod date;
 mod framing;
+mod handler;
 mod server;
 
 pub use app::{HttpApp, HttpConn, HttpCounters};
@@ -52,9 +53,8 @@ pub use app::{HttpApp, HttpConn, HttpCounters};
 pub use client::{ClientStats, Completed, HttpClient};
 pub use date::{HttpDate, HTTP_DATE_LEN};
 pub use framing::Flow;
-pub use server::{
-    Handler, HttpServer, HttpStats, Request, ResponseWriter, StaticHeader, StatusCode, TechEmpower,
-};
+pub use handler::{Handler, Request, ResponseWriter, StaticHeader, StatusCode, TechEmpower};
+pub use server::{HttpServer, HttpStats};
 
 /// Default limit on a message head (request or status line plus headers).
 pub const DEFAULT_MAX_HEAD: usize = 8 * 1024;
