@@ -1,4 +1,5 @@
-//! Frame builders for tests, fuzzing and traffic generators.
+//! Frame builders for tests, fuzzing and traffic generators, and the
+//! test driver of two stacks on a manual clock ([`Pair`]).
 //!
 //! Each builder emits a complete Ethernet frame with smoltcp's `Repr::emit`
 //! (checksums computed) into the caller's buffer and returns its length, so
@@ -6,6 +7,9 @@
 //! return a fresh `Vec` for tests.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+mod pair;
+pub use pair::{Pair, Waiting, STEP_US};
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{

@@ -18,6 +18,7 @@ use bypass::port::mem::{Faults, MemConfig, MemPort};
 use bypass::port::{Port, PortQueue};
 use bypass::runtime::{TcpWorker, Worker};
 use bypass::stack::{BacklogFull, CloseReason, ConnId, ListenOpts, Stack, StackConfig, TcpOpts};
+use bypass::testing::Pair;
 use bypass::time::Instant;
 use common::wire::{self, Inject, Seg, Shared};
 use smoltcp::wire::{IpProtocol, TcpControl};
@@ -877,7 +878,8 @@ fn a_fin_to_a_vanished_peer_is_given_up_but_idle_connections_stay() {
         "an idle connection was closed"
     );
     // The server closes; the FIN is never acknowledged.
-    r.server.finish(Instant(r.now));
+    let now = Instant(r.now);
+    r.server.finish(now);
     for _ in 0..320 {
         r.step(1_000_000);
     }

@@ -38,6 +38,7 @@ use bypass::port::mem::{MemConfig, MemPort, MemQueue};
 use bypass::port::{Port, PortQueue};
 use bypass::runtime::{TcpWorker, Worker};
 use bypass::stack::{ListenOpts, Stack, StackConfig, TcpOpts};
+use bypass::testing::Pair;
 use bypass::time::Instant;
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
@@ -142,15 +143,25 @@ impl TcpApp for Opener {
     }
 }
 
-/// The two stacks and the injector.
+/// The two stacks (the crate's test driver, [`Pair`], which the rig
+/// derefs to: the server listening and echoing, the client holding two
+/// connections) and the injector.
 pub struct Rig {
-    /// The server (listening, echoing).
-    pub server: TcpWorker<Inject, Echo>,
-    /// The client (two connections).
-    pub client: TcpWorker<MemQueue, Opener>,
+    pair: Pair<Inject, MemQueue, Echo, Opener>,
     inject: Arc<Mutex<VecDeque<Vec<u8>>>>,
-    /// The manual clock, microseconds.
-    pub now: u64,
+}
+
+impl std::ops::Deref for Rig {
+    type Target = Pair<Inject, MemQueue, Echo, Opener>;
+    fn deref(&self) -> &Self::Target {
+        &self.pair
+    }
+}
+
+impl std::ops::DerefMut for Rig {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.pair
+    }
 }
 
 impl Rig {
@@ -199,10 +210,11 @@ impl Rig {
         cc.connect = tcp;
         let c = Stack::new(qb, &ib, cc, Instant(0)).expect("client stack");
         let mut rig = Rig {
-            server: TcpWorker::new(s, Echo::default()),
-            client: TcpWorker::new(c, Opener::default()),
+            pair: Pair::new(
+                TcpWorker::new(s, Echo::default()),
+                TcpWorker::new(c, Opener::default()),
+            ),
             inject,
-            now: 0,
         };
         for _ in 0..1000 {
             if rig.client.app().opened == CLIENT_PORTS.len() {
@@ -214,26 +226,6 @@ impl Rig {
         }
         assert_eq!(rig.client.app().opened, 2, "the rig's connections open");
         rig
-    }
-
-    /// Advances the clock by `us` and polls both sides.
-    pub fn step(&mut self, us: u64) -> usize {
-        self.now += us.max(1);
-        self.server.poll(Instant(self.now)) + self.client.poll(Instant(self.now))
-    }
-
-    /// Jumps the clock to the earliest timer of either side.
-    pub fn idle_jump(&mut self) {
-        let next = [
-            self.server.stack().next_timer(),
-            self.client.stack().next_timer(),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        if let Some(t) = next {
-            self.now = self.now.max(t);
-        }
     }
 
     /// Queues a frame for the server's next receive burst.
@@ -258,8 +250,9 @@ impl Rig {
         }
         self.check_limits();
         // Close everything, then let every timer run out.
-        self.server.finish(Instant(self.now));
-        self.client.finish(Instant(self.now));
+        let now = Instant(self.now);
+        self.pair.server.finish(now);
+        self.pair.client.finish(now);
         for _ in 0..400 {
             self.step(500_000);
         }

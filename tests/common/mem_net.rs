@@ -5,9 +5,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use bypass::app::tcp::{Echo, TcpApp};
 use bypass::port::mem::{Faults, MemConfig, MemPort, MemQueue};
-use bypass::port::{Port, PortQueue};
+use bypass::port::Port;
 use bypass::runtime::{TcpWorker, Worker};
 use bypass::stack::{ListenOpts, Stack, StackConfig, TcpOpts};
+use bypass::testing::Pair;
 use bypass::time::Instant;
 
 pub const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -15,11 +16,8 @@ pub const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 pub const SERVER6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
 pub const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
 
-pub struct Net<A: TcpApp, B: TcpApp> {
-    pub server: TcpWorker<MemQueue, A>,
-    pub client: TcpWorker<MemQueue, B>,
-    pub now: u64,
-}
+/// Two stacks on the mem wire (the crate's one test driver).
+pub type Net<A, B> = Pair<MemQueue, MemQueue, A, B>;
 
 pub fn wire(
     faults: Faults,
@@ -92,63 +90,7 @@ pub fn net_on<A: TcpApp, B: TcpApp>(
     let mut cc = StackConfig::new(CLIENT, 24).with_addr(CLIENT6.into(), 64);
     cc.connect = copts;
     let c = Stack::new(qb, &ib, cc, Instant(0)).unwrap();
-    Net {
-        server: TcpWorker::new(s, server),
-        client: TcpWorker::new(c, client),
-        now: 0,
-    }
-}
-
-impl<A: TcpApp, B: TcpApp> Net<A, B> {
-    /// Steps both sides; when nothing happens, jumps the clock to the next
-    /// timer. Stops when `done` holds or after `max` steps.
-    pub fn drive(&mut self, max: usize, mut done: impl FnMut(&Self) -> bool) -> bool {
-        for _ in 0..max {
-            if done(self) {
-                return true;
-            }
-            self.now += 50;
-            let w = self.server.poll(Instant(self.now)) + self.client.poll(Instant(self.now));
-            if w == 0 {
-                let next = [
-                    self.server.stack().next_timer(),
-                    self.client.stack().next_timer(),
-                ]
-                .into_iter()
-                .flatten()
-                .min();
-                match next {
-                    Some(t) if t > self.now => self.now = t,
-                    _ => self.now += 1000,
-                }
-            }
-        }
-        done(self)
-    }
-}
-
-impl<A: TcpApp, B: TcpApp> Net<A, B> {
-    /// Closes what is open, lets every timer run out, and checks that both
-    /// packet pools are back at zero buffers in use and no connection
-    /// lingers. (Not for wires with reordering: a held-back frame stays in
-    /// the injector, which is no leak.)
-    pub fn settle_and_check_leaks(&mut self) {
-        self.server.finish(Instant(self.now));
-        self.client.finish(Instant(self.now));
-        for _ in 0..200 {
-            self.now += 500_000;
-            self.server.poll(Instant(self.now));
-            self.client.poll(Instant(self.now));
-        }
-        for (who, st) in [
-            ("server", self.server.stack().queue().pool_stats()),
-            ("client", self.client.stack().queue().pool_stats()),
-        ] {
-            assert_eq!(st.in_use, 0, "{who} pool leaked: {st:?}");
-        }
-        assert_eq!(self.server.stack().conn_count(), 0);
-        assert_eq!(self.client.stack().conn_count(), 0);
-    }
+    Pair::new(TcpWorker::new(s, server), TcpWorker::new(c, client))
 }
 
 pub fn opts(buf: usize) -> TcpOpts {

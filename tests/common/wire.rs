@@ -47,9 +47,8 @@ impl Inject {
     }
 }
 
-impl Inject {
-    /// Frames on the wire towards this queue, not yet received.
-    pub fn rx_waiting(&self) -> usize {
+impl bypass::testing::Waiting for Inject {
+    fn waiting(&self) -> usize {
         self.inner.rx_waiting()
     }
 }

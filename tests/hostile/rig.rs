@@ -140,11 +140,24 @@ impl TcpApp for Churn {
     }
 }
 
+/// The crate's test driver ([`Pair`], which it derefs to) and the
+/// injector's shared state.
 pub struct Rig<C: TcpApp> {
-    pub server: TcpWorker<Inject, Echo>,
-    pub client: TcpWorker<Inject, C>,
+    pub pair: Pair<Inject, Inject, Echo, C>,
     pub sh: Arc<Mutex<Shared>>,
-    pub now: u64,
+}
+
+impl<C: TcpApp> std::ops::Deref for Rig<C> {
+    type Target = Pair<Inject, Inject, Echo, C>;
+    fn deref(&self) -> &Self::Target {
+        &self.pair
+    }
+}
+
+impl<C: TcpApp> std::ops::DerefMut for Rig<C> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.pair
+    }
 }
 
 pub struct Setup {
@@ -195,41 +208,15 @@ pub fn rig<C: TcpApp>(s: Setup, client: C) -> Rig<C> {
     let (qb, _) = Inject::new(b.take_queues().pop().unwrap());
     let c = Stack::new(qb, &ib, cc, Instant(0)).unwrap();
     Rig {
-        server: TcpWorker::new(st, Echo::default()),
-        client: TcpWorker::new(c, client),
+        pair: Pair::new(
+            TcpWorker::new(st, Echo::default()),
+            TcpWorker::new(c, client),
+        ),
         sh,
-        now: 0,
     }
 }
 
 impl<C: TcpApp> Rig<C> {
-    pub fn step(&mut self, us: u64) -> usize {
-        self.now += us;
-        self.server.poll(Instant(self.now)) + self.client.poll(Instant(self.now))
-    }
-    /// Steps until `done` or `max` steps; jumps to the next timer when idle.
-    pub fn drive(&mut self, max: usize, mut done: impl FnMut(&Self) -> bool) -> bool {
-        for _ in 0..max {
-            if done(self) {
-                return true;
-            }
-            let in_flight =
-                self.server.stack().queue().rx_waiting() + self.client.stack().queue().rx_waiting();
-            if self.step(50) == 0 && in_flight == 0 {
-                let next = [
-                    self.server.stack().next_timer(),
-                    self.client.stack().next_timer(),
-                ]
-                .into_iter()
-                .flatten()
-                .min();
-                if let Some(t) = next {
-                    self.now = self.now.max(t);
-                }
-            }
-        }
-        done(self)
-    }
     pub fn inject(&self, f: Vec<u8>) {
         self.sh.lock().unwrap().inject.push_back(f);
     }
@@ -239,24 +226,11 @@ impl<C: TcpApp> Rig<C> {
     pub fn record(&self, on: bool) {
         self.sh.lock().unwrap().record = on;
     }
-    /// Lets every connection finish and every timer run out, then checks
-    /// that both pools are back at zero buffers in use and no connection
-    /// lingers.
+    /// Lets every connection finish and every timer run out (the
+    /// injector hoarding nothing), then checks for leaks
+    /// ([`Pair::settle_and_check_leaks`]).
     pub fn settle_and_check_leaks(&mut self) {
-        self.server.finish(Instant(self.now));
-        self.client.finish(Instant(self.now));
         self.sh.lock().unwrap().hoard_target = 0;
-        for _ in 0..200 {
-            self.step(500_000);
-        }
-        let (s, c) = (
-            self.server.stack().queue().pool_stats(),
-            self.client.stack().queue().pool_stats(),
-        );
-        assert_eq!(s.in_use, 0, "server pool leaked: {s:?}");
-        assert_eq!(c.in_use, 0, "client pool leaked: {c:?}");
-        assert_eq!(self.server.stack().conn_count(), 0, "server conns linger");
-        assert_eq!(self.client.stack().conn_count(), 0, "client conns linger");
-        assert_eq!(self.server.stack().stats().conns.get(), 0);
+        self.pair.settle_and_check_leaks();
     }
 }
