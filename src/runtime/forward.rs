@@ -19,6 +19,16 @@ const _: () = assert!(DropReason::COUNT < DROPPED as usize);
 #[inline(always)]
 fn fate(v: Verdict, p: usize, nports: usize) -> Fate {
     let drop = |why: DropReason| DROPPED | why as u8;
+    // A router's usual verdict first, as a plain test: the compiler can
+    // answer it on the handler's own return paths (a `match` of every
+    // verdict becomes a jump table after them).
+    if let Verdict::Out(k) = v {
+        return if (k as usize) < nports {
+            k as Fate
+        } else {
+            drop(DropReason::Handler)
+        };
+    }
     match v {
         Verdict::Forward => (if p + 1 == nports { 0 } else { p + 1 }) as Fate,
         Verdict::Reply => p as Fate,
