@@ -375,15 +375,10 @@ impl PacketHandler for L3Fwd {
             return Verdict::Discard(Discard::NotIpv4);
         }
         let ip = Ipv4Packet::new_unchecked(eth.payload());
-        if ip.version() != 4 || ip.header_len() != 20 {
-            return self.handle_checked(frame);
-        }
-        // What `new_checked` tests beyond the length: the total length
-        // covers the header and lies inside the frame.
-        let total = ip.total_len() as usize;
-        if total < 20 || total > data.len() - 14 {
-            return Verdict::Discard(Discard::Malformed);
-        }
+        // The checksum over the first 20 bytes is worked out first (and
+        // used only once they are known to be the whole header): its
+        // loads are then the header's first, rather than rebuilt from the
+        // fields tested below.
         let ok = match frame.l3_checksum() {
             Checksum::Good => true,
             Checksum::Bad => false,
@@ -392,6 +387,16 @@ impl PacketHandler for L3Fwd {
                 Err(_) => false,
             },
         };
+        if ip.version() != 4 || ip.header_len() != 20 {
+            return self.handle_checked(frame);
+        }
+        // What `new_checked` tests beyond the length: the total length
+        // covers the header (20) and lies inside the frame, in one
+        // unsigned compare.
+        let total = ip.total_len() as usize;
+        if total.wrapping_sub(20) > data.len() - FAST_LEN {
+            return Verdict::Discard(Discard::Malformed);
+        }
         if !ok {
             return Verdict::Discard(Discard::BadChecksum);
         }

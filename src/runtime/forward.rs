@@ -5,7 +5,7 @@ use crate::app::{Discard, Frame, PacketHandler, Verdict};
 use crate::buf::{Burst, PacketBuf, BURST};
 use crate::port::PortQueue;
 use crate::runtime::lcore::Worker;
-use crate::runtime::stats::{CoreRef, DropReason, MAX_PORTS};
+use crate::runtime::stats::{CoreRef, CoreStats, DropReason, MAX_PORTS};
 use crate::time::Instant;
 
 /// A frame's fate in one byte: an output port index (below
@@ -54,17 +54,24 @@ fn fate(v: Verdict, p: usize, nports: usize) -> Fate {
 /// per iteration (or when it fills up); frames the port does not accept
 /// are dropped and counted as `tx_full` (as DPDK's l2fwd does).
 pub struct ForwardWorker<Q: PortQueue, H: PacketHandler> {
-    queues: Vec<Q>,
+    out: Outputs<Q>,
     handler: H,
     stats: CoreRef,
+    polls: u64,
+    idle_polls: u64,
+}
+
+/// The ports' queues and the output bursts waiting for them: the part of
+/// the worker that pass 2 writes, apart from the handler and the stats
+/// (so that a poll finds its core's counters once, not at every use).
+struct Outputs<Q: PortQueue> {
+    queues: Vec<Q>,
     /// One output burst per port (fixed arrays: a fate indexes them with
     /// no bounds check).
     tx: [Burst<Q::Buf>; MAX_PORTS],
     /// Bytes of the frames waiting in each `tx` burst (so that a flush
     /// need not walk the burst to count them).
     tx_bytes: [u64; MAX_PORTS],
-    polls: u64,
-    idle_polls: u64,
 }
 
 /// Polls between two publications of the poll counters and pool gauges
@@ -79,14 +86,14 @@ impl<Q: PortQueue, H: PacketHandler> ForwardWorker<Q, H> {
             queues.len() <= MAX_PORTS,
             "a forwarding worker takes at most {MAX_PORTS} ports"
         );
-        let tx = std::array::from_fn(|_| Burst::new());
-        let tx_bytes = [0; MAX_PORTS];
         ForwardWorker {
-            queues,
+            out: Outputs {
+                queues,
+                tx: std::array::from_fn(|_| Burst::new()),
+                tx_bytes: [0; MAX_PORTS],
+            },
             handler,
             stats,
-            tx,
-            tx_bytes,
             polls: 0,
             idle_polls: 0,
         }
@@ -94,23 +101,7 @@ impl<Q: PortQueue, H: PacketHandler> ForwardWorker<Q, H> {
 
     /// The queues back (to check pool accounting after a run).
     pub fn into_queues(self) -> Vec<Q> {
-        self.queues
-    }
-
-    /// Sends port `p`'s output burst, if it holds frames. The test is
-    /// inlined (it is all a loop whose bursts went out whole pays); the
-    /// send is not.
-    #[inline(always)]
-    fn flush(&mut self, p: usize) {
-        if !self.tx[p % MAX_PORTS].is_empty() {
-            self.flush_now(p);
-        }
-    }
-
-    #[inline(never)]
-    fn flush_now(&mut self, p: usize) {
-        let bytes = std::mem::take(&mut self.tx_bytes[p]);
-        send(&mut self.queues[p], &self.stats, p, &mut self.tx[p], bytes);
+        self.out.queues
     }
 
     /// Publishes the poll counts (kept in the worker, so a poll does not
@@ -118,7 +109,7 @@ impl<Q: PortQueue, H: PacketHandler> ForwardWorker<Q, H> {
     fn update_gauges(&self) {
         self.stats.polls.set(self.polls);
         self.stats.idle_polls.set(self.idle_polls);
-        for (p, q) in self.queues.iter().enumerate() {
+        for (p, q) in self.out.queues.iter().enumerate() {
             let s = q.pool_stats();
             self.stats.ports[p].pool_in_use.set(s.in_use);
             self.stats.ports[p]
@@ -128,12 +119,87 @@ impl<Q: PortQueue, H: PacketHandler> ForwardWorker<Q, H> {
     }
 }
 
+impl<Q: PortQueue> Outputs<Q> {
+    /// Sends port `p`'s output burst, if it holds frames. The test is
+    /// inlined (it is all a loop whose bursts went out whole pays); the
+    /// send is not.
+    #[inline(always)]
+    fn flush(&mut self, stats: &CoreStats, p: usize) {
+        if !self.tx[p % MAX_PORTS].is_empty() {
+            self.flush_now(stats, p);
+        }
+    }
+
+    #[inline(never)]
+    fn flush_now(&mut self, stats: &CoreStats, p: usize) {
+        let bytes = std::mem::take(&mut self.tx_bytes[p]);
+        send(&mut self.queues[p], stats, p, &mut self.tx[p], bytes);
+    }
+
+    /// Every output burst out, and each port's own batching pushed.
+    fn flush_all(&mut self, stats: &CoreStats) {
+        for p in 0..self.queues.len() {
+            self.flush(stats, p);
+            self.queues[p].flush();
+        }
+    }
+
+    /// Pass 2 for a burst from port `p` whose frames do not all go one
+    /// way: each frame onto its output port's burst (flushed when full),
+    /// or counted as dropped. A burst with no drop takes a loop without the
+    /// drop test.
+    #[inline(always)]
+    fn sort_out(
+        &mut self,
+        stats: &CoreStats,
+        p: usize,
+        rx: &mut Burst<Q::Buf>,
+        fates: &[Fate; BURST],
+        any_dropped: bool,
+    ) {
+        if !any_dropped {
+            for (buf, &f) in rx.drain(..).zip(fates.iter()) {
+                self.push_out(stats, f, buf);
+            }
+            return;
+        }
+        for (buf, &f) in rx.drain(..).zip(fates.iter()) {
+            if f >= DROPPED {
+                let why = DropReason::ALL[(f - DROPPED) as usize];
+                stats.ports[p % MAX_PORTS].drop(why, 1);
+                continue;
+            }
+            self.push_out(stats, f, buf);
+        }
+    }
+
+    /// Puts `buf` on the output burst of port `f` (a fate below
+    /// [`DROPPED`]: a port index below nports <= MAX_PORTS, so the modulo
+    /// changes nothing; it only spares the bounds checks).
+    #[inline(always)]
+    fn push_out(&mut self, stats: &CoreStats, f: Fate, buf: Q::Buf) {
+        let out = f as usize % MAX_PORTS;
+        let len = buf.len() as u64;
+        if let Err(full) = self.tx[out].try_push(buf) {
+            self.flush(stats, out);
+            self.tx[out].push(full.element());
+        }
+        self.tx_bytes[out] += len;
+    }
+}
+
 /// Sends `burst` (holding `bytes` bytes) out of `q`, port `p`, now; what
 /// the port does not take is dropped and counted as `tx_full`.
 #[inline(always)]
-fn send<Q: PortQueue>(q: &mut Q, stats: &CoreRef, p: usize, burst: &mut Burst<Q::Buf>, bytes: u64) {
+fn send<Q: PortQueue>(
+    q: &mut Q,
+    stats: &CoreStats,
+    p: usize,
+    burst: &mut Burst<Q::Buf>,
+    bytes: u64,
+) {
     let n = q.tx_burst(burst);
-    let pc = &stats.ports[p];
+    let pc = &stats.ports[p % MAX_PORTS];
     pc.tx_packets.add(n as u64);
     let mut bytes = bytes;
     if !burst.is_empty() {
@@ -181,23 +247,37 @@ struct Pass1 {
     out_bytes: u64,
     /// True if every frame got the same fate (`fates[0]`).
     uniform: bool,
+    /// True if some frame is to be dropped.
+    any_dropped: bool,
 }
 
-/// True if the first `n` of `fates` are all equal: for a full burst, its
-/// four words of eight fates against the first fate repeated, with no
-/// branch; one by one otherwise.
+/// Whether the first `n` of `fates` are all equal, and whether any is a
+/// drop: for a full burst, from its four words of eight fates (against the
+/// first fate repeated, and their top bits), with no branch; one by one
+/// otherwise.
 #[inline(always)]
-fn all_same(fates: &[Fate; BURST], n: usize) -> bool {
+fn uniform_and_dropped(fates: &[Fate; BURST], n: usize) -> (bool, bool) {
     let f0 = fates[0];
     if n == BURST {
         let rep = u64::from_ne_bytes([f0; 8]);
         let w = |i: usize| {
             let c = &fates[i..i + 8];
-            u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) ^ rep
+            u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])
         };
-        (w(0) | w(8) | w(16) | w(24)) == 0
+        let (a, b, c, d) = (w(0), w(8), w(16), w(24));
+        if ((a ^ rep) | (b ^ rep) | (c ^ rep) | (d ^ rep)) == 0 {
+            return (true, f0 >= DROPPED);
+        }
+        (
+            false,
+            (a | b | c | d) & u64::from_ne_bytes([DROPPED; 8]) != 0,
+        )
     } else {
-        fates[..n.min(BURST)].iter().all(|&f| f == f0)
+        let fs = &fates[..n.min(BURST)];
+        (
+            fs.iter().all(|&f| f == f0),
+            fs.iter().any(|&f| f >= DROPPED),
+        )
     }
 }
 
@@ -240,20 +320,24 @@ fn handle_burst<B: PacketBuf, H: PacketHandler>(
         rx: rx_bytes,
         changed,
     } = bytes;
+    let (uniform, any_dropped) = uniform_and_dropped(fates, n);
     Pass1 {
         rx_bytes,
         out_bytes: (rx_bytes as i64 + changed) as u64,
-        uniform: all_same(fates, n),
+        uniform,
+        any_dropped,
     }
 }
 
 impl<Q: PortQueue, H: PacketHandler> Worker for ForwardWorker<Q, H> {
     fn poll(&mut self, now: Instant) -> usize {
-        let nports = self.queues.len();
+        let stats: &CoreStats = &self.stats;
+        let out = &mut self.out;
+        let nports = out.queues.len();
         let mut total = 0;
         for p in 0..nports {
             let mut rx: Burst<Q::Buf> = Burst::new();
-            let n = self.queues[p].rx_burst(&mut rx);
+            let n = out.queues[p].rx_burst(&mut rx);
             if n == 0 {
                 continue;
             }
@@ -261,54 +345,29 @@ impl<Q: PortQueue, H: PacketHandler> Worker for ForwardWorker<Q, H> {
             self.handler.begin_burst(now);
             let mut fates = [0 as Fate; BURST];
             let pass = handle_burst(&mut self.handler, rx.as_mut_slice(), p, nports, &mut fates);
-            let pc = &self.stats.ports[p];
+            let pc = &stats.ports[p % MAX_PORTS];
             pc.rx_packets.add(n as u64);
             pc.rx_bytes.add(pass.rx_bytes);
             // Pass 2, fast path: the whole burst goes out of one port whose
             // output burst is empty: send it as it is.
             if pass.uniform {
                 let f = fates[0];
-                if f < DROPPED && self.tx[f as usize % MAX_PORTS].is_empty() {
-                    let out = f as usize;
-                    send(
-                        &mut self.queues[out],
-                        &self.stats,
-                        out,
-                        &mut rx,
-                        pass.out_bytes,
-                    );
+                if f < DROPPED && out.tx[f as usize % MAX_PORTS].is_empty() {
+                    let o = f as usize;
+                    send(&mut out.queues[o], stats, o, &mut rx, pass.out_bytes);
                     continue;
                 }
                 if f >= DROPPED {
                     let why = DropReason::ALL[(f - DROPPED) as usize];
-                    self.stats.ports[p].drop(why, n as u64);
+                    pc.drop(why, n as u64);
                     rx.clear();
                     continue;
                 }
             }
             // Pass 2, general case: frame by frame.
-            for (buf, &f) in rx.drain(..).zip(fates.iter()) {
-                if f >= DROPPED {
-                    let why = DropReason::ALL[(f - DROPPED) as usize];
-                    self.stats.ports[p].drop(why, 1);
-                    continue;
-                }
-                // A fate below DROPPED is a port index below nports <=
-                // MAX_PORTS (fate()), so the modulo changes nothing; it
-                // only spares the bounds checks.
-                let out = f as usize % MAX_PORTS;
-                let len = buf.len() as u64;
-                if let Err(full) = self.tx[out].try_push(buf) {
-                    self.flush(out);
-                    self.tx[out].push(full.element());
-                }
-                self.tx_bytes[out] += len;
-            }
+            out.sort_out(stats, p, &mut rx, &fates, pass.any_dropped);
         }
-        for p in 0..nports {
-            self.flush(p);
-            self.queues[p].flush();
-        }
+        out.flush_all(stats);
         self.polls += 1;
         self.idle_polls += (total == 0) as u64;
         if self.polls % GAUGE_POLLS == 0 {
@@ -318,10 +377,7 @@ impl<Q: PortQueue, H: PacketHandler> Worker for ForwardWorker<Q, H> {
     }
 
     fn finish(&mut self, _now: Instant) {
-        for p in 0..self.queues.len() {
-            self.flush(p);
-            self.queues[p].flush();
-        }
+        self.out.flush_all(&self.stats);
         self.update_gauges();
     }
 }
