@@ -57,6 +57,9 @@ pub struct ForwardWorker<Q: PortQueue, H: PacketHandler> {
     out: Outputs<Q>,
     handler: H,
     stats: CoreRef,
+    /// True when the last burst did not all go one way: the next one is
+    /// sorted in the same pass as the handler runs (see `poll`).
+    mixed: bool,
     polls: u64,
     idle_polls: u64,
 }
@@ -94,6 +97,7 @@ impl<Q: PortQueue, H: PacketHandler> ForwardWorker<Q, H> {
             },
             handler,
             stats,
+            mixed: false,
             polls: 0,
             idle_polls: 0,
         }
@@ -173,13 +177,59 @@ impl<Q: PortQueue> Outputs<Q> {
         }
     }
 
+    /// The handler and pass 2 in one pass over a burst from port `p`, for
+    /// bursts whose frames go more than one way: each frame goes onto its
+    /// output burst (or is dropped and counted) as soon as its fate is
+    /// known, so the fates are neither stored nor read back and the burst
+    /// is walked once. Returns the bytes received and whether the whole
+    /// burst went out of one port after all (then the next burst takes the
+    /// two passes again, which send such a burst as it is).
+    #[inline(always)]
+    fn handle_and_sort<H: PacketHandler>(
+        &mut self,
+        handler: &mut H,
+        stats: &CoreStats,
+        rx: &mut Burst<Q::Buf>,
+        p: usize,
+    ) -> (u64, bool) {
+        let nports = self.queues.len();
+        let n = rx.len();
+        for b in rx.iter() {
+            b.prefetch();
+        }
+        let before: [usize; MAX_PORTS] = std::array::from_fn(|k| self.tx[k].len());
+        let mut rx_bytes = 0;
+        for mut buf in rx.drain(..) {
+            let len = buf.len();
+            rx_bytes += len as u64;
+            let mut frame = Frame::new(&mut buf, p as u16);
+            let v = handler.handle(&mut frame);
+            let out_len = if frame.resized() { frame.len() } else { len };
+            let f = fate(v, p, nports);
+            if f >= DROPPED {
+                let why = DropReason::ALL[(f - DROPPED) as usize];
+                stats.ports[p % MAX_PORTS].drop(why, 1);
+                continue;
+            }
+            self.push_out_len(stats, f, buf, out_len as u64);
+        }
+        let whole = (0..MAX_PORTS).any(|k| self.tx[k].len() == before[k] + n);
+        (rx_bytes, whole)
+    }
+
     /// Puts `buf` on the output burst of port `f` (a fate below
     /// [`DROPPED`]: a port index below nports <= MAX_PORTS, so the modulo
     /// changes nothing; it only spares the bounds checks).
     #[inline(always)]
     fn push_out(&mut self, stats: &CoreStats, f: Fate, buf: Q::Buf) {
-        let out = f as usize % MAX_PORTS;
         let len = buf.len() as u64;
+        self.push_out_len(stats, f, buf, len);
+    }
+
+    /// [`push_out`](Outputs::push_out) of a frame of `len` bytes.
+    #[inline(always)]
+    fn push_out_len(&mut self, stats: &CoreStats, f: Fate, buf: Q::Buf, len: u64) {
+        let out = f as usize % MAX_PORTS;
         if let Err(full) = self.tx[out].try_push(buf) {
             self.flush(stats, out);
             self.tx[out].push(full.element());
@@ -343,11 +393,23 @@ impl<Q: PortQueue, H: PacketHandler> Worker for ForwardWorker<Q, H> {
             }
             total += n;
             self.handler.begin_burst(now);
+            let pc = &stats.ports[p % MAX_PORTS];
+            // After a burst that went more than one way, one pass: the
+            // handler and the sorting together. Otherwise two: the fates
+            // first, then a burst that all goes one way (MAC-swap, a wire)
+            // is sent as it came, with no frame moved.
+            if self.mixed {
+                let (rx_bytes, whole) = out.handle_and_sort(&mut self.handler, stats, &mut rx, p);
+                pc.rx_packets.add(n as u64);
+                pc.rx_bytes.add(rx_bytes);
+                self.mixed = !whole;
+                continue;
+            }
             let mut fates = [0 as Fate; BURST];
             let pass = handle_burst(&mut self.handler, rx.as_mut_slice(), p, nports, &mut fates);
-            let pc = &stats.ports[p % MAX_PORTS];
             pc.rx_packets.add(n as u64);
             pc.rx_bytes.add(pass.rx_bytes);
+            self.mixed = !pass.uniform;
             // Pass 2, fast path: the whole burst goes out of one port whose
             // output burst is empty: send it as it is.
             if pass.uniform {
