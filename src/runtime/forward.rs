@@ -531,6 +531,150 @@ mod tests {
         b.iter().map(|f| (f.data()[0], f.len())).collect()
     }
 
+    /// Routes by the first byte: even out of port 0, odd out of port 1,
+    /// 0xff dropped for want of a route; frames whose second byte is a
+    /// multiple of 3 are trimmed to 60 bytes.
+    struct Split;
+    impl PacketHandler for Split {
+        fn handle<B: PacketBuf>(&mut self, f: &mut Frame<'_, B>) -> Verdict {
+            let (first, second) = (f.data()[0], f.data()[1]);
+            if second % 3 == 0 {
+                f.set_len(60);
+            }
+            match first {
+                0xff => Verdict::Discard(Discard::NoRoute),
+                x => Verdict::Out((x % 2) as u16),
+            }
+        }
+    }
+
+    #[test]
+    fn mixed_and_whole_bursts_in_any_order_arrive_in_order_and_are_counted_exactly() {
+        // Two ports (the worker's ends of two wires) and their peers.
+        let (mut a0, mut b0) = wire();
+        let (mut a1, mut b1) = wire();
+        let queues = vec![
+            a0.take_queues().pop().unwrap(),
+            a1.take_queues().pop().unwrap(),
+        ];
+        let mut peers = [
+            b0.take_queues().pop().unwrap(),
+            b1.take_queues().pop().unwrap(),
+        ];
+        let stats = Stats::new(&[0], &["p0".to_string(), "p1".to_string()]);
+        let mut w = ForwardWorker::new(queues, Split, stats.core(0));
+        let mut rng = crate::testing::Rng(0xf0d);
+        let mut want: [Vec<(u8, u8, usize)>; 2] = [Vec::new(), Vec::new()];
+        let mut got: [Vec<(u8, u8, usize)>; 2] = [Vec::new(), Vec::new()];
+        let (mut rx, mut tx) = ([0u64; 2], [(0u64, 0u64); 2]);
+        let mut dropped = 0;
+        // Bursts of every kind one after another: mixed, all to port 0,
+        // mixed with drops, all to port 1, all dropped, and so on, from
+        // both peers, so that each one-pass and two-pass turn follows each.
+        for round in 0..60u64 {
+            let from = (round % 2) as usize;
+            let kind = rng.below(4);
+            let n = 1 + rng.below(32) as usize;
+            let mut b = Burst::new();
+            for _ in 0..n {
+                let first = match kind {
+                    0 => rng.next_u64() as u8, // anything, drops included
+                    1 => 2 * (rng.next_u64() as u8 % 100),
+                    2 => 2 * (rng.next_u64() as u8 % 100) + 1,
+                    _ => 0xff,
+                };
+                let second = rng.next_u64() as u8;
+                let len = 64 + rng.below(100) as usize;
+                let mut buf = peers[from].alloc().unwrap();
+                buf.set_len(len);
+                buf.data_mut().fill(first);
+                buf.data_mut()[1] = second;
+                rx[from] += len as u64;
+                if first == 0xff {
+                    dropped += 1;
+                } else {
+                    let out_len = if second % 3 == 0 { 60 } else { len };
+                    let o = (first % 2) as usize;
+                    want[o].push((first, second, out_len));
+                    tx[o].0 += 1;
+                    tx[o].1 += out_len as u64;
+                }
+                b.push(buf);
+            }
+            assert_eq!(peers[from].tx_burst(&mut b), n);
+            assert_eq!(w.poll(Instant(0)), n);
+            // What came out, taken at once (so the pools never run dry).
+            for (o, q) in peers.iter_mut().enumerate() {
+                let mut b = Burst::new();
+                while q.rx_burst(&mut b) > 0 {
+                    got[o].extend(b.drain(..).map(|f| (f.data()[0], f.data()[1], f.len())));
+                }
+            }
+        }
+        w.finish(Instant(0));
+        for o in 0..2 {
+            assert_eq!(got[o], want[o], "port {o}: every frame, in order");
+        }
+        let snap = stats.snapshot();
+        for o in 0..2 {
+            let s = &snap.ports[o];
+            assert_eq!(s.rx_bytes, rx[o], "port {o} rx bytes");
+            assert_eq!((s.tx_packets, s.tx_bytes), tx[o], "port {o} tx");
+        }
+        let drops: u64 = (0..2)
+            .map(|o| snap.ports[o].drops_by_reason["no_route"])
+            .sum();
+        assert_eq!(drops, dropped);
+    }
+
+    #[test]
+    fn an_output_burst_that_fills_up_in_one_pass_is_sent_and_refilled() {
+        // Port 0 receives 32 frames going both ways (the next burst is
+        // sorted in one pass), then 32 more of which 31 go to port 0, then
+        // port 1's 32 all go to port 0: the 63 frames for port 0 in one
+        // poll fill its output burst, which goes out and fills again.
+        let (mut a0, mut b0) = wire();
+        let (mut a1, mut b1) = wire();
+        let queues = vec![
+            a0.take_queues().pop().unwrap(),
+            a1.take_queues().pop().unwrap(),
+        ];
+        let (mut p0, mut p1) = (
+            b0.take_queues().pop().unwrap(),
+            b1.take_queues().pop().unwrap(),
+        );
+        let stats = Stats::new(&[0], &["p0".to_string(), "p1".to_string()]);
+        let mut w = ForwardWorker::new(queues, Split, stats.core(0));
+        let mixed: Vec<u8> = (0..32).map(|i| i as u8 * 2 + (i % 2) as u8).collect();
+        send(&mut p0, &mixed, 64);
+        assert_eq!(w.poll(Instant(0)), 32);
+        let mostly_even: Vec<u8> = (0..32)
+            .map(|i| if i == 5 { 1 } else { 2 * i as u8 })
+            .collect();
+        send(&mut p0, &mostly_even, 64);
+        let even: Vec<u8> = (0..32).map(|i| 100 + 2 * i as u8).collect();
+        send(&mut p1, &even, 64);
+        assert_eq!(w.poll(Instant(0)), 64);
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            got.extend(drain(&mut p0).into_iter().map(|(f, _)| f));
+        }
+        let want: Vec<u8> = mixed
+            .iter()
+            .chain(&mostly_even)
+            .chain(&even)
+            .copied()
+            .filter(|f| f % 2 == 0)
+            .collect();
+        assert_eq!(got, want);
+        let s = &stats.snapshot().ports[0];
+        assert_eq!(s.tx_packets, want.len() as u64);
+        // send() fills a frame with its first byte, so Split trims those
+        // whose first byte is a multiple of 3.
+        let bytes: u64 = want.iter().map(|f| if f % 3 == 0 { 60 } else { 64 }).sum();
+        assert_eq!(s.tx_bytes, bytes);
+    }
+
     #[test]
     fn full_bursts_go_four_at_a_time_with_the_rest_after() {
         // 13 and 32 frames: whole steps of four and a remainder; drops in
