@@ -130,11 +130,13 @@ pub fn parse_routes(text: &str, ports: usize) -> Result<Vec<Route>, RouteError> 
 /// Where a route sends a frame (16 bytes: an entry's address is its id
 /// shifted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[repr(align(16))]
+#[repr(C, align(16))]
 struct Hop {
-    port: u16,
+    /// The two MACs in the order of an Ethernet header (destination, then
+    /// source), so that their copies into it may merge.
     dst: EthernetAddress,
     src: EthernetAddress,
+    port: u16,
 }
 
 /// The routing table: built once, shared read-only by every core.
@@ -236,15 +238,19 @@ pub fn checksum_adjust(hc: u16, old: u16, new: u16) -> u16 {
 /// went down by one: RFC 1624 equation 3, `HC' = ~(~HC + ~m + m')`, with
 /// `~m + m'` folded to the constant it always is, `-0x0100`.
 ///
-/// Worked through, `~(~HC - 0x0100)` is `HC + 0x0100` for `HC` up to
-/// 0xfefe and `HC - 0xfeff` above (the end-around carry): one add, one
-/// compare and a select, and the result is equation 3's to the bit (it
-/// gives 0x0000, never 0xffff, for `HC` = 0xfeff). Tested against
-/// [`checksum_adjust`] for every `HC`.
+/// Worked through, `~(~HC - 0x0100)` is `HC + 0x0100` with an end-around
+/// carry, except that equation 3 gives 0x0000 where that sum would be
+/// 0xffff: one add, one compare and a select, equation 3's result to the
+/// bit. Tested against [`checksum_adjust`] for every `HC`.
+///
+/// The sum is worked in the other byte order (RFC 1071: a ones'-complement
+/// sum of byte-swapped words is the byte-swapped sum), where the addend is
+/// 1: the swaps cancel with the ones of smoltcp's big-endian accessors, so
+/// the field is read, updated and written back with no byte swap.
 #[inline(always)]
 pub fn checksum_after_ttl_decrement(hc: u16) -> u16 {
-    let t = hc as u32 + 0x0100;
-    (if t >= 0xffff { t - 0xffff } else { t }) as u16
+    let t = hc.swap_bytes() as u32 + 1;
+    ((if t >= 0xffff { t - 0xffff } else { t }) as u16).swap_bytes()
 }
 
 /// True if the ones'-complement sum of `header` (an IPv4 header, its

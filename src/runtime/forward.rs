@@ -57,8 +57,9 @@ pub struct ForwardWorker<Q: PortQueue, H: PacketHandler> {
     out: Outputs<Q>,
     handler: H,
     stats: CoreRef,
-    /// True when the last burst did not all go one way: the next one is
-    /// sorted in the same pass as the handler runs (see `poll`).
+    /// True when the last burst that took the two passes did not all go
+    /// one way: the next ones are sorted in the same pass as the handler
+    /// runs (see `poll`).
     mixed: bool,
     polls: u64,
     idle_polls: u64,
@@ -76,6 +77,10 @@ struct Outputs<Q: PortQueue> {
     /// need not walk the burst to count them).
     tx_bytes: [u64; MAX_PORTS],
 }
+
+/// Polls between two looks, while bursts go more than one way, at whether
+/// they still do (see `poll`).
+const MIXED_RECHECK: u64 = 64;
 
 /// Polls between two publications of the poll counters and pool gauges
 /// (also published when the worker finishes).
@@ -181,9 +186,7 @@ impl<Q: PortQueue> Outputs<Q> {
     /// bursts whose frames go more than one way: each frame goes onto its
     /// output burst (or is dropped and counted) as soon as its fate is
     /// known, so the fates are neither stored nor read back and the burst
-    /// is walked once. Returns the bytes received and whether the whole
-    /// burst went out of one port after all (then the next burst takes the
-    /// two passes again, which send such a burst as it is).
+    /// is walked once. Returns the bytes received.
     #[inline(always)]
     fn handle_and_sort<H: PacketHandler>(
         &mut self,
@@ -191,13 +194,11 @@ impl<Q: PortQueue> Outputs<Q> {
         stats: &CoreStats,
         rx: &mut Burst<Q::Buf>,
         p: usize,
-    ) -> (u64, bool) {
+    ) -> u64 {
         let nports = self.queues.len();
-        let n = rx.len();
         for b in rx.iter() {
             b.prefetch();
         }
-        let before: [usize; MAX_PORTS] = std::array::from_fn(|k| self.tx[k].len());
         let mut rx_bytes = 0;
         for mut buf in rx.drain(..) {
             let len = buf.len();
@@ -213,8 +214,7 @@ impl<Q: PortQueue> Outputs<Q> {
             }
             self.push_out_len(stats, f, buf, out_len as u64);
         }
-        let whole = (0..MAX_PORTS).any(|k| self.tx[k].len() == before[k] + n);
-        (rx_bytes, whole)
+        rx_bytes
     }
 
     /// Puts `buf` on the output burst of port `f` (a fate below
@@ -397,12 +397,13 @@ impl<Q: PortQueue, H: PacketHandler> Worker for ForwardWorker<Q, H> {
             // After a burst that went more than one way, one pass: the
             // handler and the sorting together. Otherwise two: the fates
             // first, then a burst that all goes one way (MAC-swap, a wire)
-            // is sent as it came, with no frame moved.
-            if self.mixed {
-                let (rx_bytes, whole) = out.handle_and_sort(&mut self.handler, stats, &mut rx, p);
+            // is sent as it came, with no frame moved. Every MIXED_RECHECK
+            // polls a burst takes the two passes anyway, which notice when
+            // the traffic has started to go all one way.
+            if self.mixed && self.polls % MIXED_RECHECK != 0 {
+                let rx_bytes = out.handle_and_sort(&mut self.handler, stats, &mut rx, p);
                 pc.rx_packets.add(n as u64);
                 pc.rx_bytes.add(rx_bytes);
-                self.mixed = !whole;
                 continue;
             }
             let mut fates = [0 as Fate; BURST];
