@@ -76,6 +76,10 @@ struct Outputs<Q: PortQueue> {
     /// Bytes of the frames waiting in each `tx` burst (so that a flush
     /// need not walk the burst to count them).
     tx_bytes: [u64; MAX_PORTS],
+    /// True once a burst was sorted onto the `tx` bursts since they were
+    /// last flushed (a loop whose bursts all went out whole skips the
+    /// flush).
+    pending: bool,
 }
 
 /// Polls between two looks, while bursts go more than one way, at whether
@@ -99,6 +103,7 @@ impl<Q: PortQueue, H: PacketHandler> ForwardWorker<Q, H> {
                 queues,
                 tx: std::array::from_fn(|_| Burst::new()),
                 tx_bytes: [0; MAX_PORTS],
+                pending: false,
             },
             handler,
             stats,
@@ -147,9 +152,14 @@ impl<Q: PortQueue> Outputs<Q> {
 
     /// Every output burst out, and each port's own batching pushed.
     fn flush_all(&mut self, stats: &CoreStats) {
-        for p in 0..self.queues.len() {
-            self.flush(stats, p);
-            self.queues[p].flush();
+        if self.pending {
+            for p in 0..self.queues.len() {
+                self.flush(stats, p);
+            }
+            self.pending = false;
+        }
+        for q in &mut self.queues {
+            q.flush();
         }
     }
 
@@ -166,6 +176,7 @@ impl<Q: PortQueue> Outputs<Q> {
         fates: &[Fate; BURST],
         any_dropped: bool,
     ) {
+        self.pending = true;
         if !any_dropped {
             for (buf, &f) in rx.drain(..).zip(fates.iter()) {
                 self.push_out(stats, f, buf);
@@ -195,6 +206,7 @@ impl<Q: PortQueue> Outputs<Q> {
         rx: &mut Burst<Q::Buf>,
         p: usize,
     ) -> u64 {
+        self.pending = true;
         let nports = self.queues.len();
         for b in rx.iter() {
             b.prefetch();
@@ -303,8 +315,8 @@ struct Pass1 {
 
 /// Whether the first `n` of `fates` are all equal, and whether any is a
 /// drop: for a full burst, from its four words of eight fates (against the
-/// first fate repeated, and their top bits), with no branch; one by one
-/// otherwise.
+/// first fate repeated, and their top bits), with no branch per fate; one
+/// by one otherwise.
 #[inline(always)]
 fn uniform_and_dropped(fates: &[Fate; BURST], n: usize) -> (bool, bool) {
     let f0 = fates[0];
@@ -340,9 +352,26 @@ fn uniform_and_dropped(fates: &[Fate; BURST], n: usize) -> (bool, bool) {
 /// handler, its length added up, a store and the loop. The bytes out
 /// differ from the bytes in only by what the handler changed, counted when
 /// it resizes a frame; whether all fates are equal is found afterwards,
-/// eight fates per compare.
+/// eight fates per compare. A full burst (the usual one under load) has a
+/// copy of the loops of its own, whose trip counts are constants: no setup
+/// or remainder code for the prefetch and the four-frame steps.
 #[inline(always)]
 fn handle_burst<B: PacketBuf, H: PacketHandler>(
+    handler: &mut H,
+    bufs: &mut [B],
+    p: usize,
+    nports: usize,
+    fates: &mut [Fate; BURST],
+) -> Pass1 {
+    match <&mut [B; BURST]>::try_from(&mut *bufs) {
+        Ok(full) => handle_frames(handler, &mut full[..], p, nports, fates),
+        Err(_) => handle_frames(handler, bufs, p, nports, fates),
+    }
+}
+
+/// [`handle_burst`]'s loops, over at most [`BURST`] frames.
+#[inline(always)]
+fn handle_frames<B: PacketBuf, H: PacketHandler>(
     handler: &mut H,
     bufs: &mut [B],
     p: usize,
