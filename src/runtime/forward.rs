@@ -53,6 +53,12 @@ fn fate(v: Verdict, p: usize, nports: usize) -> Fate {
 /// counted by their reason. Each output burst is flushed once
 /// per iteration (or when it fills up); frames the port does not accept
 /// are dropped and counted as `tx_full` (as DPDK's l2fwd does).
+///
+/// A burst is handled in two passes (the handler's fates first, then the
+/// frames) while bursts go all one way, so that such a burst is sent as it
+/// was received; and in one pass (each frame onto its output burst as soon
+/// as the handler is done with it) while they go several ways, as a
+/// router's do. The worker switches by what it sees.
 pub struct ForwardWorker<Q: PortQueue, H: PacketHandler> {
     out: Outputs<Q>,
     handler: H,
