@@ -16,8 +16,9 @@
 //! ```
 //!
 //! A layer uses only the layers above it in this list. `unsafe` code lives
-//! in `buf::pool`, `port`, `time::tsc` (the `rdtsc`/`cpuid` intrinsics) and
-//! `hint` (the prefetch intrinsic) only; everything else is safe Rust.
+//! in `buf::pool`, `port`, `time::tsc` (the `rdtsc`/`cpuid` intrinsics),
+//! `hint` (the prefetch intrinsic) and `simd` (the SSSE3 MAC swap) only;
+//! everything else is safe Rust.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -30,6 +31,7 @@ pub mod hint;
 pub mod port;
 pub mod rt;
 pub mod runtime;
+pub mod simd;
 pub mod stack;
 pub mod tcp;
 pub mod testing;

@@ -266,6 +266,35 @@ impl PacketHandler for MacSwap {
     }
 }
 
+/// [`MacSwap`] with the two addresses swapped by one SSSE3 shuffle
+/// (testpmd's way; see [`crate::simd`]): three instructions per frame
+/// instead of eight moves. Frames of 14 or 15 bytes, too short for the
+/// 16-byte shuffle, are swapped the scalar way; shorter ones are dropped.
+/// Made from a [`Ssse3`](crate::simd::Ssse3) token, so the CPU check is
+/// made once, when the caller picks the handler, never per frame.
+#[derive(Debug, Clone, Copy)]
+pub struct MacSwapSsse3(crate::simd::Ssse3);
+
+impl MacSwapSsse3 {
+    /// The handler, if this CPU has SSSE3.
+    pub fn detect() -> Option<MacSwapSsse3> {
+        crate::simd::Ssse3::detect().map(MacSwapSsse3)
+    }
+}
+
+impl PacketHandler for MacSwapSsse3 {
+    #[inline]
+    fn handle<B: PacketBuf>(&mut self, frame: &mut Frame<'_, B>) -> Verdict {
+        match frame.data_mut().first_chunk_mut::<16>() {
+            Some(head) => {
+                crate::simd::swap_macs(self.0, head);
+                Verdict::Reply
+            }
+            None => MacSwap.handle(frame),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,6 +311,26 @@ mod tests {
         let mut sb = SliceBuf::new(&mut b, 13);
         assert_eq!(MacSwap.handle(&mut Frame::new(&mut sb, 0)), Verdict::Drop);
         assert_eq!(&b[..6], &[2; 6], "a runt is left as it is");
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn ssse3_macswap_matches_the_scalar_one_at_every_length() {
+        let mut h = MacSwapSsse3::detect().expect("x86-64 CPUs since about 2008 have SSSE3");
+        let mut rng = crate::testing::Rng(0x3a);
+        for len in 0..=64usize {
+            let mut a = [0u8; 64];
+            for x in a.iter_mut() {
+                *x = rng.next_u64() as u8;
+            }
+            let mut b = a;
+            let mut sa = SliceBuf::new(&mut a, len);
+            let mut sb = SliceBuf::new(&mut b, len);
+            let va = MacSwap.handle(&mut Frame::new(&mut sa, 0));
+            let vb = h.handle(&mut Frame::new(&mut sb, 0));
+            assert_eq!(va, vb, "length {len}");
+            assert_eq!(a, b, "length {len}");
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use clap::{Args, ValueEnum};
 
-use bypass::app::{MacSwap, PacketHandler, Wire};
+use bypass::app::{MacSwap, MacSwapSsse3, PacketHandler, Wire};
 use bypass::port::{Port, PortQueue};
 use bypass::runtime::{self, stats, Capture, Captured, ForwardWorker, Stats, Stop};
 use bypass::{Error, Result};
@@ -46,12 +46,18 @@ pub fn run(a: L2fwdArgs) -> Result<()> {
         #[cfg(feature = "tap")]
         Ports::Tap(p) => match mode {
             Mode::Wire => drive("l2fwd", &a.common, cfg, p, || Wire, &stop),
-            Mode::Macswap => drive("l2fwd", &a.common, cfg, p, || MacSwap, &stop),
+            Mode::Macswap => match MacSwapSsse3::detect() {
+                Some(h) => drive("l2fwd", &a.common, cfg, p, move || h, &stop),
+                None => drive("l2fwd", &a.common, cfg, p, || MacSwap, &stop),
+            },
         },
         #[cfg(feature = "dpdk")]
         Ports::Dpdk(p) => match mode {
             Mode::Wire => drive("l2fwd", &a.common, cfg, p, || Wire, &stop),
-            Mode::Macswap => drive("l2fwd", &a.common, cfg, p, || MacSwap, &stop),
+            Mode::Macswap => match MacSwapSsse3::detect() {
+                Some(h) => drive("l2fwd", &a.common, cfg, p, move || h, &stop),
+                None => drive("l2fwd", &a.common, cfg, p, || MacSwap, &stop),
+            },
         },
         #[cfg(feature = "af-xdp")]
         Ports::Xdp(p) => {
@@ -63,7 +69,10 @@ pub fn run(a: L2fwdArgs) -> Result<()> {
             }
             match mode {
                 Mode::Wire => drive("l2fwd", &a.common, cfg, p, || Wire, &stop),
-                Mode::Macswap => drive("l2fwd", &a.common, cfg, p, || MacSwap, &stop),
+                Mode::Macswap => match MacSwapSsse3::detect() {
+                    Some(h) => drive("l2fwd", &a.common, cfg, p, move || h, &stop),
+                    None => drive("l2fwd", &a.common, cfg, p, || MacSwap, &stop),
+                },
             }
         }
     }
