@@ -21,6 +21,11 @@ const KERNEL_IP: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 2);
 /// private namespace; `queues` queues each way.
 fn veth(queues: u16) -> MacAddr {
     private_netns();
+    // No IPv6 on the links: the kernel's own neighbour discovery and MLD
+    // frames would arrive at our port at moments of their choosing (one
+    // landing during a frame audit is seen both in the fill ring and in
+    // the rx ring, which is no leak but fails the audit).
+    sh("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1");
     sh(&format!(
         "ip link add xa numtxqueues {queues} numrxqueues {queues} type veth peer name xb \
          numtxqueues {queues} numrxqueues {queues}"

@@ -593,25 +593,33 @@ mod tests {
         }
     }
 
+    /// Fills `b` for checksum tests: all 0xff (`kind` 0), all 0x00
+    /// (`kind` 1) or random bytes, with about one byte in `flip_one_in`
+    /// then flipped at random (the ones'-complement edge cases and their
+    /// neighbours).
+    fn edge_bytes(rng: &mut Rng, b: &mut [u8], kind: u64, flip_one_in: u64) {
+        for x in b.iter_mut() {
+            let base = match kind {
+                0 => 0xff,
+                1 => 0,
+                _ => rng.next_u64() as u8,
+            };
+            let flip = if rng.below(flip_one_in) == 0 {
+                rng.next_u64() as u8
+            } else {
+                0
+            };
+            *x = base ^ flip;
+        }
+    }
+
     #[test]
     fn fast_header_check_agrees_with_smoltcp_at_every_header_length() {
         let mut rng = Rng(11);
         for i in 0..40_000u64 {
             let words = 5 + rng.below(11) as usize; // 20..=60 bytes
             let mut b = vec![0u8; words * 4];
-            for x in b.iter_mut() {
-                // Mostly random, sometimes runs of 0x00 or 0xff (the
-                // ones'-complement edge cases).
-                *x = match i % 4 {
-                    0 => 0xff,
-                    1 => 0,
-                    _ => rng.next_u64() as u8,
-                } ^ if rng.below(8) == 0 {
-                    rng.next_u64() as u8
-                } else {
-                    0
-                };
-            }
+            edge_bytes(&mut rng, &mut b, i % 4, 8);
             b[0] = 0x40 | words as u8;
             let mut ip = Ipv4Packet::new_unchecked(&mut b[..]);
             if i % 3 != 0 {
@@ -671,17 +679,7 @@ mod tests {
         let mut rng = Rng(0x20b);
         for i in 0..100_000u64 {
             let mut h = [0u8; 20];
-            for x in h.iter_mut() {
-                *x = match i % 5 {
-                    0 => 0xff,
-                    1 => 0,
-                    _ => rng.next_u64() as u8,
-                } ^ if rng.below(6) == 0 {
-                    rng.next_u64() as u8
-                } else {
-                    0
-                };
-            }
+            edge_bytes(&mut rng, &mut h, i % 5, 6);
             h[0] = 0x45;
             if i % 2 == 0 {
                 Ipv4Packet::new_unchecked(&mut h[..]).fill_checksum();
