@@ -1,12 +1,11 @@
 //! The bridge to bypass's own TCP engine ([`crate::tcp`]), for IPv4 and
-//! IPv6: it parses each segment once with `smoltcp::wire`, hands it to
-//! the connection's [`Tcb`], builds the Ethernet, IP and TCP headers of
-//! what the engine sends straight into pool buffers (payload copied once,
-//! from the slab chunk into the frame; see [`super::segment`]), and turns
-//! the engine's events into the stack's [`Event`]s. It also answers SYNs
-//! with SYN cookies when a listener's backlog is full, rebuilds
-//! connections from valid cookies, keeps the TIME-WAIT records and finds
-//! next hops through [`super::arp`] (IPv4) and [`super::nd`] (IPv6).
+//! IPv6: the engine's per-core state ([`OwnCore`]), connections opened
+//! and accepted, each segment parsed once with `smoltcp::wire` and handed
+//! to the connection's [`Tcb`], its timers, the engine's events turned
+//! into the stack's [`Event`]s, and the TIME-WAIT records. The transmit
+//! side (frames, TSO runs, next hops through [`super::arp`] and
+//! [`super::nd`]) is in `egress.rs`; SYN cookies for a full backlog in
+//! `cookies.rs`.
 //!
 //! A connection's addresses are not kept in its block: they are its
 //! table key (the IPv4 key holds the peer's address; an IPv6
@@ -20,25 +19,22 @@ use std::net::{IpAddr, SocketAddr};
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::socket::tcp::State as SmolState;
-use smoltcp::wire::{EthernetAddress, TcpControl, TcpRepr, TcpSeqNumber, TcpTimestampRepr};
+use smoltcp::wire::{EthernetAddress, TcpControl};
 
-use super::arp::{self, ArpCache};
+use super::arp::ArpCache;
 use super::classify::{key_remote, Key6, TcpKey};
 use super::conn::{Eng, Report};
-use super::nd::{self, NdCache};
-use super::segment::{build, next_hop, next_hop6};
+use super::nd::NdCache;
 pub(super) use super::segment::{parse, Peer};
 use super::timers;
 use super::timewait::{TimeWaits, TwRecord};
-use super::tso::Coalescer;
-use super::{Stack, StackConfig, TcpOpts, EGRESS_PER_CONN};
-use super::{StackStats, TxPath};
+use super::{Stack, StackConfig, TcpOpts};
 use crate::buf::PacketBuf;
 use crate::error::{Error, Result};
 use crate::port::{PortCaps, PortQueue};
 use crate::tcp::buf::Slab;
 use crate::tcp::isn::IsnGen;
-use crate::tcp::syncookie::{CookieOpts, SynCookies};
+use crate::tcp::syncookie::SynCookies;
 use crate::tcp::tcb::{ev, ChallengeLimiter};
 use crate::tcp::{Config, Env, State, Tcb, TcpStats};
 
@@ -53,7 +49,7 @@ pub(super) struct OwnCore {
     /// Per-connection timestamp offsets (a keyed hash of the 4-tuple, so a
     /// SYN cookie's connection finds its own again).
     ts_keys: IsnGen,
-    cookies: SynCookies,
+    pub cookies: SynCookies,
     limiter: ChallengeLimiter,
     pub arp: ArpCache,
     pub nd: NdCache,
@@ -65,10 +61,10 @@ pub(super) struct OwnCore {
     /// fire, written only when a connection learns a higher floor.
     floors: std::collections::HashMap<IpAddr, (u32, u64), ahash::RandomState>,
     mtu: u16,
-    csum: ChecksumCapabilities,
+    pub csum: ChecksumCapabilities,
     /// The port cuts large segments: send full-MSS runs as TSO frames
     /// (see [`super::tso`]).
-    tso: bool,
+    pub tso: bool,
 }
 
 /// A connection on the bypass engine (its addresses are its table key;
@@ -145,7 +141,7 @@ impl OwnCore {
         (self.cfgs.len() - 2) as u16
     }
 
-    fn env<'a>(&'a mut self, stats: &'a TcpStats, cfg: u16, now: u64) -> Env<'a> {
+    pub(super) fn env<'a>(&'a mut self, stats: &'a TcpStats, cfg: u16, now: u64) -> Env<'a> {
         Env {
             now,
             slab: &mut self.slab,
@@ -155,7 +151,7 @@ impl OwnCore {
         }
     }
 
-    fn ts_offset(&self, local: SocketAddr, remote: SocketAddr) -> u32 {
+    pub(super) fn ts_offset(&self, local: SocketAddr, remote: SocketAddr) -> u32 {
         self.ts_keys.isn(local, remote, 0)
     }
 
@@ -198,57 +194,10 @@ pub(super) fn smol_state(s: State) -> SmolState {
     }
 }
 
-fn own_mut(c: &mut super::conn::Conn) -> Option<&mut OwnConn> {
+pub(super) fn own_mut(c: &mut super::conn::Conn) -> Option<&mut OwnConn> {
     match &mut c.eng {
         Eng::Own(o) => Some(o),
         Eng::Smol(_) => None,
-    }
-}
-
-/// Builds and queues `o`'s segments on a port that cuts large segments:
-/// runs of full-MSS segments leave as one TSO frame (see [`super::tso`]).
-/// `to` is the source MAC, the next hop's MAC and the addresses.
-#[inline(never)]
-fn emit_tso<Q: PortQueue>(
-    o: &mut OwnConn,
-    own: &mut OwnCore,
-    tx: &mut TxPath<Q>,
-    stats: &StackStats,
-    to: (EthernetAddress, EthernetAddress, Peer),
-    now: u64,
-) {
-    let (src_mac, mac, peer) = to;
-    let mut tso = Coalescer::new(true, o.tcb.mss());
-    for _ in 0..EGRESS_PER_CONN {
-        let mut env = own.env(&stats.tcp, o.cfg, now);
-        let Some(seg) = o.tcb.poll_output(&mut env) else {
-            break;
-        };
-        let (slab, tcb) = (&own.slab, &o.tcb);
-        let fill = |dst: &mut [u8]| tcb.copy_payload(slab, seg.data_off, dst);
-        if tso.extend(&seg, fill) {
-            continue;
-        }
-        if let Some(f) = tso.close(&own.csum, stats) {
-            tx.push(f);
-        }
-        let Some(b) = tx.queue.alloc() else {
-            // Lost like a frame dropped on the wire: TCP retransmits.
-            stats.tx_no_buffer.inc();
-            break;
-        };
-        let Some(mut b) = tso.start(b, src_mac, mac, peer, &seg, fill) else {
-            continue;
-        };
-        let len = seg.data_len as usize;
-        if build(&mut b, src_mac, mac, peer, &seg.repr, len, fill, &own.csum) {
-            tx.push(b);
-        } else {
-            stats.tx_no_buffer.inc();
-        }
-    }
-    if let Some(f) = tso.close(&own.csum, stats) {
-        tx.push(f);
     }
 }
 
@@ -356,48 +305,6 @@ impl<Q: PortQueue> Stack<Q> {
         Ok(self.insert(key, Eng::Own(conn), None, true))
     }
 
-    /// The next hop towards `peer` and its MAC, if known and fresh.
-    fn neighbour(&self, peer: Peer) -> (IpAddr, Option<EthernetAddress>) {
-        let now = self.now_us;
-        match peer {
-            Peer::V4 { remote, .. } => {
-                let hop = next_hop(&self.cfg, remote);
-                (hop.into(), self.own.arp.lookup(hop, now))
-            }
-            Peer::V6 { remote, .. } => {
-                let hop = next_hop6(&self.cfg, remote);
-                (hop.into(), self.own.nd.lookup(hop, now))
-            }
-        }
-    }
-
-    /// Asks for the MAC of `hop` (an ARP request or a neighbour
-    /// solicitation from our address of `peer`), unless asked lately.
-    fn ask_neighbour(&mut self, peer: Peer, hop: IpAddr) {
-        let now = self.now_us;
-        let may = match hop {
-            IpAddr::V4(h) => self.own.arp.may_ask(h, now),
-            IpAddr::V6(h) => self.own.nd.may_ask(h, now),
-        };
-        if !may {
-            return;
-        }
-        let Some(mut b) = self.tx.queue.alloc() else {
-            self.stats.tx_no_buffer.inc();
-            return;
-        };
-        let n = match (hop, peer.local()) {
-            (IpAddr::V4(h), _) => arp::request(b.room_mut(), self.mac, self.ip, h),
-            (IpAddr::V6(h), IpAddr::V6(src)) => nd::solicit(b.room_mut(), self.mac, src, h),
-            (IpAddr::V6(_), IpAddr::V4(_)) => 0,
-        };
-        if n > 0 {
-            b.set_len(n);
-            self.stats.arp_requests_tx.inc();
-            self.tx.push(b);
-        }
-    }
-
     /// A segment for a bypass-engine connection.
     pub(super) fn own_input(&mut self, idx: u32, buf: Q::Buf) {
         let now = self.now_us;
@@ -451,7 +358,7 @@ impl<Q: PortQueue> Stack<Q> {
 
     /// Hands the engine's events to the application and settles the
     /// connection: reaped when closed, turned into a record in TIME-WAIT.
-    fn own_after(&mut self, idx: u32, touch: bool) {
+    pub(super) fn own_after(&mut self, idx: u32, touch: bool) {
         let Some(o) = self.slots[idx as usize].conn.as_mut().and_then(own_mut) else {
             return;
         };
@@ -556,27 +463,9 @@ impl<Q: PortQueue> Stack<Q> {
         }
     }
 
-    /// Sends what a bypass-engine connection has to send; schedules its
-    /// next timer.
-    pub(super) fn own_egress(&mut self, idx: u32) -> usize {
-        let Some(c) = self.slots[idx as usize].conn.as_mut() else {
-            return 0;
-        };
-        c.touched = false;
-        self.stats.conn_polls.inc();
-        let sent = self.own_send_segments(idx);
-        // Waiting for the next hop's MAC, the connection is tried again
-        // when an ARP or ND frame arrives or at its own deadline.
-        self.own_schedule(idx);
-        if sent {
-            self.own_after(idx, false);
-        }
-        1
-    }
-
     /// Tells the timers the connection's next deadline (a later one than
     /// before costs a store, see [`super::timers`]).
-    fn own_schedule(&mut self, idx: u32) {
+    pub(super) fn own_schedule(&mut self, idx: u32) {
         let Some(c) = self.slots[idx as usize].conn.as_ref() else {
             return;
         };
@@ -589,112 +478,6 @@ impl<Q: PortQueue> Stack<Q> {
             at.max(self.now_us)
         };
         self.set_timer(idx, at);
-    }
-
-    /// Builds and queues the connection's segments. False if it waits for
-    /// its next hop's MAC.
-    fn own_send_segments(&mut self, idx: u32) -> bool {
-        let now = self.now_us;
-        let Some(peer) = self.conn_peer(idx) else {
-            return false;
-        };
-        let Some(o) = self.slots[idx as usize].conn.as_mut().and_then(own_mut) else {
-            return false;
-        };
-        let (o, mac) = match o.mac {
-            Some(m) => (o, m),
-            None => {
-                let Some(m) = self.resolve_next_hop(idx, peer) else {
-                    return false;
-                };
-                let Some(o) = self.slots[idx as usize].conn.as_mut().and_then(own_mut) else {
-                    return false;
-                };
-                (o, m)
-            }
-        };
-        if self.own.tso {
-            // Runs of full-MSS segments leave as one TSO frame (the engine
-            // still makes, and keeps records of, one segment per MSS).
-            let to = (self.mac, mac, peer);
-            emit_tso(o, &mut self.own, &mut self.tx, &self.stats, to, now);
-        } else {
-            // A frame per segment: `build` inlined here, no coalescer to
-            // pass through (measured: 190 instructions per transaction).
-            for _ in 0..EGRESS_PER_CONN {
-                let mut env = self.own.env(&self.stats.tcp, o.cfg, now);
-                let Some(seg) = o.tcb.poll_output(&mut env) else {
-                    break;
-                };
-                let Some(mut b) = self.tx.queue.alloc() else {
-                    // Lost like a frame dropped on the wire: TCP retransmits.
-                    self.stats.tx_no_buffer.inc();
-                    break;
-                };
-                let (slab, tcb) = (&self.own.slab, &o.tcb);
-                let fill = |dst: &mut [u8]| tcb.copy_payload(slab, seg.data_off, dst);
-                let len = seg.data_len as usize;
-                if build(
-                    &mut b,
-                    self.mac,
-                    mac,
-                    peer,
-                    &seg.repr,
-                    len,
-                    fill,
-                    &self.own.csum,
-                ) {
-                    self.tx.push(b);
-                } else {
-                    self.stats.tx_no_buffer.inc();
-                }
-            }
-        }
-        self.stats.max_in_flight.raise(o.tcb.in_flight() as u64);
-        self.stats.max_cwnd.raise(o.tcb.cwnd() as u64);
-        self.stats.max_peer_window.raise(o.tcb.peer_window() as u64);
-        true
-    }
-
-    /// Finds the MAC of connection `idx`'s next hop towards `peer` (and
-    /// keeps it), or asks for it and puts the connection among those
-    /// woken when an ARP or ND frame arrives.
-    #[cold]
-    #[inline(never)]
-    fn resolve_next_hop(&mut self, idx: u32, peer: Peer) -> Option<EthernetAddress> {
-        let gen = self.slots[idx as usize].gen;
-        let (hop, mac) = self.neighbour(peer);
-        let c = self.slots[idx as usize].conn.as_mut()?;
-        if let Eng::Own(o) = &mut c.eng {
-            o.mac = mac;
-        }
-        if mac.is_none() {
-            if !c.arp_wait {
-                c.arp_wait = true;
-                self.arp_waiters.push((idx, gen));
-            }
-            self.ask_neighbour(peer, hop);
-        }
-        mac
-    }
-
-    /// Queues one segment built outside a connection (TIME-WAIT ACKs, SYN
-    /// cookies).
-    pub(super) fn emit_segment(
-        &mut self,
-        mac: EthernetAddress,
-        peer: Peer,
-        repr: &TcpRepr,
-        len: usize,
-        fill: impl FnOnce(&mut [u8]),
-    ) {
-        let Some(mut b) = self.tx.queue.alloc() else {
-            self.stats.tx_no_buffer.inc();
-            return;
-        };
-        if build(&mut b, self.mac, mac, peer, repr, len, fill, &self.own.csum) {
-            self.tx.push(b);
-        }
     }
 
     /// Consumes read bytes of a bypass-engine connection.
@@ -716,119 +499,5 @@ impl<Q: PortQueue> Stack<Q> {
         };
         let mut env = self.own.env(&self.stats.tcp, o.cfg, now);
         o.tcb.send(&mut env, data)
-    }
-
-    /// Answers a SYN (`key` names its 4-tuple) with a SYN cookie (RFC
-    /// 4987): a SYN-ACK whose sequence number encodes what the connection
-    /// needs; nothing kept.
-    pub(super) fn send_cookie(&mut self, cfg: u16, key: TcpKey, buf: Q::Buf) {
-        let now = self.now_us;
-        let Some(peer) = self.peer_of(key) else {
-            return;
-        };
-        let own = &self.own;
-        let c = &own.cfgs[family_cfg(cfg, peer.is_v6()) as usize];
-        let Some((repr, mac)) = parse(buf.data(), |w, syn| {
-            let (local, remote) = peer.sockets(syn.dst_port, syn.src_port);
-            let opts = CookieOpts {
-                mss: syn.max_seg_size.unwrap_or(536).min(c.mss),
-                wscale: syn.window_scale.filter(|_| c.window_scale),
-                sack: syn.sack_permitted && c.sack,
-                timestamps: syn.timestamp.is_some() && c.timestamps,
-            };
-            let isn = own
-                .cookies
-                .make(local, remote, syn.seq_number.0 as u32, opts, now);
-            let ts_clock = ((now / 1000) as u32).wrapping_add(own.ts_offset(local, remote));
-            let timestamp = syn
-                .timestamp
-                .filter(|_| opts.timestamps)
-                .map(|t| TcpTimestampRepr::new(own.cookies.tsval(opts, ts_clock), t.tsval));
-            let repr = TcpRepr {
-                src_port: syn.dst_port,
-                dst_port: syn.src_port,
-                control: TcpControl::Syn,
-                seq_number: TcpSeqNumber(isn as i32),
-                ack_number: Some(TcpSeqNumber(
-                    (syn.seq_number.0 as u32).wrapping_add(1) as i32
-                )),
-                window_len: c.rcv_wnd.min(0xffff) as u16,
-                window_scale: opts.wscale.map(|_| Tcb::wscale_for(c)),
-                max_seg_size: Some(c.mss),
-                sack_permitted: opts.sack,
-                sack_ranges: [None; 3],
-                timestamp,
-                payload: &[],
-            };
-            (repr, w.src_mac)
-        }) else {
-            return;
-        };
-        drop(buf);
-        self.stats.syn_cookies_sent.inc();
-        self.emit_segment(mac, peer, &repr, 0, |_| {});
-    }
-
-    /// An ACK for no connection on a listener that answers with cookies:
-    /// a valid cookie rebuilds the connection. Returns the frame back if
-    /// it is not one.
-    pub(super) fn cookie_ack(&mut self, key: TcpKey, port: u16, buf: Q::Buf) -> Option<Q::Buf> {
-        let l = self.listeners.get(&port)?;
-        if l.opts.on_full != super::BacklogFull::Cookie {
-            return Some(buf);
-        }
-        let Some(peer) = self.peer_of(key) else {
-            return Some(buf);
-        };
-        let cfg = family_cfg(l.cfg, peer.is_v6());
-        if self.conn_count() >= self.cfg.max_conns {
-            self.stats.table_full.inc();
-            return None;
-        }
-        let now = self.now_us;
-        let own = &mut self.own;
-        let stats = &self.stats.tcp;
-        let made = parse(buf.data(), |w, seg| {
-            let ack = seg.ack_number?.0 as u32;
-            if seg.control == TcpControl::Syn || seg.control == TcpControl::Rst {
-                return None;
-            }
-            let (local, remote) = peer.sockets(seg.dst_port, seg.src_port);
-            let tsecr = seg.timestamp.map(|t| t.tsecr);
-            let opts =
-                own.cookies
-                    .check(local, remote, seg.seq_number.0 as u32, ack, tsecr, now)?;
-            let tso = own.ts_offset(local, remote);
-            let mut env = own.env(stats, cfg, now);
-            let mut tcb = Tcb::from_cookie(
-                &mut env,
-                seg,
-                ack.wrapping_sub(1),
-                tso,
-                opts.mss,
-                opts.wscale,
-                opts.sack,
-                opts.timestamps,
-            );
-            // The ACK may carry data already.
-            tcb.input(&mut env, seg);
-            Some((tcb, w.src_mac))
-        })
-        .flatten();
-        let Some((tcb, mac)) = made else {
-            self.stats.syn_cookies_bad.inc();
-            return Some(buf);
-        };
-        drop(buf);
-        self.stats.syn_cookies_ok.inc();
-        let conn = OwnConn {
-            tcb,
-            cfg,
-            mac: Some(mac),
-            floor_seen: 0,
-        };
-        let idx = self.insert(key, Eng::Own(conn), None, false);
-        self.own_after(idx, true);
-        None
     }
 }

@@ -67,6 +67,8 @@ pub mod timers;
 mod api;
 mod arp;
 mod conn;
+mod cookies;
+mod egress;
 mod engine;
 mod flowtable;
 mod icmp6;
