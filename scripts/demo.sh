@@ -5,6 +5,11 @@
 # Installs and builds what it needs first.
 #   ./scripts/demo.sh [SECONDS]
 set -euo pipefail
+case "${1:-15}" in
+    ''|*[!0-9]*|0)
+        echo "usage: $0 [SECONDS]: runs the demo for SECONDS (a whole number, default 15)" >&2
+        exit 2 ;;
+esac
 . "$(dirname "$0")/as-root.sh"
 as_root "$@"
 cd "$(dirname "$0")/.."
