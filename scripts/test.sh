@@ -10,6 +10,10 @@
 #   ./scripts/test.sh            # everything (about 10-20 minutes)
 #   ./scripts/test.sh -- FILTER  # only tests whose name matches FILTER
 set -euo pipefail
+if [ $# -gt 0 ] && [ "$1" != "--" ]; then
+  echo "usage: $0 [-- FILTER]: runs every test, or only those whose name matches FILTER" >&2
+  exit 2
+fi
 . "$(dirname "$0")/as-root.sh"
 as_root "$@"
 cd "$(dirname "$0")/.."
