@@ -28,8 +28,7 @@ impl Tcb {
         if let Some(a) = ack {
             if seq::le(a, self.iss) || seq::gt(a, self.snd_max) {
                 if seg.control != TcpControl::Rst {
-                    self.rst_reply = Some((a, None));
-                    self.flags |= flag::RARE;
+                    self.rare_mut().rst_reply = Some((a, None));
                 }
                 return;
             }
@@ -161,8 +160,7 @@ impl Tcb {
             }
             if plen > 0 && seq::le(seg_seq.wrapping_add(plen), self.rcv_nxt) {
                 // A duplicate: report it (RFC 2883).
-                self.dsack = Some((seg_seq, seg_seq.wrapping_add(plen)));
-                self.flags |= flag::RARE;
+                self.rare_mut().dsack = Some((seg_seq, seg_seq.wrapping_add(plen)));
             }
             env.stats.out_of_window.inc();
             self.flags |= flag::ACK_NOW;
@@ -217,8 +215,7 @@ impl Tcb {
 
         if self.state == State::SynReceived {
             if !self.complete_handshake(env, seg, ack) {
-                self.rst_reply = Some((ack, None));
-                self.flags |= flag::RARE;
+                self.rare_mut().rst_reply = Some((ack, None));
                 return;
             }
         } else {
@@ -281,8 +278,7 @@ impl Tcb {
                 if fin_seq == self.rcv_nxt {
                     self.peer_fin(env);
                 } else if seq::gt(fin_seq, self.rcv_nxt) {
-                    self.fin_at = Some(fin_seq);
-                    self.flags |= flag::RARE;
+                    self.rare_mut().fin_at = Some(fin_seq);
                 }
             }
             self.flags |= flag::ACK_NOW;
@@ -315,7 +311,9 @@ impl Tcb {
         self.snd_buf.clear(env.slab);
         self.snd_queued = 0;
         self.sent.clear();
-        self.ooo = Vec::new();
+        if let Some(r) = self.rare_set_mut() {
+            r.ooo = Vec::new();
+        }
         self.rtx = Rtx::None;
         self.rtx_at = NEVER;
         self.tw_until = env.now.saturating_add(env.cfg.time_wait_us);
@@ -323,7 +321,9 @@ impl Tcb {
 
     fn peer_fin(&mut self, env: &mut Env) {
         self.rcv_nxt = self.rcv_nxt.wrapping_add(1);
-        self.fin_at = None;
+        if let Some(r) = self.rare_set_mut() {
+            r.fin_at = None;
+        }
         self.flags |= flag::FIN_RCVD | flag::ACK_NOW;
         self.ev |= ev::PEER_FIN;
         let fin_acked = self.flags & flag::FIN_SENT != 0 && self.snd_una == self.snd_max;
@@ -344,8 +344,7 @@ impl Tcb {
         let mut data = payload;
         if seq::lt(s, self.rcv_nxt) {
             let skip = seq::dist(s, self.rcv_nxt) as usize;
-            self.dsack = Some((s, self.rcv_nxt));
-            self.flags |= flag::RARE;
+            self.rare_mut().dsack = Some((s, self.rcv_nxt));
             data = &data[skip.min(data.len())..];
             s = self.rcv_nxt;
         }
@@ -369,7 +368,8 @@ impl Tcb {
         let len = data.len() as u32;
         let off = self.rcv_ready + seq::dist(self.rcv_nxt, s);
         let in_order = s == self.rcv_nxt;
-        if !in_order && self.ooo.len() >= MAX_OOO && !self.ooo_touches(s, s.wrapping_add(len)) {
+        let full = self.rare().is_some_and(|r| r.ooo.len() >= MAX_OOO);
+        if !in_order && full && !self.ooo_touches(s, s.wrapping_add(len)) {
             self.flags |= flag::ACK_NOW;
             return;
         }
@@ -383,29 +383,33 @@ impl Tcb {
         if in_order {
             self.rcv_nxt = s.wrapping_add(len);
             self.rcv_ready += len;
-            let rare = self.flags & flag::RARE != 0;
-            let had_holes = rare && !self.ooo.is_empty();
+            let had_holes = self.rare().is_some_and(|r| !r.ooo.is_empty());
             if had_holes {
                 // Ranges that now join the in-order data.
-                while let Some(&(l, r)) = self.ooo.first() {
-                    if seq::gt(l, self.rcv_nxt) {
+                let mut nxt = self.rcv_nxt;
+                let mut joined = 0;
+                let ooo = &mut self.rare_mut().ooo;
+                while let Some(&(l, r)) = ooo.first() {
+                    if seq::gt(l, nxt) {
                         break;
                     }
-                    self.ooo.remove(0);
-                    if seq::gt(r, self.rcv_nxt) {
-                        self.rcv_ready += seq::dist(self.rcv_nxt, r);
-                        self.rcv_nxt = r;
+                    ooo.remove(0);
+                    if seq::gt(r, nxt) {
+                        joined += seq::dist(nxt, r);
+                        nxt = r;
                     }
                 }
-                if self.ooo.is_empty() {
-                    self.ooo = Vec::new();
+                if ooo.is_empty() {
+                    *ooo = Vec::new();
                 }
+                self.rcv_nxt = nxt;
+                self.rcv_ready += joined;
             }
             self.ev |= ev::READABLE;
             if had_holes {
                 self.flags |= flag::ACK_NOW; // a hole filled (RFC 5681 4.2)
             }
-            if rare && self.fin_at == Some(self.rcv_nxt) {
+            if self.rare().and_then(|r| r.fin_at) == Some(self.rcv_nxt) {
                 self.peer_fin(env);
             }
         } else {
@@ -433,34 +437,36 @@ impl Tcb {
     }
 
     fn ooo_touches(&self, l: u32, r: u32) -> bool {
-        self.ooo
-            .iter()
-            .any(|&(a, b)| seq::le(a, r) && seq::ge(b, l))
+        self.rare().is_some_and(|rare| {
+            rare.ooo
+                .iter()
+                .any(|&(a, b)| seq::le(a, r) && seq::ge(b, l))
+        })
     }
 
     /// Adds [l, r) to the out-of-order ranges, merging neighbours.
     fn add_ooo(&mut self, mut l: u32, mut r: u32) {
+        let rare = self.rare_mut();
         let mut i = 0;
-        while i < self.ooo.len() {
-            let (a, b) = self.ooo[i];
+        while i < rare.ooo.len() {
+            let (a, b) = rare.ooo[i];
             if seq::le(a, r) && seq::ge(b, l) {
                 if seq::le(a, l) && seq::ge(b, r) {
-                    self.dsack.get_or_insert((l, r));
+                    rare.dsack.get_or_insert((l, r));
                 }
                 l = seq::min(a, l);
                 r = seq::max(b, r);
-                self.ooo.remove(i);
+                rare.ooo.remove(i);
             } else {
                 i += 1;
             }
         }
-        let at = self
+        let at = rare
             .ooo
             .iter()
             .position(|&(a, _)| seq::gt(a, l))
-            .unwrap_or(self.ooo.len());
-        self.ooo.insert(at, (l, r));
+            .unwrap_or(rare.ooo.len());
+        rare.ooo.insert(at, (l, r));
         self.ooo_last = l;
-        self.flags |= flag::RARE;
     }
 }

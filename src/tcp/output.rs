@@ -24,10 +24,8 @@ impl Tcb {
 
     fn next_output(&mut self, env: &mut Env) -> Option<Seg> {
         let now = env.now;
-        if self.flags & flag::RARE != 0 {
-            if let Some((s, a)) = self.rst_reply.take() {
-                return Some(self.rst_seg(s, a));
-            }
+        if let Some((s, a)) = self.rare_set_mut().and_then(|r| r.rst_reply.take()) {
+            return Some(self.rst_seg(s, a));
         }
         if self.state == State::Closed {
             return None;
@@ -105,10 +103,12 @@ impl Tcb {
 
     /// SACK blocks waiting to be reported (D-SACK first), at most three.
     fn sack_blocks_pending(&self) -> usize {
-        if self.flags & flag::SACK_OK == 0 || self.flags & flag::RARE == 0 {
-            return 0;
+        match self.rare() {
+            Some(r) if self.flags & flag::SACK_OK != 0 => {
+                (r.dsack.is_some() as usize + r.ooo.len()).min(3)
+            }
+            _ => 0,
         }
-        (self.dsack.is_some() as usize + self.ooo.len()).min(3)
     }
 
     /// Option bytes `n` SACK blocks add to a segment beyond what the MSS
@@ -162,25 +162,27 @@ impl Tcb {
             .find(|&n| self.sack_bytes(n) <= room)
             .unwrap_or(0);
         let omitted = fit < pending;
-        if fit > 0 {
+        // `fit > 0` only when blocks are pending, so the fields are set.
+        let last = self.ooo_last;
+        if let Some(rare) = self.rare_set_mut().filter(|_| fit > 0) {
             let mut n = 0;
-            if let Some(d) = self.dsack.take() {
+            if let Some(d) = rare.dsack.take() {
                 sack_ranges[0] = Some(d);
                 n = 1;
             }
             // The block that changed last first (RFC 2018 4), then the
             // others from the highest down.
             if n < fit {
-                if let Some(&r) = self.ooo.iter().find(|r| r.0 == self.ooo_last) {
+                if let Some(&r) = rare.ooo.iter().find(|r| r.0 == last) {
                     sack_ranges[n] = Some(r);
                     n += 1;
                 }
             }
-            for &r in self.ooo.iter().rev() {
+            for &r in rare.ooo.iter().rev() {
                 if n >= fit {
                     break;
                 }
-                if r.0 != self.ooo_last {
+                if r.0 != last {
                     sack_ranges[n] = Some(r);
                     n += 1;
                 }
@@ -373,8 +375,7 @@ impl Tcb {
         if self.unsent() > 0 && usable > 0 {
             let len = self.unsent().min(self.smss as u32).min(usable);
             let s = self.send_new(env, len);
-            self.tlp_end = Some(self.snd_max);
-            self.flags |= flag::RARE;
+            self.rare_mut().tlp_end = Some(self.snd_max);
             self.arm_rto(env.now);
             return Some(s);
         }
@@ -384,8 +385,7 @@ impl Tcb {
             return None;
         }
         self.retransmitted(env, k);
-        self.tlp_end = Some(self.snd_max);
-        self.flags |= flag::RARE;
+        self.rare_mut().tlp_end = Some(self.snd_max);
         self.arm_rto(env.now);
         let fin = s.flags & sf::FIN != 0;
         Some(self.data_seg(env, s.start, s.end, fin))

@@ -153,13 +153,13 @@ impl Tcb {
         }
 
         // The tail-loss probe's episode ends when its sequence is acked.
-        if let Some(end) = self.rare(|t| t.tlp_end) {
+        if let Some(end) = self.rare().and_then(|r| r.tlp_end) {
             // A D-SACK of the probe means the original had arrived: its
             // ACK was lost or delayed. Either way no congestion response
             // (below); the timer learns nothing, since an ACK lost at
             // random says nothing about how late the next will be.
             if seq::ge(ack, end) {
-                self.tlp_end = None;
+                self.rare_mut().tlp_end = None;
                 if !dsack && self.undo_marker.is_none() {
                     // The probe repaired a loss (RFC 8985 7.4.2): respond.
                     self.cc.on_congestion_event(flight_before, now);
@@ -385,7 +385,9 @@ impl Tcb {
         self.flags &= !flag::RECOVERY;
         self.flags |= flag::AFTER_RTO;
         self.recovery_point = self.snd_max;
-        self.tlp_end = None;
+        if let Some(r) = self.rare_set_mut() {
+            r.tlp_end = None;
+        }
         if first {
             self.undo_marker = Some(self.snd_una);
             self.undo_retrans = 0;
@@ -459,7 +461,7 @@ impl Tcb {
         let tlp_ok = self.flags & flag::SACK_OK != 0
             && !self.in_recovery()
             && self.flags & flag::AFTER_RTO == 0
-            && self.rare(|t| t.tlp_end).is_none()
+            && self.rare().and_then(|r| r.tlp_end).is_none()
             && self.state.synchronized();
         if tlp_ok {
             let pto = self.pto();

@@ -131,6 +131,35 @@ pub(super) enum Rtx {
     Persist,
 }
 
+/// The rarely-set fields that a segment's processing checks: kept in the
+/// block's cold part, behind `flag::RARE` (clear means all are empty, so
+/// a segment reads none of them). A [`Tcb`] reaches them only through
+/// [`Tcb::rare`], [`Tcb::rare_set_mut`] and [`Tcb::rare_mut`], which sets
+/// the flag, so the flag cannot fall out of step with them.
+#[derive(Debug, Default)]
+pub(super) struct Rare {
+    /// End of the tail-loss probe's retransmission, if one is out.
+    pub tlp_end: Option<u32>,
+    /// A RST to send in answer to a segment (seq, ack), RFC 9293 3.10.7.
+    pub rst_reply: Option<(u32, Option<u32>)>,
+    /// A duplicate range to report first in the next ACK (RFC 2883).
+    pub dsack: Option<(u32, u32)>,
+    /// The peer's FIN, when it arrived beyond a hole.
+    pub fin_at: Option<u32>,
+    /// Out-of-order ranges beyond `rcv_nxt`, in sequence order.
+    pub ooo: Vec<(u32, u32)>,
+}
+
+impl Rare {
+    fn is_empty(&self) -> bool {
+        self.tlp_end.is_none()
+            && self.rst_reply.is_none()
+            && self.dsack.is_none()
+            && self.fin_at.is_none()
+            && self.ooo.is_empty()
+    }
+}
+
 /// One connection.
 ///
 /// The layout is hot/cold by hand (`repr(C)`; the stack's connection
@@ -221,16 +250,8 @@ pub struct Tcb {
     // Cold: the rarely-set fields behind `flag::RARE` (checked on every
     // segment, set by loss, reordering and refusals), then the handshake,
     // loss episodes, TIME-WAIT, keepalive.
-    /// End of the tail-loss probe's retransmission, if one is out.
-    pub(super) tlp_end: Option<u32>,
-    /// A RST to send in answer to a segment (seq, ack), RFC 9293 3.10.7.
-    pub(super) rst_reply: Option<(u32, Option<u32>)>,
-    /// A duplicate range to report first in the next ACK (RFC 2883).
-    pub(super) dsack: Option<(u32, u32)>,
-    /// The peer's FIN, when it arrived beyond a hole.
-    pub(super) fin_at: Option<u32>,
-    /// Out-of-order ranges beyond `rcv_nxt`, in sequence order.
-    pub(super) ooo: Vec<(u32, u32)>,
+    /// Private: reached through [`Tcb::rare`] and [`Tcb::rare_mut`] only.
+    cold: Rare,
     pub(super) iss: u32,
     pub(super) irs: u32,
     /// Start of the out-of-order range that changed last (first SACK block).
@@ -257,6 +278,7 @@ impl Tcb {
         let cfg = env.cfg;
         Tcb {
             state: State::Closed,
+            cold: Rare::default(),
             flags: 0,
             ev: 0,
             reason: CloseReason::Normal,
@@ -282,10 +304,7 @@ impl Tcb {
             rcv_ready: 0,
             rcv_adv: 0,
             rcv_buf: ChunkBuf::default(),
-            ooo: Vec::new(),
             ooo_last: 0,
-            fin_at: None,
-            dsack: None,
             rcv_unacked: 0,
             quickack: 16,
             ts_offset,
@@ -299,7 +318,6 @@ impl Tcb {
             rack_end: iss,
             rack_rtt: 0,
             reo_wnd_mult: 1,
-            tlp_end: None,
             rto_floor: 0,
             rto_tsval: None,
             rto_orig_xmit: 0,
@@ -317,7 +335,6 @@ impl Tcb {
             dup_owed: 0,
             persist_n: 0,
             last_challenge: 0,
-            rst_reply: None,
             syn_xmit: 0,
             syn_retransmitted: false,
             last_send: 0,
@@ -600,26 +617,30 @@ impl Tcb {
         self.rcv_buf.lend_first(slab, self.rcv_ready)
     }
 
-    /// `f` of the block when one of its rarely-set fields may be set
-    /// (`flag::RARE`), else `None` without reading them.
+    /// The rarely-set fields, when one of them may be set (`flag::RARE`);
+    /// `None` without reading them (or their cache line) otherwise.
     #[inline]
-    pub(super) fn rare<T>(&self, f: impl FnOnce(&Tcb) -> Option<T>) -> Option<T> {
-        if self.flags & flag::RARE != 0 {
-            f(self)
-        } else {
-            None
-        }
+    pub(super) fn rare(&self) -> Option<&Rare> {
+        (self.flags & flag::RARE != 0).then_some(&self.cold)
+    }
+
+    /// The rarely-set fields, for writing: marks them as possibly set.
+    #[inline]
+    pub(super) fn rare_mut(&mut self) -> &mut Rare {
+        self.flags |= flag::RARE;
+        &mut self.cold
+    }
+
+    /// The rarely-set fields for taking one out, when one may be set.
+    #[inline]
+    pub(super) fn rare_set_mut(&mut self) -> Option<&mut Rare> {
+        (self.flags & flag::RARE != 0).then_some(&mut self.cold)
     }
 
     /// Clears `flag::RARE` when every rarely-set field is empty again.
     #[cold]
     pub(super) fn settle_rare(&mut self) {
-        if self.tlp_end.is_none()
-            && self.rst_reply.is_none()
-            && self.dsack.is_none()
-            && self.fin_at.is_none()
-            && self.ooo.is_empty()
-        {
+        if self.cold.is_empty() {
             self.flags &= !flag::RARE;
         }
     }
@@ -634,7 +655,7 @@ impl Tcb {
         self.rcv_ready -= n;
         // What is still stored past the consumed bytes: unread in-order
         // bytes and the out-of-order ranges.
-        let span = match self.rare(|t| t.ooo.last().copied()) {
+        let span = match self.rare().and_then(|r| r.ooo.last().copied()) {
             Some((_, end)) => seq::dist(self.rcv_nxt, end) + self.rcv_ready,
             None => self.rcv_ready,
         };
@@ -692,7 +713,7 @@ impl Tcb {
         self.rcv_buf.clear(slab);
         self.snd_queued = 0;
         self.rcv_ready = 0;
-        self.ooo = Vec::new();
+        self.cold.ooo = Vec::new();
         self.sent.clear();
     }
 
