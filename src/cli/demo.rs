@@ -100,21 +100,17 @@ pub fn run(a: DemoArgs) -> Result<()> {
     sys::unshare_netns()?;
     // IPv4 only: no IPv6 autoconfiguration chatter on the new TAP.
     sh("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1")?;
-    let vnet = a.vnet || a.tso;
-    let port = TapPort::open(&TapConfig {
-        vnet,
-        tso: a.tso,
-        frames: if a.tso { 512 } else { 4096 },
-        ..TapConfig::new("bp0")
-    })?;
+    // The port spec a user would write, opened the way `--port` opens it
+    // (so its defaults, such as the TSO pool size, are the port's own).
+    let spec = match (a.vnet, a.tso) {
+        (_, true) => "tap:bp0,vnet,tso",
+        (true, false) => "tap:bp0,vnet",
+        (false, false) => "tap:bp0",
+    };
+    let port = TapPort::open(&TapConfig::from_spec(&mut spec.parse()?, 1)?)?;
     sh("ip addr add 10.88.0.1/24 dev bp0")?;
     let common = Common {
-        ports: vec![match (vnet, a.tso) {
-            (_, true) => "tap:bp0,vnet,tso",
-            (true, false) => "tap:bp0,vnet",
-            (false, false) => "tap:bp0",
-        }
-        .into()],
+        ports: vec![spec.into()],
         cores: a.cores.clone(),
         duration: Some(a.duration + 1.5),
         stats_interval: 1.0,
