@@ -15,7 +15,7 @@ mod pool;
 pub use meta::{Checksum, L3Type, L4Offload, L4Type, PacketType, RxChecksum, TxOffload};
 #[cfg_attr(not(feature = "af-xdp"), allow(unused_imports))]
 pub(crate) use pool::{prefetch_line, Home, HomeRef, Mapping, Returns};
-pub use pool::{HugePolicy, Pool, PoolBuf, PoolConfig, PoolStats};
+pub use pool::{HugePolicy, Pool, PoolBuf, PoolConfig, PoolStats, MAX_FRAME};
 
 /// Packets per burst, in and out (DPDK's customary 32).
 pub const BURST: usize = 32;

@@ -44,6 +44,11 @@ pub enum HugePolicy {
     Never,
 }
 
+/// The largest frame a pool holds (headroom included): a 64 KiB IP
+/// packet (a TSO segment), its Ethernet header and the headroom. Ports
+/// that take or make TSO segments size their frames to it.
+pub const MAX_FRAME: u32 = 65536 + 512;
+
 /// How to build a [`Pool`].
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
@@ -371,9 +376,9 @@ impl Pool {
                 cfg.name
             )));
         }
-        if cfg.frame_size < 128 || cfg.frame_size > 65536 + 512 {
+        if cfg.frame_size < 128 || cfg.frame_size > MAX_FRAME {
             return Err(Error::Pool(format!(
-                "{}: frame size {} is out of range (128..=66048)",
+                "{}: frame size {} is out of range (128..={MAX_FRAME})",
                 cfg.name, cfg.frame_size
             )));
         }

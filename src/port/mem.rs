@@ -94,10 +94,6 @@ pub struct MemConfig {
     pub tso: bool,
 }
 
-/// Frames (headroom included) of a TSO wire's queues: the largest IP
-/// packet, its Ethernet header and the headroom.
-const TSO_FRAME: u32 = 65536 + 512;
-
 impl Default for MemConfig {
     fn default() -> Self {
         MemConfig {
@@ -478,7 +474,11 @@ impl MemPort {
             let pool = |end: &str| {
                 Pool::new(&PoolConfig {
                     frames: cfg.pool_frames,
-                    frame_size: if cfg.tso { TSO_FRAME } else { cfg.frame_size },
+                    frame_size: if cfg.tso {
+                        crate::buf::MAX_FRAME
+                    } else {
+                        cfg.frame_size
+                    },
                     headroom: 128,
                     huge: cfg.huge,
                     name: format!("{}.{end}.q{q}", cfg.name),

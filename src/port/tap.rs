@@ -83,9 +83,6 @@ const VNET_F_DATA_VALID: u8 = 2;
 const VNET_GSO_TCPV4: u8 = 1;
 const VNET_GSO_TCPV6: u8 = 4;
 const VNET_GSO_ECN: u8 = 0x80;
-/// Pool frames (headroom included) when `tso`: the largest IP packet, its
-/// Ethernet header, and the headroom (the pool's own upper bound).
-const TSO_FRAME: u32 = 65536 + 512;
 /// Default frames per queue pool when `tso` (each is 64.5 KiB).
 const TSO_FRAMES: u32 = 512;
 
@@ -485,7 +482,7 @@ impl TapPort {
         sys::set_up(&cfg.name)?;
         let mtu = sys::get_mtu(&cfg.name)?;
         let frame_size = if cfg.tso {
-            TSO_FRAME
+            crate::buf::MAX_FRAME
         } else {
             (mtu as u32 + 14 + 4 + 128).next_multiple_of(64).max(2048)
         };
@@ -557,7 +554,7 @@ mod tests {
     use crate::testing::{emit_tcp, emit_tcp6, emit_udp, syn, Ends, Ends6};
 
     fn pool() -> Pool {
-        crate::testing::pool(16, TSO_FRAME, 128)
+        crate::testing::pool(16, crate::buf::MAX_FRAME, 128)
     }
 
     const ENDS: Ends = Ends {

@@ -375,7 +375,7 @@ mod tests {
     #[test]
     fn a_bulk_stream_becomes_tso_frames_that_cut_back_into_its_segments() {
         for peer in [V4, V6] {
-            let p = pool(65536 + 512, 128);
+            let p = pool(crate::buf::MAX_FRAME, 128);
             let n = 100 * MSS as usize + 300;
             let data = stream(n);
             let mut segs: Vec<Seg> = (0..100)
@@ -439,7 +439,7 @@ mod tests {
     /// a segment after a short one; a frame of one segment is ordinary.
     #[test]
     fn frames_stop_at_gaps_other_headers_and_control_segments() {
-        let p = pool(65536 + 512, 128);
+        let p = pool(crate::buf::MAX_FRAME, 128);
         let m = MSS as u32;
         let data = stream(20 * MSS as usize);
         let other_ack = |s: u32| {
@@ -499,7 +499,7 @@ mod tests {
         let m = MSS as u32;
         let data = stream(4 * MSS as usize);
         let segs: Vec<Seg> = (0..4).map(|i| seg(i * m, m, TcpControl::None)).collect();
-        for p in [pool(65536 + 512, 0), pool(2048, 128)] {
+        for p in [pool(crate::buf::MAX_FRAME, 0), pool(2048, 128)] {
             let frames = frame_all(&p, true, V4, &segs, &data);
             assert_eq!(frames.len(), 4);
             assert!(frames.iter().all(|b| b.tx_offload().is_none()));
