@@ -236,7 +236,7 @@ pub struct LoadStats {
 #[derive(Debug)]
 pub struct Flow {
     /// Send time (µs) of each request in flight, oldest first.
-    stamps: VecDeque<u64>,
+    stamps: Stamps,
     /// Bytes of the oldest response received so far (`rr`, `cps`).
     got: usize,
     /// Request bytes the send buffer has not taken yet.
@@ -632,7 +632,7 @@ impl TcpApp for LoadGen {
             self.stats.full_at_us.set(now.micros() + 1);
         }
         let mut f = Flow {
-            stamps: VecDeque::new(),
+            stamps: Stamps::default(),
             got: 0,
             owed: 0,
             http_out: Vec::new(),
@@ -862,7 +862,9 @@ impl LoadGen {
     }
 }
 
+mod stamps;
 mod summary;
+use stamps::Stamps;
 pub use summary::{empty_histogram, CoreSummary, LoadSummary, Percentiles, Stall, StallWatch};
 
 #[cfg(test)]

@@ -298,7 +298,7 @@ fn point(a: &TcpBenchArgs, n: usize) -> Result<(Point, OursRun)> {
     a.say(&format!(
         "  where an end's bytes go (size_of): the table slot {slot} B (the stack's Conn with the {} engine's block inline), \
          the 4-tuple table's 16 B entries, at most half of them used (~{:.0} B per end at this fill), \
-         a timer wheel entry 16 B while a deadline is set, the application's state (server: 8 B; loadgen: {} B + its request stamps once it has sent), \
+         a timer wheel entry 16 B while a deadline is set, the application's state (server: 8 B; loadgen: {} B, and a block for the send times behind the first when requests are pipelined), \
          plus allocator overhead",
         TcpOpts::default().engine,
         // `table_capacity` is half the entries (the table stays at most
