@@ -9,6 +9,7 @@ mod fwd;
 mod hyper;
 mod l3fwd;
 mod lossy;
+mod placement;
 mod proc;
 mod soak;
 mod tcp;

@@ -45,6 +45,10 @@ pub struct SideRun {
     /// side's figures are those of the median round).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub round_rates: Vec<f64>,
+    /// The server and client cores' round trip (ns) just before and just
+    /// after this side ran (see `bench::placement`), where measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub core_round_trip_ns: Option<[f64; 2]>,
 }
 
 impl SideRun {
@@ -90,6 +94,7 @@ impl SideRun {
             stalls,
             invalid: (!why.is_empty()).then(|| why.join("; ")),
             round_rates: Vec::new(),
+            core_round_trip_ns: None,
         }
     }
 
@@ -248,6 +253,12 @@ pub fn print_points(a: &TcpBenchArgs, title: &str, unit: &str, pts: &[Point]) {
             &p.ours,
             &p.ratio_cell(),
         );
+        if let Some([before, after]) = p.ours.core_round_trip_ns {
+            a.say(&format!(
+                "{:>8} {:>24} cores {} and {}: {before:.0} ns round trip before, {after:.0} ns after",
+                "", "", a.server_core, a.client_core
+            ));
+        }
         for (n, s) in &p.baselines {
             side_row(a, "", n, s, if n == best { "(best)" } else { "" });
         }
