@@ -890,3 +890,66 @@ fn a_fin_to_a_vanished_peer_is_given_up_but_idle_connections_stay() {
     );
     r.settle_and_check_leaks();
 }
+
+/// A router on the path whose next hop is narrower than the MSS (RFC
+/// 1191): it drops the server's full-sized segments (IPv4, don't-fragment
+/// set) and answers each with "fragmentation needed". The server lowers
+/// its segment size, sends the dropped data again in pieces that fit, and
+/// the echo completes with no retransmission timeout. Messages that quote
+/// a sequence number not in flight, or no connection, change nothing.
+#[test]
+fn a_narrower_path_is_learnt_from_icmp_and_forgeries_are_ignored() {
+    let mut r = rig(Setup::default(), Churn::new(1, 1, 256 << 10));
+    r.sh.lock().unwrap().mtu = Some(1200);
+    let t0 = r.now;
+    assert!(r.drive(1_000_000, |r| r.client.app().ok == 1));
+    let took = r.now - t0;
+    let st = r.server.stack().stats().clone();
+    let too_big = r.sh.lock().unwrap().too_big;
+    assert!(too_big > 0, "the server's segments did not fit at first");
+    assert_eq!(st.tcp.pmtu_lowered.get(), 1, "one lowering is enough");
+    assert_eq!(st.tcp.rtos.get(), 0, "nothing waited for a timeout");
+    assert_eq!(r.client.app().bad, 0);
+    // 256 KiB each way over a wire with no delay: the news costs a round
+    // trip, not the 200 ms initial RTO and its backoff.
+    assert!(took < 100_000, "took {took} µs of manual time");
+
+    // Forged: a live connection, a sequence number far outside its flight;
+    // and a connection that does not exist.
+    let mut c = Churn::new(1, 1, 1000);
+    c.hold = true;
+    let mut r = rig(Setup::default(), c);
+    r.record(true);
+    assert!(r.drive(100_000, |r| r.client.app().held.len() == 1));
+    // Delayed ACKs go out: nothing of the server's is in flight.
+    r.drive(1000, |_| false);
+    let seg = r
+        .take_sent()
+        .iter()
+        .rev()
+        .find(|f| wire::seen_tcp(f).is_some_and(|s| s.sport == PORT))
+        .cloned()
+        .expect("a segment from the server");
+    let s = wire::seen_tcp(&seg).unwrap();
+    // The quoted TCP header: its ports at 14 + 20, its sequence number 4
+    // bytes on. Quoted as sent (acknowledged since), 2^30 past it, and
+    // with the peer's port changed (no such connection).
+    let tcp = 14 + 20;
+    let mut far = seg.clone();
+    far[tcp + 4..tcp + 8].copy_from_slice(&s.seq.wrapping_add(1 << 30).to_be_bytes());
+    let mut nobody = seg.clone();
+    nobody[tcp + 2..tcp + 4].copy_from_slice(&1u16.to_be_bytes());
+    for mut f in [seg, far, nobody] {
+        // Made long enough to be "too big" for 1,000 bytes (the quote is
+        // judged by what it names, not by its length).
+        f.resize(1514, 0);
+        let ip_len = (f.len() - 14) as u16;
+        f[16..18].copy_from_slice(&ip_len.to_be_bytes());
+        r.inject(wire::frag_needed(&f, 1000).expect("an ICMP error"));
+    }
+    r.drive(1000, |_| false);
+    let st = r.server.stack().stats();
+    assert_eq!(st.tcp.pmtu_lowered.get(), 0);
+    assert_eq!(st.tcp.pmtu_ignored.get(), 3);
+    r.settle_and_check_leaks();
+}

@@ -352,7 +352,10 @@ fn ipv6(bytes: &[u8], ours: &Ours, verify: Verify) -> Result<Class, Reject> {
 
 /// Walks the extension headers from `next` over `rest`: returns the upper
 /// protocol, its bytes and how many header bytes were walked past.
-fn walk_ext(mut next: IpProtocol, mut rest: &[u8]) -> Result<(IpProtocol, &[u8], usize), Reject> {
+pub(super) fn walk_ext(
+    mut next: IpProtocol,
+    mut rest: &[u8],
+) -> Result<(IpProtocol, &[u8], usize), Reject> {
     let mut walked = 0;
     for i in 0..=MAX_EXT_HEADERS {
         match next {

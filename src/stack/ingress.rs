@@ -159,7 +159,12 @@ impl<Q: PortQueue> Stack<Q> {
                 self.feed_empty(buf);
                 self.wake_neighbour_waiters();
             }
-            Ok(Class::Icmp) => self.feed_empty(buf),
+            Ok(Class::Icmp) => {
+                if let Some(m) = pmtu::too_big(buf.data(), &self.ours) {
+                    self.path_mtu(m);
+                }
+                self.feed_empty(buf);
+            }
             Ok(Class::Tcp {
                 key,
                 dst_port,

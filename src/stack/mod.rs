@@ -77,6 +77,7 @@ mod key;
 mod listen;
 pub(crate) mod nd;
 mod opts;
+mod pmtu;
 mod segment;
 mod smol;
 mod stats;

@@ -108,6 +108,13 @@ pub struct TcpStats {
     pub keepalives: Counter,
     /// Connections ended by a timeout.
     pub timeouts: Counter,
+    /// Segment sizes lowered by an ICMP "fragmentation needed" or ICMPv6
+    /// "packet too big" (path MTU discovery, RFC 1191 and RFC 8201).
+    pub pmtu_lowered: Counter,
+    /// Such messages ignored: for no connection of this engine, quoting a
+    /// sequence number not in flight (RFC 5927 4.1), or no smaller than
+    /// what is sent already.
+    pub pmtu_ignored: Counter,
 }
 
 /// Global rate limit of challenge ACKs (RFC 5961 7): at most `per_sec` a

@@ -181,6 +181,50 @@ impl Flight {
         self.retrans
     }
 
+    /// Cuts every record that carries more than `mss` bytes of data (and
+    /// is not SACKed) into records of at most `mss`, each marked lost; the
+    /// FIN, if it had one, goes with the last piece. Returns how many
+    /// records were cut. This runs when the path's MTU turns out smaller
+    /// than the segments sent (see `Tcb::on_path_mtu`): a segment larger
+    /// than the new size was dropped on the way, since it was sent with
+    /// IPv4's don't-fragment bit set (and IPv6 routers never fragment).
+    /// Rare, so the records are rebuilt.
+    pub fn resegment(&mut self, mss: u32) -> usize {
+        let mss = mss.max(1);
+        let data = |s: &Sent| s.len() - (s.flags & sf::FIN != 0) as u32;
+        let too_big = |s: &Sent| s.flags & sf::SACKED == 0 && data(s) > mss;
+        if !self.segs.iter().any(too_big) {
+            return 0;
+        }
+        let old: Vec<Sent> = self.segs.iter().copied().collect();
+        self.clear();
+        let mut cut = 0;
+        for s in old {
+            if !too_big(&s) {
+                self.push(s);
+                continue;
+            }
+            cut += 1;
+            let fin = s.flags & sf::FIN;
+            let (mut at, mut left) = (s.start, data(&s));
+            while left > 0 {
+                let n = left.min(mss);
+                left -= n;
+                let last = left == 0;
+                let end = at.wrapping_add(n + u32::from(last && fin != 0));
+                let flags = (s.flags & !sf::FIN) | sf::LOST | if last { fin } else { 0 };
+                self.push(Sent {
+                    start: at,
+                    end,
+                    xmit: s.xmit,
+                    flags,
+                });
+                at = end;
+            }
+        }
+        cut
+    }
+
     /// Forgets every record (the connection went, or is in TIME-WAIT).
     pub fn clear(&mut self) {
         *self = Flight::default();

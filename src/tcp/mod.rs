@@ -20,7 +20,8 @@
 //! - [`recovery`]: the SACK scoreboard (RFC 2018, RFC 6675), RACK-TLP
 //!   (RFC 8985), NewReno without SACK (RFC 6582), RTO (RFC 6298);
 //! - [`cc`]: CUBIC (RFC 9438), Reno, none;
-//! - [`isn`]: RFC 6528 initial sequence numbers; [`syncookie`]: RFC 4987.
+//! - [`isn`]: RFC 6528 initial sequence numbers; [`syncookie`]: RFC 4987;
+//! - [`pmtu`]: path MTU discovery (RFC 1191, RFC 8201).
 
 pub mod buf;
 pub mod cc;
@@ -29,6 +30,7 @@ pub mod flight;
 mod input;
 pub mod isn;
 mod output;
+pub mod pmtu;
 pub mod recovery;
 pub mod ring;
 pub mod rtt;

@@ -986,3 +986,5 @@ fn rfc9293_3_10_7_4_a_pure_ack_on_the_right_edge_is_processed() {
     inject(&mut n, 1, ack_at(edge));
     assert_eq!(n.ends[1].tcb().snd_una, b_next);
 }
+
+mod pmtu;

@@ -23,6 +23,13 @@ pub struct Shared {
     pub record: bool,
     /// Pool buffers to take out of circulation (exhaustion tests).
     pub hoard_target: usize,
+    /// A router with a next hop of this MTU on the path out: an IPv4
+    /// frame the stack sends that is larger (and has don't-fragment set)
+    /// is dropped, and an ICMP "fragmentation needed" quoting it comes
+    /// back on the next receive.
+    pub mtu: Option<usize>,
+    /// Frames that router dropped.
+    pub too_big: usize,
     hoard: Vec<PoolBuf>,
 }
 
@@ -89,6 +96,7 @@ impl PortQueue for Inject {
         n
     }
     fn tx_burst(&mut self, burst: &mut Burst<PoolBuf>) -> usize {
+        let mut dropped = 0;
         {
             let mut sh = self.shared.lock().unwrap();
             if sh.record {
@@ -96,8 +104,21 @@ impl PortQueue for Inject {
                     sh.sent.push(b.data().to_vec());
                 }
             }
+            if let Some(mtu) = sh.mtu {
+                let mut errors = Vec::new();
+                burst.retain(|b| match frag_needed(b.data(), mtu) {
+                    Some(e) => {
+                        errors.push(e);
+                        false
+                    }
+                    None => true,
+                });
+                dropped = errors.len();
+                sh.too_big += dropped;
+                sh.inject.extend(errors);
+            }
         }
-        self.inner.tx_burst(burst)
+        dropped + self.inner.tx_burst(burst)
     }
     fn alloc(&mut self) -> Option<PoolBuf> {
         self.inner.alloc()
@@ -111,6 +132,44 @@ impl PortQueue for Inject {
     fn flush(&mut self) {
         self.inner.flush()
     }
+}
+
+/// The ICMP "fragmentation needed" (RFC 1191) a router with a next hop of
+/// `mtu` bytes sends back for `frame`, if it is an IPv4 packet with
+/// don't-fragment set that does not fit; it quotes the packet's first 548
+/// bytes, as Linux does (576 in all).
+pub fn frag_needed(frame: &[u8], mtu: usize) -> Option<Vec<u8>> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.ethertype() != EthernetProtocol::Ipv4 {
+        return None;
+    }
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    if usize::from(ip.total_len()) <= mtu || !ip.dont_frag() {
+        return None;
+    }
+    let quote = &eth.payload()[..usize::from(ip.total_len()).min(548)];
+    let mut icmp = vec![3, 4, 0, 0, 0, 0];
+    icmp.extend_from_slice(&(mtu as u16).to_be_bytes());
+    icmp.extend_from_slice(quote);
+    let mut p = Icmpv4Packet::new_unchecked(&mut icmp[..]);
+    p.fill_checksum();
+    // From the router (here: the packet's destination), to the sender.
+    let ipr = Ipv4Repr {
+        src_addr: ip.dst_addr(),
+        dst_addr: ip.src_addr(),
+        next_header: IpProtocol::Icmp,
+        payload_len: icmp.len(),
+        hop_limit: 64,
+    };
+    let mut out = vec![0u8; 14 + 20 + icmp.len()];
+    let mut e = EthernetFrame::new_unchecked(&mut out[..]);
+    e.set_src_addr(eth.dst_addr());
+    e.set_dst_addr(eth.src_addr());
+    e.set_ethertype(EthernetProtocol::Ipv4);
+    let mut o = Ipv4Packet::new_unchecked(e.payload_mut());
+    ipr.emit(&mut o, &ChecksumCapabilities::default());
+    o.payload_mut().copy_from_slice(&icmp);
+    Some(out)
 }
 
 /// A TCP segment's fields for [`tcp_frame`].
