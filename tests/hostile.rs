@@ -899,7 +899,7 @@ fn a_fin_to_a_vanished_peer_is_given_up_but_idle_connections_stay() {
 /// a sequence number not in flight, or no connection, change nothing.
 #[test]
 fn a_narrower_path_is_learnt_from_icmp_and_forgeries_are_ignored() {
-    let mut r = rig(Setup::default(), Churn::new(1, 1, 256 << 10));
+    let mut r = rig(Setup::default(), Churn::new(2, 1, 256 << 10));
     r.sh.lock().unwrap().mtu = Some(1200);
     let t0 = r.now;
     assert!(r.drive(1_000_000, |r| r.client.app().ok == 1));
@@ -913,6 +913,12 @@ fn a_narrower_path_is_learnt_from_icmp_and_forgeries_are_ignored() {
     // 256 KiB each way over a wire with no delay: the news costs a round
     // trip, not the 200 ms initial RTO and its backoff.
     assert!(took < 100_000, "took {took} µs of manual time");
+    // The next connection to the same peer starts with what the first
+    // learnt: nothing of it is too big.
+    assert!(r.drive(1_000_000, |r| r.client.app().ok == 2));
+    assert_eq!(r.sh.lock().unwrap().too_big, too_big);
+    assert_eq!(st.tcp.pmtu_lowered.get(), 1);
+    assert_eq!(r.client.app().bad, 0);
 
     // Forged: a live connection, a sequence number far outside its flight;
     // and a connection that does not exist.

@@ -167,3 +167,62 @@ fn lossy_bench_fails_on_a_stall_past_the_limit() {
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("more than --max-stall-ms 50"), "{text}");
 }
+
+/// A router whose hop towards the clients is 1,280 bytes while every link
+/// at either end is 1,500 (`bench lossy --mtu`): the MSS agreed in the
+/// handshake is too big for the path, and a server finds out only from
+/// the router's ICMP "fragmentation needed" (RFC 1191). The kernel and the
+/// bypass engine both echo 1 MiB back intact with no timeout-sized stall.
+/// (The smoltcp engine has no path MTU discovery: every full-sized segment
+/// it sends is dropped, and the echo times out. It is left out.)
+#[test]
+#[ignore = "needs root"]
+fn a_narrower_hop_is_found_by_path_mtu_discovery() {
+    common::require_root("a_narrower_hop_is_found_by_path_mtu_discovery");
+    common::private_netns();
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "lossy",
+            "--json",
+            "--scenarios",
+            "bulk",
+            "--loss",
+            "0",
+        ])
+        .args([
+            "--mtu",
+            "1280",
+            "--mib",
+            "1",
+            "--repeat",
+            "1",
+            "--timeout",
+            "20",
+        ])
+        .args(["--bypass", "bypass=--tcp bypass"])
+        .output()
+        .expect("run bypass bench lossy");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed:\n{stderr}\n{stdout}");
+    let docs: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let bulk = scenario(&docs, "bulk");
+    for name in ["kernel", "bypass"] {
+        let srv = server(bulk, name);
+        for i in 0..2 {
+            let run = assert_intact(srv, i);
+            // A timeout (200 ms at the least, on either side) would show.
+            assert!(run["stall_ms"].as_f64().unwrap() < 150.0, "{srv}");
+        }
+    }
+    // The hop was really there: the router told each server (during its
+    // warm-up transfer, which is where each learnt it).
+    for name in ["kernel", "bypass"] {
+        let told = server(bulk, name)["frag_needed_sent"].as_u64().unwrap();
+        assert!(told > 0, "{name} was never told: {bulk}");
+    }
+}

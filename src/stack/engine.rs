@@ -60,6 +60,10 @@ pub(super) struct OwnCore {
     /// learnt again. Read only when a retransmission timer is about to
     /// fire, written only when a connection learns a higher floor.
     floors: std::collections::HashMap<IpAddr, (u32, u64), ahash::RandomState>,
+    /// Per peer address: the path MTU a connection to it learnt from a
+    /// router (see `stack::pmtu`) and when; new connections to it start
+    /// with it for [`PATH_MTU_FOR_US`].
+    path_mtus: std::collections::HashMap<IpAddr, (u32, u64), ahash::RandomState>,
     mtu: u16,
     pub csum: ChecksumCapabilities,
     /// The port cuts large segments: send full-MSS runs as TSO frames
@@ -127,6 +131,7 @@ impl OwnCore {
             tw: TimeWaits::default(),
             tw6: TimeWaits::default(),
             floors: Default::default(),
+            path_mtus: Default::default(),
             mtu,
             csum,
             tso: caps.tso,
@@ -163,6 +168,26 @@ impl OwnCore {
         }
     }
 
+    /// The path MTU a connection to `peer` learnt, if it is recent.
+    pub(super) fn path_mtu(&self, peer: IpAddr, now: u64) -> Option<u32> {
+        self.path_mtus
+            .get(&peer)
+            .filter(|&&(_, at)| now.saturating_sub(at) < PATH_MTU_FOR_US)
+            .map(|&(m, _)| m)
+    }
+
+    /// Records the path MTU a connection to `peer` learnt.
+    pub(super) fn learn_path_mtu(&mut self, peer: IpAddr, mtu: u32, now: u64) {
+        if self.path_mtus.len() >= 1 << 16 && !self.path_mtus.contains_key(&peer) {
+            self.path_mtus
+                .retain(|_, &mut (_, at)| now.saturating_sub(at) < PATH_MTU_FOR_US);
+            if self.path_mtus.len() >= 1 << 16 {
+                self.path_mtus.clear();
+            }
+        }
+        self.path_mtus.insert(peer, (mtu, now));
+    }
+
     /// Records a floor a connection to `peer` learnt.
     fn learn_floor(&mut self, peer: IpAddr, floor: u32, now: u64) {
         if self.floor(peer, now) < floor {
@@ -173,6 +198,11 @@ impl OwnCore {
         }
     }
 }
+
+/// How long a learnt path MTU is used for new connections to the peer
+/// (Linux's `ip_rt_mtu_expires`): after that the full MSS is tried again,
+/// in case the path widened (RFC 1191 6.3).
+pub(super) const PATH_MTU_FOR_US: u64 = 600_000_000;
 
 /// How fast a peer's learnt RTO floor fades when nothing renews it.
 const FLOOR_HALF_LIFE_US: u64 = 10_000_000;
@@ -374,6 +404,9 @@ impl<Q: PortQueue> Stack<Q> {
         if learnt {
             self.share_floor(idx, floor);
         }
+        if evs & ev::OPEN != 0 {
+            self.start_with_path_mtu(idx);
+        }
         self.report(
             idx,
             Report {
@@ -406,6 +439,23 @@ impl<Q: PortQueue> Stack<Q> {
                     self.touch(idx);
                 }
             }
+        }
+    }
+
+    /// A connection just opened: if an earlier one to the same peer
+    /// learnt a narrower path, it starts with it (before it sends data).
+    #[cold]
+    #[inline(never)]
+    fn start_with_path_mtu(&mut self, idx: u32) {
+        let Some(peer) = self.conn_peer(idx) else {
+            return;
+        };
+        let Some(mtu) = self.own.path_mtu(peer.remote(), self.now_us) else {
+            return;
+        };
+        let ip_header = if peer.is_v6() { 40 } else { 20 };
+        if let Some(o) = self.slots[idx as usize].conn.as_mut().and_then(own_mut) {
+            o.tcb.clamp_to_path_mtu(mtu, ip_header);
         }
     }
 

@@ -118,6 +118,10 @@ impl<Q: PortQueue> Stack<Q> {
         };
         let mut env = self.own.env(&self.stats.tcp, o.cfg, now);
         if o.tcb.on_path_mtu(&mut env, m.mtu, m.ip_header, m.seq) {
+            // Later connections to the peer start with it.
+            if let Some(peer) = self.conn_peer(idx) {
+                self.own.learn_path_mtu(peer.remote(), m.mtu, now);
+            }
             self.own_after(idx, true);
         }
     }

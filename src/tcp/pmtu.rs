@@ -56,6 +56,27 @@ impl Tcb {
         if !(sending && in_flight) {
             return ignored(env);
         }
+        if !self.clamp_to_path_mtu(mtu, ip_header) {
+            return ignored(env);
+        }
+        env.stats.pmtu_lowered.inc();
+        if self.sent.resegment(u32::from(self.smss)) > 0 && !self.in_recovery() {
+            // Send the pieces as recovery sends lost segments, without
+            // the congestion response: recovery ends with the ACK of
+            // everything sent so far, and the controller was never told.
+            self.flags |= flag::RECOVERY;
+            self.recovery_point = self.snd_max;
+        }
+        true
+    }
+
+    /// Lowers the segment size to what a path of `mtu` bytes carries (IP
+    /// header of `ip_header` bytes), if that is smaller; returns whether
+    /// it did. For a connection that opens towards a peer whose path MTU
+    /// the stack learnt from an earlier one (Linux keeps it per
+    /// destination for 10 minutes, as the stack does), before it sends
+    /// any data.
+    pub fn clamp_to_path_mtu(&mut self, mtu: u32, ip_header: u32) -> bool {
         let floor = if ip_header >= 40 {
             MIN_MTU_V6
         } else {
@@ -67,18 +88,10 @@ impl Tcb {
         let options = if self.flags & flag::TS_OK != 0 { 12 } else { 0 };
         let fits = mtu.max(floor).saturating_sub(ip_header + 20 + options);
         if fits == 0 || fits >= u32::from(self.smss) {
-            return ignored(env);
+            return false;
         }
         self.smss = fits as u16;
         self.cc.set_mss(fits);
-        env.stats.pmtu_lowered.inc();
-        if self.sent.resegment(fits) > 0 && !self.in_recovery() {
-            // Send the pieces as recovery sends lost segments, without
-            // the congestion response: recovery ends with the ACK of
-            // everything sent so far, and the controller was never told.
-            self.flags |= flag::RECOVERY;
-            self.recovery_point = self.snd_max;
-        }
         true
     }
 }

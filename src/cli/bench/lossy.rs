@@ -128,6 +128,12 @@ pub struct LossyArgs {
     /// Leave out the rr rows with `bypass loadgen` as the client.
     #[arg(long)]
     pub no_bypass_client: bool,
+    /// Next-hop MTU of the router's route to the kernel clients, in bytes
+    /// (all scenarios): what the servers send back crosses a hop narrower
+    /// than the clients' own 1,500-byte link, which only path MTU
+    /// discovery (RFC 1191) finds. Try 1280.
+    #[arg(long, value_name = "BYTES")]
+    pub mtu: Option<u32>,
     /// Fail if any client goes longer than this without progress.
     #[arg(long, value_name = "MS")]
     pub max_stall_ms: Option<f64>,
@@ -254,6 +260,9 @@ impl LossyArgs {
         if self.scenarios.is_empty() {
             return bad("--scenarios names nothing to run");
         }
+        if self.mtu.is_some_and(|m| !(576..=1500).contains(&m)) {
+            return bad("--mtu must be between 576 and 1500 bytes (the clients' link is 1500)");
+        }
         Ok(())
     }
 
@@ -345,6 +354,10 @@ impl BulkRun {
 pub struct BulkRow {
     server: String,
     runs: Vec<BulkRun>,
+    /// ICMP "fragmentation needed" the router sent over the whole row,
+    /// warm-up included (a server that learns a narrower hop learns it
+    /// there, and its measured runs meet none).
+    frag_needed: u64,
 }
 
 impl BulkRow {
@@ -490,7 +503,9 @@ impl Bench<'_> {
         let mut row = BulkRow {
             server: server.to_string(),
             runs: Vec::new(),
+            frag_needed: 0,
         };
+        let at_start = self.topo.counters()?;
         // Warm-up (ARP, first connection); not measured.
         self.path(0, self.a.shaping(false))?;
         let s = kernel::connect_in(&self.topo.client, target, Duration::from_secs(10))?;
@@ -530,6 +545,7 @@ impl Bench<'_> {
             }
             row.runs.push(run);
         }
+        row.frag_needed = self.topo.counters()?.since(&at_start).too_big;
         Ok(row)
     }
 
@@ -676,6 +692,9 @@ pub fn run(mut a: LossyArgs) -> Result<()> {
     let load_before = report::loadavg();
     let started = Instant::now();
     let mut topo = Topo::up()?;
+    if let Some(m) = a.mtu {
+        topo.narrow_client_hop(m)?;
+    }
     let server_slots: Vec<TapSlot> = (0..configs.len())
         .map(|i| topo.add_tap(&format!("st{i}"), 10 + i as u8))
         .collect::<Result<_>>()?;

@@ -74,6 +74,11 @@ pub fn setup(a: &LossyArgs, t: &Topo, configs: &[BypassConfig], load: &str) -> S
         pct(a.flows_loss) * 100.0,
         a.flows_secs
     );
+    if let Some(m) = a.mtu {
+        s += &format!(
+            "  a {m}-byte hop towards the clients (their link: 1500): found only by path MTU discovery\n"
+        );
+    }
     s += &format!("  load average before: {load}");
     s
 }
@@ -292,6 +297,7 @@ impl Out<'_> {
                 }).collect::<Vec<_>>(),
                 "kept": kept,
                 "kept_vs_kernel": vs,
+                "frag_needed_sent": r.frag_needed,
             }));
         }
         self.emit(json!({

@@ -82,6 +82,9 @@ pub struct Counters {
     pub down_all: u64,
     /// ... of which dropped.
     pub down_drop: u64,
+    /// ICMP "fragmentation needed" the router sent (a narrower hop, see
+    /// [`Topo::narrow_client_hop`]).
+    pub too_big: u64,
 }
 
 impl Counters {
@@ -92,6 +95,7 @@ impl Counters {
             up_drop: self.up_drop.saturating_sub(before.up_drop),
             down_all: self.down_all.saturating_sub(before.down_all),
             down_drop: self.down_drop.saturating_sub(before.down_drop),
+            too_big: self.too_big.saturating_sub(before.too_big),
         }
     }
 
@@ -102,6 +106,7 @@ impl Counters {
             up_drop: self.up_drop + o.up_drop,
             down_all: self.down_all + o.down_all,
             down_drop: self.down_drop + o.down_drop,
+            too_big: self.too_big + o.too_big,
         }
     }
 
@@ -114,11 +119,17 @@ impl Counters {
         )
     }
 
-    /// `1.02%/0.97% of 3012/2900`.
+    /// `1.02%/0.97% of 3012/2900`, and `, 3 frag-needed` when the router
+    /// sent any.
     pub fn describe(&self) -> String {
         let (u, d) = self.loss();
+        let too_big = if self.too_big > 0 {
+            format!(", {} frag-needed", self.too_big)
+        } else {
+            String::new()
+        };
         format!(
-            "{:.2}%/{:.2}% of {}/{}",
+            "{:.2}%/{:.2}% of {}/{}{too_big}",
             u * 100.0,
             d * 100.0,
             self.up_all,
@@ -133,6 +144,7 @@ impl Counters {
             "up": u, "down": d,
             "up_frames": self.up_all, "up_dropped": self.up_drop,
             "down_frames": self.down_all, "down_dropped": self.down_drop,
+            "frag_needed_sent": self.too_big,
         })
     }
 }
@@ -283,8 +295,10 @@ impl Topo {
             &format!(
                 "table inet {TABLE} {{\n\
                  counter up_all {{}}\n counter up_drop {{}}\n\
-                 counter down_all {{}}\n counter down_drop {{}}\n\
-                 chain forward {{ type filter hook forward priority 0; policy accept; }}\n}}\n"
+                 counter down_all {{}}\n counter down_drop {{}}\n counter too_big {{}}\n\
+                 chain forward {{ type filter hook forward priority 0; policy accept; }}\n\
+                 chain output {{ type filter hook output priority 0; policy accept;\n\
+                 icmp type destination-unreachable icmp code frag-needed counter name too_big\n }}\n}}\n"
             ),
         )?;
         t.set_loss(0)?;
@@ -339,6 +353,20 @@ impl Topo {
             gw: Ipv4Addr::new(10, 71, subnet, 1),
             mac: format!("02:71:00:00:00:{subnet:02x}"),
         })
+    }
+
+    /// Gives the router's route to the kernel clients a next-hop MTU of
+    /// `mtu` bytes. A packet towards them that is larger, with
+    /// don't-fragment set, is dropped and answered with an ICMP
+    /// "fragmentation needed" (RFC 1191). The clients' own link keeps
+    /// 1,500 bytes, so the MSS they announce does not give the narrower
+    /// hop away: a server finds it only by path MTU discovery.
+    pub fn narrow_client_hop(&self, mtu: u32) -> Result<()> {
+        ip(
+            &self.router,
+            &format!("route replace 10.71.1.0/24 dev cv0 src 10.71.1.1 mtu lock {mtu}"),
+        )
+        .map(drop)
     }
 
     /// Random drop of `ppm` TCP frames per million in each direction.
@@ -423,14 +451,15 @@ fn parse_counters(json: &str) -> Result<Counters> {
             "up_drop" => &mut c.up_drop,
             "down_all" => &mut c.down_all,
             "down_drop" => &mut c.down_drop,
+            "too_big" => &mut c.too_big,
             _ => continue,
         };
         *slot = p;
         seen += 1;
     }
-    if seen != 4 {
+    if seen != 5 {
         return Err(Error::Config(format!(
-            "nft shows {seen} of the 4 counters of table {TABLE}"
+            "nft shows {seen} of the 5 counters of table {TABLE}"
         )));
     }
     Ok(c)
@@ -456,7 +485,8 @@ mod tests {
           {"counter": {"family": "inet", "name": "up_all", "table": "lossy", "handle": 2, "packets": 1000, "bytes": 9}},
           {"counter": {"family": "inet", "name": "up_drop", "table": "lossy", "handle": 3, "packets": 10, "bytes": 9}},
           {"counter": {"family": "inet", "name": "down_all", "table": "lossy", "handle": 4, "packets": 400, "bytes": 9}},
-          {"counter": {"family": "inet", "name": "down_drop", "table": "lossy", "handle": 5, "packets": 2, "bytes": 9}}]}"#;
+          {"counter": {"family": "inet", "name": "down_drop", "table": "lossy", "handle": 5, "packets": 2, "bytes": 9}},
+          {"counter": {"family": "inet", "name": "too_big", "table": "lossy", "handle": 6, "packets": 3, "bytes": 9}}]}"#;
         let c = parse_counters(j).unwrap();
         let d = c.since(&Counters {
             up_all: 500,
@@ -465,6 +495,7 @@ mod tests {
         });
         assert_eq!(d.up_all, 500);
         assert_eq!(d.loss(), (0.01, 0.005));
+        assert_eq!(d.too_big, 3);
         assert!(parse_counters(r#"{"nftables": []}"#).is_err());
         assert!(parse_counters("not json").is_err());
     }
