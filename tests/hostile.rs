@@ -899,6 +899,15 @@ fn a_fin_to_a_vanished_peer_is_given_up_but_idle_connections_stay() {
 /// a sequence number not in flight, or no connection, change nothing.
 #[test]
 fn a_narrower_path_is_learnt_from_icmp_and_forgeries_are_ignored() {
+    // The smoltcp engine has no path MTU discovery: through this hop its
+    // echo never completes. Only the forgeries are sent to it.
+    if TcpOpts::default().engine == bypass::stack::TcpEngine::Bypass {
+        narrower_path_is_learnt();
+    }
+    forged_too_big_messages_are_ignored();
+}
+
+fn narrower_path_is_learnt() {
     let mut r = rig(Setup::default(), Churn::new(2, 1, 256 << 10));
     r.sh.lock().unwrap().mtu = Some(1200);
     let t0 = r.now;
@@ -919,9 +928,12 @@ fn a_narrower_path_is_learnt_from_icmp_and_forgeries_are_ignored() {
     assert_eq!(r.sh.lock().unwrap().too_big, too_big);
     assert_eq!(st.tcp.pmtu_lowered.get(), 1);
     assert_eq!(r.client.app().bad, 0);
+}
 
-    // Forged: a live connection, a sequence number far outside its flight;
-    // and a connection that does not exist.
+/// Forged: quoting a live connection's segment that was acknowledged, a
+/// sequence number far outside its flight, and a connection that does not
+/// exist.
+fn forged_too_big_messages_are_ignored() {
     let mut c = Churn::new(1, 1, 1000);
     c.hold = true;
     let mut r = rig(Setup::default(), c);
