@@ -30,10 +30,12 @@ const LIMIT: Duration = Duration::from_secs(1);
 
 /// The median time, in ns, of one round trip of a cache line between a
 /// thread on core `a` and one on core `b`. `None` when they are the same
-/// core, when a thread cannot be pinned, or when it takes over a second
-/// (a core shared with something else).
+/// core, when either is not one this process may use or a thread cannot
+/// be pinned, or when it takes over a second (a core shared with
+/// something else).
 pub fn core_round_trip_ns(a: usize, b: usize) -> Option<f64> {
-    if a == b {
+    let cores = bypass::runtime::available_cores();
+    if a == b || !cores.contains(&a) || !cores.contains(&b) {
         return None;
     }
     let line = Line(AtomicU64::new(0));
