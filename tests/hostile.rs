@@ -892,8 +892,9 @@ fn a_fin_to_a_vanished_peer_is_given_up_but_idle_connections_stay() {
 }
 
 /// A router on the path whose next hop is narrower than the MSS (RFC
-/// 1191): it drops the server's full-sized segments (IPv4, don't-fragment
-/// set) and answers each with "fragmentation needed". The server lowers
+/// 1191, RFC 8201): it drops the server's full-sized segments (IPv4 with
+/// don't-fragment set, and IPv6) and answers each with "fragmentation
+/// needed" or "packet too big". The server lowers
 /// its segment size, sends the dropped data again in pieces that fit, and
 /// the echo completes with no retransmission timeout. Messages that quote
 /// a sequence number not in flight, or no connection, change nothing.
@@ -902,14 +903,17 @@ fn a_narrower_path_is_learnt_from_icmp_and_forgeries_are_ignored() {
     // The smoltcp engine has no path MTU discovery: through this hop its
     // echo never completes. Only the forgeries are sent to it.
     if TcpOpts::default().engine == bypass::stack::TcpEngine::Bypass {
-        narrower_path_is_learnt();
+        narrower_path_is_learnt(false, 1200);
+        // IPv6 routers never fragment; 1,280 is the least any link carries.
+        narrower_path_is_learnt(true, 1280);
     }
     forged_too_big_messages_are_ignored();
 }
 
-fn narrower_path_is_learnt() {
-    let mut r = rig(Setup::default(), Churn::new(2, 1, 256 << 10));
-    r.sh.lock().unwrap().mtu = Some(1200);
+fn narrower_path_is_learnt(v6: bool, mtu: usize) {
+    let c = Churn::new(2, 1, 256 << 10);
+    let mut r = rig(Setup::default(), if v6 { c.v6() } else { c });
+    r.sh.lock().unwrap().mtu = Some(mtu);
     let t0 = r.now;
     assert!(r.drive(1_000_000, |r| r.client.app().ok == 1));
     let took = r.now - t0;

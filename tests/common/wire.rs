@@ -23,10 +23,10 @@ pub struct Shared {
     pub record: bool,
     /// Pool buffers to take out of circulation (exhaustion tests).
     pub hoard_target: usize,
-    /// A router with a next hop of this MTU on the path out: an IPv4
-    /// frame the stack sends that is larger (and has don't-fragment set)
-    /// is dropped, and an ICMP "fragmentation needed" quoting it comes
-    /// back on the next receive.
+    /// A router with a next hop of this MTU on the path out: a frame the
+    /// stack sends that is larger (IPv4 with don't-fragment set, or IPv6)
+    /// is dropped, and an ICMP "fragmentation needed" or ICMPv6 "packet
+    /// too big" quoting it comes back on the next receive.
     pub mtu: Option<usize>,
     /// Frames that router dropped.
     pub too_big: usize,
@@ -106,12 +106,14 @@ impl PortQueue for Inject {
             }
             if let Some(mtu) = sh.mtu {
                 let mut errors = Vec::new();
-                burst.retain(|b| match frag_needed(b.data(), mtu) {
-                    Some(e) => {
-                        errors.push(e);
-                        false
+                burst.retain(|b| {
+                    match frag_needed(b.data(), mtu).or_else(|| packet_too_big(b.data(), mtu)) {
+                        Some(e) => {
+                            errors.push(e);
+                            false
+                        }
+                        None => true,
                     }
-                    None => true,
                 });
                 dropped = errors.len();
                 sh.too_big += dropped;
@@ -168,6 +170,42 @@ pub fn frag_needed(frame: &[u8], mtu: usize) -> Option<Vec<u8>> {
     e.set_ethertype(EthernetProtocol::Ipv4);
     let mut o = Ipv4Packet::new_unchecked(e.payload_mut());
     ipr.emit(&mut o, &ChecksumCapabilities::default());
+    o.payload_mut().copy_from_slice(&icmp);
+    Some(out)
+}
+
+/// The ICMPv6 "packet too big" (RFC 8201) a router with a next hop of
+/// `mtu` bytes sends back for `frame`, if it is an IPv6 packet that does
+/// not fit; it quotes as much of it as fits in 1,280 bytes.
+pub fn packet_too_big(frame: &[u8], mtu: usize) -> Option<Vec<u8>> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.ethertype() != EthernetProtocol::Ipv6 {
+        return None;
+    }
+    let ip = Ipv6Packet::new_checked(eth.payload()).ok()?;
+    if 40 + usize::from(ip.payload_len()) <= mtu {
+        return None;
+    }
+    let quote = &eth.payload()[..(40 + usize::from(ip.payload_len())).min(1280 - 48)];
+    let (src, dst) = (ip.dst_addr(), ip.src_addr());
+    let mut icmp = vec![2, 0, 0, 0];
+    icmp.extend_from_slice(&(mtu as u32).to_be_bytes());
+    icmp.extend_from_slice(quote);
+    Icmpv6Packet::new_unchecked(&mut icmp[..]).fill_checksum(&src, &dst);
+    let ipr = Ipv6Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: IpProtocol::Icmpv6,
+        payload_len: icmp.len(),
+        hop_limit: 64,
+    };
+    let mut out = vec![0u8; 14 + 40 + icmp.len()];
+    let mut e = EthernetFrame::new_unchecked(&mut out[..]);
+    e.set_src_addr(eth.dst_addr());
+    e.set_dst_addr(eth.src_addr());
+    e.set_ethertype(EthernetProtocol::Ipv6);
+    let mut o = Ipv6Packet::new_unchecked(e.payload_mut());
+    ipr.emit(&mut o);
     o.payload_mut().copy_from_slice(&icmp);
     Some(out)
 }
