@@ -226,3 +226,54 @@ fn a_narrower_hop_is_found_by_path_mtu_discovery() {
         assert!(told > 0, "{name} was never told: {bulk}");
     }
 }
+
+/// The same hop, but its router's ICMP errors never leave it (a path MTU
+/// black hole, `--mtu-silent`): the bypass engine finds it from three
+/// timeouts in a row of the same full-sized data and goes on with smaller
+/// segments, within tens of milliseconds. The kernel server runs with
+/// `tcp_mtu_probing=1` (Linux's detection, off by default) and gets there
+/// too, after seconds.
+#[test]
+#[ignore = "needs root"]
+fn a_path_mtu_black_hole_is_found_by_timeouts() {
+    common::require_root("a_path_mtu_black_hole_is_found_by_timeouts");
+    common::private_netns();
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "lossy",
+            "--json",
+            "--scenarios",
+            "bulk",
+            "--loss",
+            "0",
+        ])
+        .args([
+            "--mtu",
+            "1280",
+            "--mtu-silent",
+            "--mib",
+            "1",
+            "--repeat",
+            "1",
+        ])
+        .args(["--timeout", "30", "--bypass", "bypass=--tcp bypass"])
+        .output()
+        .expect("run bypass bench lossy");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed:\n{stderr}\n{stdout}");
+    let docs: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let bulk = scenario(&docs, "bulk");
+    let srv = server(bulk, "bypass");
+    for i in 0..2 {
+        let run = assert_intact(srv, i);
+        // Timeouts from the 5 ms floor: 5 + 10 + 20 ms, and a margin.
+        assert!(run["stall_ms"].as_f64().unwrap() < 200.0, "{srv}");
+    }
+    assert_intact(server(bulk, "kernel"), 0);
+    assert!(srv["frag_needed_sent"].as_u64().unwrap() > 0, "{bulk}");
+}

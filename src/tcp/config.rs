@@ -53,6 +53,9 @@ pub struct Config {
     pub handshake_timeout_us: u64,
     /// TIME-WAIT's length (2 MSL).
     pub time_wait_us: u64,
+    /// Path MTU black-hole detection: after timeouts in a row for the
+    /// same full-sized data, send smaller segments (see `tcp::pmtu`).
+    pub blackhole_detect: bool,
 }
 
 impl Default for Config {
@@ -73,6 +76,7 @@ impl Default for Config {
             user_timeout_us: 300_000_000,
             handshake_timeout_us: 10_000_000,
             time_wait_us: 60_000_000,
+            blackhole_detect: true,
         }
     }
 }
@@ -111,6 +115,9 @@ pub struct TcpStats {
     /// Segment sizes lowered by an ICMP "fragmentation needed" or ICMPv6
     /// "packet too big" (path MTU discovery, RFC 1191 and RFC 8201).
     pub pmtu_lowered: Counter,
+    /// Segment sizes lowered because full-sized segments timed out again
+    /// and again with no ICMP error (a path MTU black hole).
+    pub pmtu_blackholes: Counter,
     /// Such messages ignored: for no connection of this engine, quoting a
     /// sequence number not in flight (RFC 5927 4.1), or no smaller than
     /// what is sent already.

@@ -17,6 +17,14 @@
 //! window stays as it was. An ICMP error is easy to forge, so it is taken
 //! only when it quotes a sequence number this connection has in flight
 //! (RFC 5927 4.1), and never below the smallest MTU of the family.
+//!
+//! A path whose ICMP errors are filtered is a black hole (RFC 2923 2.1):
+//! full-sized segments vanish and nothing says why. When the same
+//! full-sized data times out [`BLACKHOLE_RTOS`] times in a row, the
+//! segment size falls to [`BLACKHOLE_MSS`], and after as many more to
+//! half of that (RFC 4821's fallback; Linux with `tcp_mtu_probing=1` and
+//! Windows do the same). On an ordinary lossy path three timeouts in a row
+//! for one segment are rare, and a smaller segment costs only headers.
 
 use super::seq;
 use super::tcb::{flag, Env, State, Tcb};
@@ -28,6 +36,13 @@ use super::tcb::{flag, Env, State, Tcb};
 pub const MIN_MTU_V4: u32 = 552;
 /// IPv6's minimum link MTU (RFC 8200 5): a smaller value is taken as this.
 pub const MIN_MTU_V6: u32 = 1280;
+/// Timeouts in a row of the same full-sized data before a black hole is
+/// suspected.
+pub const BLACKHOLE_RTOS: u32 = 3;
+/// The segment size tried first in a suspected black hole (Linux's
+/// `tcp_base_mss`): 1,076 bytes on the wire with IPv4 and timestamps,
+/// which fits nearly every tunnel; the next step is half of it.
+pub const BLACKHOLE_MSS: u32 = 1024;
 
 impl Tcb {
     /// A router reported that a packet of this connection was too big for
@@ -68,6 +83,30 @@ impl Tcb {
             self.recovery_point = self.snd_max;
         }
         true
+    }
+
+    /// A retransmission timeout fired (the loss is marked): if it is the
+    /// [`BLACKHOLE_RTOS`]th (or twice that) in a row and the oldest
+    /// segment is larger than the size tried next, try that size.
+    pub(super) fn suspect_blackhole(&mut self, env: &mut Env) {
+        let n = self.rtt.backoffs();
+        if n == 0 || n % BLACKHOLE_RTOS != 0 || n > 2 * BLACKHOLE_RTOS {
+            return;
+        }
+        let smss = u32::from(self.smss);
+        let next = if smss > BLACKHOLE_MSS {
+            BLACKHOLE_MSS
+        } else {
+            (smss / 2).max(BLACKHOLE_MSS / 2)
+        };
+        let oldest = self.sent.front().map_or(0, |s| seq::dist(s.start, s.end));
+        if next >= smss || oldest <= next {
+            return;
+        }
+        self.smss = next as u16;
+        self.cc.set_mss(next);
+        self.sent.resegment(next);
+        env.stats.pmtu_blackholes.inc();
     }
 
     /// Lowers the segment size to what a path of `mtu` bytes carries (IP

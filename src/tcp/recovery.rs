@@ -392,6 +392,9 @@ impl Tcb {
             self.undo_marker = Some(self.snd_una);
             self.undo_retrans = 0;
         }
+        if env.cfg.blackhole_detect {
+            self.suspect_blackhole(env);
+        }
     }
 
     /// The tail-loss probe timer fired (RFC 8985 7.3).

@@ -134,6 +134,10 @@ pub struct LossyArgs {
     /// discovery (RFC 1191) finds. Try 1280.
     #[arg(long, value_name = "BYTES")]
     pub mtu: Option<u32>,
+    /// With --mtu: the router's "fragmentation needed" never leaves it (a
+    /// path MTU black hole); the kernel server gets tcp_mtu_probing=1.
+    #[arg(long, requires = "mtu")]
+    pub mtu_silent: bool,
     /// Fail if any client goes longer than this without progress.
     #[arg(long, value_name = "MS")]
     pub max_stall_ms: Option<f64>,
@@ -693,7 +697,7 @@ pub fn run(mut a: LossyArgs) -> Result<()> {
     let started = Instant::now();
     let mut topo = Topo::up()?;
     if let Some(m) = a.mtu {
-        topo.narrow_client_hop(m)?;
+        topo.narrow_client_hop(m, a.mtu_silent)?;
     }
     let server_slots: Vec<TapSlot> = (0..configs.len())
         .map(|i| topo.add_tap(&format!("st{i}"), 10 + i as u8))

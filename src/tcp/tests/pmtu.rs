@@ -193,3 +193,68 @@ fn flight_resegment_cuts_only_what_is_too_big() {
     assert_eq!(f.resegment(500), 0);
     assert_eq!(f.len(), 11);
 }
+
+/// Runs a 1 MiB transfer from A over `n` until it arrives or `limit_us`
+/// of simulated time pass; returns the time taken if it arrived.
+fn transfer_within(n: &mut Net, limit_us: u64) -> Option<u64> {
+    let data = pattern(1 << 20, 5);
+    let t0 = n.now;
+    n.send(0, &data);
+    while n.ends[1].got.len() < data.len() {
+        if n.now - t0 > limit_us || !n.step() {
+            return None;
+        }
+    }
+    assert!(n.ends[1].got == data, "intact and in order");
+    Some(n.now - t0)
+}
+
+#[test]
+fn rfc4821_a_black_hole_is_found_by_timeouts_and_the_transfer_completes() {
+    // A 1,200-byte hop whose router says nothing.
+    let mut n = Net::open(cfg(), cfg(), 50);
+    let _ = narrow_path(&mut n, 1200);
+    let took = transfer_within(&mut n, 2_000_000).expect("the transfer completes");
+    let a = n.ends[0].tcb();
+    assert_eq!(u32::from(a.mss()), super::super::pmtu::BLACKHOLE_MSS);
+    let s = &n.ends[0].stats;
+    assert_eq!(s.pmtu_blackholes.get(), 1);
+    assert_eq!(s.rtos.get(), 3, "three timeouts in a row, then it fits");
+    // Three timeouts from the 5 ms floor (5 + 10 + 20 ms), then the data.
+    assert!(took < 100_000, "took {took} µs");
+
+    // Without the detection the same path never delivers.
+    let off = Config {
+        blackhole_detect: false,
+        ..cfg()
+    };
+    let mut n = Net::open(off, cfg(), 50);
+    let _ = narrow_path(&mut n, 1200);
+    assert_eq!(transfer_within(&mut n, 2_000_000), None);
+    assert_eq!(n.ends[0].stats.pmtu_blackholes.get(), 0);
+}
+
+#[test]
+fn rfc4821_a_narrower_black_hole_takes_a_second_step() {
+    // 800 bytes: 1,024-byte segments do not fit either; 512 do.
+    let mut n = Net::open(cfg(), cfg(), 50);
+    let _ = narrow_path(&mut n, 800);
+    transfer_within(&mut n, 5_000_000).expect("the transfer completes");
+    assert_eq!(
+        u32::from(n.ends[0].tcb().mss()),
+        super::super::pmtu::BLACKHOLE_MSS / 2
+    );
+    assert_eq!(n.ends[0].stats.pmtu_blackholes.get(), 2);
+}
+
+#[test]
+fn random_loss_is_not_taken_for_a_black_hole() {
+    // 5% of data segments lost each way, at random: timeouts do happen,
+    // but not three in a row for the same data.
+    let mut n = Net::open(cfg(), cfg(), 50);
+    let mut r = rng(77);
+    n.loss = Box::new(move |_, _, d| !d.is_empty() && r() % 100 < 5);
+    transfer_within(&mut n, 20_000_000).expect("the transfer completes");
+    assert_eq!(n.ends[0].stats.pmtu_blackholes.get(), 0);
+    assert_eq!(n.ends[0].tcb().mss(), 1448);
+}

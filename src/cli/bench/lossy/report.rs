@@ -76,7 +76,12 @@ pub fn setup(a: &LossyArgs, t: &Topo, configs: &[BypassConfig], load: &str) -> S
     );
     if let Some(m) = a.mtu {
         s += &format!(
-            "  a {m}-byte hop towards the clients (their link: 1500): found only by path MTU discovery\n"
+            "  a {m}-byte hop towards the clients (their link: 1500): found only by path MTU discovery{}\n",
+            if a.mtu_silent {
+                "; the router's ICMP errors are dropped (a black hole), the kernel server has tcp_mtu_probing=1"
+            } else {
+                ""
+            }
         );
     }
     s += &format!("  load average before: {load}");

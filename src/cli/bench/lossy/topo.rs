@@ -361,12 +361,32 @@ impl Topo {
     /// "fragmentation needed" (RFC 1191). The clients' own link keeps
     /// 1,500 bytes, so the MSS they announce does not give the narrower
     /// hop away: a server finds it only by path MTU discovery.
-    pub fn narrow_client_hop(&self, mtu: u32) -> Result<()> {
+    ///
+    /// `silent`: the router's ICMP errors are dropped as it sends them (a
+    /// path MTU black hole, RFC 2923 2.1, as behind a firewall that filters
+    /// ICMP; still counted). The kernel server then gets
+    /// `tcp_mtu_probing=1`, Linux's black-hole detection, which is off by
+    /// default: what anyone running on such a path would set.
+    pub fn narrow_client_hop(&self, mtu: u32, silent: bool) -> Result<()> {
         ip(
             &self.router,
             &format!("route replace 10.71.1.0/24 dev cv0 src 10.71.1.1 mtu lock {mtu}"),
-        )
-        .map(drop)
+        )?;
+        if silent {
+            nft_script(
+                &self.router,
+                &format!(
+                    "add rule inet {TABLE} output icmp type destination-unreachable \
+                     icmp code frag-needed drop\n"
+                ),
+            )?;
+            exec(
+                &self.server,
+                "sysctl",
+                &["-qw", "net.ipv4.tcp_mtu_probing=1"],
+            )?;
+        }
+        Ok(())
     }
 
     /// Random drop of `ppm` TCP frames per million in each direction.
