@@ -20,11 +20,14 @@
 //!
 //! A path whose ICMP errors are filtered is a black hole (RFC 2923 2.1):
 //! full-sized segments vanish and nothing says why. When the same
-//! full-sized data times out [`BLACKHOLE_RTOS`] times in a row, the
-//! segment size falls to [`BLACKHOLE_MSS`], and after as many more to
-//! half of that (RFC 4821's fallback; Linux with `tcp_mtu_probing=1` and
-//! Windows do the same). On an ordinary lossy path three timeouts in a row
-//! for one segment are rare, and a smaller segment costs only headers.
+//! full-sized data has timed out at least [`BLACKHOLE_RTOS`] times in a
+//! row and for at least [`BLACKHOLE_AFTER_US`] since it was first sent,
+//! the segment size falls to [`BLACKHOLE_MSS`]; after ten times as long,
+//! to half of that (RFC 4821's fallback; Linux with `tcp_mtu_probing=1`
+//! and Windows do the same). Both conditions are needed: with the 5 ms
+//! RTO floor, three timeouts take 35 ms, which a VM's pause or a burst of
+//! random loss can also cause, and a lower size is kept for the rest of
+//! the connection.
 
 use super::seq;
 use super::tcb::{flag, Env, State, Tcb};
@@ -39,6 +42,9 @@ pub const MIN_MTU_V6: u32 = 1280;
 /// Timeouts in a row of the same full-sized data before a black hole is
 /// suspected.
 pub const BLACKHOLE_RTOS: u32 = 3;
+/// And how long since that data was first sent (the second step waits ten
+/// times as long).
+pub const BLACKHOLE_AFTER_US: u64 = 150_000;
 /// The segment size tried first in a suspected black hole (Linux's
 /// `tcp_base_mss`): 1,076 bytes on the wire with IPv4 and timestamps,
 /// which fits nearly every tunnel; the next step is half of it.
@@ -85,20 +91,22 @@ impl Tcb {
         true
     }
 
-    /// A retransmission timeout fired (the loss is marked): if it is the
-    /// [`BLACKHOLE_RTOS`]th (or twice that) in a row and the oldest
-    /// segment is larger than the size tried next, try that size.
+    /// A retransmission timeout fired (the loss is marked): if the oldest
+    /// data has timed out often and long enough (see the module's header)
+    /// and is larger than the size tried next, try that size.
     pub(super) fn suspect_blackhole(&mut self, env: &mut Env) {
-        let n = self.rtt.backoffs();
-        if n == 0 || n % BLACKHOLE_RTOS != 0 || n > 2 * BLACKHOLE_RTOS {
+        if self.rtt.backoffs() < BLACKHOLE_RTOS {
             return;
         }
         let smss = u32::from(self.smss);
-        let next = if smss > BLACKHOLE_MSS {
-            BLACKHOLE_MSS
+        let (next, after) = if smss > BLACKHOLE_MSS {
+            (BLACKHOLE_MSS, BLACKHOLE_AFTER_US)
         } else {
-            (smss / 2).max(BLACKHOLE_MSS / 2)
+            ((smss / 2).max(BLACKHOLE_MSS / 2), 10 * BLACKHOLE_AFTER_US)
         };
+        if env.now.saturating_sub(self.rto_orig_xmit) < after {
+            return;
+        }
         let oldest = self.sent.front().map_or(0, |s| seq::dist(s.start, s.end));
         if next >= smss || oldest <= next {
             return;

@@ -219,9 +219,10 @@ fn rfc4821_a_black_hole_is_found_by_timeouts_and_the_transfer_completes() {
     assert_eq!(u32::from(a.mss()), super::super::pmtu::BLACKHOLE_MSS);
     let s = &n.ends[0].stats;
     assert_eq!(s.pmtu_blackholes.get(), 1);
-    assert_eq!(s.rtos.get(), 3, "three timeouts in a row, then it fits");
-    // Three timeouts from the 5 ms floor (5 + 10 + 20 ms), then the data.
-    assert!(took < 100_000, "took {took} µs");
+    // Timeouts from the 5 ms floor 5, 15, 35, 75 and 155 ms after the
+    // data was first sent: the fifth is past 150 ms, then it fits.
+    assert_eq!(s.rtos.get(), 5, "five timeouts in a row, then it fits");
+    assert!(took < 300_000, "took {took} µs");
 
     // Without the detection the same path never delivers.
     let off = Config {
@@ -256,5 +257,33 @@ fn random_loss_is_not_taken_for_a_black_hole() {
     n.loss = Box::new(move |_, _, d| !d.is_empty() && r() % 100 < 5);
     transfer_within(&mut n, 20_000_000).expect("the transfer completes");
     assert_eq!(n.ends[0].stats.pmtu_blackholes.get(), 0);
+    assert_eq!(n.ends[0].tcb().mss(), 1448);
+}
+
+#[test]
+fn a_pause_of_tens_of_milliseconds_is_not_taken_for_a_black_hole() {
+    // Everything A sends is lost for 60 ms (a VM paused, a link flapping):
+    // three or four timeouts in a row, but not for long enough.
+    let mut n = Net::open(cfg(), cfg(), 50);
+    let until = Rc::new(Cell::new(0u64));
+    let u = until.clone();
+    let seen = Rc::new(Cell::new(0u64));
+    let s2 = seen.clone();
+    n.loss = Box::new(move |to, _, _| to == 1 && s2.get() < u.get());
+    let start = n.now;
+    until.set(start + 60_000);
+    let data = pattern(1 << 20, 5);
+    n.send(0, &data);
+    while n.ends[1].got.len() < data.len() {
+        seen.set(n.now);
+        assert!(
+            n.now - start < 5_000_000 && n.step(),
+            "the transfer stopped"
+        );
+    }
+    assert!(n.ends[1].got == data);
+    let s = &n.ends[0].stats;
+    assert!(s.rtos.get() >= 3, "{} timeouts", s.rtos.get());
+    assert_eq!(s.pmtu_blackholes.get(), 0);
     assert_eq!(n.ends[0].tcb().mss(), 1448);
 }
