@@ -168,17 +168,11 @@ fn lossy_bench_fails_on_a_stall_past_the_limit() {
     assert!(text.contains("more than --max-stall-ms 50"), "{text}");
 }
 
-/// A router whose hop towards the clients is 1,280 bytes while every link
-/// at either end is 1,500 (`bench lossy --mtu`): the MSS agreed in the
-/// handshake is too big for the path, and a server finds out only from
-/// the router's ICMP "fragmentation needed" (RFC 1191). The kernel and the
-/// bypass engine both echo 1 MiB back intact with no timeout-sized stall.
-/// (The smoltcp engine has no path MTU discovery: every full-sized segment
-/// it sends is dropped, and the echo times out. It is left out.)
-#[test]
-#[ignore = "needs root"]
-fn a_narrower_hop_is_found_by_path_mtu_discovery() {
-    common::require_root("a_narrower_hop_is_found_by_path_mtu_discovery");
+/// Runs `bypass bench lossy --json --scenarios bulk --loss 0 --mtu 1280
+/// --mib 1 --repeat 1 --bypass "bypass=--tcp bypass"` and `extra`
+/// (as root, in the test's private namespace); returns its bulk object.
+fn bulk_through_a_narrow_hop(test: &str, extra: &[&str]) -> Value {
+    common::require_root(test);
     common::private_netns();
     let out = Command::new(BIN)
         .args([
@@ -190,17 +184,9 @@ fn a_narrower_hop_is_found_by_path_mtu_discovery() {
             "--loss",
             "0",
         ])
-        .args([
-            "--mtu",
-            "1280",
-            "--mib",
-            "1",
-            "--repeat",
-            "1",
-            "--timeout",
-            "20",
-        ])
+        .args(["--mtu", "1280", "--mib", "1", "--repeat", "1"])
         .args(["--bypass", "bypass=--tcp bypass"])
+        .args(extra)
         .output()
         .expect("run bypass bench lossy");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -210,7 +196,24 @@ fn a_narrower_hop_is_found_by_path_mtu_discovery() {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
-    let bulk = scenario(&docs, "bulk");
+    scenario(&docs, "bulk").clone()
+}
+
+/// A router whose hop towards the clients is 1,280 bytes while every link
+/// at either end is 1,500 (`bench lossy --mtu`): the MSS agreed in the
+/// handshake is too big for the path, and a server finds out only from
+/// the router's ICMP "fragmentation needed" (RFC 1191). The kernel and the
+/// bypass engine both echo 1 MiB back intact with no timeout-sized stall.
+/// (The smoltcp engine has no path MTU discovery: every full-sized segment
+/// it sends is dropped, and the echo times out. It is left out.)
+#[test]
+#[ignore = "needs root"]
+fn a_narrower_hop_is_found_by_path_mtu_discovery() {
+    let bulk = bulk_through_a_narrow_hop(
+        "a_narrower_hop_is_found_by_path_mtu_discovery",
+        &["--timeout", "20"],
+    );
+    let bulk = &bulk;
     for name in ["kernel", "bypass"] {
         let srv = server(bulk, name);
         for i in 0..2 {
@@ -236,38 +239,11 @@ fn a_narrower_hop_is_found_by_path_mtu_discovery() {
 #[test]
 #[ignore = "needs root"]
 fn a_path_mtu_black_hole_is_found_by_timeouts() {
-    common::require_root("a_path_mtu_black_hole_is_found_by_timeouts");
-    common::private_netns();
-    let out = Command::new(BIN)
-        .args([
-            "bench",
-            "lossy",
-            "--json",
-            "--scenarios",
-            "bulk",
-            "--loss",
-            "0",
-        ])
-        .args([
-            "--mtu",
-            "1280",
-            "--mtu-silent",
-            "--mib",
-            "1",
-            "--repeat",
-            "1",
-        ])
-        .args(["--timeout", "30", "--bypass", "bypass=--tcp bypass"])
-        .output()
-        .expect("run bypass bench lossy");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "bench failed:\n{stderr}\n{stdout}");
-    let docs: Vec<Value> = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    let bulk = scenario(&docs, "bulk");
+    let bulk = bulk_through_a_narrow_hop(
+        "a_path_mtu_black_hole_is_found_by_timeouts",
+        &["--mtu-silent", "--timeout", "30"],
+    );
+    let bulk = &bulk;
     let srv = server(bulk, "bypass");
     for i in 0..2 {
         let run = assert_intact(srv, i);
