@@ -4,7 +4,10 @@
 //! `tcp::pmtu`). smoltcp still gets every ICMP message afterwards, as
 //! before; it takes none of these for the bypass engine's connections.
 
-use smoltcp::wire::{EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, Ipv6Packet};
+use smoltcp::wire::{
+    EthernetFrame, EthernetProtocol, Icmpv4DstUnreachable, Icmpv4Message, Icmpv4Packet,
+    Icmpv6Message, Icmpv6Packet, IpProtocol, Ipv4Packet, Ipv6Packet, TcpPacket,
+};
 
 use super::engine::own_mut;
 use super::*;
@@ -35,59 +38,79 @@ pub(super) fn too_big(frame: &[u8], ours: &Ours) -> Option<TooBig> {
     match eth.ethertype() {
         EthernetProtocol::Ipv4 => {
             let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
-            let icmp = ip.payload();
-            // Destination unreachable, fragmentation needed and DF set.
-            if icmp.len() < 8 || icmp[0] != 3 || icmp[1] != 4 {
+            let icmp = Icmpv4Packet::new_checked(ip.payload()).ok()?;
+            if icmp.msg_type() != Icmpv4Message::DstUnreachable
+                || Icmpv4DstUnreachable::from(icmp.msg_code()) != Icmpv4DstUnreachable::FragRequired
+            {
                 return None;
             }
-            let q = &icmp[8..];
-            if q.len() < 20 || q[0] >> 4 != 4 || q[9] != 6 {
+            // The quote: the dropped packet's IPv4 header, then at least
+            // the first 8 bytes of its TCP header (RFC 792).
+            let q = icmp.data();
+            if q.len() < 20 {
                 return None;
             }
-            let ihl = usize::from(q[0] & 0xf) * 4;
-            let tcp = q.get(ihl..ihl + 8).filter(|_| ihl >= 20)?;
-            let src = Ipv4Address::from(<[u8; 4]>::try_from(&q[12..16]).ok()?);
-            let dst = Ipv4Address::from(<[u8; 4]>::try_from(&q[16..20]).ok()?);
-            if ours.v4 != Some(src) {
+            let quoted = Ipv4Packet::new_unchecked(q);
+            let ihl = usize::from(quoted.header_len());
+            if quoted.version() != 4 || quoted.next_header() != IpProtocol::Tcp {
                 return None;
             }
-            let mut mtu = u32::from(be16(&icmp[6..8]));
+            // The next hop's MTU, in the header's second word (RFC 1191;
+            // smoltcp has no accessor for it).
+            let mut mtu = u32::from(u16::from_be_bytes([ip.payload()[6], ip.payload()[7]]));
             if mtu == 0 {
-                let sent = u32::from(be16(&q[2..4]));
+                let sent = u32::from(quoted.total_len());
                 mtu = PLATEAUS
                     .into_iter()
                     .find(|&p| p < sent)
                     .unwrap_or(MIN_MTU_V4);
             }
-            let key = ours.key(src.into(), dst.into(), be16(&tcp[2..4]), be16(&tcp[0..2]))?;
-            Some(TooBig {
+            if ours.v4 != Some(quoted.src_addr()) || ihl < 20 {
+                return None;
+            }
+            quoted_segment(
+                ours,
+                quoted.src_addr().into(),
+                quoted.dst_addr().into(),
+                &q[ihl..],
+            )
+            .map(|(key, seq)| TooBig {
                 mtu,
                 key,
-                seq: be32(&tcp[4..8]),
+                seq,
                 ip_header: 20,
             })
         }
         EthernetProtocol::Ipv6 => {
             let ip = Ipv6Packet::new_checked(eth.payload()).ok()?;
-            let (next, icmp, _) = classify::walk_ext(ip.next_header(), ip.payload()).ok()?;
-            // Packet too big (type 2, code 0).
-            if next != IpProtocol::Icmpv6 || icmp.len() < 8 || icmp[0] != 2 || icmp[1] != 0 {
+            let (next, bytes, _) = classify::walk_ext(ip.next_header(), ip.payload()).ok()?;
+            if next != IpProtocol::Icmpv6 {
                 return None;
             }
-            let q = &icmp[8..];
+            let icmp = Icmpv6Packet::new_checked(bytes).ok()?;
+            if icmp.msg_type() != Icmpv6Message::PktTooBig || icmp.msg_code() != 0 {
+                return None;
+            }
             // The quoted packet's TCP header right after its fixed header
             // (a quote with extension headers is not ours: we send none).
-            if q.len() < 48 || q[0] >> 4 != 6 || q[6] != 6 {
+            let q = icmp.payload();
+            if q.len() < 40 {
                 return None;
             }
-            let src = Ipv6Address::from(<[u8; 16]>::try_from(&q[8..24]).ok()?);
-            let dst = Ipv6Address::from(<[u8; 16]>::try_from(&q[24..40]).ok()?);
-            let tcp = &q[40..48];
-            let key = ours.key(src.into(), dst.into(), be16(&tcp[2..4]), be16(&tcp[0..2]))?;
-            Some(TooBig {
-                mtu: be32(&icmp[4..8]),
+            let quoted = Ipv6Packet::new_unchecked(q);
+            if quoted.version() != 6 || quoted.next_header() != IpProtocol::Tcp {
+                return None;
+            }
+            quoted_segment(
+                ours,
+                quoted.src_addr().into(),
+                quoted.dst_addr().into(),
+                &q[40..],
+            )
+            .map(|(key, seq)| TooBig {
+                mtu: icmp.pkt_too_big_mtu(),
                 key,
-                seq: be32(&tcp[4..8]),
+                seq,
                 ip_header: 40,
             })
         }
@@ -95,12 +118,17 @@ pub(super) fn too_big(frame: &[u8], ours: &Ours) -> Option<TooBig> {
     }
 }
 
-fn be16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
-}
-
-fn be32(b: &[u8]) -> u32 {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+/// The connection key and sequence number of a quoted TCP header sent
+/// from our `local` address to `remote`, if at least its first 8 bytes
+/// (ports and sequence number) are there.
+fn quoted_segment(ours: &Ours, local: IpAddr, remote: IpAddr, tcp: &[u8]) -> Option<(TcpKey, u32)> {
+    if tcp.len() < 8 {
+        return None;
+    }
+    // Only the ports and the sequence number are read: the first 8 bytes.
+    let t = TcpPacket::new_unchecked(tcp);
+    let key = ours.key(local, remote, t.dst_port(), t.src_port())?;
+    Some((key, t.seq_number().0 as u32))
 }
 
 impl<Q: PortQueue> Stack<Q> {
