@@ -55,15 +55,11 @@ pub(super) struct OwnCore {
     pub nd: NdCache,
     pub tw: TimeWaits<u64>,
     pub tw6: TimeWaits<Key6>,
-    /// Per peer address: the highest RTO floor its connections learnt and
-    /// when (see [`Tcb::share_rto_floor`]); it halves every 10 s unless
-    /// learnt again. Read only when a retransmission timer is about to
-    /// fire, written only when a connection learns a higher floor.
-    floors: std::collections::HashMap<IpAddr, (u32, u64), ahash::RandomState>,
-    /// Per peer address: the path MTU a connection to it learnt from a
-    /// router (see `stack::pmtu`) and when; new connections to it start
-    /// with it for [`PATH_MTU_FOR_US`].
-    path_mtus: std::collections::HashMap<IpAddr, (u32, u64), ahash::RandomState>,
+    /// What the core's connections learnt about each peer address (see
+    /// [`PeerMemo`]). Read when a connection opens and when a
+    /// retransmission timer is about to fire; written when a connection
+    /// learns something.
+    peers: std::collections::HashMap<IpAddr, PeerMemo, ahash::RandomState>,
     mtu: u16,
     pub csum: ChecksumCapabilities,
     /// The port cuts large segments: send full-MSS runs as TSO frames
@@ -130,8 +126,7 @@ impl OwnCore {
             nd: NdCache::default(),
             tw: TimeWaits::default(),
             tw6: TimeWaits::default(),
-            floors: Default::default(),
-            path_mtus: Default::default(),
+            peers: Default::default(),
             mtu,
             csum,
             tso: caps.tso,
@@ -162,42 +157,60 @@ impl OwnCore {
 
     /// The RTO floor learnt for `peer`, decayed.
     fn floor(&self, peer: IpAddr, now: u64) -> u32 {
-        match self.floors.get(&peer) {
-            Some(&(f, at)) => f >> (now.saturating_sub(at) / FLOOR_HALF_LIFE_US).min(31),
-            None => 0,
-        }
+        self.peers.get(&peer).map_or(0, |m| {
+            m.floor >> (now.saturating_sub(m.floor_at) / FLOOR_HALF_LIFE_US).min(31)
+        })
     }
 
     /// The path MTU a connection to `peer` learnt, if it is recent.
     pub(super) fn path_mtu(&self, peer: IpAddr, now: u64) -> Option<u32> {
-        self.path_mtus
+        self.peers
             .get(&peer)
-            .filter(|&&(_, at)| now.saturating_sub(at) < PATH_MTU_FOR_US)
-            .map(|&(m, _)| m)
+            .filter(|m| m.mtu != 0 && now.saturating_sub(m.mtu_at) < PATH_MTU_FOR_US)
+            .map(|m| m.mtu)
     }
 
     /// Records the path MTU a connection to `peer` learnt.
     pub(super) fn learn_path_mtu(&mut self, peer: IpAddr, mtu: u32, now: u64) {
-        if self.path_mtus.len() >= 1 << 16 && !self.path_mtus.contains_key(&peer) {
-            self.path_mtus
-                .retain(|_, &mut (_, at)| now.saturating_sub(at) < PATH_MTU_FOR_US);
-            if self.path_mtus.len() >= 1 << 16 {
-                self.path_mtus.clear();
-            }
-        }
-        self.path_mtus.insert(peer, (mtu, now));
+        let m = self.memo(peer);
+        (m.mtu, m.mtu_at) = (mtu, now);
     }
 
     /// Records a floor a connection to `peer` learnt.
     fn learn_floor(&mut self, peer: IpAddr, floor: u32, now: u64) {
         if self.floor(peer, now) < floor {
-            if self.floors.len() >= 1 << 16 {
-                self.floors.clear();
-            }
-            self.floors.insert(peer, (floor, now));
+            let m = self.memo(peer);
+            (m.floor, m.floor_at) = (floor, now);
         }
     }
+
+    /// `peer`'s record, made if need be. The map is bounded: when it is
+    /// full a new peer empties it (what is forgotten is only relearnt).
+    fn memo(&mut self, peer: IpAddr) -> &mut PeerMemo {
+        if self.peers.len() >= MAX_PEER_MEMOS && !self.peers.contains_key(&peer) {
+            self.peers.clear();
+        }
+        self.peers.entry(peer).or_default()
+    }
 }
+
+/// What a core's connections learnt about one peer address, for the
+/// others to it (0: nothing learnt).
+#[derive(Debug, Default, Clone, Copy)]
+struct PeerMemo {
+    /// The highest RTO floor its connections learnt (see
+    /// [`Tcb::share_rto_floor`]), and when; it halves every
+    /// [`FLOOR_HALF_LIFE_US`] unless learnt again.
+    floor: u32,
+    /// The path MTU a router reported (see `stack::pmtu`); new
+    /// connections start with it for [`PATH_MTU_FOR_US`].
+    mtu: u32,
+    floor_at: u64,
+    mtu_at: u64,
+}
+
+/// Most peers a core keeps a [`PeerMemo`] for.
+const MAX_PEER_MEMOS: usize = 1 << 16;
 
 /// How long a learnt path MTU is used for new connections to the peer
 /// (Linux's `ip_rt_mtu_expires`): after that the full MSS is tried again,
