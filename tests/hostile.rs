@@ -133,6 +133,14 @@ fn syn_flood_with_plain_drop_is_measured_and_bounded() {
 /// echo), seen from the server's side: the client's port, and the next
 /// sequence number the server expects (its last ACK).
 fn established() -> (Rig<Churn>, u16, u32) {
+    let (r, last) = established_and_last_sent();
+    let last = wire::seen_tcp(&last).unwrap();
+    (r, last.dport, last.ack)
+}
+
+/// One connection, its exchange over and quiet (nothing in flight either
+/// way), and the last TCP frame the server sent.
+fn established_and_last_sent() -> (Rig<Churn>, Vec<u8>) {
     let mut c = Churn::new(1, 1, 64 << 10);
     c.hold = true;
     let mut r = rig(Setup::default(), c);
@@ -142,11 +150,11 @@ fn established() -> (Rig<Churn>, u16, u32) {
     r.drive(1000, |_| false);
     let last = r
         .take_sent()
-        .iter()
+        .into_iter()
         .rev()
-        .find_map(|f| wire::seen_tcp(f))
+        .find(|f| wire::seen_tcp(f).is_some())
         .unwrap();
-    (r, last.dport, last.ack)
+    (r, last)
 }
 
 fn from_client<'a>(sport: u16, seq: u32, ctl: TcpControl, payload: &'a [u8]) -> Seg<'a> {
@@ -938,20 +946,7 @@ fn narrower_path_is_learnt(v6: bool, mtu: usize) {
 /// sequence number far outside its flight, and a connection that does not
 /// exist.
 fn forged_too_big_messages_are_ignored() {
-    let mut c = Churn::new(1, 1, 1000);
-    c.hold = true;
-    let mut r = rig(Setup::default(), c);
-    r.record(true);
-    assert!(r.drive(100_000, |r| r.client.app().held.len() == 1));
-    // Delayed ACKs go out: nothing of the server's is in flight.
-    r.drive(1000, |_| false);
-    let seg = r
-        .take_sent()
-        .iter()
-        .rev()
-        .find(|f| wire::seen_tcp(f).is_some_and(|s| s.sport == PORT))
-        .cloned()
-        .expect("a segment from the server");
+    let (mut r, seg) = established_and_last_sent();
     let s = wire::seen_tcp(&seg).unwrap();
     // The quoted TCP header: its ports at 14 + 20, its sequence number 4
     // bytes on. Quoted as sent (acknowledged since), 2^30 past it, and
