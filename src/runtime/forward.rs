@@ -541,6 +541,24 @@ mod tests {
         (ForwardWorker::new(vec![qa], h, stats.core(0)), qb, stats)
     }
 
+    /// A worker on two ports (the worker's ends of two wires), the peer
+    /// end of each, and the stats.
+    fn two_port_rig<H: PacketHandler>(h: H) -> (ForwardWorker<MemQueue, H>, [MemQueue; 2], Stats) {
+        let (mut a0, mut b0) = wire();
+        let (mut a1, mut b1) = wire();
+        let queues = vec![
+            a0.take_queues().pop().unwrap(),
+            a1.take_queues().pop().unwrap(),
+        ];
+        let peers = [
+            b0.take_queues().pop().unwrap(),
+            b1.take_queues().pop().unwrap(),
+        ];
+        let stats = Stats::new(&[0], &["p0".to_string(), "p1".to_string()]);
+        let w = ForwardWorker::new(queues, h, stats.core(0));
+        (w, peers, stats)
+    }
+
     fn wire() -> (MemPort, MemPort) {
         MemPort::pair(&MemConfig {
             huge: HugePolicy::Never,
@@ -587,18 +605,7 @@ mod tests {
     #[test]
     fn mixed_and_whole_bursts_in_any_order_arrive_in_order_and_are_counted_exactly() {
         // Two ports (the worker's ends of two wires) and their peers.
-        let (mut a0, mut b0) = wire();
-        let (mut a1, mut b1) = wire();
-        let queues = vec![
-            a0.take_queues().pop().unwrap(),
-            a1.take_queues().pop().unwrap(),
-        ];
-        let mut peers = [
-            b0.take_queues().pop().unwrap(),
-            b1.take_queues().pop().unwrap(),
-        ];
-        let stats = Stats::new(&[0], &["p0".to_string(), "p1".to_string()]);
-        let mut w = ForwardWorker::new(queues, Split, stats.core(0));
+        let (mut w, mut peers, stats) = two_port_rig(Split);
         let mut rng = crate::testing::Rng(0xf0d);
         let mut want: [Vec<(u8, u8, usize)>; 2] = [Vec::new(), Vec::new()];
         let mut got: [Vec<(u8, u8, usize)>; 2] = [Vec::new(), Vec::new()];
@@ -669,18 +676,7 @@ mod tests {
         // sorted in one pass), then 32 more of which 31 go to port 0, then
         // port 1's 32 all go to port 0: the 63 frames for port 0 in one
         // poll fill its output burst, which goes out and fills again.
-        let (mut a0, mut b0) = wire();
-        let (mut a1, mut b1) = wire();
-        let queues = vec![
-            a0.take_queues().pop().unwrap(),
-            a1.take_queues().pop().unwrap(),
-        ];
-        let (mut p0, mut p1) = (
-            b0.take_queues().pop().unwrap(),
-            b1.take_queues().pop().unwrap(),
-        );
-        let stats = Stats::new(&[0], &["p0".to_string(), "p1".to_string()]);
-        let mut w = ForwardWorker::new(queues, Split, stats.core(0));
+        let (mut w, [mut p0, mut p1], stats) = two_port_rig(Split);
         let mixed: Vec<u8> = (0..32).map(|i| i as u8 * 2 + (i % 2) as u8).collect();
         send(&mut p0, &mixed, 64);
         assert_eq!(w.poll(Instant(0)), 32);
