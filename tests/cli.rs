@@ -696,6 +696,20 @@ fn assert_on_default_engine(j: &serde_json::Value, n: u64) {
         j["bypass_opened"], want,
         "connections on the bypass engine: {j}"
     );
+    // The engine's counters are in the summary (all 0 on smoltcp); a
+    // lossless local run neither times out nor runs out of slab.
+    for k in [
+        "retransmits",
+        "rtos",
+        "tlps",
+        "recoveries",
+        "undos",
+        "timeouts",
+    ] {
+        assert!(j["tcp"][k].is_u64(), "tcp.{k} in the summary: {j}");
+    }
+    assert_eq!(j["tcp"]["timeouts"], 0, "{j}");
+    assert_eq!(j["tcp"]["slab_drops"], 0, "{j}");
 }
 
 #[cfg(feature = "dpdk")]

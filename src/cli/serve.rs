@@ -215,7 +215,7 @@ impl AppCounter {
 
 fn totals(stats: &[Arc<StackStats>]) -> serde_json::Value {
     let sum = |f: fn(&StackStats) -> u64| stats.iter().map(|s| f(s)).sum::<u64>();
-    serde_json::json!({
+    let mut v = serde_json::json!({
         "rx_packets": sum(|s| s.rx_packets.get()),
         "tx_packets": sum(|s| s.tx_packets.get()),
         "rx_bytes": sum(|s| s.rx_bytes.get()),
@@ -250,7 +250,28 @@ fn totals(stats: &[Arc<StackStats>]) -> serde_json::Value {
         "icmp6_errors_tx": sum(|s| s.icmp6_errors_tx.get()),
         "icmp6_errors_limited": sum(|s| s.icmp6_errors_limited.get()),
         "steered": sum(|s| s.steered_out.get()),
-    })
+    });
+    // The bypass engine's counters (0 on the smoltcp engine).
+    v["tcp"] = serde_json::json!({
+        "retransmits": sum(|s| s.tcp.retransmits.get()),
+        "rtos": sum(|s| s.tcp.rtos.get()),
+        "tlps": sum(|s| s.tcp.tlps.get()),
+        "recoveries": sum(|s| s.tcp.recoveries.get()),
+        "undos": sum(|s| s.tcp.undos.get()),
+        "ooo_segments": sum(|s| s.tcp.ooo_segments.get()),
+        "slab_drops": sum(|s| s.tcp.slab_drops.get()),
+        "out_of_window": sum(|s| s.tcp.out_of_window.get()),
+        "paws_drops": sum(|s| s.tcp.paws_drops.get()),
+        "challenge_acks": sum(|s| s.tcp.challenge_acks.get()),
+        "challenge_limited": sum(|s| s.tcp.challenge_limited.get()),
+        "window_probes": sum(|s| s.tcp.window_probes.get()),
+        "keepalives": sum(|s| s.tcp.keepalives.get()),
+        "timeouts": sum(|s| s.tcp.timeouts.get()),
+        "pmtu_lowered": sum(|s| s.tcp.pmtu_lowered.get()),
+        "pmtu_blackholes": sum(|s| s.tcp.pmtu_blackholes.get()),
+        "pmtu_ignored": sum(|s| s.tcp.pmtu_ignored.get()),
+    });
+    v
 }
 
 fn per_core(stats: &[Arc<StackStats>]) -> serde_json::Value {
