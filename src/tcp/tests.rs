@@ -987,4 +987,5 @@ fn rfc9293_3_10_7_4_a_pure_ack_on_the_right_edge_is_processed() {
     assert_eq!(n.ends[1].tcb().snd_una, b_next);
 }
 
+mod congestion;
 mod pmtu;
