@@ -75,7 +75,20 @@ fn lossy_harness_measures_kernel_and_bypass_and_cleans_up() {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
-    assert_eq!(docs.len(), 3, "one object per scenario: {stdout}");
+    assert_eq!(
+        docs.len(),
+        4,
+        "one object per scenario and one with the bypass engine's counters: {stdout}"
+    );
+    // The bypass engine's counters, from its `bypass echo` summary (the
+    // smoltcp configuration has none): losses at 1% were repaired by
+    // retransmission, and no connection timed out.
+    let engine = scenario(&docs, "engine");
+    assert_eq!(engine["server"], "bypass", "{engine}");
+    let tcp = &engine["tcp"];
+    assert!(tcp["retransmits"].as_u64().unwrap() > 0, "{engine}");
+    assert_eq!(tcp["timeouts"], 0, "{engine}");
+    assert_eq!(tcp["slab_drops"], 0, "{engine}");
 
     // Bulk: the kernel is sane at 0 and 1%, bypass completes intact, and
     // nft dropped nothing when told 0 and about 1% when told 1%.
@@ -170,8 +183,9 @@ fn lossy_bench_fails_on_a_stall_past_the_limit() {
 
 /// Runs `bypass bench lossy --json --scenarios bulk --loss 0 --mtu 1280
 /// --mib 1 --repeat 1 --bypass "bypass=--tcp bypass"` and `extra`
-/// (as root, in the test's private namespace); returns its bulk object.
-fn bulk_through_a_narrow_hop(test: &str, extra: &[&str]) -> Value {
+/// (as root, in the test's private namespace); returns its bulk object
+/// and the bypass engine's counters.
+fn bulk_through_a_narrow_hop(test: &str, extra: &[&str]) -> (Value, Value) {
     common::require_root(test);
     common::private_netns();
     let out = Command::new(BIN)
@@ -196,7 +210,10 @@ fn bulk_through_a_narrow_hop(test: &str, extra: &[&str]) -> Value {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
-    scenario(&docs, "bulk").clone()
+    (
+        scenario(&docs, "bulk").clone(),
+        scenario(&docs, "engine")["tcp"].clone(),
+    )
 }
 
 /// A router whose hop towards the clients is 1,280 bytes while every link
@@ -209,10 +226,12 @@ fn bulk_through_a_narrow_hop(test: &str, extra: &[&str]) -> Value {
 #[test]
 #[ignore = "needs root"]
 fn a_narrower_hop_is_found_by_path_mtu_discovery() {
-    let bulk = bulk_through_a_narrow_hop(
+    let (bulk, tcp) = bulk_through_a_narrow_hop(
         "a_narrower_hop_is_found_by_path_mtu_discovery",
         &["--timeout", "20"],
     );
+    // The engine lowered its segment size on the router's word.
+    assert!(tcp["pmtu_lowered"].as_u64().unwrap() > 0, "{tcp}");
     let bulk = &bulk;
     for name in ["kernel", "bypass"] {
         let srv = server(bulk, name);
@@ -239,10 +258,13 @@ fn a_narrower_hop_is_found_by_path_mtu_discovery() {
 #[test]
 #[ignore = "needs root"]
 fn a_path_mtu_black_hole_is_found_by_timeouts() {
-    let bulk = bulk_through_a_narrow_hop(
+    let (bulk, tcp) = bulk_through_a_narrow_hop(
         "a_path_mtu_black_hole_is_found_by_timeouts",
         &["--mtu-silent", "--timeout", "30"],
     );
+    // It heard nothing and found the hole from its timeouts.
+    assert_eq!(tcp["pmtu_lowered"], 0, "{tcp}");
+    assert!(tcp["pmtu_blackholes"].as_u64().unwrap() > 0, "{tcp}");
     let bulk = &bulk;
     let srv = server(bulk, "bypass");
     for i in 0..2 {

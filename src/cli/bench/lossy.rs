@@ -473,6 +473,9 @@ pub struct Results {
     bulk: Vec<BulkRow>,
     rr: Vec<RrRow>,
     flows: Vec<FlowsRow>,
+    /// Each bypass configuration's engine counters over all its scenarios
+    /// (the `tcp` object of its `bypass echo` summary).
+    engines: Vec<(String, serde_json::Value)>,
 }
 
 // ---- the run ----------------------------------------------------------------------
@@ -743,6 +746,12 @@ pub fn run(mut a: LossyArgs) -> Result<()> {
             return Err(e);
         }
         r?;
+        // The bypass engine's counters (the smoltcp engine keeps none).
+        if let Some(j) = ours::stop_echo(echo) {
+            if j["bypass_opened"].as_u64().unwrap_or(0) > 0 {
+                res.engines.push((cfg.label.clone(), j["tcp"].clone()));
+            }
+        }
     }
     let secs = started.elapsed().as_secs_f64();
     let failures = report::print(&a, &res, secs, &load_before, &report::loadavg());

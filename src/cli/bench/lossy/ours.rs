@@ -159,6 +159,19 @@ impl Drop for Proc {
     }
 }
 
+/// Stops `bypass echo` as Ctrl-C would and returns its JSON summary (the
+/// stack's and the bypass engine's counters over its whole run), if it
+/// printed one within 5 s.
+pub fn stop_echo(mut p: Proc) -> Option<serde_json::Value> {
+    crate::cli::bench::proc::interrupt(p.child.id());
+    crate::cli::bench::proc::wait_bounded(&mut p.child, Duration::from_secs(5), &p.what).ok()?;
+    let mut text = String::new();
+    p.child.stdout.take()?.read_to_string(&mut text).ok()?;
+    text.lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+}
+
 fn me() -> Result<std::path::PathBuf> {
     std::env::current_exe().map_err(|e| Error::io("find this executable", e))
 }
@@ -194,9 +207,9 @@ pub fn start_echo(
 ) -> Result<Proc> {
     let mut cmd = command("echo", router, slot, cfg)?;
     cmd.args(["--listen", &port.to_string()])
-        .args(["--stats-interval", "0"])
+        .args(["--stats-interval", "0", "--json"])
         .args(&cfg.args)
-        .stdout(Stdio::null());
+        .stdout(Stdio::piped());
     let mut p = Proc::spawn(&format!("bypass echo ({})", cfg.label), &mut cmd)?;
     let target = SocketAddrV4::new(slot.ip, port);
     let until = Instant::now() + Duration::from_secs(15);

@@ -221,6 +221,29 @@ impl Out<'_> {
         }
     }
 
+    /// The bypass engine's counters per configuration that ran on it,
+    /// over all its scenarios.
+    fn engines(&self, engines: &[(String, Value)]) {
+        if engines.is_empty() {
+            return;
+        }
+        self.say("\nbypass engine counters per server, over all its scenarios (warm-ups and lossless runs included)");
+        for (label, t) in engines {
+            let n = |k: &str| t[k].as_u64().unwrap_or(0);
+            self.say(&format!(
+                "{label:<14} {} retransmits ({} timeouts, {} tail-loss probes, {} recoveries, {} undone), {} segments kept out of order, {} segment-size cuts (path MTU)",
+                n("retransmits"),
+                n("rtos"),
+                n("tlps"),
+                n("recoveries"),
+                n("undos"),
+                n("ooo_segments"),
+                n("pmtu_lowered") + n("pmtu_blackholes"),
+            ));
+            self.emit(json!({"scenario": "engine", "server": label, "tcp": t}));
+        }
+    }
+
     fn bulk(&mut self, rows: &[BulkRow]) {
         if rows.is_empty() {
             return;
@@ -505,6 +528,7 @@ pub fn print(a: &LossyArgs, res: &Results, secs: f64, load0: &str, load1: &str) 
             Scenario::Flows => o.flows(&res.flows),
         }
     }
+    o.engines(&res.engines);
     o.say(&format!(
         "\n{secs:.0} s in all; load average before {load0}, after {load1} (2 CPUs: above ~1 the figures are noisy)"
     ));
