@@ -11,6 +11,16 @@ use super::tcb::{ev, flag, CloseReason, Env, Rtx, State, Tcb, NEVER};
 const MAX_OOO: usize = 64;
 /// PAWS forgets a timestamp older than 24 days (RFC 7323 5.5).
 const PAWS_IDLE_US: u64 = 24 * 24 * 3600 * 1_000_000;
+/// Ticks of the peer's timestamp clock a segment may lag TS.Recent and
+/// still pass PAWS. A peer's segments can leave it from two CPUs (data
+/// from the application's, ACKs from the one that took our data), and
+/// two that straddle a tick of its clock can swap places on the way:
+/// the one stamped a tick earlier then arrives second. Strict RFC 7323
+/// 5.3 drops it (a data segment then costs a retransmission); Linux
+/// tolerates one tick (`TCP_PAWS_WINDOW`), and so does the engine. An old
+/// duplicate from a wrapped sequence space, which PAWS is for, is older
+/// by far more than one tick.
+const PAWS_WINDOW: u32 = 1;
 
 impl Tcb {
     /// Processes one segment for this connection.
@@ -113,7 +123,7 @@ impl Tcb {
         // PAWS (RFC 7323 5.3).
         if self.flags & flag::TS_OK != 0 && !rst {
             if let Some(ts) = seg.timestamp {
-                if seq::lt(ts.tsval, self.ts_recent)
+                if seq::lt(ts.tsval.wrapping_add(PAWS_WINDOW), self.ts_recent)
                     && now.saturating_sub(self.ts_recent_at) < PAWS_IDLE_US
                 {
                     env.stats.paws_drops.inc();

@@ -678,6 +678,28 @@ fn rfc7323_5_paws_drops_old_timestamps() {
 }
 
 #[test]
+fn rfc7323_5_paws_lets_a_segment_one_tick_late_through() {
+    // Stamped one tick before the newest the receiver has seen (two of the
+    // peer's CPUs swapped them on the way): accepted, as Linux does.
+    let mut n = Net::open(cfg(), cfg(), 50);
+    n.transfer(1000);
+    let recent = n.ends[1].tcb().ts_recent().unwrap();
+    let mut late = from_a(&n, TcpControl::Psh, 0);
+    late.timestamp = Some(TcpTimestampRepr::new(recent.wrapping_sub(1), 0));
+    late.payload = b"late";
+    inject(&mut n, 1, late);
+    assert_eq!(n.ends[1].stats.paws_drops.get(), 0);
+    assert_eq!(n.ends[1].tcb().readable(), 4);
+    // Two ticks is past the tolerance.
+    let mut old = from_a(&n, TcpControl::Psh, 4);
+    old.timestamp = Some(TcpTimestampRepr::new(recent.wrapping_sub(2), 0));
+    old.payload = b"old";
+    inject(&mut n, 1, old);
+    assert_eq!(n.ends[1].stats.paws_drops.get(), 1);
+    assert_eq!(n.ends[1].tcb().readable(), 4);
+}
+
+#[test]
 fn rfc2018_out_of_order_data_is_sacked_most_recent_first() {
     let mut n = Net::open(cfg(), cfg(), 50);
     n.step();
