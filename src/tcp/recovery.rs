@@ -340,7 +340,7 @@ impl Tcb {
         if self.sent.lost() == 0 {
             return;
         }
-        self.flags |= flag::RECOVERY;
+        self.flags |= flag::RECOVERY | flag::FAST_RTX;
         self.recovery_point = self.snd_max;
         env.stats.recoveries.inc();
         let flight = self.congestion_flight();
@@ -411,7 +411,7 @@ impl Tcb {
             }
         }
         self.cc.on_rto(flight, first, env.now);
-        self.flags &= !flag::RECOVERY;
+        self.flags &= !(flag::RECOVERY | flag::FAST_RTX);
         self.flags |= flag::AFTER_RTO;
         self.recovery_point = self.snd_max;
         if let Some(r) = self.rare_set_mut() {

@@ -2,7 +2,8 @@
 //! the ACKs before the one that shows the loss have taken most of the
 //! flight, and the data they clock out is not sent yet. The congestion
 //! response's size (RFC 5681 3.1, RFC 9438 4.6) and RACK's judgement of
-//! reordering (RFC 8985 6.2) must not be misled by that.
+//! reordering (RFC 8985 6.2) must not be misled by that; and the fast
+//! retransmission goes out at once (RFC 6675 5).
 
 use super::super::tcb::flag;
 use super::*;
@@ -111,4 +112,50 @@ fn rfc8985_6_2_a_segment_that_arrives_after_a_later_one_is_reordering() {
         0,
         "delivered after a segment sent later, never retransmitted"
     );
+}
+
+#[test]
+fn rfc6675_5_the_first_lost_segment_is_resent_on_entering_recovery_whatever_the_pipe() {
+    let mut n = Net::open(cfg(), cfg(), 50);
+    n.transfer(1 << 20);
+    n.ends[1].got.clear();
+    n.send(0, &pattern(4 << 20, 8));
+    n.app(0);
+    n.output(0);
+    let mut burst: Vec<Wire> = std::mem::take(&mut n.flight);
+    assert!(burst.len() >= 20, "a burst of {} segments", burst.len());
+    burst.sort_by_key(|w| w.hdr.seq_number.0 as u32);
+    // The first segment is lost; only the next three have arrived when
+    // their SACKs show the loss, so nearly the whole flight is still in
+    // the pipe, above the window the loss cuts it to.
+    let rest = burst.split_off(4);
+    let lost = burst.remove(0);
+    n.now += n.delay;
+    for w in burst {
+        n.deliver(w);
+    }
+    n.output(1);
+    let acks: Vec<Wire> = std::mem::take(&mut n.flight);
+    n.now += n.delay;
+    for w in acks {
+        n.deliver(w);
+    }
+    assert_eq!(n.ends[0].stats.recoveries.get(), 1, "the loss is seen");
+    let a = n.ends[0].tcb();
+    assert!(
+        a.pipe() > a.cwnd(),
+        "pipe {} over cwnd {}",
+        a.pipe(),
+        a.cwnd()
+    );
+    let first = n.next_segment(0).expect("the fast retransmission");
+    assert_eq!(first.repr.seq_number, lost.hdr.seq_number);
+    assert_eq!(n.ends[0].stats.retransmits.get(), 1);
+    // Then the pipe rules again: nothing more until ACKs drain it.
+    assert!(n.next_segment(0).is_none());
+    for w in rest {
+        n.flight.push(w);
+    }
+    n.run_until(|n| n.ends[1].got.len() == 4 << 20);
+    assert!(n.ends[1].got == pattern(4 << 20, 8), "intact and in order");
 }
