@@ -8,19 +8,11 @@
 use super::super::tcb::flag;
 use super::*;
 
-/// A sends a whole window in one burst; the fourth segment from its end
-/// is lost; B's ACKs of the rest all reach A before A sends again (one
-/// receive burst). The three segments after the hole are SACKed, which
-/// marks it lost at once (RFC 6675's DupThresh; RACK's reordering window
-/// is 0 then). Returns A's flight after its burst and its cwnd then.
-fn lose_one_of_a_burst_and_ack_the_rest_at_once(n: &mut Net) -> (u32, u32) {
-    let (flight, cwnd, _) = hold_one_of_a_burst_and_ack_the_rest_at_once(n);
-    (flight, cwnd)
-}
-
-/// As [`lose_one_of_a_burst_and_ack_the_rest_at_once`], and returns the
-/// segment held back too.
-fn hold_one_of_a_burst_and_ack_the_rest_at_once(n: &mut Net) -> (u32, u32, Wire) {
+/// A sends a whole window in one burst. The segments `held(i, len)`
+/// picks (by place in sequence order) do not reach B now; B's ACKs of the
+/// others all reach A before A sends again (one receive burst). Returns
+/// A's flight after its burst, its cwnd then, and the held segments.
+fn burst_acked_at_once(n: &mut Net, held: impl Fn(usize, usize) -> bool) -> (u32, u32, Vec<Wire>) {
     n.app(0);
     n.output(0);
     let (flight, cwnd) = (n.ends[0].tcb().in_flight(), n.ends[0].tcb().cwnd());
@@ -28,10 +20,17 @@ fn hold_one_of_a_burst_and_ack_the_rest_at_once(n: &mut Net) -> (u32, u32, Wire)
     assert!(burst.iter().all(|w| w.to == 1));
     assert!(burst.len() >= 20, "a burst of {} segments", burst.len());
     burst.sort_by_key(|w| w.hdr.seq_number.0 as u32);
-    let lost = burst.len() - 4;
-    let held = burst.remove(lost);
+    let len = burst.len();
+    let (mut kept, mut arrive) = (Vec::new(), Vec::new());
+    for (i, w) in burst.into_iter().enumerate() {
+        if held(i, len) {
+            kept.push(w);
+        } else {
+            arrive.push(w);
+        }
+    }
     n.now += n.delay;
-    for w in burst {
+    for w in arrive {
         n.deliver(w);
     }
     n.output(1);
@@ -42,7 +41,21 @@ fn hold_one_of_a_burst_and_ack_the_rest_at_once(n: &mut Net) -> (u32, u32, Wire)
         n.deliver(w);
     }
     assert_eq!(n.ends[0].stats.recoveries.get(), 1, "the loss is seen");
-    (flight, cwnd, held)
+    (flight, cwnd, kept)
+}
+
+/// [`burst_acked_at_once`] with the fourth segment from the burst's end
+/// held: the three after it are SACKed, which marks it lost at once (RFC
+/// 6675's DupThresh; RACK's reordering window is 0 then).
+fn hold_one_of_a_burst_and_ack_the_rest_at_once(n: &mut Net) -> (u32, u32, Wire) {
+    let (flight, cwnd, mut held) = burst_acked_at_once(n, |i, len| i == len - 4);
+    (flight, cwnd, held.remove(0))
+}
+
+/// [`hold_one_of_a_burst_and_ack_the_rest_at_once`], the segment lost.
+fn lose_one_of_a_burst_and_ack_the_rest_at_once(n: &mut Net) -> (u32, u32) {
+    let (flight, cwnd, _) = hold_one_of_a_burst_and_ack_the_rest_at_once(n);
+    (flight, cwnd)
 }
 
 #[test]
@@ -120,27 +133,12 @@ fn rfc6675_5_the_first_lost_segment_is_resent_on_entering_recovery_whatever_the_
     n.transfer(1 << 20);
     n.ends[1].got.clear();
     n.send(0, &pattern(4 << 20, 8));
-    n.app(0);
-    n.output(0);
-    let mut burst: Vec<Wire> = std::mem::take(&mut n.flight);
-    assert!(burst.len() >= 20, "a burst of {} segments", burst.len());
-    burst.sort_by_key(|w| w.hdr.seq_number.0 as u32);
     // The first segment is lost; only the next three have arrived when
     // their SACKs show the loss, so nearly the whole flight is still in
     // the pipe, above the window the loss cuts it to.
-    let rest = burst.split_off(4);
-    let lost = burst.remove(0);
-    n.now += n.delay;
-    for w in burst {
-        n.deliver(w);
-    }
-    n.output(1);
-    let acks: Vec<Wire> = std::mem::take(&mut n.flight);
-    n.now += n.delay;
-    for w in acks {
-        n.deliver(w);
-    }
-    assert_eq!(n.ends[0].stats.recoveries.get(), 1, "the loss is seen");
+    let (_, _, mut held) = burst_acked_at_once(&mut n, |i, _| i == 0 || i >= 4);
+    let lost = held.remove(0);
+    let rest = held;
     let a = n.ends[0].tcb();
     assert!(
         a.pipe() > a.cwnd(),
