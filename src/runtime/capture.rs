@@ -37,7 +37,9 @@ pub struct Capture {
     tx: SyncSender<Rec>,
     full: Arc<AtomicBool>,
     missed: Arc<AtomicU64>,
-    thread: JoinHandle<Result<u64>>,
+    /// The writer's result: frames written, and frames that reached it
+    /// after the limit (sent before the sinks saw `full`).
+    thread: JoinHandle<Result<(u64, u64)>>,
 }
 
 /// A core's handle to write into a capture.
@@ -82,13 +84,13 @@ impl Capture {
     /// the file.
     pub fn finish(self) -> Result<CaptureSummary> {
         drop(self.tx);
-        let written = self
+        let (written, late) = self
             .thread
             .join()
             .map_err(|_| Error::Config("pcap writer panicked".into()))??;
         Ok(CaptureSummary {
             written,
-            missed: self.missed.load(Ordering::Relaxed),
+            missed: self.missed.load(Ordering::Relaxed) + late,
         })
     }
 }
@@ -98,11 +100,13 @@ fn write_loop(
     rx: Receiver<Rec>,
     max: u64,
     full: Arc<AtomicBool>,
-) -> Result<u64> {
-    let mut n = 0;
+) -> Result<(u64, u64)> {
+    let (mut n, mut late) = (0, 0);
     for (ts, orig, data) in rx {
         if n >= max {
-            continue; // drain; sinks stop sending once `full` is seen
+            // Sent before the sink saw `full`: not captured either.
+            late += 1;
+            continue;
         }
         w.write_packet(&PcapPacket::new(ts, orig, &data))
             .map_err(|e| Error::Config(format!("writing pcap: {e}")))?;
@@ -111,7 +115,7 @@ fn write_loop(
             full.store(true, Ordering::Relaxed);
         }
     }
-    Ok(n)
+    Ok((n, late))
 }
 
 impl CaptureSink {
@@ -211,6 +215,23 @@ mod tests {
             got.push(pkt.unwrap().data[0]);
         }
         assert_eq!(got, vec![0, 1, 2]);
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn frames_past_the_limit_are_counted_even_when_the_writer_lags() {
+        // Sent back to back: most reach the writer before the sink sees
+        // the limit, and the writer counts those.
+        let path = std::env::temp_dir().join(format!("bypass-cap2-{}.pcap", std::process::id()));
+        let cap = Capture::create(path.to_str().unwrap(), 3).unwrap();
+        let sink = cap.sink();
+        for i in 0..1000u32 {
+            sink.record(&i.to_be_bytes().repeat(15));
+        }
+        drop(sink);
+        let s = cap.finish().unwrap();
+        assert_eq!(s.written, 3);
+        assert_eq!(s.written + s.missed, 1000);
         std::fs::remove_file(path).unwrap();
     }
 }
