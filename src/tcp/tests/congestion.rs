@@ -58,13 +58,20 @@ fn lose_one_of_a_burst_and_ack_the_rest_at_once(n: &mut Net) -> (u32, u32) {
     (flight, cwnd)
 }
 
-#[test]
-fn rfc9438_4_6_a_window_limited_sender_reduces_from_its_window_not_from_what_the_burst_left() {
+/// A connection whose window grew over 1 MiB, with 4 MiB of
+/// `pattern(_, seed)` given to A: more than it can send at once. B's
+/// `got` holds only what arrives of those 4 MiB.
+fn grown_with_more_to_send(seed: u8) -> Net {
     let mut n = Net::open(cfg(), cfg(), 50);
-    // Grow the window, then give A more than it can send.
     n.transfer(1 << 20);
     n.ends[1].got.clear();
-    n.send(0, &pattern(4 << 20, 5));
+    n.send(0, &pattern(4 << 20, seed));
+    n
+}
+
+#[test]
+fn rfc9438_4_6_a_window_limited_sender_reduces_from_its_window_not_from_what_the_burst_left() {
+    let mut n = grown_with_more_to_send(5);
     let (flight, cwnd) = lose_one_of_a_burst_and_ack_the_rest_at_once(&mut n);
     let a = n.ends[0].tcb();
     let ssthresh = a.cc.ssthresh();
@@ -107,9 +114,7 @@ fn rfc5681_3_1_an_application_limited_sender_reduces_from_its_true_flight() {
 
 #[test]
 fn rfc8985_6_2_a_segment_that_arrives_after_a_later_one_is_reordering() {
-    let mut n = Net::open(cfg(), cfg(), 50);
-    n.transfer(1 << 20);
-    n.send(0, &pattern(4 << 20, 7));
+    let mut n = grown_with_more_to_send(7);
     let (_, _, late) = hold_one_of_a_burst_and_ack_the_rest_at_once(&mut n);
     assert_eq!(n.ends[0].tcb().flags & flag::REORDER_SEEN, 0);
     // It was only late: it arrives, and B's ACK covers it.
@@ -129,10 +134,7 @@ fn rfc8985_6_2_a_segment_that_arrives_after_a_later_one_is_reordering() {
 
 #[test]
 fn rfc6675_5_the_first_lost_segment_is_resent_on_entering_recovery_whatever_the_pipe() {
-    let mut n = Net::open(cfg(), cfg(), 50);
-    n.transfer(1 << 20);
-    n.ends[1].got.clear();
-    n.send(0, &pattern(4 << 20, 8));
+    let mut n = grown_with_more_to_send(8);
     // The first segment is lost; only the next three have arrived when
     // their SACKs show the loss, so nearly the whole flight is still in
     // the pipe, above the window the loss cuts it to.
