@@ -702,6 +702,7 @@ fn assert_on_default_engine(j: &serde_json::Value, n: u64) {
         "retransmits",
         "rtos",
         "tlps",
+        "tlp_recoveries",
         "recoveries",
         "undos",
         "timeouts",

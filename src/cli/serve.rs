@@ -256,6 +256,7 @@ fn totals(stats: &[Arc<StackStats>]) -> serde_json::Value {
         "retransmits": sum(|s| s.tcp.retransmits.get()),
         "rtos": sum(|s| s.tcp.rtos.get()),
         "tlps": sum(|s| s.tcp.tlps.get()),
+        "tlp_recoveries": sum(|s| s.tcp.tlp_recoveries.get()),
         "recoveries": sum(|s| s.tcp.recoveries.get()),
         "undos": sum(|s| s.tcp.undos.get()),
         "ooo_segments": sum(|s| s.tcp.ooo_segments.get()),

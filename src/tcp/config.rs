@@ -90,6 +90,9 @@ pub struct TcpStats {
     pub rtos: Counter,
     /// Tail-loss probes sent.
     pub tlps: Counter,
+    /// Tail-loss probes that repaired a loss (RFC 8985 7.4.2: the window
+    /// was cut once for it).
+    pub tlp_recoveries: Counter,
     /// Fast recoveries entered (SACK, RACK or three duplicate ACKs).
     pub recoveries: Counter,
     /// Congestion responses undone as spurious (D-SACK).

@@ -381,6 +381,7 @@ impl Tcb {
             let len = self.unsent().min(self.smss as u32).min(usable);
             let s = self.send_new(env, len);
             self.rare_mut().tlp_end = Some(self.snd_max);
+            self.flags &= !flag::TLP_RTX;
             self.arm_rto(env.now);
             return Some(s);
         }
@@ -391,6 +392,7 @@ impl Tcb {
         }
         self.retransmitted(env, k);
         self.rare_mut().tlp_end = Some(self.snd_max);
+        self.flags |= flag::TLP_RTX;
         self.arm_rto(env.now);
         let fin = s.flags & sf::FIN != 0;
         Some(self.data_seg(env, s.start, s.end, fin))

@@ -155,16 +155,13 @@ impl Tcb {
             }
         }
 
-        // The tail-loss probe's episode ends when its sequence is acked.
+        // Did the tail-loss probe repair a loss (RFC 8985 7.4.2)?
         if let Some(end) = self.rare().and_then(|r| r.tlp_end) {
-            // A D-SACK of the probe means the original had arrived: its
-            // ACK was lost or delayed. Either way no congestion response
-            // (below); the timer learns nothing, since an ACK lost at
-            // random says nothing about how late the next will be.
-            if seq::ge(ack, end) {
+            if let Some(repaired) = self.tlp_outcome(seg, ack, end, delivered_any, dsack) {
                 self.rare_mut().tlp_end = None;
-                if !dsack && self.undo_marker.is_none() {
-                    // The probe repaired a loss (RFC 8985 7.4.2): respond.
+                self.flags &= !flag::TLP_RTX;
+                if repaired && self.undo_marker.is_none() {
+                    env.stats.tlp_recoveries.inc();
                     self.cc.on_congestion_event(flight_before, now);
                 }
             }
@@ -214,6 +211,46 @@ impl Tcb {
         self.enter_recovery_if_lost(env);
         self.rearm_after_ack(env, advanced);
         acked_data
+    }
+
+    /// How a tail-loss probe's episode ends, once an ACK reaches its end:
+    /// `Some(true)` if the probe repaired a loss, `Some(false)` if nothing
+    /// was lost, `None` while it cannot be told yet.
+    /// - A probe of new data repaired nothing: any loss before it is
+    ///   RACK's to find.
+    /// - A probe that sent the last segment again, answered by a D-SACK of
+    ///   it, or by a duplicate ACK at its end that delivered nothing (a
+    ///   peer without D-SACK): both copies arrived.
+    /// - An ACK beyond the probe (new data acknowledged, no D-SACK came):
+    ///   the probe's copy was the one that arrived.
+    /// - An ACK that reaches exactly the probe's end may be the original's
+    ///   own ACK, only late (a busy or ACK-delaying peer), with the D-SACK
+    ///   of the probe still on its way: wait for what follows. Taken as a
+    ///   loss, every late ACK cut the window.
+    fn tlp_outcome(
+        &self,
+        seg: &TcpRepr,
+        ack: u32,
+        end: u32,
+        delivered: bool,
+        dsack: bool,
+    ) -> Option<bool> {
+        if seq::lt(ack, end) {
+            return None;
+        }
+        if self.flags & flag::TLP_RTX == 0 {
+            return Some(false);
+        }
+        let covers_probe =
+            |b: Option<(u32, u32)>| b.is_some_and(|(l, r)| seq::lt(l, end) && seq::ge(r, end));
+        if dsack && covers_probe(seg.sack_ranges[0]) {
+            return Some(false);
+        }
+        if seq::gt(ack, end) {
+            return Some(true);
+        }
+        let pure_dup = !delivered && seg.payload.is_empty();
+        pure_dup.then_some(false)
     }
 
     /// RACK step 2: the most recently sent record known delivered.
@@ -417,6 +454,7 @@ impl Tcb {
         if let Some(r) = self.rare_set_mut() {
             r.tlp_end = None;
         }
+        self.flags &= !flag::TLP_RTX;
         if first {
             self.undo_marker = Some(self.snd_una);
             self.undo_retrans = 0;

@@ -835,3 +835,4 @@ fn rfc7323_2_4_the_announced_right_edge_never_moves_left() {
 mod acceptance;
 mod congestion;
 mod pmtu;
+mod probes;

@@ -231,10 +231,11 @@ impl Out<'_> {
         for (label, t) in engines {
             let n = |k: &str| t[k].as_u64().unwrap_or(0);
             self.say(&format!(
-                "{label:<14} {} retransmits ({} timeouts, {} tail-loss probes, {} recoveries, {} undone), {} segments kept out of order, {} segment-size cuts (path MTU)",
+                "{label:<14} {} retransmits ({} timeouts, {} tail-loss probes of which {} repaired a loss, {} recoveries, {} undone), {} segments kept out of order, {} segment-size cuts (path MTU)",
                 n("retransmits"),
                 n("rtos"),
                 n("tlps"),
+                n("tlp_recoveries"),
                 n("recoveries"),
                 n("undos"),
                 n("ooo_segments"),
