@@ -297,6 +297,14 @@ impl Cc {
         self.in_recovery = true;
     }
 
+    /// In fast recovery, the window PRR allows now (RFC 9937: the pipe
+    /// plus what this ACK lets be sent). Does nothing outside recovery.
+    pub fn set_recovery_cwnd(&mut self, cwnd: u32) {
+        if self.in_recovery && !self.none {
+            self.w.cwnd = cwnd;
+        }
+    }
+
     /// Leaving fast recovery (the cumulative ACK passed the recovery
     /// point): cwnd = ssthresh (RFC 6675 §5, RFC 6582 §3.2 step 3). Does
     /// nothing outside recovery (for example after an [`Cc::undo`]).

@@ -175,7 +175,7 @@ impl Tcb {
             env.stats.out_of_window.inc();
             self.flags |= flag::ACK_NOW;
             if self.state == State::TimeWait && fin {
-                self.tw_until = now.saturating_add(env.cfg.time_wait_us);
+                self.phase_end = now.saturating_add(env.cfg.time_wait_us);
             }
             return;
         }
@@ -293,7 +293,7 @@ impl Tcb {
             }
             self.flags |= flag::ACK_NOW;
             if self.state == State::TimeWait {
-                self.tw_until = now.saturating_add(env.cfg.time_wait_us);
+                self.phase_end = now.saturating_add(env.cfg.time_wait_us);
             }
         }
     }
@@ -326,7 +326,7 @@ impl Tcb {
         }
         self.rtx = Rtx::None;
         self.rtx_at = NEVER;
-        self.tw_until = env.now.saturating_add(env.cfg.time_wait_us);
+        self.phase_end = env.now.saturating_add(env.cfg.time_wait_us);
     }
 
     fn peer_fin(&mut self, env: &mut Env) {

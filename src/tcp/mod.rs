@@ -19,6 +19,7 @@
 //!   ACK, zero-window probes, keepalive;
 //! - [`recovery`]: the SACK scoreboard (RFC 2018, RFC 6675), RACK-TLP
 //!   (RFC 8985), NewReno without SACK (RFC 6582), RTO (RFC 6298);
+//!   `prr`: what fast recovery sends per ACK (RFC 9937);
 //! - [`cc`]: CUBIC (RFC 9438), Reno, none;
 //! - [`isn`]: RFC 6528 initial sequence numbers; [`syncookie`]: RFC 4987;
 //! - [`pmtu`]: path MTU discovery (RFC 1191, RFC 8201).
@@ -31,6 +32,7 @@ mod input;
 pub mod isn;
 mod output;
 pub mod pmtu;
+mod prr;
 pub mod recovery;
 pub mod ring;
 pub mod rtt;

@@ -483,6 +483,7 @@ impl Tcb {
             }
         }
         self.last_send = now;
+        self.prr_sent(seq::dist(start, end));
         if fin {
             self.flags |= flag::FIN_SENT;
         }

@@ -50,6 +50,13 @@ impl Tcb {
     pub(super) fn on_ack(&mut self, env: &mut Env, seg: &TcpRepr, ack: u32) -> u32 {
         let now = env.now;
         let flight_before = seq::dist(self.snd_una, self.snd_max);
+        let una_before = self.snd_una;
+        // Room the window had before this ACK: the sends owed to ACKs read
+        // earlier in the same receive burst (see `prr.rs`).
+        let room_before = self.cc.cwnd().saturating_sub(self.pipe());
+        // Bytes newly SACKed (RFC 9937's DeliveredData, with the
+        // cumulative part added below).
+        let mut sacked_now = 0u32;
         let advanced = seq::gt(ack, self.snd_una);
         let mut newest_rtt: Option<u64> = None;
         let mut delivered_any = false;
@@ -87,6 +94,7 @@ impl Tcb {
                     if s.flags & sf::SACKED == 0 {
                         self.sent.set_flags(k, (s.flags | sf::SACKED) & !sf::LOST);
                         delivered_any = true;
+                        sacked_now += seq::dist(s.start, s.end);
                         self.rack_update(now, &s, prior, &mut newest_rtt);
                     }
                     k += 1;
@@ -167,6 +175,10 @@ impl Tcb {
             }
         }
 
+        // What this ACK reports delivered; without SACK a duplicate ACK
+        // stands for one segment (RFC 9937 5).
+        let mut delivered = seq::dist(una_before, self.snd_una) + sacked_now;
+        let lost_before = self.sent.lost();
         let app_limited = self.snd_queued == seq::dist(self.snd_base, self.snd_nxt);
         if advanced {
             let past_point = seq::ge(ack, self.recovery_point);
@@ -194,6 +206,7 @@ impl Tcb {
         {
             // A duplicate ACK (RFC 5681 2), for peers without SACK.
             self.dupacks = self.dupacks.saturating_add(1);
+            delivered = u32::from(self.smss);
             if self.dupacks == DUPTHRESH && !self.in_recovery() {
                 self.mark_first_lost();
             }
@@ -208,7 +221,14 @@ impl Tcb {
         if delivered_any && suspects && self.flags & flag::SACK_OK != 0 {
             self.rack_detect(env);
         }
-        self.enter_recovery_if_lost(env);
+        let recovering = self.in_recovery();
+        let owed = if self.unsent() > 0 { room_before } else { 0 };
+        self.enter_recovery_if_lost(env, delivered.saturating_add(owed));
+        if self.in_recovery() {
+            // Entering counted this ACK's deliveries (`prr_start`).
+            let safe = advanced && self.sent.lost() <= lost_before;
+            self.prr_on_ack(if recovering { delivered } else { 0 }, safe);
+        }
         self.rearm_after_ack(env, advanced);
         acked_data
     }
@@ -332,7 +352,10 @@ impl Tcb {
     /// The reordering timer fired: look again (RFC 8985 6.3).
     pub(super) fn on_reorder_timer(&mut self, env: &mut Env) {
         self.rack_detect(env);
-        self.enter_recovery_if_lost(env);
+        self.enter_recovery_if_lost(env, 0);
+        if self.in_recovery() {
+            self.prr_on_ack(0, false);
+        }
         if self.rtx == Rtx::None {
             self.arm_rto(env.now);
         }
@@ -370,7 +393,8 @@ impl Tcb {
     }
 
     /// Starts fast recovery if a record is lost and none is under way.
-    fn enter_recovery_if_lost(&mut self, env: &mut Env) {
+    /// `delivered`: what PRR counts as delivered when it starts (`prr.rs`).
+    fn enter_recovery_if_lost(&mut self, env: &mut Env, delivered: u32) {
         if self.in_recovery() || self.flags & flag::AFTER_RTO != 0 {
             return;
         }
@@ -382,6 +406,7 @@ impl Tcb {
         env.stats.recoveries.inc();
         let flight = self.congestion_flight();
         self.cc.on_congestion_event(flight, env.now);
+        self.prr_start(flight, delivered);
         self.undo_marker = Some(self.snd_una);
         self.undo_retrans = 0;
     }
@@ -565,7 +590,9 @@ impl Tcb {
 
     /// Records a retransmission of record `k` at `now`.
     pub(super) fn retransmitted(&mut self, env: &mut Env, k: usize) {
-        let f = self.sent.get(k).flags;
+        let s = self.sent.get(k);
+        self.prr_sent(seq::dist(s.start, s.end));
+        let f = s.flags;
         self.sent.set_flags(k, (f | sf::RETRANS) & !sf::LOST);
         self.sent.set_xmit(k, env.now);
         env.stats.retransmits.inc();

@@ -16,9 +16,9 @@
 //!   fractions of the averages are not lost: with datacenter RTTs of tens of
 //!   microseconds, truncation to whole microseconds would bias SRTT by up to
 //!   7 µs.
-//! - Samples above `u32::MAX` µs (about 71 minutes) are saturated there;
-//!   configuration values above `u32::MAX` µs are saturated likewise. The
-//!   estimator is 40 bytes.
+//! - Samples above [`MAX_SAMPLE_US`] (about 9 minutes, so that 8 × SRTT
+//!   fits 32 bits) are saturated there; configuration values above
+//!   `u32::MAX` µs are saturated at that. The estimator is 32 bytes.
 //! - Nothing here panics or allocates.
 
 /// RTO bounds and initial value, in microseconds.
@@ -55,13 +55,16 @@ fn sat32(v: u64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }
 
+/// The largest RTT sample taken, µs (`u32::MAX / 8`, about 9 minutes).
+pub const MAX_SAMPLE_US: u32 = u32::MAX / 8;
+
 /// RFC 6298 state for one connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RttEstimator {
     /// 8 × SRTT, µs.
-    srtt8: u64,
+    srtt8: u32,
     /// 4 × RTTVAR, µs (K × RTTVAR with K = 4).
-    rttvar4: u64,
+    rttvar4: u32,
     initial_us: u32,
     min_us: u32,
     max_us: u32,
@@ -97,7 +100,7 @@ impl RttEstimator {
     /// sample after retransmissions means the path answers again (the
     /// note in §5.7). Also tracks the minimum and the latest sample.
     pub fn sample(&mut self, rtt_us: u64) {
-        let r = u64::from(sat32(rtt_us));
+        let r = sat32(rtt_us).min(MAX_SAMPLE_US);
         if self.sampled {
             // RTTVAR <- 3/4 RTTVAR + 1/4 |SRTT - R'|, with the old SRTT;
             // in scaled units: rttvar4 <- 3/4 rttvar4 + |srtt8 - 8R| / 8.
@@ -111,8 +114,8 @@ impl RttEstimator {
             self.rttvar4 = r * 2;
             self.sampled = true;
         }
-        self.latest_us = r as u32;
-        self.min_rtt_us = self.min_rtt_us.min(r as u32);
+        self.latest_us = r;
+        self.min_rtt_us = self.min_rtt_us.min(r);
         self.backoffs = 0;
     }
 
@@ -121,7 +124,7 @@ impl RttEstimator {
     /// `max`.
     pub fn rto_us(&self) -> u64 {
         let base = if self.sampled {
-            self.srtt8.div_ceil(8) + self.rttvar4.max(GRANULARITY_US)
+            u64::from(self.srtt8.div_ceil(8)) + u64::from(self.rttvar4).max(GRANULARITY_US)
         } else {
             u64::from(self.initial_us)
         };
@@ -151,12 +154,12 @@ impl RttEstimator {
 
     /// Smoothed RTT, `None` before the first sample.
     pub fn srtt_us(&self) -> Option<u64> {
-        self.sampled.then(|| self.srtt8.div_ceil(8))
+        self.sampled.then(|| u64::from(self.srtt8.div_ceil(8)))
     }
 
     /// RTT variance (0 before the first sample).
     pub fn rttvar_us(&self) -> u64 {
-        self.rttvar4.div_ceil(4)
+        u64::from(self.rttvar4.div_ceil(4))
     }
 
     /// Smallest sample seen, `None` before the first sample. A plain
@@ -180,8 +183,8 @@ mod tests {
     }
 
     #[test]
-    fn estimator_fits_in_48_bytes() {
-        assert!(std::mem::size_of::<RttEstimator>() <= 48);
+    fn estimator_fits_in_32_bytes() {
+        assert!(std::mem::size_of::<RttEstimator>() <= 32);
     }
 
     #[test]
@@ -278,7 +281,7 @@ mod tests {
         // Absurd samples saturate instead of overflowing.
         e.sample(u64::MAX);
         assert_eq!(e.rto_us(), 60_000_000);
-        assert_eq!(e.latest_us(), Some(u64::from(u32::MAX)));
+        assert_eq!(e.latest_us(), Some(u64::from(MAX_SAMPLE_US)));
     }
 
     #[test]
@@ -341,7 +344,9 @@ mod tests {
             }
             let rto = e.rto_us();
             assert!((cfg.min_us..=cfg.max_us).contains(&rto), "{rto} {e:?}");
-            assert!(e.min_rtt_us() <= e.latest_us() && e.latest_us() <= Some(u64::from(u32::MAX)));
+            assert!(
+                e.min_rtt_us() <= e.latest_us() && e.latest_us() <= Some(u64::from(MAX_SAMPLE_US))
+            );
         }
     }
 

@@ -263,6 +263,11 @@ pub struct Tcb {
     /// Start of the out-of-order range that changed last (first SACK block).
     pub(super) ooo_last: u32,
     pub(super) undo_retrans: u32,
+    /// Proportional rate reduction (RFC 9937, `prr.rs`): RecoverFS, and
+    /// the bytes delivered and sent since fast recovery began.
+    pub(super) recover_fs: u32,
+    pub(super) prr_delivered: u32,
+    pub(super) prr_out: u32,
     /// Our timestamp when the first timeout of an episode fired, and the
     /// original send time of the segment it retransmitted (spurious
     /// timeout detection, RFC 3522 / RFC 4015).
@@ -270,10 +275,9 @@ pub struct Tcb {
     /// snd_una when the last congestion response was made (for undo).
     pub(super) undo_marker: Option<u32>,
     pub(super) rto_orig_xmit: u64,
-    /// When the handshake began.
-    pub(super) born: u64,
-    /// When TIME-WAIT ends.
-    pub(super) tw_until: u64,
+    /// When this state's own limit runs out: the handshake's (SYN-SENT,
+    /// SYN-RECEIVED) or TIME-WAIT's end. The two never overlap.
+    pub(super) phase_end: u64,
     pub(super) last_challenge: u64,
     /// When our SYN was first sent, and whether it was sent again.
     pub(super) syn_xmit: u64,
@@ -329,14 +333,16 @@ impl Tcb {
             rto_orig_xmit: 0,
             undo_marker: None,
             undo_retrans: 0,
+            recover_fs: 1,
+            prr_delivered: 0,
+            prr_out: 0,
             rtx_at: NEVER,
             rtx: Rtx::None,
             ack_at: NEVER,
-            born: env.now,
+            phase_end: env.now.saturating_add(cfg.handshake_timeout_us),
             last_rcv: env.now,
             last_data: env.now,
             progress_at: env.now,
-            tw_until: NEVER,
             ka_sent: 0,
             dup_owed: 0,
             persist_n: 0,

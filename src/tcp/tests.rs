@@ -311,6 +311,25 @@ impl Net {
         while t.poll_output(&mut env).is_some() {}
     }
 
+    /// Every segment end `i` sends now, taken off the wire.
+    fn sent_now(&mut self, i: usize) -> Vec<Wire> {
+        self.app(i);
+        self.output(i);
+        let (mine, rest): (Vec<Wire>, Vec<Wire>) = std::mem::take(&mut self.flight)
+            .into_iter()
+            .partition(|w| w.to == 1 - i);
+        self.flight = rest;
+        mine
+    }
+
+    /// Delivers `ws` one delay from now.
+    fn arrive(&mut self, ws: Vec<Wire>) {
+        self.now += self.delay;
+        for w in ws {
+            self.deliver(w);
+        }
+    }
+
     /// What end `i` would send next, taken from it directly.
     fn next_segment(&mut self, i: usize) -> Option<super::Seg> {
         let now = self.now;
@@ -836,3 +855,4 @@ mod acceptance;
 mod congestion;
 mod pmtu;
 mod probes;
+mod prr;

@@ -24,10 +24,7 @@ impl Tcb {
     /// deadlines.
     fn misc_deadline(&self, cfg: &Config) -> u64 {
         match self.state {
-            State::SynSent | State::SynReceived => {
-                self.born.saturating_add(cfg.handshake_timeout_us)
-            }
-            State::TimeWait => self.tw_until,
+            State::SynSent | State::SynReceived | State::TimeWait => self.phase_end,
             State::Closed => NEVER,
             _ => {
                 let mut at = NEVER;

@@ -133,7 +133,7 @@ fn rfc8985_6_2_a_segment_that_arrives_after_a_later_one_is_reordering() {
 }
 
 #[test]
-fn rfc6675_5_the_first_lost_segment_is_resent_on_entering_recovery_whatever_the_pipe() {
+fn rfc6675_5_the_first_lost_segment_is_resent_on_entering_recovery_then_prr_shares_out_the_rest() {
     let mut n = grown_with_more_to_send(8);
     // The first segment is lost; only the next three have arrived when
     // their SACKs show the loss, so nearly the whole flight is still in
@@ -142,16 +142,25 @@ fn rfc6675_5_the_first_lost_segment_is_resent_on_entering_recovery_whatever_the_
     let lost = held.remove(0);
     let rest = held;
     let a = n.ends[0].tcb();
+    let mss = u32::from(a.mss());
     assert!(
-        a.pipe() > a.cwnd(),
-        "pipe {} over cwnd {}",
+        a.pipe() > a.cc.ssthresh(),
+        "pipe {} over ssthresh {}",
         a.pipe(),
-        a.cwnd()
+        a.cc.ssthresh()
     );
     let first = n.next_segment(0).expect("the fast retransmission");
     assert_eq!(first.repr.seq_number, lost.hdr.seq_number);
     assert_eq!(n.ends[0].stats.retransmits.get(), 1);
-    // Then the pipe rules again: nothing more until ACKs drain it.
+    // Then PRR's share (RFC 9937): 0.7 of the three segments delivered,
+    // 2.1 segments with the retransmission, so one new segment and no
+    // more until further ACKs (RFC 6675's pipe rule alone would send
+    // nothing until the pipe drained under the new window).
+    let second = n
+        .next_segment(0)
+        .expect("PRR's share of the delivered data");
+    assert_eq!(second.data_len, mss);
+    assert_eq!(n.ends[0].stats.retransmits.get(), 1, "new data");
     assert!(n.next_segment(0).is_none());
     for w in rest {
         n.flight.push(w);

@@ -15,25 +15,6 @@ fn warmed() -> Net {
     n
 }
 
-/// Every segment end `i` sends now, taken off the wire.
-fn sent_now(n: &mut Net, i: usize) -> Vec<Wire> {
-    n.app(i);
-    n.output(i);
-    let (mine, rest): (Vec<Wire>, Vec<Wire>) = std::mem::take(&mut n.flight)
-        .into_iter()
-        .partition(|w| w.to == 1 - i);
-    n.flight = rest;
-    mine
-}
-
-/// Delivers `ws` one delay from now.
-fn arrive(n: &mut Net, ws: Vec<Wire>) {
-    n.now += n.delay;
-    for w in ws {
-        n.deliver(w);
-    }
-}
-
 /// Moves time to A's loss-probe deadline, fires it, and returns what A
 /// sends then (the probe).
 fn probe_fires(n: &mut Net) -> Vec<Wire> {
@@ -44,7 +25,7 @@ fn probe_fires(n: &mut Net) -> Vec<Wire> {
     let e = &mut n.ends[0];
     let mut env = env!(e, now);
     e.tcb.as_mut().unwrap().on_timer(&mut env);
-    let probe = sent_now(n, 0);
+    let probe = n.sent_now(0);
     assert_eq!(n.ends[0].stats.tlps.get(), 1);
     assert_eq!(probe.len(), 1, "one probe");
     probe
@@ -62,23 +43,23 @@ fn rfc8985_7_4_2_a_late_ack_of_the_probed_segment_is_no_loss() {
     // probe, which follows, says both did.
     let mut n = warmed();
     n.send(0, &[7; 3000]);
-    let data = sent_now(&mut n, 0);
+    let data = n.sent_now(0);
     assert_eq!(data.len(), 3);
-    arrive(&mut n, data);
-    let late_acks = sent_now(&mut n, 1);
+    n.arrive(data);
+    let late_acks = n.sent_now(1);
     let t0 = n.now;
     let probe = probe_fires(&mut n);
     assert!(n.now - t0 < 5_000, "the probe waited {} µs", n.now - t0);
-    arrive(&mut n, late_acks);
+    n.arrive(late_acks);
     assert_eq!(n.ends[0].tcb().in_flight(), 0, "all acknowledged");
     assert!(unreduced(&n), "a late ACK is not taken for a repaired loss");
-    arrive(&mut n, probe);
-    let dsack = sent_now(&mut n, 1);
+    n.arrive(probe);
+    let dsack = n.sent_now(1);
     assert!(
         dsack[0].hdr.sack_ranges[0].is_some(),
         "B reports the duplicate"
     );
-    arrive(&mut n, dsack);
+    n.arrive(dsack);
     assert!(unreduced(&n), "the D-SACK shows nothing was lost");
     assert_eq!(n.ends[0].stats.tlp_recoveries.get(), 0);
     assert!(
@@ -88,7 +69,7 @@ fn rfc8985_7_4_2_a_late_ack_of_the_probed_segment_is_no_loss() {
     // The next tail is probed again (a probe episode left open would
     // leave only the retransmission timeout).
     n.send(0, &[8; 3000]);
-    let _ = sent_now(&mut n, 0);
+    let _ = n.sent_now(0);
     assert_eq!(n.ends[0].tcb().rtx, Rtx::Tlp);
 }
 
@@ -96,14 +77,14 @@ fn rfc8985_7_4_2_a_late_ack_of_the_probed_segment_is_no_loss() {
 fn rfc8985_7_4_2_a_probe_that_repaired_a_tail_loss_cuts_the_window_once() {
     let mut n = warmed();
     n.send(0, &[7; 3000]);
-    let mut data = sent_now(&mut n, 0);
+    let mut data = n.sent_now(0);
     let t0 = n.now;
     data.pop(); // the tail is lost
-    arrive(&mut n, data);
-    let acks = sent_now(&mut n, 1);
-    arrive(&mut n, acks);
+    n.arrive(data);
+    let acks = n.sent_now(1);
+    n.arrive(acks);
     let probe = probe_fires(&mut n);
-    arrive(&mut n, probe);
+    n.arrive(probe);
     n.run_until(|n| n.ends[0].tcb().in_flight() == 0);
     // A lone segment's probe waits for the RTO floor (5 ms: the peer may
     // delay its ACK), then B's delayed ACK (1 ms) and a round trip; and
@@ -132,21 +113,21 @@ fn rfc8985_7_4_2_a_probe_of_new_data_repairs_nothing() {
     let mut n = Net::open(cfg(), cfg(), 50);
     n.transfer(3000);
     n.send(0, &pattern(256 << 10, 9));
-    let window = sent_now(&mut n, 0);
+    let window = n.sent_now(0);
     assert!(window.len() >= 8, "a window of {}", window.len());
     let snd_max = n.ends[0].tcb().snd_max;
-    arrive(&mut n, window);
-    let late_acks = sent_now(&mut n, 1);
+    n.arrive(window);
+    let late_acks = n.sent_now(1);
     let probe = probe_fires(&mut n);
     assert!(
         seq::gt(n.ends[0].tcb().snd_max, snd_max),
         "the probe is new data"
     );
     assert_eq!(n.ends[0].stats.retransmits.get(), 0);
-    arrive(&mut n, late_acks);
-    arrive(&mut n, probe);
-    let acks = sent_now(&mut n, 1);
-    arrive(&mut n, acks);
+    n.arrive(late_acks);
+    n.arrive(probe);
+    let acks = n.sent_now(1);
+    n.arrive(acks);
     assert!(unreduced(&n), "nothing was lost");
     assert_eq!(n.ends[0].stats.tlp_recoveries.get(), 0);
     n.run_until(|n| n.ends[1].got.len() == (256 << 10) + 3000);
