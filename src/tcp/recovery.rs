@@ -222,12 +222,16 @@ impl Tcb {
             self.rack_detect(env);
         }
         let recovering = self.in_recovery();
-        let owed = if self.unsent() > 0 { room_before } else { 0 };
-        self.enter_recovery_if_lost(env, delivered.saturating_add(owed));
-        if self.in_recovery() {
-            // Entering counted this ACK's deliveries (`prr_start`).
-            let safe = advanced && self.sent.lost() <= lost_before;
-            self.prr_on_ack(if recovering { delivered } else { 0 }, safe);
+        if recovering || self.sent.lost() > 0 {
+            if !recovering {
+                let owed = if self.unsent() > 0 { room_before } else { 0 };
+                self.enter_recovery_if_lost(env, delivered.saturating_add(owed));
+            }
+            if self.in_recovery() {
+                // Entering counted this ACK's deliveries (`prr_start`).
+                let safe = advanced && self.sent.lost() <= lost_before;
+                self.prr_on_ack(if recovering { delivered } else { 0 }, safe);
+            }
         }
         self.rearm_after_ack(env, advanced);
         acked_data
