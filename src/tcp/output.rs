@@ -366,7 +366,11 @@ impl Tcb {
             return None;
         }
         self.retransmitted(env, k);
-        if self.rtx == Rtx::None || self.rtx == Rtx::Tlp {
+        // The timer runs from the oldest segment's latest transmission: it
+        // restarts when that segment goes out again (as in Linux), else
+        // in recovery it would run from the last advance of the ACK and
+        // could fire while the repair's ACK is on its way.
+        if self.rtx == Rtx::None || self.rtx == Rtx::Tlp || (k == 0 && self.rtx == Rtx::Rto) {
             self.arm_rto(env.now);
         }
         let fin = s.flags & sf::FIN != 0;

@@ -856,3 +856,4 @@ mod congestion;
 mod pmtu;
 mod probes;
 mod prr;
+mod rto;
