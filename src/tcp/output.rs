@@ -351,18 +351,15 @@ impl Tcb {
         Self::seg(h, off, len)
     }
 
-    /// A lost record, if the pipe leaves room for it; the first of a fast
-    /// recovery goes at once (RFC 6675 5 step 4.3): cwnd has just been cut
-    /// below the pipe, and waiting for the pipe to drain under it would
-    /// hold the repair back for part of a round trip.
+    /// A lost record, if the pipe leaves room for it (in fast recovery the
+    /// room is PRR's, which always lets the first retransmission out:
+    /// `prr.rs`).
     fn retransmission(&mut self, env: &mut Env) -> Option<Seg> {
         let k = self.next_lost()?;
         let s = self.sent.get(k);
         let len = seq::dist(s.start, s.end);
         let pipe = self.pipe();
-        let forced = self.flags & flag::FAST_RTX != 0 && self.in_recovery();
-        self.flags &= !flag::FAST_RTX;
-        if !forced && pipe > 0 && pipe.saturating_add(len) > self.cc.cwnd().max(self.smss as u32) {
+        if pipe > 0 && pipe.saturating_add(len) > self.cc.cwnd().max(self.smss as u32) {
             return None;
         }
         self.retransmitted(env, k);

@@ -32,7 +32,7 @@
 //! sender that did answer them had no such room, and starts as RFC 9937
 //! says.
 
-use super::tcb::{flag, Tcb};
+use super::tcb::Tcb;
 
 impl Tcb {
     /// Fast recovery begins: RecoverFS is `recover_fs` (the congestion
@@ -67,13 +67,20 @@ impl Tcb {
             };
             (ssthresh - pipe).min(limit)
         };
+        // Nothing sent yet: the fast retransmission goes whatever the
+        // share (RFC 9937 section 5).
+        let sndcnt = if self.prr_out == 0 {
+            sndcnt.max(u32::from(self.smss))
+        } else {
+            sndcnt
+        };
         self.cc.set_recovery_cwnd(pipe.saturating_add(sndcnt));
     }
 
     /// `len` bytes (new or again) sent now: counted as prr_out while in
     /// fast recovery.
     pub(super) fn prr_sent(&mut self, len: u32) {
-        if self.flags & flag::RECOVERY != 0 {
+        if self.in_recovery() {
             self.prr_out = self.prr_out.saturating_add(len);
         }
     }

@@ -222,16 +222,11 @@ impl Tcb {
             self.rack_detect(env);
         }
         let recovering = self.in_recovery();
-        if recovering || self.sent.lost() > 0 {
-            if !recovering {
-                let owed = if self.unsent() > 0 { room_before } else { 0 };
-                self.enter_recovery_if_lost(env, delivered.saturating_add(owed));
-            }
-            if self.in_recovery() {
-                // Entering counted this ACK's deliveries (`prr_start`).
-                let safe = advanced && self.sent.lost() <= lost_before;
-                self.prr_on_ack(if recovering { delivered } else { 0 }, safe);
-            }
+        self.enter_recovery_if_lost(env, delivered, room_before);
+        if self.in_recovery() {
+            // Entering counted this ACK's deliveries (`prr_start`).
+            let safe = advanced && self.sent.lost() <= lost_before;
+            self.prr_on_ack(if recovering { delivered } else { 0 }, safe);
         }
         self.rearm_after_ack(env, advanced);
         acked_data
@@ -266,8 +261,8 @@ impl Tcb {
             return Some(false);
         }
         let covers_probe =
-            |b: Option<(u32, u32)>| b.is_some_and(|(l, r)| seq::lt(l, end) && seq::ge(r, end));
-        if dsack && covers_probe(seg.sack_ranges[0]) {
+            seg.sack_ranges[0].is_some_and(|(l, r)| seq::lt(l, end) && seq::ge(r, end));
+        if dsack && covers_probe {
             return Some(false);
         }
         if seq::gt(ack, end) {
@@ -356,7 +351,7 @@ impl Tcb {
     /// The reordering timer fired: look again (RFC 8985 6.3).
     pub(super) fn on_reorder_timer(&mut self, env: &mut Env) {
         self.rack_detect(env);
-        self.enter_recovery_if_lost(env, 0);
+        self.enter_recovery_if_lost(env, 0, 0);
         if self.in_recovery() {
             self.prr_on_ack(0, false);
         }
@@ -397,20 +392,23 @@ impl Tcb {
     }
 
     /// Starts fast recovery if a record is lost and none is under way.
-    /// `delivered`: what PRR counts as delivered when it starts (`prr.rs`).
-    fn enter_recovery_if_lost(&mut self, env: &mut Env, delivered: u32) {
+    /// PRR starts with `delivered` (this ACK's) as delivered, plus `room`
+    /// (what cwnd left over the pipe before it) if data was waiting: the
+    /// sends owed to ACKs read earlier in the same burst (`prr.rs`).
+    fn enter_recovery_if_lost(&mut self, env: &mut Env, delivered: u32, room: u32) {
         if self.in_recovery() || self.flags & flag::AFTER_RTO != 0 {
             return;
         }
         if self.sent.lost() == 0 {
             return;
         }
-        self.flags |= flag::RECOVERY | flag::FAST_RTX;
+        self.flags |= flag::RECOVERY;
         self.recovery_point = self.snd_max;
         env.stats.recoveries.inc();
         let flight = self.congestion_flight();
         self.cc.on_congestion_event(flight, env.now);
-        self.prr_start(flight, delivered);
+        let owed = if self.unsent() > 0 { room } else { 0 };
+        self.prr_start(flight, delivered.saturating_add(owed));
         self.undo_marker = Some(self.snd_una);
         self.undo_retrans = 0;
     }
@@ -477,7 +475,7 @@ impl Tcb {
             }
         }
         self.cc.on_rto(flight, first, env.now);
-        self.flags &= !(flag::RECOVERY | flag::FAST_RTX);
+        self.flags &= !flag::RECOVERY;
         self.flags |= flag::AFTER_RTO;
         self.recovery_point = self.snd_max;
         if let Some(r) = self.rare_set_mut() {

@@ -101,12 +101,9 @@ pub(super) mod flag {
     /// them (and not their cache line); set by every write that fills one,
     /// cleared by [`Tcb::poll_output`] once all are empty again.
     pub const RARE: u32 = 1 << 18;
-    /// Fast recovery began: its first retransmission goes out at once,
-    /// whatever the pipe (RFC 6675 5 step 4.3; Linux forces it too).
-    pub const FAST_RTX: u32 = 1 << 19;
     /// The tail-loss probe out (`tlp_end`) sent the last segment again,
     /// not new data.
-    pub const TLP_RTX: u32 = 1 << 20;
+    pub const TLP_RTX: u32 = 1 << 19;
 }
 
 /// Events the stack turns into application events.

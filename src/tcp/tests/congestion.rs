@@ -3,7 +3,7 @@
 //! flight, and the data they clock out is not sent yet. The congestion
 //! response's size (RFC 5681 3.1, RFC 9438 4.6) and RACK's judgement of
 //! reordering (RFC 8985 6.2) must not be misled by that; and the fast
-//! retransmission goes out at once (RFC 6675 5).
+//! retransmission goes out at once (RFC 9937 5, through PRR).
 
 use super::super::tcb::flag;
 use super::*;

@@ -55,6 +55,10 @@ fn rfc9937_above_ssthresh_the_sender_sends_its_share_of_each_ack() {
     let mss = u32::from(n.ends[0].tcb().mss());
     let steps = ack_by_ack(&mut n, window, |i| i == 5);
     assert!(steps.len() >= 30, "{} ACKs in recovery", steps.len());
+    // The ACK that starts recovery delivers one segment, whose share is
+    // under a segment: the fast retransmission goes all the same.
+    assert_eq!(steps[0].0, 1, "the fast retransmission, at once");
+    assert_eq!(n.ends[0].stats.retransmits.get(), 1);
     let a = n.ends[0].tcb();
     let (ssthresh, recover_fs) = (a.cc.ssthresh(), a.recover_fs);
     // The first fifth of the recovery's ACKs: RFC 6675's rule would send
