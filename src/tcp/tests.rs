@@ -311,6 +311,17 @@ impl Net {
         while t.poll_output(&mut env).is_some() {}
     }
 
+    /// A connection whose window grew over 1 MiB, with 4 MiB of
+    /// `pattern(_, seed)` given to A: more than it can send at once. B's
+    /// `got` holds only what arrives of those 4 MiB.
+    fn grown_with_more_to_send(seed: u8) -> Net {
+        let mut n = Net::open(cfg(), cfg(), 50);
+        n.transfer(1 << 20);
+        n.ends[1].got.clear();
+        n.send(0, &pattern(4 << 20, seed));
+        n
+    }
+
     /// Every segment end `i` sends now, taken off the wire.
     fn sent_now(&mut self, i: usize) -> Vec<Wire> {
         self.app(i);

@@ -5,6 +5,14 @@
 
 use super::*;
 
+/// A connection after a first exchange, and the TS.Recent B holds.
+fn with_ts_recent() -> (Net, u32) {
+    let mut n = Net::open(cfg(), cfg(), 50);
+    n.transfer(1000);
+    let recent = n.ends[1].tcb().ts_recent().unwrap();
+    (n, recent)
+}
+
 /// Gives B a data segment from A, `seq_delta` past B's rcv_nxt, stamped
 /// `tsval`.
 fn inject_stamped(n: &mut Net, seq_delta: i64, tsval: u32, payload: &'static [u8]) {
@@ -77,9 +85,7 @@ fn rfc5961_5_an_ack_for_data_never_sent_is_refused() {
 
 #[test]
 fn rfc7323_5_paws_drops_old_timestamps() {
-    let mut n = Net::open(cfg(), cfg(), 50);
-    n.transfer(1000);
-    let recent = n.ends[1].tcb().ts_recent().unwrap();
+    let (mut n, recent) = with_ts_recent();
     inject_stamped(&mut n, 0, recent.wrapping_sub(1000), b"stale");
     assert_eq!(n.ends[1].stats.paws_drops.get(), 1);
     assert_eq!(n.ends[1].tcb().readable(), 0);
@@ -89,9 +95,7 @@ fn rfc7323_5_paws_drops_old_timestamps() {
 fn rfc7323_5_paws_lets_a_segment_one_tick_late_through() {
     // Stamped one tick before the newest the receiver has seen (two of the
     // peer's CPUs swapped them on the way): accepted, as Linux does.
-    let mut n = Net::open(cfg(), cfg(), 50);
-    n.transfer(1000);
-    let recent = n.ends[1].tcb().ts_recent().unwrap();
+    let (mut n, recent) = with_ts_recent();
     inject_stamped(&mut n, 0, recent.wrapping_sub(1), b"late");
     assert_eq!(n.ends[1].stats.paws_drops.get(), 0);
     assert_eq!(n.ends[1].tcb().readable(), 4);

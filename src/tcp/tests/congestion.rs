@@ -13,11 +13,9 @@ use super::*;
 /// others all reach A before A sends again (one receive burst). Returns
 /// A's flight after its burst, its cwnd then, and the held segments.
 fn burst_acked_at_once(n: &mut Net, held: impl Fn(usize, usize) -> bool) -> (u32, u32, Vec<Wire>) {
-    n.app(0);
-    n.output(0);
+    let mut burst = n.sent_now(0);
     let (flight, cwnd) = (n.ends[0].tcb().in_flight(), n.ends[0].tcb().cwnd());
-    let mut burst: Vec<Wire> = std::mem::take(&mut n.flight);
-    assert!(burst.iter().all(|w| w.to == 1));
+    assert!(n.flight.is_empty(), "only A's burst was on the wire");
     assert!(burst.len() >= 20, "a burst of {} segments", burst.len());
     burst.sort_by_key(|w| w.hdr.seq_number.0 as u32);
     let len = burst.len();
@@ -29,17 +27,10 @@ fn burst_acked_at_once(n: &mut Net, held: impl Fn(usize, usize) -> bool) -> (u32
             arrive.push(w);
         }
     }
-    n.now += n.delay;
-    for w in arrive {
-        n.deliver(w);
-    }
-    n.output(1);
-    let acks: Vec<Wire> = std::mem::take(&mut n.flight);
+    n.arrive(arrive);
+    let acks = n.sent_now(1);
     assert!(!acks.is_empty(), "B answered the hole at once");
-    n.now += n.delay;
-    for w in acks {
-        n.deliver(w);
-    }
+    n.arrive(acks);
     assert_eq!(n.ends[0].stats.recoveries.get(), 1, "the loss is seen");
     (flight, cwnd, kept)
 }
@@ -58,20 +49,9 @@ fn lose_one_of_a_burst_and_ack_the_rest_at_once(n: &mut Net) -> (u32, u32) {
     (flight, cwnd)
 }
 
-/// A connection whose window grew over 1 MiB, with 4 MiB of
-/// `pattern(_, seed)` given to A: more than it can send at once. B's
-/// `got` holds only what arrives of those 4 MiB.
-fn grown_with_more_to_send(seed: u8) -> Net {
-    let mut n = Net::open(cfg(), cfg(), 50);
-    n.transfer(1 << 20);
-    n.ends[1].got.clear();
-    n.send(0, &pattern(4 << 20, seed));
-    n
-}
-
 #[test]
 fn rfc9438_4_6_a_window_limited_sender_reduces_from_its_window_not_from_what_the_burst_left() {
-    let mut n = grown_with_more_to_send(5);
+    let mut n = Net::grown_with_more_to_send(5);
     let (flight, cwnd) = lose_one_of_a_burst_and_ack_the_rest_at_once(&mut n);
     let a = n.ends[0].tcb();
     let ssthresh = a.cc.ssthresh();
@@ -114,7 +94,7 @@ fn rfc5681_3_1_an_application_limited_sender_reduces_from_its_true_flight() {
 
 #[test]
 fn rfc8985_6_2_a_segment_that_arrives_after_a_later_one_is_reordering() {
-    let mut n = grown_with_more_to_send(7);
+    let mut n = Net::grown_with_more_to_send(7);
     let (_, _, late) = hold_one_of_a_burst_and_ack_the_rest_at_once(&mut n);
     assert_eq!(n.ends[0].tcb().flags & flag::REORDER_SEEN, 0);
     // It was only late: it arrives, and B's ACK covers it.
@@ -134,7 +114,7 @@ fn rfc8985_6_2_a_segment_that_arrives_after_a_later_one_is_reordering() {
 
 #[test]
 fn rfc6675_5_the_first_lost_segment_is_resent_on_entering_recovery_then_prr_shares_out_the_rest() {
-    let mut n = grown_with_more_to_send(8);
+    let mut n = Net::grown_with_more_to_send(8);
     // The first segment is lost; only the next three have arrived when
     // their SACKs show the loss, so nearly the whole flight is still in
     // the pipe, above the window the loss cuts it to.
