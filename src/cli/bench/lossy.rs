@@ -38,8 +38,8 @@ const ECHO_PORT: u16 = 7;
 /// The bypass configurations measured when none is named: both engines.
 const DEFAULT_CONFIGS: [&str; 2] = ["bypass=--tcp bypass", "smoltcp=--tcp smoltcp"];
 /// A bulk row (its lossless and lossy transfers, alternated) stops
-/// repeating once its transfers took twice this long.
-const REPEAT_BUDGET: Duration = Duration::from_secs(2);
+/// repeating once its transfers took this long.
+const REPEAT_BUDGET: Duration = Duration::from_secs(4);
 
 /// A scenario of the run.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -557,7 +557,7 @@ impl Bench<'_> {
                     break 'pairs;
                 }
             }
-            if t0.elapsed() >= 2 * REPEAT_BUDGET {
+            if t0.elapsed() >= REPEAT_BUDGET {
                 break;
             }
         }
