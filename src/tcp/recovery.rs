@@ -222,7 +222,9 @@ impl Tcb {
             self.rack_detect(env);
         }
         let recovering = self.in_recovery();
-        self.enter_recovery_if_lost(env, delivered, room_before);
+        if !recovering && self.sent.lost() > 0 {
+            self.enter_recovery_if_lost(env, delivered, room_before);
+        }
         if self.in_recovery() {
             // Entering counted this ACK's deliveries (`prr_start`).
             let safe = advanced && self.sent.lost() <= lost_before;
