@@ -11,7 +11,7 @@ use bypass::buf::{Burst, PacketBuf};
 use bypass::port::mem::{Faults, MemConfig, MemPort, MemQueue};
 use bypass::port::{Port, PortQueue};
 use bypass::runtime::{TcpWorker, Worker};
-use bypass::stack::{ConnId, ListenOpts, Stack, StackConfig, TcpOpts};
+use bypass::stack::{ConnId, ListenOpts, Stack, StackConfig, TcpEngine, TcpOpts};
 use bypass::time::Instant;
 
 mod common;
@@ -593,4 +593,114 @@ fn an_application_that_needs_more_than_one_chunk_gets_it_contiguous() {
         "offered {} at most",
         w.longest_offer
     );
+}
+
+/// An echo that counts the bytes it was offered and echoed.
+#[derive(Default)]
+struct CountingEcho {
+    offered: usize,
+    echoed: usize,
+}
+
+impl TcpApp for CountingEcho {
+    type Conn = ();
+    fn on_open(&mut self, _: &mut Conn<'_>) {}
+    fn on_data(&mut self, _: &mut (), c: &mut Conn<'_>, d: &[u8]) -> usize {
+        self.offered += d.len();
+        let n = c.send(d);
+        self.echoed += n;
+        n
+    }
+}
+
+/// Sends `left` bytes and reads nothing back (the test reads it).
+struct Pusher {
+    left: usize,
+}
+
+impl Pusher {
+    fn push(&mut self, c: &mut Conn<'_>) {
+        let block = [7u8; 4096];
+        while self.left > 0 {
+            let n = c.send(&block[..self.left.min(block.len())]);
+            self.left -= n;
+            if n == 0 {
+                return;
+            }
+        }
+    }
+}
+
+impl TcpApp for Pusher {
+    type Conn = ();
+    fn on_open(&mut self, c: &mut Conn<'_>) {
+        self.push(c);
+    }
+    fn on_data(&mut self, _: &mut (), _: &mut Conn<'_>, _: &[u8]) -> usize {
+        0
+    }
+    fn on_writable(&mut self, _: &mut (), c: &mut Conn<'_>) {
+        self.push(c);
+    }
+}
+
+#[test]
+fn an_echo_blocked_on_a_full_send_buffer_is_not_offered_copies() {
+    // The client sends 2 MiB and reads nothing back, so the server's send
+    // buffer fills and its echo takes nothing. Each segment that arrives
+    // then used to offer the echo a 64 KiB contiguous copy, declined
+    // again: 45 times the bytes that came. Now the echo is offered the
+    // lent chunk only, and the rest when room opens. (The smoltcp engine
+    // lends nothing: it copies every offer.)
+    const TOTAL: usize = 2 << 20;
+    let own = TcpOpts {
+        engine: TcpEngine::Bypass,
+        ..opts(256 * 1024)
+    };
+    let mut n = net(
+        Faults::default(),
+        CountingEcho::default(),
+        Pusher { left: TOTAL },
+        ListenOpts {
+            tcp: own.clone(),
+            ..Default::default()
+        },
+        own,
+    );
+    let id = n
+        .client
+        .stack_mut()
+        .connect(SocketAddr::from((SERVER, 7)))
+        .unwrap();
+    // Until both directions are stuck: the client cannot send any more.
+    let mut last = usize::MAX;
+    let mut still = 0;
+    let stuck = n.drive(2_000_000, |n| {
+        let left = n.client.app().left;
+        still = if left == last { still + 1 } else { 0 };
+        last = left;
+        still > 20_000
+    });
+    assert!(stuck, "the client stopped sending");
+    let (offered, echoed) = (n.server.app().offered, n.server.app().echoed);
+    let received = TOTAL - n.client.app().left;
+    assert!(received > 512 * 1024, "{received} bytes reached the server");
+    assert!(echoed < received, "the echo is blocked");
+    assert!(
+        offered < 3 * received,
+        "offered {offered} bytes for {received} received"
+    );
+    // The client reads now: the echo gets the rest as room opens, and
+    // everything comes back.
+    let mut back = 0;
+    for _ in 0..4_000_000 {
+        let r = n.client.stack_mut().readable(id);
+        n.client.stack_mut().consume(id, r);
+        back += r;
+        if back == TOTAL {
+            break;
+        }
+        n.step(5);
+    }
+    assert_eq!(back, TOTAL, "all the bytes came back");
 }

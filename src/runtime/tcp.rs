@@ -74,8 +74,9 @@ impl<Q: PortQueue, A: TcpApp> TcpWorker<Q, A> {
     /// application reads them where they were reassembled. When it wants
     /// more than one chunk holds (it took nothing of it, and more is
     /// readable), and on the smoltcp engine, the bytes are copied into one
-    /// contiguous buffer instead.
-    fn deliver(&mut self, id: ConnId, now: Instant) {
+    /// contiguous buffer instead, unless `on_readable` and the application
+    /// looks blocked on a full send buffer (below).
+    fn deliver(&mut self, id: ConnId, now: Instant, on_readable: bool) {
         // Offered at most per call (the rest waits for the next one), so
         // one connection cannot hold the core.
         let mut budget = 8 * READ_CHUNK;
@@ -97,6 +98,15 @@ impl<Q: PortQueue, A: TcpApp> TcpWorker<Q, A> {
                     continue;
                 }
                 if used > 0 || self.stack.readable(id) <= n {
+                    return;
+                }
+                // It took none of the chunk though more is readable: it
+                // wants the bytes in one piece (the copy below), or it
+                // waits for room to send them on (an echo, a proxy). With
+                // the send buffer full it is the second, and the copy
+                // (64 KiB) would be declined again for every segment that
+                // arrives; the bytes are offered when room opens.
+                if on_readable && self.stack.await_send_room(id) {
                     return;
                 }
             }
@@ -149,7 +159,7 @@ impl<Q: PortQueue, A: TcpApp> TcpWorker<Q, A> {
                     }
                     self.states[i] = Some((id.gen, st));
                 }
-                Event::Readable(id) => self.deliver(id, now),
+                Event::Readable(id) => self.deliver(id, now, true),
                 Event::Writable(id) => {
                     if let Some(Some((g, st))) = self.states.get_mut(id.idx as usize) {
                         if *g == id.gen {
@@ -157,10 +167,10 @@ impl<Q: PortQueue, A: TcpApp> TcpWorker<Q, A> {
                                 .on_writable(st, &mut Conn::new(&mut self.stack, id, now));
                         }
                     }
-                    self.deliver(id, now);
+                    self.deliver(id, now, false);
                 }
                 Event::PeerClosed(id) => {
-                    self.deliver(id, now);
+                    self.deliver(id, now, false);
                     if let Some(Some((g, st))) = self.states.get_mut(id.idx as usize) {
                         if *g == id.gen {
                             self.app

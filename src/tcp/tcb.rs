@@ -564,17 +564,32 @@ impl Tcb {
         self.snd_queued
     }
 
-    /// Free room in the send queue; 0 once we closed.
-    pub fn send_room(&self, cfg: &Config) -> u32 {
-        if self.flags & (flag::CLOSE_REQ | flag::RST_NOW) != 0
-            || !matches!(
+    /// Whether the application may still queue data (our side is open).
+    fn may_send(&self) -> bool {
+        self.flags & (flag::CLOSE_REQ | flag::RST_NOW) == 0
+            && matches!(
                 self.state,
                 State::SynSent | State::SynReceived | State::Established | State::CloseWait
             )
-        {
+    }
+
+    /// Free room in the send queue; 0 once we closed.
+    pub fn send_room(&self, cfg: &Config) -> u32 {
+        if !self.may_send() {
             return 0;
         }
         cfg.snd_buf.saturating_sub(self.snd_queued)
+    }
+
+    /// Whether the send queue is full while our side is still open; then
+    /// [`ev::WRITABLE`] is set up for when room opens, as after a short
+    /// [`Tcb::send`].
+    pub fn await_room(&mut self, cfg: &Config) -> bool {
+        if !self.may_send() || self.snd_queued < cfg.snd_buf {
+            return false;
+        }
+        self.flags |= flag::WANT_WRITABLE;
+        true
     }
 
     /// True while something is queued, in flight or unacknowledged.
