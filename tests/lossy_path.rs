@@ -93,6 +93,9 @@ fn lossy_harness_measures_kernel_and_bypass_and_cleans_up() {
     // Bulk: the kernel is sane at 0 and 1%, bypass completes intact, and
     // nft dropped nothing when told 0 and about 1% when told 1%.
     let bulk = scenario(&docs, "bulk");
+    // The kernel ends have the bypass engine's RTO floor and its cores.
+    assert_eq!(bulk["kernel_rto_min_ms"], 5, "{bulk}");
+    assert_eq!(bulk["kernel_pinned"], true, "{bulk}");
     let (mut frames, mut drops) = (0u64, 0u64);
     for name in ["kernel", "bypass", "smoltcp"] {
         let srv = server(bulk, name);
@@ -168,10 +171,13 @@ fn lossy_bench_fails_on_a_stall_past_the_limit() {
     // 5% loss each way makes the kernel's own retransmission timeouts and
     // tail-loss probes (200 ms and up with one segment in flight) certain
     // within the run; a 50 ms limit must trip. (The handshake still gets
-    // through: a lost SYN is retried within the 10 s connect bound.)
+    // through: a lost SYN is retried within the 10 s connect bound.) The
+    // kernel ends get Linux's default 200 ms RTO floor for it, not the
+    // bench's 5 ms.
     let out = Command::new(BIN)
         .args(["bench", "lossy", "--scenarios", "rr", "--no-bypass-client"])
         .args(["--rr-loss", "5%", "--rr-secs", "2", "--max-stall-ms", "50"])
+        .args(["--kernel-rto-min-ms", "200"])
         .args(["--bypass", "smoltcp=--tcp smoltcp"])
         .output()
         .expect("run the bench");

@@ -127,12 +127,15 @@ impl Common {
 }
 
 /// Prints a line of the live output: to stdout, or to stderr with --json.
+/// A closed stdout or stderr (`| head`) is ignored rather than a panic:
+/// a panic aborts, and a bench would leave its namespaces behind.
 pub fn say(json: bool, line: &str) {
-    if json {
-        eprintln!("{line}");
+    use std::io::Write;
+    let _ = if json {
+        writeln!(std::io::stderr(), "{line}")
     } else {
-        println!("{line}");
-    }
+        writeln!(std::io::stdout(), "{line}")
+    };
 }
 
 /// Runs the tool; returns the process exit code.

@@ -127,6 +127,18 @@ pub struct LossyArgs {
     /// Core of `bypass loadgen` (unless its ARGS give --cores).
     #[arg(long, value_name = "CORE", default_value_t = 1)]
     pub client_core: usize,
+    /// Least retransmission timeout of the kernel ends (the servers' and the
+    /// clients' routes), ms: by default the bypass engine's (`--rto-min-ms`
+    /// of `bypass echo`), as a performance engineer sets it on a LAN path
+    /// (`ip route ... rto_min`); 200 is Linux's own default.
+    #[arg(long, value_name = "MS", default_value_t = 5)]
+    pub kernel_rto_min_ms: u32,
+    /// Leave the kernel echo server and the bench's kernel clients to the
+    /// scheduler. By default the kernel server is pinned to --server-core
+    /// and the clients to --client-core, the cores `bypass echo` and
+    /// `bypass loadgen` get, so every server has the same one core.
+    #[arg(long)]
+    pub kernel_unpinned: bool,
     /// Leave out the rr rows with `bypass loadgen` as the client.
     #[arg(long)]
     pub no_bypass_client: bool,
@@ -249,6 +261,9 @@ impl LossyArgs {
         }
         if !(1..=100).contains(&self.repeat) {
             return bad("--repeat must be between 1 and 100");
+        }
+        if !(1..=60_000).contains(&self.kernel_rto_min_ms) {
+            return bad("--kernel-rto-min-ms must be between 1 and 60000");
         }
         if self.rr_transactions == Some(0) {
             return bad("--rr-transactions must be at least 1");
@@ -708,7 +723,7 @@ pub fn run(mut a: LossyArgs) -> Result<()> {
     let stop = Stop::with_signals()?;
     let load_before = report::loadavg();
     let started = Instant::now();
-    let mut topo = Topo::up()?;
+    let mut topo = Topo::up(a.kernel_rto_min_ms)?;
     if let Some(m) = a.mtu {
         topo.narrow_client_hop(m, a.mtu_silent)?;
     }
@@ -721,9 +736,11 @@ pub fn run(mut a: LossyArgs) -> Result<()> {
         None
     };
     let kernel_addr = SocketAddrV4::new(topo::SERVER_IP, ECHO_PORT);
+    let pin = |core| (!a.kernel_unpinned).then_some(core);
+    kernel::clients_on(pin(a.client_core));
     let b = Bench {
         a: &a,
-        _kserver: KernelServer::start(&topo.server, kernel_addr)?,
+        _kserver: KernelServer::start(&topo.server, kernel_addr, pin(a.server_core))?,
         topo,
         stop,
     };

@@ -9,7 +9,7 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -61,6 +61,28 @@ fn timed_out(e: &std::io::Error) -> bool {
     )
 }
 
+/// The core of the kernel clients' threads (`None`: unpinned).
+static CLIENT_CORE: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// Runs the kernel clients' threads started from now on `core`.
+pub fn clients_on(core: Option<usize>) {
+    CLIENT_CORE.store(core.unwrap_or(usize::MAX), Ordering::Relaxed);
+}
+
+/// Pins a kernel client's thread to the clients' core, if they have one.
+fn on_client_core() {
+    let c = CLIENT_CORE.load(Ordering::Relaxed);
+    if c != usize::MAX {
+        pin_here(c);
+    }
+}
+
+/// Pins the calling thread (and the threads it starts later) to `core`.
+fn pin_here(core: usize) {
+    // The bench checked that the core is one it may use.
+    let _ = core_affinity::set_for_current(core_affinity::CoreId { id: core });
+}
+
 // ---- the echo server --------------------------------------------------------
 
 /// A kernel echo server: one thread accepting, one per connection echoing
@@ -73,8 +95,9 @@ pub struct KernelServer {
 }
 
 impl KernelServer {
-    /// Listens on `addr` inside namespace `ns`.
-    pub fn start(ns: &str, addr: SocketAddrV4) -> Result<KernelServer> {
+    /// Listens on `addr` inside namespace `ns`; its threads run on `core`
+    /// if given.
+    pub fn start(ns: &str, addr: SocketAddrV4, core: Option<usize>) -> Result<KernelServer> {
         let l = sys::in_netns(ns, || {
             TcpListener::bind(addr).map_err(|e| Error::io(format!("bind {addr} in {ns}"), e))
         })?;
@@ -83,6 +106,10 @@ impl KernelServer {
         let accept = std::thread::Builder::new()
             .name("lossy-accept".into())
             .spawn(move || {
+                // The echo threads inherit the core.
+                if let Some(c) = core {
+                    pin_here(c);
+                }
                 for s in l.incoming() {
                     if st.load(Ordering::Relaxed) {
                         break;
@@ -261,6 +288,7 @@ fn write_flow(
     sh: &Shared,
     abort: &Stop,
 ) {
+    on_client_core();
     let mut buf = vec![0u8; CHUNK];
     let mut sent = 0u64;
     let limit = limit.unwrap_or(u64::MAX);
@@ -291,6 +319,7 @@ fn read_flow(
     sh: &Shared,
     abort: &Stop,
 ) -> FlowResult {
+    on_client_core();
     let mut buf = vec![0u8; CHUNK];
     let mut want = vec![0u8; CHUNK];
     let start = Instant::now();
@@ -475,6 +504,7 @@ fn rr_conn(
     budget: &AtomicU64,
     abort: &Stop,
 ) -> ConnRr {
+    on_client_core();
     let mut c = ConnRr {
         lat_ns: Vec::with_capacity(1 << 16),
         done_ns: Vec::with_capacity(1 << 16),

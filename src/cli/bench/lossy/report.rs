@@ -52,6 +52,18 @@ pub fn setup(a: &LossyArgs, t: &Topo, configs: &[BypassConfig], load: &str) -> S
         t.router, t.client, t.server
     );
     s += &format!("  offloads: {}\n", t.offloads.join("; "));
+    s += &format!(
+        "  kernel ends: rto_min {} ms on their routes; {}\n",
+        a.kernel_rto_min_ms,
+        if a.kernel_unpinned {
+            "server and clients unpinned".to_string()
+        } else {
+            format!(
+                "server on core {}, clients on core {} (as bypass echo and loadgen)",
+                a.server_core, a.client_core
+            )
+        }
+    );
     for c in configs {
         let tap = c
             .tap
@@ -217,7 +229,9 @@ impl Out<'_> {
 
     fn emit(&self, v: Value) {
         if self.a.json {
-            println!("{v}");
+            // Not a panic on a closed stdout (see `cli::say`).
+            use std::io::Write;
+            let _ = writeln!(std::io::stdout(), "{v}");
         }
     }
 
@@ -334,6 +348,8 @@ impl Out<'_> {
             "bytes": a.bulk_bytes(),
             "loss_set": pct(a.loss),
             "timeout_s": a.timeout,
+            "kernel_rto_min_ms": a.kernel_rto_min_ms,
+            "kernel_pinned": !a.kernel_unpinned,
             "servers": servers,
             "stall_max_ms": ms(stall_max),
         }));

@@ -245,7 +245,8 @@ pub fn check_tools() -> Result<()> {
 
 impl Topo {
     /// Builds the namespaces, veths, routes and the nft table (no loss yet).
-    pub fn up() -> Result<Topo> {
+    /// The kernel ends' routes get `rto_min` (ms).
+    pub fn up(rto_min_ms: u32) -> Result<Topo> {
         let tag = format!("bpl-{}", std::process::id());
         let mut t = Topo {
             router: format!("{tag}-r"),
@@ -287,8 +288,14 @@ impl Topo {
             ip(ns, &format!("link set {dev} up"))?;
             t.offloads_off(ns, dev)?;
         }
-        ip(&c, "route add default via 10.71.1.1")?;
-        ip(&s, "route add default via 10.71.2.1")?;
+        ip(
+            &c,
+            &format!("route add default via 10.71.1.1 rto_min {rto_min_ms}ms"),
+        )?;
+        ip(
+            &s,
+            &format!("route add default via 10.71.2.1 rto_min {rto_min_ms}ms"),
+        )?;
         t.egress = vec!["cv0".into(), "sv0".into()];
         nft_script(
             &r,
