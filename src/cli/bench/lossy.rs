@@ -689,12 +689,11 @@ impl Bench<'_> {
                 Scenario::Bulk => res.bulk.push(self.bulk(label, target)?),
                 Scenario::Rr => {
                     res.rr.push(self.rr_kernel_client(label, target)?);
+                    // (Its client against the kernel server runs once
+                    // this server has stopped: see `run`.)
                     if let Some((cfg, slot)) = client {
                         res.rr
                             .push(self.rr_bypass_client(cfg, slot, label, target)?);
-                        let kernel = SocketAddrV4::new(topo::SERVER_IP, ECHO_PORT);
-                        res.rr
-                            .push(self.rr_bypass_client(cfg, slot, "kernel", kernel)?);
                     }
                 }
                 Scenario::Flows => res.flows.push(self.flows(label, target)?),
@@ -778,6 +777,14 @@ pub fn run(mut a: LossyArgs) -> Result<()> {
             if j["bypass_opened"].as_u64().unwrap_or(0) > 0 {
                 res.engines.push((cfg.label.clone(), j["tcp"].clone()));
             }
+        }
+        // This configuration's client against the kernel server, with
+        // `bypass echo` gone from the server core (it spins there, and the
+        // kernel server is pinned to it).
+        if let (true, Some(slot)) = (a.scenarios.contains(&Scenario::Rr), &client_slot) {
+            b.interrupted()?;
+            res.rr
+                .push(b.rr_bypass_client(cfg, slot, "kernel", kernel_addr)?);
         }
     }
     let secs = started.elapsed().as_secs_f64();

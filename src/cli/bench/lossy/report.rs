@@ -428,10 +428,11 @@ impl Out<'_> {
                 "problems": m.problems,
             }));
         }
-        self.say(
-            "  (the kernel client's tail includes Linux's tail-loss probe: 2 x SRTT + 200 ms \
-             with one segment in flight; bypass-client rows measure the stall at 0.1 s resolution)",
-        );
+        self.say(&format!(
+            "  (the kernel client's tail includes Linux's tail-loss probe: 2 x SRTT + its RTO floor \
+             ({} ms) with one segment in flight; bypass-client rows measure the stall at 0.1 s resolution)",
+            a.kernel_rto_min_ms
+        ));
         self.emit(json!({
             "scenario": "rr",
             "size": a.size,
