@@ -137,7 +137,8 @@ impl Tcb {
         // transmission, which was only late. Undo the congestion response
         // (RFC 4015) and learn how late this peer's ACKs can be (a delayed
         // ACK), so the next timeout waits for it.
-        if advanced {
+        if advanced && self.flags & flag::RTO_TS != 0 {
+            self.flags &= !flag::RTO_TS;
             if let Some(tv) = self.rto_tsval.take() {
                 let echoed = seg.timestamp.filter(|t| t.tsecr != 0).map(|t| t.tsecr);
                 if echoed.is_some_and(|e| seq::lt(e, tv)) {
@@ -469,6 +470,10 @@ impl Tcb {
         if first {
             self.rto_orig_xmit = self.sent.front().map_or(env.now, |s| s.xmit);
             self.rto_tsval = (self.flags & flag::TS_OK != 0).then(|| self.ts_val(env.now));
+            self.flags &= !flag::RTO_TS;
+            if self.rto_tsval.is_some() {
+                self.flags |= flag::RTO_TS;
+            }
         }
         for k in 0..self.sent.len() {
             let f = self.sent.get(k).flags;

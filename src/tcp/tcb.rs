@@ -104,6 +104,9 @@ pub(super) mod flag {
     /// The tail-loss probe out (`tlp_end`) sent the last segment again,
     /// not new data.
     pub const TLP_RTX: u32 = 1 << 19;
+    /// `rto_tsval` is set: the hot path reads the flag, not the field's
+    /// cold line.
+    pub const RTO_TS: u32 = 1 << 20;
 }
 
 /// Events the stack turns into application events.
