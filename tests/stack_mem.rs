@@ -662,7 +662,7 @@ fn an_echo_blocked_on_a_full_send_buffer_is_not_offered_copies() {
         CountingEcho::default(),
         Pusher { left: TOTAL },
         ListenOpts {
-            tcp: own.clone(),
+            tcp: own,
             ..Default::default()
         },
         own,
