@@ -298,8 +298,6 @@ impl Tcb {
         }
     }
 
-    /// SYN-RECEIVED: an ACK of our SYN completes the handshake. False if
-    /// `ack` does not acknowledge it.
     /// Whether a SYN is the peer's first one again (its sequence number is
     /// the one we took). Out of line: `irs` sits in a cold line, and an
     /// inlined comparison let the compiler load it on every segment (one
@@ -310,6 +308,8 @@ impl Tcb {
         seg_seq == self.irs
     }
 
+    /// SYN-RECEIVED: an ACK of our SYN completes the handshake. False if
+    /// `ack` does not acknowledge it.
     fn complete_handshake(&mut self, env: &mut Env, seg: &TcpRepr, ack: u32) -> bool {
         if !(seq::gt(ack, self.snd_una) && seq::le(ack, self.snd_max)) {
             return false;
