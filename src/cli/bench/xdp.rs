@@ -63,6 +63,7 @@ use bypass::{Error, Result};
 
 use super::proc::HugeGuard;
 use super::testpmd::Testpmd;
+use crate::cli::say;
 
 /// testpmd's memory (MiB).
 const TESTPMD_MB: u64 = 512;
@@ -165,14 +166,6 @@ struct Side {
     /// Our socket's kernel counters after the run (bypass side only).
     #[serde(skip_serializing_if = "Option::is_none")]
     xsk: Option<xdp::XskStats>,
-}
-
-fn say(json: bool, line: &str) {
-    if json {
-        eprintln!("{line}");
-    } else {
-        println!("{line}");
-    }
 }
 
 fn sh(cmd: &str) -> Result<()> {
@@ -721,7 +714,7 @@ pub fn run(a: XdpArgs) -> Result<()> {
             "load_average_before": load.trim(),
             "results": results,
         });
-        println!("{v}");
+        let _ = std::io::Write::write_fmt(&mut std::io::stdout(), format_args!("{v}\n"));
     }
     Ok(())
 }
