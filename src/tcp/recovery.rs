@@ -139,14 +139,13 @@ impl Tcb {
         // ACK), so the next timeout waits for it.
         if advanced && self.flags & flag::RTO_TS != 0 {
             self.flags &= !flag::RTO_TS;
-            if let Some(tv) = self.rto_tsval.take() {
-                let echoed = seg.timestamp.filter(|t| t.tsecr != 0).map(|t| t.tsecr);
-                if echoed.is_some_and(|e| seq::lt(e, tv)) {
-                    let late = now.saturating_sub(self.rto_orig_xmit);
-                    let floor = (late + late / 4).min(MAX_RTO_FLOOR_US);
-                    self.rto_floor = self.rto_floor.max(floor as u32);
-                    self.spurious_timeout(env);
-                }
+            let tv = self.rto_tsval;
+            let echoed = seg.timestamp.filter(|t| t.tsecr != 0).map(|t| t.tsecr);
+            if echoed.is_some_and(|e| seq::lt(e, tv)) {
+                let late = now.saturating_sub(self.rto_orig_xmit);
+                let floor = (late + late / 4).min(MAX_RTO_FLOOR_US);
+                self.rto_floor = self.rto_floor.max(floor as u32);
+                self.spurious_timeout(env);
             }
         }
 
@@ -469,10 +468,11 @@ impl Tcb {
         let flight = self.congestion_flight();
         if first {
             self.rto_orig_xmit = self.sent.front().map_or(env.now, |s| s.xmit);
-            self.rto_tsval = (self.flags & flag::TS_OK != 0).then(|| self.ts_val(env.now));
-            self.flags &= !flag::RTO_TS;
-            if self.rto_tsval.is_some() {
+            if self.flags & flag::TS_OK != 0 {
+                self.rto_tsval = self.ts_val(env.now);
                 self.flags |= flag::RTO_TS;
+            } else {
+                self.flags &= !flag::RTO_TS;
             }
         }
         for k in 0..self.sent.len() {

@@ -104,8 +104,8 @@ pub(super) mod flag {
     /// The tail-loss probe out (`tlp_end`) sent the last segment again,
     /// not new data.
     pub const TLP_RTX: u32 = 1 << 19;
-    /// `rto_tsval` is set: the hot path reads the flag, not the field's
-    /// cold line.
+    /// `rto_tsval` holds a timeout's timestamp not yet checked against an
+    /// ACK (the hot path reads this bit, not the field's cold line).
     pub const RTO_TS: u32 = 1 << 20;
 }
 
@@ -270,8 +270,9 @@ pub struct Tcb {
     pub(super) prr_out: u32,
     /// Our timestamp when the first timeout of an episode fired, and the
     /// original send time of the segment it retransmitted (spurious
-    /// timeout detection, RFC 3522 / RFC 4015).
-    pub(super) rto_tsval: Option<u32>,
+    /// timeout detection, RFC 3522 / RFC 4015); `rto_tsval` only while
+    /// `flag::RTO_TS` is set.
+    pub(super) rto_tsval: u32,
     /// snd_una when the last congestion response was made (for undo).
     pub(super) undo_marker: Option<u32>,
     pub(super) rto_orig_xmit: u64,
@@ -329,7 +330,7 @@ impl Tcb {
             rack_rtt: 0,
             reo_wnd_mult: 1,
             rto_floor: 0,
-            rto_tsval: None,
+            rto_tsval: 0,
             rto_orig_xmit: 0,
             undo_marker: None,
             undo_retrans: 0,
@@ -588,7 +589,7 @@ impl Tcb {
     /// [`ev::WRITABLE`] is set up for when room opens, as after a short
     /// [`Tcb::send`].
     pub fn await_room(&mut self, cfg: &Config) -> bool {
-        if !self.may_send() || self.snd_queued < cfg.snd_buf {
+        if !self.may_send() || self.send_room(cfg) > 0 {
             return false;
         }
         self.flags |= flag::WANT_WRITABLE;

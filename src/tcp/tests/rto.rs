@@ -5,7 +5,8 @@
 //! copy's ACK needs one more round trip: with an RTO under three RTTs
 //! (a steady path, a low floor), the old timer fired while it was on its
 //! way. Like Linux, the engine restarts the timer whenever it sends the
-//! oldest segment again.
+//! oldest segment again. And a timeout that a late ACK proves spurious
+//! is undone (RFC 3522, RFC 4015).
 
 use super::super::rtt::RtoConfig;
 use super::*;
@@ -61,4 +62,43 @@ fn rfc6298_5_resending_the_oldest_segment_restarts_the_timer() {
     );
     // A few RTTs more than lossless, not a timeout's go-back-N.
     assert!(t < 12 * srtt, "took {t} µs at an RTT of {srtt} µs");
+}
+
+#[test]
+fn rfc4015_a_timeout_that_a_late_ack_proves_spurious_is_undone_and_learnt() {
+    // A peer that holds the ACK of a lone segment for 40 ms, beyond the
+    // 5 ms floor; the probe and every copy sent again are lost, so the
+    // timer fires. The ACK that finally comes echoes the original's
+    // timestamp, from before the timeout (RFC 3522): the timeout was
+    // spurious. Its congestion response is undone (RFC 4015), and the RTO
+    // floor learns how late this peer's ACKs come.
+    let lazy = Config {
+        ack_delay_us: Some(40_000),
+        ..Config::default()
+    };
+    let mut n = Net::open(cfg(), lazy, 50);
+    n.ends[1].tcb.as_mut().unwrap().quickack = 0;
+    let cwnd = n.ends[0].tcb().cwnd();
+    let mut first = None;
+    n.loss = Box::new(move |to, seg, data| {
+        if to != 1 || data.is_empty() {
+            return false;
+        }
+        // The original gets through; anything sent again does not.
+        let again = first.is_some();
+        first.get_or_insert(seg.seq_number);
+        again
+    });
+    n.send(0, &[7; 100]);
+    n.run_until(|n| n.ends[1].got.len() == 100 && n.ends[0].tcb().send_queued() == 0);
+    let s = &n.ends[0].stats;
+    assert!(s.rtos.get() >= 1, "the premise: a timeout fired");
+    assert_eq!(s.undos.get(), 1, "the timeout was undone");
+    let a = n.ends[0].tcb();
+    assert_eq!(a.cwnd(), cwnd, "the window is as before the timeout");
+    assert!(
+        a.rto_floor() >= 40_000,
+        "the floor learnt the peer's delay: {} µs",
+        a.rto_floor()
+    );
 }
