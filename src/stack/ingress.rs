@@ -21,6 +21,16 @@ const FRAME_PREFETCH_LINES: usize = 4;
 /// headers, so finding it does not wait).
 const SLOT_PREFETCH_AHEAD: usize = 2;
 
+/// The IPv4 connection-table key of a classified frame, if it has one.
+fn v4_key(class: &Result<Class, Reject>) -> Option<u64> {
+    match class {
+        Ok(Class::Tcp {
+            key: TcpKey::V4(k), ..
+        }) => Some(*k),
+        _ => None,
+    }
+}
+
 impl<Q: PortQueue> Stack<Q> {
     /// Receives one burst and runs it through the stack; returns the number
     /// of frames received.
@@ -63,7 +73,6 @@ impl<Q: PortQueue> Stack<Q> {
     /// five alternated runs.)
     pub(super) fn ingress_burst(&mut self, mut burst: crate::buf::Burst<Q::Buf>) {
         let mut classes = arrayvec::ArrayVec::<Result<Class, Reject>, { crate::buf::BURST }>::new();
-        let mut keys = arrayvec::ArrayVec::<Option<u64>, { crate::buf::BURST }>::new();
         // The first lines of the whole burst (written by another core or a
         // device, so not in this core's cache): the headers and, for
         // small segments, the payload the checksum and the copy read.
@@ -72,25 +81,17 @@ impl<Q: PortQueue> Stack<Q> {
         }
         for buf in burst.iter_mut() {
             let class = self.classify(buf);
-            let key = match class {
-                Ok(Class::Tcp {
-                    key: TcpKey::V4(k), ..
-                }) => {
-                    self.table.prefetch(k);
-                    Some(k)
-                }
-                _ => None,
-            };
-            keys.push(key);
+            if let Some(k) = v4_key(&class) {
+                self.table.prefetch(k);
+            }
             classes.push(class);
         }
-        for (i, (buf, class)) in burst.into_iter().zip(classes).enumerate() {
-            if let Some(&Some(k)) = keys.get(i + SLOT_PREFETCH_AHEAD) {
-                if let Some(idx) = self.table.get(k) {
-                    self.prefetch_slot(idx);
-                }
+        for (i, buf) in burst.into_iter().enumerate() {
+            let ahead = classes.get(i + SLOT_PREFETCH_AHEAD).and_then(v4_key);
+            if let Some(idx) = ahead.and_then(|k| self.table.get(k)) {
+                self.prefetch_slot(idx);
             }
-            self.dispatch(buf, class);
+            self.dispatch(buf, classes[i]);
         }
     }
 
