@@ -781,7 +781,8 @@ pub fn run(mut a: LossyArgs) -> Result<()> {
         // This configuration's client against the kernel server, with
         // `bypass echo` gone from the server core (it spins there, and the
         // kernel server is pinned to it).
-        if let (true, Some(slot)) = (a.scenarios.contains(&Scenario::Rr), &client_slot) {
+        // (The client's slot exists only when the rr scenario runs.)
+        if let Some(slot) = &client_slot {
             b.interrupted()?;
             res.rr
                 .push(b.rr_bypass_client(cfg, slot, "kernel", kernel_addr)?);

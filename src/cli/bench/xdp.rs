@@ -714,7 +714,7 @@ pub fn run(a: XdpArgs) -> Result<()> {
             "load_average_before": load.trim(),
             "results": results,
         });
-        let _ = std::io::Write::write_fmt(&mut std::io::stdout(), format_args!("{v}\n"));
+        say(false, &v.to_string());
     }
     Ok(())
 }

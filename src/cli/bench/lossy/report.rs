@@ -229,9 +229,7 @@ impl Out<'_> {
 
     fn emit(&self, v: Value) {
         if self.a.json {
-            // Not a panic on a closed stdout (see `cli::say`).
-            use std::io::Write;
-            let _ = writeln!(std::io::stdout(), "{v}");
+            crate::cli::say(false, &v.to_string());
         }
     }
 
