@@ -322,6 +322,18 @@ impl Net {
         n
     }
 
+    /// An open connection whose B holds the ACK of a lone segment for
+    /// `delay_us` (a Linux-like delayed ACK, its quick-ACK start spent).
+    fn with_lazy_acker(delay_us: u64) -> Net {
+        let lazy = Config {
+            ack_delay_us: Some(delay_us),
+            ..Config::default()
+        };
+        let mut n = Net::open(cfg(), lazy, 50);
+        n.ends[1].tcb.as_mut().unwrap().quickack = 0;
+        n
+    }
+
     /// Every segment end `i` sends now, taken off the wire.
     fn sent_now(&mut self, i: usize) -> Vec<Wire> {
         self.app(i);
@@ -738,12 +750,7 @@ fn rfc8985_a_peers_delayed_acks_cost_needless_probes_but_no_congestion_response(
     // a probe (RFC 8985 without its 200 ms WCDelAckT, which would cost
     // every real tail loss 200 ms); the peer's D-SACK shows the probe was
     // needless, so the window is never cut and no message waits longer.
-    let lazy = Config {
-        ack_delay_us: Some(40_000),
-        ..Config::default()
-    };
-    let mut n = Net::open(cfg(), lazy, 50);
-    n.ends[1].tcb.as_mut().unwrap().quickack = 0;
+    let mut n = Net::with_lazy_acker(40_000);
     for i in 0..30u8 {
         n.ends[1].got.clear();
         n.send(0, &[i; 100]);

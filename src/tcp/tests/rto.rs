@@ -72,12 +72,7 @@ fn rfc4015_a_timeout_that_a_late_ack_proves_spurious_is_undone_and_learnt() {
     // timestamp, from before the timeout (RFC 3522): the timeout was
     // spurious. Its congestion response is undone (RFC 4015), and the RTO
     // floor learns how late this peer's ACKs come.
-    let lazy = Config {
-        ack_delay_us: Some(40_000),
-        ..Config::default()
-    };
-    let mut n = Net::open(cfg(), lazy, 50);
-    n.ends[1].tcb.as_mut().unwrap().quickack = 0;
+    let mut n = Net::with_lazy_acker(40_000);
     let cwnd = n.ends[0].tcb().cwnd();
     let mut first = None;
     n.loss = Box::new(move |to, seg, data| {
