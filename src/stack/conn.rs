@@ -407,6 +407,15 @@ mod tests {
             "a slot is {} B",
             size_of::<Slot>()
         );
+        // What every segment reads besides the block's hot lines (the
+        // engine's and the connection's own fields, the generation) is
+        // the slot's last line, apart from the block's cold lines.
+        let last = size_of::<Slot>() / 64 - 1;
+        assert_eq!(std::mem::offset_of!(Slot, gen) / 64, last);
+        assert_eq!(std::mem::offset_of!(Conn, key) / 64, last);
+        assert_eq!(std::mem::offset_of!(OwnConn, cfg) / 64, last);
+        assert_eq!(std::mem::offset_of!(OwnConn, floor_seen) / 64, last);
+        assert_eq!(std::mem::offset_of!(OwnConn, mac) / 64, last);
         eprintln!(
             "Slot {} B, Conn {} B, Eng {} B, OwnConn {} B",
             size_of::<Slot>(),

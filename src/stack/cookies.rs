@@ -118,12 +118,7 @@ impl<Q: PortQueue> Stack<Q> {
         };
         drop(buf);
         self.stats.syn_cookies_ok.inc();
-        let conn = OwnConn {
-            tcb,
-            cfg,
-            mac: Some(mac),
-            floor_seen: 0,
-        };
+        let conn = OwnConn::new(tcb, cfg, Some(mac));
         let idx = self.insert(key, Eng::Own(conn), None, false);
         self.own_after(idx, true);
         None

@@ -67,17 +67,36 @@ pub(super) struct OwnCore {
     pub tso: bool,
 }
 
+/// Bytes from the end of a [`Tcb`] to the next cache line.
+const TCB_TAIL: usize = (64 - std::mem::size_of::<Tcb>() % 64) % 64;
+
 /// A connection on the bypass engine (its addresses are its table key;
-/// `repr(C)`: the block first, see `conn::Slot`).
+/// `repr(C)`: the block first, see `conn::Slot`). The fields after the
+/// block start a line of their own, the slot's last, where the
+/// connection's own fields and the slot's generation also are: every
+/// segment reads them, and none of the block's cold lines.
 #[repr(C)]
 pub(super) struct OwnConn {
     pub tcb: Tcb,
+    _tail: [u8; TCB_TAIL],
     /// Index of its settings in [`OwnCore::cfgs`] (of its family).
     pub cfg: u16,
     /// The next hop's MAC, once known.
     pub mac: Option<EthernetAddress>,
     /// The RTO floor last shared with the peer's record.
     pub floor_seen: u32,
+}
+
+impl OwnConn {
+    pub(super) fn new(tcb: Tcb, cfg: u16, mac: Option<EthernetAddress>) -> OwnConn {
+        OwnConn {
+            tcb,
+            _tail: [0; TCB_TAIL],
+            cfg,
+            mac,
+            floor_seen: 0,
+        }
+    }
 }
 
 /// The index of the settings of `family_cfg`'s family: `cfg` names a pair
@@ -307,12 +326,7 @@ impl<Q: PortQueue> Stack<Q> {
             (Tcb::accept(&mut env, repr, iss, tso), w.src_mac)
         })?;
         drop(buf);
-        let conn = OwnConn {
-            tcb,
-            cfg,
-            mac: Some(mac),
-            floor_seen: 0,
-        };
+        let conn = OwnConn::new(tcb, cfg, Some(mac));
         let idx = self.insert(key, Eng::Own(conn), Some(port), false);
         self.own_after(idx, true);
         Some(idx)
@@ -339,12 +353,7 @@ impl<Q: PortQueue> Stack<Q> {
         let mut env = self.own.env(&self.stats.tcp, cfg, now);
         let tcb = Tcb::connect(&mut env, lport, remote.port(), iss, tso);
         let mac = self.neighbour(peer).1;
-        let conn = OwnConn {
-            tcb,
-            cfg,
-            mac,
-            floor_seen: 0,
-        };
+        let conn = OwnConn::new(tcb, cfg, mac);
         Ok(self.insert(key, Eng::Own(conn), None, true))
     }
 
