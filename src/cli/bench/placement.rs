@@ -10,6 +10,12 @@
 //! 1.0-1.3M in the second (`docs/tcp.md`). The benches measure it before
 //! and after each of ours' runs, so that a figure comes with the placement
 //! it was measured in.
+//!
+//! With many connections the figure follows memory instead: every
+//! transaction touches a few lines of each connection's state and frames
+//! that have left the caches. [`memory_line_ns`] measures what a line
+//! from beyond the caches costs on a core, alone and with many misses in
+//! flight (the most a well-prefetched loop can hope for).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -115,6 +121,84 @@ fn measure(line: &Line) -> Option<f64> {
     Some(per_batch[BATCHES / 2])
 }
 
+/// What a cache line from beyond the caches costs one core, in ns.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MemoryLine {
+    /// One miss at a time (a chain of dependent loads): the latency.
+    pub alone: f64,
+    /// [`CHAINS`] independent chains interleaved: the cost per line when
+    /// that many misses are in flight.
+    pub parallel: f64,
+}
+
+/// Independent chains in [`MemoryLine::parallel`]: on the development VM
+/// the cost per line stops falling at about this many (14 ns a line at
+/// 16, 9 at 24 and at 32).
+pub const CHAINS: usize = 24;
+/// The chase's span: well beyond this VM's caches (a chain over 8 MiB
+/// already waits about 150 ns a line here).
+const SPAN_LINES: usize = (64 << 20) / 64;
+/// Loads per measurement.
+const LOADS: usize = 1 << 20;
+
+/// Chases pointers through [`SPAN_LINES`] lines in a random order on
+/// `core`, one chain and then [`CHAINS`] at once. `None` when the core is
+/// not one this process may use or a thread cannot be pinned there.
+pub fn memory_line_ns(core: usize) -> Option<MemoryLine> {
+    if !bypass::runtime::available_cores().contains(&core) {
+        return None;
+    }
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                return None;
+            }
+            let next = chase_ring(SPAN_LINES, 0x9e37_79b9_7f4a_7c15);
+            let alone = chase(&next, 1, LOADS / 8);
+            let parallel = chase(&next, CHAINS, LOADS);
+            Some(MemoryLine { alone, parallel })
+        })
+        .join()
+        .ok()
+        .flatten()
+    })
+}
+
+/// A line per entry; each names the next line of one cycle through all
+/// `lines` in a random order (Sattolo's shuffle), so that no prefetcher
+/// can guess the next one.
+fn chase_ring(lines: usize, seed: u64) -> Vec<[u64; 8]> {
+    let mut order: Vec<u32> = (0..lines as u32).collect();
+    let mut x = seed | 1;
+    for i in (1..lines).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        order.swap(i, (x % i as u64) as usize);
+    }
+    let mut next = vec![[0u64; 8]; lines];
+    for w in 0..lines {
+        next[order[w] as usize][0] = order[(w + 1) % lines] as u64;
+    }
+    next
+}
+
+/// Time per line, ns, of `loads` loads spread over `chains` chains that
+/// start evenly apart in the ring.
+fn chase(next: &[[u64; 8]], chains: usize, loads: usize) -> f64 {
+    let mut at: Vec<u64> = (0..chains).map(|c| (c * next.len() / chains) as u64).collect();
+    let rounds = loads / chains;
+    let t0 = Instant::now();
+    for _ in 0..rounds {
+        for p in at.iter_mut() {
+            *p = next[*p as usize][0];
+        }
+    }
+    let ns = t0.elapsed().as_nanos() as f64;
+    std::hint::black_box(&at);
+    ns / (rounds * chains) as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +211,20 @@ mod tests {
     #[test]
     fn a_core_that_does_not_exist_gives_none() {
         assert_eq!(core_round_trip_ns(0, 100_000), None);
+        assert_eq!(memory_line_ns(100_000), None);
+    }
+
+    /// The chase visits every line once per cycle, so it measures the
+    /// whole span and not a short loop that stays in a cache.
+    #[test]
+    fn the_chase_is_one_cycle_through_every_line() {
+        let next = chase_ring(1000, 7);
+        let (mut p, mut seen) = (0u64, vec![false; 1000]);
+        for _ in 0..1000 {
+            assert!(!seen[p as usize], "line {p} came round early");
+            seen[p as usize] = true;
+            p = next[p as usize][0];
+        }
+        assert_eq!(p, 0);
     }
 }

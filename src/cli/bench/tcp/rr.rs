@@ -9,7 +9,7 @@ use super::kernel::ServerProc;
 use super::ours::{OursRun, ServerKind};
 use super::report::{emit, machine, plot, print_points, Point, SideRun};
 use super::{load_args, run_baselines, run_ours_at, TcpBenchArgs};
-use crate::cli::bench::placement::core_round_trip_ns;
+use crate::cli::bench::placement::{core_round_trip_ns, memory_line_ns, CHAINS};
 use crate::cli::loadgen::ModeArg;
 
 /// Ours' side of a point.
@@ -113,11 +113,32 @@ pub fn tcp_rr(a: TcpBenchArgs) -> Result<()> {
     for t in &targets {
         a.say(t);
     }
+    // With thousands of connections the rate follows memory (each
+    // transaction waits on lines of its connection's state and frames
+    // that have left the caches): say what a line costs on this machine.
+    let memory = pts
+        .iter()
+        .any(|p| p.connections >= 4096)
+        .then(|| memory_line_ns(a.server_core))
+        .flatten();
+    if let Some(m) = memory {
+        a.say(&format!(
+            "memory beyond the caches, core {}: {:.0} ns a line alone, {:.1} ns a line with {CHAINS} misses in flight \
+             (the least a transaction can pay per line of state or frame that left the caches; see docs/tcp.md)",
+            a.server_core, m.alone, m.parallel
+        ));
+    }
     plot(&a, "tcp-rr: transactions/s", "transactions/s", &pts)?;
     emit(
         &a,
         "tcp-rr",
-        serde_json::json!({ "points": pts, "targets": targets, "size": a.size, "family": a.family }),
+        serde_json::json!({
+            "points": pts,
+            "targets": targets,
+            "size": a.size,
+            "family": a.family,
+            "memory_line_ns": memory.map(|m| serde_json::json!({ "alone": m.alone, "parallel": m.parallel, "chains": CHAINS })),
+        }),
     );
     Ok(())
 }
