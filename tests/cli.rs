@@ -162,6 +162,10 @@ fn l2fwd_over_tap_carries_kernel_traffic_and_counts_it() {
         live.contains("rx-pps") && live.contains("tap:bpta0"),
         "live table: {live}"
     );
+    assert!(
+        !live.contains("still out"),
+        "every frame went back to its pool before the pool closed: {live}"
+    );
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary on stdout");
     let ports = j["ports"].as_array().unwrap();
     let (pa, pb) = (&ports[0], &ports[1]);
@@ -386,6 +390,46 @@ fn http_serves_curl_and_rejects_bad_requests() {
     let _ = std::fs::remove_file(&pcap);
 }
 
+/// Results written to a standard output that fails: a reader that went
+/// away (`| head`) ends nothing and says nothing; a full disk is said in
+/// one line. Neither panics (a panic aborts, skipping the clean-up).
+#[test]
+#[ignore = "needs root"]
+fn a_failing_standard_output_is_not_a_crash() {
+    common::require_root("a_failing_standard_output_is_not_a_crash");
+    // `unshare -n`: the TAP lives in a namespace of its own that goes
+    // with the process.
+    let run = |stdout: Stdio| {
+        Command::new("unshare")
+            .args(["-n", env!("CARGO_BIN_EXE_bypass")])
+            .args(["l2fwd", "--port", "tap:bpt-out0", "--duration", "1"])
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run bypass under unshare")
+    };
+    let full = run(std::fs::File::create("/dev/full").unwrap().into());
+    let err = stderr(&full);
+    assert!(full.status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        err.matches("could not write results to standard output")
+            .count(),
+        1,
+        "one line says the results are lost: {err}"
+    );
+    // A pipe whose reader is gone before anything is written.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let gone = run(writer.into());
+    let err = stderr(&gone);
+    assert!(gone.status.success(), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("could not write"),
+        "{err}"
+    );
+}
+
 #[test]
 #[ignore = "needs root"]
 fn demo_serves_kernel_clients_and_leaves_nothing_behind() {
@@ -419,6 +463,10 @@ fn demo_serves_kernel_clients_and_leaves_nothing_behind() {
     assert!(
         !live.contains("Non-2xx"),
         "every response was a 200: {live}"
+    );
+    assert!(
+        !live.contains("still out"),
+        "every frame went back to its pool before the pool closed: {live}"
     );
     assert_eq!(named(), before, "no namespace left");
     assert!(!common::sh_out("ip -o link show").contains("bp0"));

@@ -223,11 +223,11 @@ pub fn drive<P: Port, H: PacketHandler>(
             "drops": snap.ports.iter().map(|p| p.drops).sum::<u64>(),
             "pcap": cap,
         });
-        println!("{v}");
+        crate::cli::outln!("{v}");
     } else {
-        println!("--- summary after {secs:.1}s");
+        crate::cli::outln!("--- summary after {secs:.1}s");
         for p in &snap.ports {
-            println!(
+            crate::cli::outln!(
                 "{:<14} rx {} pkts {} B   tx {} pkts {} B   drops {} {:?}",
                 p.name,
                 p.rx_packets,
@@ -239,9 +239,10 @@ pub fn drive<P: Port, H: PacketHandler>(
             );
         }
         if let Some(c) = cap {
-            println!(
+            crate::cli::outln!(
                 "pcap: {} frames written, {} not captured",
-                c.written, c.missed
+                c.written,
+                c.missed
             );
         }
     }

@@ -147,17 +147,28 @@ pub fn ramp_bar(total: u64, json: bool) -> ProgressBar {
 
 /// Prints the summary table of a load run.
 pub fn print_summary(s: &LoadSummary) {
-    println!(
+    crate::cli::outln!(
         "{:>6} {:>10} {:>10} {:>8} {:>8} {:>12} {:>12}",
-        "core", "connects", "open", "window", "tx", "tx/s", ""
+        "core",
+        "connects",
+        "open",
+        "window",
+        "tx",
+        "tx/s",
+        ""
     );
     for (i, c) in s.per_core.iter().enumerate() {
-        println!(
+        crate::cli::outln!(
             "{:>6} {:>10} {:>10} {:>7.2}s {:>8} {:>12.0}",
-            i, c.connects, c.open, c.window_s, c.transactions, c.tps
+            i,
+            c.connects,
+            c.open,
+            c.window_s,
+            c.transactions,
+            c.tps
         );
     }
-    println!(
+    crate::cli::outln!(
         "total: {} connects, {} opened, {} failed, {} closed, {} reset, {} errors; {:.0} tx/s{}",
         s.connects,
         s.opened,
@@ -171,14 +182,23 @@ pub fn print_summary(s: &LoadSummary) {
             .unwrap_or_default()
     );
     let l = &s.latency;
-    println!(
+    crate::cli::outln!(
         "latency (us): p50 {} p90 {} p99 {} p99.9 {} max {} mean {:.1} ({} samples)",
-        l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us, l.mean_us, l.count
+        l.p50_us,
+        l.p90_us,
+        l.p99_us,
+        l.p999_us,
+        l.max_us,
+        l.mean_us,
+        l.count
     );
     let h = &s.handshake;
-    println!(
+    crate::cli::outln!(
         "handshake (us): p50 {} p99 {} max {} ({} samples)",
-        h.p50_us, h.p99_us, h.max_us, h.count
+        h.p50_us,
+        h.p99_us,
+        h.max_us,
+        h.count
     );
 }
 
@@ -291,9 +311,9 @@ impl WithPorts for Run<'_> {
             v["cores"] = serde_json::to_value(&cfg.cores).unwrap_or_default();
             v["steering"] = sharding.steering.into();
             v["stalls"] = serde_json::to_value(watch.stalls()).unwrap_or_default();
-            println!("{v}");
+            crate::cli::outln!("{v}");
         } else {
-            println!("--- summary after {secs:.1}s");
+            crate::cli::outln!("--- summary after {secs:.1}s");
             print_summary(&s);
         }
         if let Some(st) = watch.stalls().first() {

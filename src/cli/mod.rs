@@ -127,16 +127,47 @@ impl Common {
 }
 
 /// Prints a line of the live output: to stdout, or to stderr with --json.
-/// A closed stdout or stderr (`| head`) is ignored rather than a panic:
-/// a panic aborts, and a bench would leave its namespaces behind.
+/// A write that fails never panics: a panic aborts, and a bench would
+/// leave its namespaces behind. A reader that went away (`| head`) is
+/// the user's choice and passes in silence; any other failure (a full
+/// disk) is said once on stderr, so that lost results are not a surprise.
 pub fn say(json: bool, line: &str) {
     use std::io::Write;
-    let _ = if json {
+    let r = if json {
         writeln!(std::io::stderr(), "{line}")
     } else {
         writeln!(std::io::stdout(), "{line}")
     };
+    if let Err(e) = r {
+        write_failed(
+            &e,
+            if json {
+                "standard error"
+            } else {
+                "standard output"
+            },
+        );
+    }
 }
+
+#[cold]
+fn write_failed(e: &std::io::Error, what: &str) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if e.kind() != std::io::ErrorKind::BrokenPipe && !SAID.swap(true, Ordering::Relaxed) {
+        tracing::error!("could not write results to {what} ({e}); the rest of the output is lost");
+    }
+}
+
+/// `println!` for the tool's results: a standard output that was closed
+/// (`bypass loadgen ... | head`) ends nothing, where `println!` would
+/// panic and abort the run before its clean-up.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::say(false, &format!($($arg)*))
+    };
+}
+pub(crate) use outln;
 
 /// Runs the tool; returns the process exit code.
 pub fn main() -> i32 {

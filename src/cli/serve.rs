@@ -516,10 +516,10 @@ fn run_stacks<Q: PortQueue, A: TcpApp>(
         summary[c.name] = c.total().into();
     }
     if json {
-        println!("{summary}");
+        crate::cli::outln!("{summary}");
     } else {
-        println!("--- summary after {secs:.1}s");
-        println!(
+        crate::cli::outln!("--- summary after {secs:.1}s");
+        crate::cli::outln!(
             "{}",
             serde_json::to_string_pretty(&summary).unwrap_or_default()
         );

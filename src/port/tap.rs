@@ -156,8 +156,11 @@ impl TapConfig {
 pub struct TapQueue {
     id: u16,
     fd: OwnedFd,
-    pool: Pool,
+    /// A frame kept from a receive that read nothing. Declared before
+    /// `pool`, so that it goes back before the pool handle does (fields
+    /// drop in order; a pool closed with a frame out stays mapped).
     spare: Option<PoolBuf>,
+    pool: Pool,
     counters: Arc<QueueCounters>,
     vnet: bool,
 }

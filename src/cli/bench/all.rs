@@ -393,7 +393,7 @@ pub fn run(a: AllArgs) -> Result<()> {
     }
     let readme = a.out.join("README.md");
     std::fs::write(&readme, &md).map_err(|e| Error::io(format!("write {readme:?}"), e))?;
-    println!("{md}");
+    crate::cli::outln!("{md}");
     let failed: Vec<&str> = outcomes.iter().filter(|o| !o.ok).map(|o| o.name).collect();
     if failed.is_empty() {
         Ok(())

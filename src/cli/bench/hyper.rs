@@ -474,7 +474,7 @@ pub fn run(a: HyperArgs) -> Result<()> {
         ));
     }
     if a.json {
-        println!(
+        crate::cli::outln!(
             "{}",
             serde_json::json!({
                 "scenario": "hyper",

@@ -186,7 +186,9 @@ fn chase_ring(lines: usize, seed: u64) -> Vec<[u64; 8]> {
 /// Time per line, ns, of `loads` loads spread over `chains` chains that
 /// start evenly apart in the ring.
 fn chase(next: &[[u64; 8]], chains: usize, loads: usize) -> f64 {
-    let mut at: Vec<u64> = (0..chains).map(|c| (c * next.len() / chains) as u64).collect();
+    let mut at: Vec<u64> = (0..chains)
+        .map(|c| (c * next.len() / chains) as u64)
+        .collect();
     let rounds = loads / chains;
     let t0 = Instant::now();
     for _ in 0..rounds {

@@ -409,7 +409,7 @@ pub fn run(a: SoakArgs) -> Result<()> {
         ),
     );
     if a.json {
-        println!("{summary}");
+        crate::cli::outln!("{summary}");
     }
     if end.errors > 0 || client.app().active > 0 || !watch.stalls().is_empty() {
         return Err(Error::Config(format!(

@@ -172,7 +172,7 @@ pub fn kernel_server(a: KernelServerArgs) -> Result<()> {
         .local_addr()
         .map_err(|e| Error::io("local_addr", e))?
         .port();
-    println!("port {port}");
+    crate::cli::outln!("port {port}");
     match a.baseline.wait() {
         Some(wait) => serve(
             a.core,
@@ -202,7 +202,7 @@ fn serve<W: KernelWorker>(core: usize, max_secs: f64, w: W) -> Result<()> {
     });
     let done = runtime::run(&cfg, vec![w], &stop, |_| {})?;
     let errs: u64 = done.iter().map(|w| w.sys_errors()).sum();
-    println!("{}", serde_json::json!({ "sys_errors": errs }));
+    crate::cli::outln!("{}", serde_json::json!({ "sys_errors": errs }));
     Ok(())
 }
 
@@ -239,7 +239,7 @@ fn load<W: KernelWorker<App = LoadGen>>(
     v["sched_run_ns"] = sched[1].run_ns.saturating_sub(sched[0].run_ns).into();
     v["sched_wait_ns"] = sched[1].wait_ns.saturating_sub(sched[0].wait_ns).into();
     v["stalls"] = serde_json::to_value(&window.stalls).unwrap_or_default();
-    println!("{v}");
+    crate::cli::outln!("{v}");
     Ok(())
 }
 

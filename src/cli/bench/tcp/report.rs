@@ -292,7 +292,7 @@ pub fn emit(a: &TcpBenchArgs, scenario: &str, doc: serde_json::Value) {
         let mut d = doc;
         d["scenario"] = scenario.into();
         d["machine"] = machine().into();
-        println!("{d}");
+        crate::cli::outln!("{d}");
     }
 }
 
