@@ -80,8 +80,14 @@ impl<Q: PortQueue, A: TcpApp> TcpWorker<Q, A> {
         // Offered at most per call (the rest waits for the next one), so
         // one connection cannot hold the core.
         let mut budget = 8 * READ_CHUNK;
+        // An engine that lends nothing (smoltcp) is first offered a copy
+        // of one chunk's size, the size the bypass engine lends: what an
+        // application blocked on its send buffer declines costs that
+        // much per segment, not 64 KiB.
+        let mut small_first = on_readable;
         while budget > 0 {
             if let Some(lend) = self.stack.lend(id) {
+                small_first = false;
                 let Some(lent) = lend else { return };
                 let n = lent.bytes().len();
                 budget = budget.saturating_sub(n);
@@ -110,7 +116,12 @@ impl<Q: PortQueue, A: TcpApp> TcpWorker<Q, A> {
                     return;
                 }
             }
-            let n = self.stack.peek(id, &mut self.scratch);
+            let cap = if small_first {
+                crate::tcp::buf::CHUNK
+            } else {
+                READ_CHUNK
+            };
+            let n = self.stack.peek(id, &mut self.scratch[..cap]);
             if n == 0 {
                 return;
             }
@@ -129,10 +140,20 @@ impl<Q: PortQueue, A: TcpApp> TcpWorker<Q, A> {
                 )
                 .min(n);
             self.stack.consume(id, used);
-            if used < n {
-                return;
-            }
             budget = budget.saturating_sub(n);
+            if used < n {
+                // As with a lent chunk: none taken of a small offer, more
+                // readable, and no room to send: wait for the room;
+                // otherwise offer all of it in one piece.
+                if !small_first
+                    || used > 0
+                    || self.stack.readable(id) <= n
+                    || self.stack.await_send_room(id)
+                {
+                    return;
+                }
+            }
+            small_first = false;
         }
     }
 

@@ -113,16 +113,15 @@ impl<Q: PortQueue> Stack<Q> {
         }
     }
 
-    /// Whether a bypass-engine connection's send buffer is full while it
-    /// may still send; then [`Event::Writable`] follows when there is room.
-    /// False on the smoltcp engine.
+    /// Whether a connection's send buffer is full while it may still
+    /// send; then [`Event::Writable`] follows when there is room.
     pub fn await_send_room(&mut self, id: ConnId) -> bool {
         let Some(c) = conn::live(&mut self.slots, id) else {
             return false;
         };
         match &mut c.eng {
             Eng::Own(o) => o.tcb.await_room(&self.own.cfgs[o.cfg as usize]),
-            Eng::Smol(_) => false,
+            Eng::Smol(s) => s.await_room(),
         }
     }
 

@@ -32,6 +32,11 @@ pub(super) struct SmolConn {
     /// When our FIN state began (µs), for the dead-peer deadline.
     fin_since: Option<u64>,
     want_writable: bool,
+    /// The application declined what it could read because its send
+    /// buffer is full ([`SmolConn::await_room`]): no `Readable` until
+    /// `Writable` (smoltcp's readiness is a level, so every segment would
+    /// offer the same bytes again).
+    hold_readable: bool,
 }
 
 impl SmolConn {
@@ -48,6 +53,7 @@ impl SmolConn {
             dead_peer_armed: false,
             fin_since: None,
             want_writable: false,
+            hold_readable: false,
         })
     }
 
@@ -100,6 +106,17 @@ impl SmolConn {
             self.want_writable = true;
         }
         n
+    }
+
+    /// [`crate::tcp::Tcb::await_room`]: true, with `Writable` to follow,
+    /// when the send buffer is full while the connection may still send.
+    pub fn await_room(&mut self) -> bool {
+        if !self.sock().may_send() || self.send_room() > 0 {
+            return false;
+        }
+        self.want_writable = true;
+        self.hold_readable = true;
+        true
     }
 
     pub fn send_room(&self) -> usize {
@@ -344,12 +361,16 @@ impl<Q: PortQueue> Stack<Q> {
             sc.want_writable = false;
             writable = true;
         }
+        if sc.hold_readable && (writable || !s.may_send()) {
+            sc.hold_readable = false;
+        }
+        let readable = recv_queue > 0 && !sc.hold_readable;
         let peer_fin_drained = sc.peer_fin_drained();
         self.report(
             idx,
             Report {
                 open: matches!(state, Established | CloseWait | FinWait1 | FinWait2),
-                readable: recv_queue > 0,
+                readable,
                 writable,
                 peer_fin_drained,
             },
