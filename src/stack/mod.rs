@@ -450,6 +450,9 @@ impl<Q: PortQueue> Stack<Q> {
                 },
             }
         }
+        if self.timers.len() > 2 * (self.slots.len() - self.free.len()) + timers::SWEEP_SLACK {
+            self.sweep_timers();
+        }
         self.expire_time_wait();
         let mut polled = 0;
         let mut i = 0;
@@ -463,6 +466,25 @@ impl<Q: PortQueue> Stack<Q> {
         self.udp_egress();
         self.tx.flush();
         polled
+    }
+
+    /// Drops some of the wheel's stale entries (see [`timers`]): an entry
+    /// is live while its connection is there and has it queued.
+    #[cold]
+    fn sweep_timers(&mut self) {
+        let slots = &self.slots;
+        self.timers.sweep(timers::SWEEP_BUDGET, |e| {
+            slots[e.idx as usize]
+                .conn
+                .as_ref()
+                .is_some_and(|c| c.timer.holds(e.at))
+        });
+    }
+
+    /// Entries in the timer wheel, stale ones included (at most about
+    /// twice the connections, see [`timers`]).
+    pub fn timer_entries(&self) -> usize {
+        self.timers.len()
     }
 
     /// Microseconds until the earliest timer (for sleeping when idle).

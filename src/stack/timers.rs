@@ -22,6 +22,17 @@
 //! when the wheel's time reaches it. Insertion is O(1), finding the next
 //! busy bucket is a bit scan per level, and an entry comes out exactly at
 //! its deadline, never early.
+//!
+//! A stale entry would otherwise stay until its deadline: a connection
+//! that closes leaves its entry behind, and one whose deadline moved
+//! earlier leaves the later one. Under churn that is the connection rate
+//! times the horizon of the deadlines (the 10 s handshake limit, the
+//! 5-minute user timeout, keepalive's hours): `bench soak` grew by
+//! 16 MiB a minute. So the wheel also sweeps: once its entries outnumber
+//! twice the live connections (each has one entry that counts) by
+//! [`SWEEP_SLACK`], every poll checks a few entries from where the last
+//! one stopped ([`Timers::sweep`]) and drops the stale ones. A sweep costs
+//! no pause, and nothing while there is nothing to sweep.
 
 /// No deadline.
 pub const NONE: u64 = u64::MAX;
@@ -31,6 +42,13 @@ const SLOT_BITS: u32 = 6;
 const SLOTS: usize = 1 << SLOT_BITS;
 /// The span of the whole wheel, in µs.
 const SPAN: u64 = 1 << (SLOT_BITS as u64 * LEVELS as u64);
+/// Entries beyond twice the live connections' before the wheel sweeps.
+pub const SWEEP_SLACK: usize = 1024;
+/// Entries a sweep checks per poll.
+pub const SWEEP_BUDGET: usize = 32;
+/// Entries' room a bucket keeps when it empties (a bucket that once
+/// held thousands gives the rest back: over time every bucket is used).
+const KEEP: usize = 64;
 
 /// An entry: connection `idx` at `at` µs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +124,13 @@ impl Deadline {
             Came::Due
         }
     }
+
+    /// Whether an entry due at `at` is this connection's queued one (one
+    /// that is not is stale, see [`Timers::sweep`]).
+    #[inline]
+    pub fn holds(&self, at: u64) -> bool {
+        self.queued == at
+    }
 }
 
 /// The timing wheel.
@@ -122,6 +147,10 @@ pub struct Timers {
     ready: Vec<Entry>,
     /// A bucket being emptied (kept for its capacity).
     scratch: Vec<Entry>,
+    /// Entries in the buckets and `ready`.
+    len: usize,
+    /// Where the sweep goes on: a bucket, and a place in it.
+    sweep_at: (usize, usize),
 }
 
 impl Default for Timers {
@@ -132,6 +161,8 @@ impl Default for Timers {
             busy: [0; LEVELS],
             ready: Vec::new(),
             scratch: Vec::new(),
+            len: 0,
+            sweep_at: (0, 0),
         }
     }
 }
@@ -145,12 +176,56 @@ impl Timers {
         let slot = ((at >> (SLOT_BITS as usize * level)) as usize) & (SLOTS - 1);
         self.buckets[level * SLOTS + slot].push(e);
         self.busy[level] |= 1 << slot;
+        self.len += 1;
+    }
+
+    /// Entries in the wheel, stale ones included.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// No entry at all.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Checks up to `budget` entries, from where the last sweep stopped,
+    /// and drops those `live` says are stale. Entries already due are left
+    /// to [`Timers::pop_due`].
+    pub fn sweep(&mut self, budget: usize, mut live: impl FnMut(&Entry) -> bool) {
+        let (mut b, mut i) = self.sweep_at;
+        let mut checked = 0;
+        // Each bucket once at most: empty ones cost no budget.
+        for _ in 0..=self.buckets.len() {
+            let bucket = &mut self.buckets[b];
+            while i < bucket.len() && checked < budget {
+                checked += 1;
+                if live(&bucket[i]) {
+                    i += 1;
+                } else {
+                    bucket.swap_remove(i);
+                    self.len -= 1;
+                }
+            }
+            if bucket.is_empty() {
+                self.busy[b / SLOTS] &= !(1 << (b % SLOTS));
+            }
+            if bucket.capacity() > KEEP && bucket.len() < bucket.capacity() / 4 {
+                bucket.shrink_to((2 * bucket.len()).max(KEEP));
+            }
+            if checked == budget {
+                break;
+            }
+            (b, i) = ((b + 1) % self.buckets.len(), 0);
+        }
+        self.sweep_at = (b, i);
     }
 
     /// The next entry due at `now`, if any.
     pub fn pop_due(&mut self, now: u64) -> Option<Entry> {
         loop {
             if let Some(e) = self.ready.pop() {
+                self.len -= 1;
                 return Some(e);
             }
             let (level, slot, at) = self.next_bucket()?;
@@ -177,13 +252,18 @@ impl Timers {
         self.busy[b / SLOTS] &= !(1 << (b % SLOTS));
         std::mem::swap(&mut self.scratch, &mut self.buckets[b]);
         let mut entries = std::mem::take(&mut self.scratch);
+        // The bucket now has the old scratch's room, which is at most KEEP.
+        // Out of the count here, back in by `insert` or with `ready`.
+        self.len -= entries.len();
         for e in entries.drain(..) {
             if e.at <= now {
                 self.ready.push(e);
+                self.len += 1;
             } else {
                 self.insert(e);
             }
         }
+        entries.shrink_to(KEEP);
         self.scratch = entries;
     }
 
@@ -257,6 +337,14 @@ mod tests {
         }
         fn forget(&mut self, idx: u32) {
             *self.d(idx) = Deadline::default();
+        }
+        /// One sweep step, as the stack makes it: an entry is live while
+        /// its connection has it queued.
+        fn sweep(&mut self, budget: usize) {
+            let due = &self.due;
+            self.wheel.sweep(budget, |e| {
+                due.get(e.idx as usize).is_some_and(|d| d.holds(e.at))
+            });
         }
         fn fire(&mut self, now: u64) -> Vec<u32> {
             let mut v = Vec::new();
@@ -350,11 +438,60 @@ mod tests {
         assert_eq!(fired, vec![(8, SPAN - 1), (9, far)]);
     }
 
+    /// Churn: connections that set a far deadline (a handshake's), then an
+    /// earlier one, and go. Without the sweep every one leaves its far
+    /// entry until it is due; with it the wheel stays near the live
+    /// connections' count, its buckets give their room back, and the
+    /// live connections still fire.
+    #[test]
+    fn sweeping_keeps_the_wheel_near_the_live_connections() {
+        let mut t = Sim::default();
+        let mut now = 0u64;
+        let live = 64u32;
+        for i in 0..200_000u32 {
+            let idx = i % live;
+            t.forget(idx);
+            t.set(idx, now + 10_000_000);
+            t.set(idx, now + 5_000);
+            now += 10;
+            assert!(t.fire(now).is_empty());
+            if t.wheel.len() > 2 * live as usize + SWEEP_SLACK {
+                t.sweep(SWEEP_BUDGET);
+            }
+            assert!(
+                t.wheel.len() <= 2 * live as usize + SWEEP_SLACK + 2,
+                "{} entries for {live} connections",
+                t.wheel.len()
+            );
+        }
+        let room: usize = t.wheel.buckets.iter().map(|b| b.capacity()).sum();
+        assert!(
+            room <= 4 * (2 * live as usize + SWEEP_SLACK) + LEVELS * SLOTS * KEEP,
+            "{room}"
+        );
+        // Every live connection's deadline still comes, once.
+        now += 5_000;
+        assert_eq!(t.fire(now), (0..live).collect::<Vec<_>>());
+        assert!(t.fire(now + 20_000_000).is_empty());
+        assert!(t.wheel.is_empty());
+    }
+
+    /// A sweep drops only stale entries: the model test's checks hold with
+    /// sweeps between its operations.
+    #[test]
+    fn sweeps_drop_no_live_entry() {
+        model_run(true);
+    }
+
     /// Against a model: random sets, moves, clears and time steps; every
     /// connection fires exactly once for its wanted deadline, in the pass
     /// whose `now` is the first at or after it.
     #[test]
     fn agrees_with_a_model_over_random_operations() {
+        model_run(false);
+    }
+
+    fn model_run(sweeping: bool) {
         let mut rng = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = move || {
             rng ^= rng << 13;
@@ -384,6 +521,7 @@ mod tests {
                     t.forget(idx);
                     want.remove(&idx);
                 }
+                _ if sweeping && r % 3 == 0 => t.sweep((r >> 8) as usize % 8 + 1),
                 _ => {
                     now += (r >> 24) % (1 << ((r >> 20) % 24));
                     let fired = t.fire(now);
