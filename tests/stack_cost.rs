@@ -8,10 +8,10 @@
 use std::net::{IpAddr, SocketAddr};
 
 use bypass::app::tcp::{Conn, Ctx, TcpApp};
-use bypass::stack::{CloseReason, ConnId, ListenOpts, TcpOpts};
+use bypass::stack::{ListenOpts, TcpOpts};
 
 mod common;
-use common::mem_net::{manual_run, SERVER, SERVER6};
+use common::mem_net::{manual_run, Cps, SERVER, SERVER6};
 
 /// Request/response on `conns` connections until `total` transactions:
 /// each connection sends 64 bytes and waits for them back.
@@ -112,49 +112,6 @@ fn rr_cost(server: IpAddr) {
     assert!(n.client.app().done >= total);
 }
 
-/// Connections per second: `conns` at a time, each opened, one 64-byte
-/// request/response, closed by the client, until `total` have closed.
-struct Cps {
-    conns: usize,
-    open: usize,
-    started: usize,
-    total: usize,
-    closed: usize,
-    server: IpAddr,
-}
-
-impl TcpApp for Cps {
-    type Conn = usize;
-    fn on_open(&mut self, c: &mut Conn<'_>) -> usize {
-        c.send(&[7; 64]);
-        0
-    }
-    fn on_data(&mut self, got: &mut usize, c: &mut Conn<'_>, d: &[u8]) -> usize {
-        *got += d.len();
-        if *got >= 64 {
-            c.close();
-        }
-        d.len()
-    }
-    fn on_close(&mut self, _: usize, _: CloseReason) {
-        self.open -= 1;
-        self.closed += 1;
-    }
-    fn on_connect_failed(&mut self, _: ConnId) {
-        self.open -= 1;
-    }
-    fn poll(&mut self, ctx: &mut Ctx<'_>) -> usize {
-        let mut n = 0;
-        while self.open < self.conns && self.started < self.total {
-            ctx.connect(SocketAddr::new(self.server, 7)).unwrap();
-            self.open += 1;
-            self.started += 1;
-            n += 1;
-        }
-        n
-    }
-}
-
 /// A cost measurement, run by hand like `rr_cost_on_a_manual_clock`:
 /// instructions per connection (open, one 64-byte exchange, close) with 64
 /// in flight.
@@ -179,14 +136,7 @@ fn cps_cost(server: IpAddr) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(64);
-    let app = Cps {
-        conns,
-        open: 0,
-        started: 0,
-        total,
-        closed: 0,
-        server,
-    };
+    let app = Cps::new(conns, total, server);
     let o = TcpOpts::default();
     let lopts = ListenOpts {
         tcp: o,

@@ -16,7 +16,7 @@ use bypass::time::Instant;
 
 mod common;
 use common::client::Client;
-use common::mem_net::{net, opts, wire, Net, CLIENT, SERVER};
+use common::mem_net::{net, opts, wire, Cps, Net, CLIENT, SERVER};
 
 #[test]
 fn echo_and_orderly_close() {
@@ -692,4 +692,45 @@ fn blocked_echo_offers(engine: TcpEngine) {
         n.step(5);
     }
     assert_eq!(back, TOTAL, "all the bytes came back");
+}
+
+/// Connection churn leaves the timer wheel near the live connections'
+/// count. Each connection sets a handshake deadline (10 s) that an earlier
+/// one then replaces, and a connection that closes leaves its entry; on
+/// this manual clock none of them comes due, so a wheel that kept stale
+/// entries until their time held one or two for every connection made
+/// (in `bench soak`, 16 MiB a minute).
+#[test]
+fn connection_churn_leaves_no_timer_entries_behind() {
+    const TOTAL: usize = 20_000;
+    let o = TcpOpts::default();
+    let lopts = ListenOpts {
+        tcp: o,
+        ..Default::default()
+    };
+    let mut n = net(
+        Faults::default(),
+        Echo::default(),
+        Cps::new(64, TOTAL, SERVER.into()),
+        lopts,
+        o,
+    );
+    // Over what the live connections may hold (one entry each, or two
+    // for a moment) and the sweep's slack of 1,024, most.
+    let mut most = 0;
+    for _ in 0..2_000_000 {
+        if n.client.app().closed >= TOTAL {
+            break;
+        }
+        n.step(5);
+        for s in [n.server.stack(), n.client.stack()] {
+            let live = s.stats().conns.get() as usize;
+            most = most.max(s.timer_entries().saturating_sub(2 * live));
+        }
+    }
+    assert_eq!(n.client.app().closed, TOTAL, "every connection closed");
+    assert!(
+        most < 1_200,
+        "{most} timer entries beyond twice the live connections, for {TOTAL} made"
+    );
 }

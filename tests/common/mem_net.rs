@@ -1,13 +1,13 @@
 //! Two stacks over the in-memory wire, one thread, a manual clock: the
 //! harness of `stack_mem` and `stack_cost`.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use bypass::app::tcp::{Echo, TcpApp};
+use bypass::app::tcp::{Conn, Ctx, Echo, TcpApp};
 use bypass::port::mem::{Faults, MemConfig, MemPort, MemQueue};
 use bypass::port::Port;
 use bypass::runtime::{TcpWorker, Worker};
-use bypass::stack::{ListenOpts, Stack, StackConfig, TcpOpts};
+use bypass::stack::{CloseReason, ConnId, ListenOpts, Stack, StackConfig, TcpOpts};
 use bypass::testing::Pair;
 use bypass::time::Instant;
 
@@ -120,4 +120,61 @@ pub fn manual_run<B: TcpApp>(
         n.client.poll(Instant(n.now));
     }
     n
+}
+
+/// Connections per second: `conns` at a time, each opened, one 64-byte
+/// request/response, closed by the client, until `total` have closed.
+pub struct Cps {
+    conns: usize,
+    open: usize,
+    started: usize,
+    total: usize,
+    /// Connections closed so far.
+    pub closed: usize,
+    server: IpAddr,
+}
+
+impl Cps {
+    pub fn new(conns: usize, total: usize, server: IpAddr) -> Cps {
+        Cps {
+            conns,
+            open: 0,
+            started: 0,
+            total,
+            closed: 0,
+            server,
+        }
+    }
+}
+
+impl TcpApp for Cps {
+    type Conn = usize;
+    fn on_open(&mut self, c: &mut Conn<'_>) -> usize {
+        c.send(&[7; 64]);
+        0
+    }
+    fn on_data(&mut self, got: &mut usize, c: &mut Conn<'_>, d: &[u8]) -> usize {
+        *got += d.len();
+        if *got >= 64 {
+            c.close();
+        }
+        d.len()
+    }
+    fn on_close(&mut self, _: usize, _: CloseReason) {
+        self.open -= 1;
+        self.closed += 1;
+    }
+    fn on_connect_failed(&mut self, _: ConnId) {
+        self.open -= 1;
+    }
+    fn poll(&mut self, ctx: &mut Ctx<'_>) -> usize {
+        let mut n = 0;
+        while self.open < self.conns && self.started < self.total {
+            ctx.connect(SocketAddr::new(self.server, 7)).unwrap();
+            self.open += 1;
+            self.started += 1;
+            n += 1;
+        }
+        n
+    }
 }
