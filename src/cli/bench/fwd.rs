@@ -323,9 +323,9 @@ pub(super) fn report(
     if let (Some(h), Some(e)) = (head.as_object_mut(), extra.as_object()) {
         h.extend(e.clone());
     }
-    // Through `cli::say`: a closed stdout must not abort the bench while
-    // it holds the hugepages it raised.
-    crate::cli::say(false, &head.to_string());
+    // Not `println!`: a closed stdout must not abort the bench while it
+    // holds the hugepages it raised.
+    crate::cli::outln!("{head}");
 }
 
 /// Prints each mode's medians and ratio, then the load average.
@@ -335,20 +335,23 @@ pub(super) fn print_modes(
     names: (&str, &str),
     load: (f64, f64),
 ) {
-    let say = |l: String| crate::cli::say(false, &l);
+    use crate::cli::outln;
     for r in results {
-        say(format!("[{}]", r.memory));
-        say(format!("  {:<14}: {:.2} Mpps", names.0, r.bypass_mpps));
-        say(format!("  {:<14}: {:.2} Mpps", names.1, r.baseline_mpps));
-        say(format!(
+        outln!("[{}]", r.memory);
+        outln!("  {:<14}: {:.2} Mpps", names.0, r.bypass_mpps);
+        outln!("  {:<14}: {:.2} Mpps", names.1, r.baseline_mpps);
+        outln!(
             "  ratio         : {:.2}x ({} / {}, median of {rounds} round(s))",
-            r.ratio, names.0, names.1
-        ));
+            r.ratio,
+            names.0,
+            names.1
+        );
     }
-    say(format!(
+    outln!(
         "load average    : {:.2} before, {:.2} after (other work on the machine skews both sides)",
-        load.0, load.1
-    ));
+        load.0,
+        load.1
+    );
 }
 
 pub(super) fn median(mut v: Vec<f64>) -> f64 {

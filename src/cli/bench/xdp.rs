@@ -714,7 +714,7 @@ pub fn run(a: XdpArgs) -> Result<()> {
             "load_average_before": load.trim(),
             "results": results,
         });
-        say(false, &v.to_string());
+        crate::cli::outln!("{v}");
     }
     Ok(())
 }

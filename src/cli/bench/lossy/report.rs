@@ -229,7 +229,7 @@ impl Out<'_> {
 
     fn emit(&self, v: Value) {
         if self.a.json {
-            crate::cli::say(false, &v.to_string());
+            crate::cli::outln!("{v}");
         }
     }
 
