@@ -103,16 +103,7 @@ impl<Q: PortQueue, A: TcpApp> TcpWorker<Q, A> {
                 if used == n {
                     continue;
                 }
-                if used > 0 || self.stack.readable(id) <= n {
-                    return;
-                }
-                // It took none of the chunk though more is readable: it
-                // wants the bytes in one piece (the copy below), or it
-                // waits for room to send them on (an echo, a proxy). With
-                // the send buffer full it is the second, and the copy
-                // (64 KiB) would be declined again for every segment that
-                // arrives; the bytes are offered when room opens.
-                if on_readable && self.stack.await_send_room(id) {
+                if !self.wants_whole(id, n, used, on_readable) {
                     return;
                 }
             }
@@ -141,20 +132,24 @@ impl<Q: PortQueue, A: TcpApp> TcpWorker<Q, A> {
                 .min(n);
             self.stack.consume(id, used);
             budget = budget.saturating_sub(n);
-            if used < n {
-                // As with a lent chunk: none taken of a small offer, more
-                // readable, and no room to send: wait for the room;
-                // otherwise offer all of it in one piece.
-                if !small_first
-                    || used > 0
-                    || self.stack.readable(id) <= n
-                    || self.stack.await_send_room(id)
-                {
-                    return;
-                }
+            // A chunk-sized offer is judged as a lent chunk is; all of it
+            // in one piece, declined, waits for the next event.
+            if used < n && !(small_first && self.wants_whole(id, n, used, on_readable)) {
+                return;
             }
             small_first = false;
         }
+    }
+
+    /// After a chunk of `n` bytes of which the application took `used`
+    /// (fewer): whether to offer all readable bytes in one piece. It took
+    /// none of the chunk though more is readable, so it wants the bytes in
+    /// one piece, or it waits for room to send them on (an echo, a proxy).
+    /// With its send buffer full it is the second, and on `Readable` the
+    /// copy (64 KiB) would be declined again for every segment that
+    /// arrives: the bytes are offered when room opens instead.
+    fn wants_whole(&mut self, id: ConnId, n: usize, used: usize, on_readable: bool) -> bool {
+        used == 0 && self.stack.readable(id) > n && !(on_readable && self.stack.await_send_room(id))
     }
 
     fn dispatch(&mut self, now: Instant) -> usize {

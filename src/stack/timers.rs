@@ -250,9 +250,9 @@ impl Timers {
     /// due entries are ready, the rest move to lower levels.
     fn drain(&mut self, b: usize, now: u64) {
         self.busy[b / SLOTS] &= !(1 << (b % SLOTS));
+        // The bucket takes the scratch's room (at most KEEP, below).
         std::mem::swap(&mut self.scratch, &mut self.buckets[b]);
         let mut entries = std::mem::take(&mut self.scratch);
-        // The bucket now has the old scratch's room, which is at most KEEP.
         // Out of the count here, back in by `insert` or with `ready`.
         self.len -= entries.len();
         for e in entries.drain(..) {
